@@ -1,0 +1,31 @@
+# Two entry points: `make run` starts the bot, `make test` checks everything.
+# Both create .venv on first use and reinstall when pyproject.toml changes.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/supportbot run
+
+lint: $(STAMP)
+	$(BIN)/ruff check bot tests bench
+	$(BIN)/mypy bot tests bench
+
+test: lint
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.store_window
+	$(BIN)/python -m bench.overhead
+
+clean:
+	rm -rf $(VENV) build *.egg-info
