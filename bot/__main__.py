@@ -1,2 +1,169 @@
-def main() -> None:
-    raise SystemExit("not yet")
+"""The `supportbot` command: run, chat, check, kb and stats. Each command delegates at once."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from bot.config import ConfigError, Settings, load_settings
+from bot.logs import configure_logging
+from bot.runtime import Runtime, open_runtime
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        sys.exit(f"supportbot: configuration error: {error}")
+    configure_logging(settings.log_level, settings.secrets())
+    command: Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]] = args.func
+    try:
+        code: int = asyncio.run(command(settings, args))
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="supportbot", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    parser.set_defaults(func=_run)
+    sub.add_parser("run", help="start every configured adapter (console chat if none)"
+                   ).set_defaults(func=_run)
+    sub.add_parser("chat", help="chat in the terminal").set_defaults(func=_chat)
+    sub.add_parser("check", help="validate the configuration and reach each service"
+                   ).set_defaults(func=_check)
+    kb = sub.add_parser("kb", help="manage the knowledge base").add_subparsers(dest="kb")
+    index = kb.add_parser("index", help="index a folder of .md/.txt/.html docs")
+    index.add_argument("folder", nargs="?", type=Path, help="default: SUPPORTBOT_KB")
+    index.set_defaults(func=_kb_index)
+    kb.add_parser("list", help="list indexed documents").set_defaults(func=_kb_list)
+    search = kb.add_parser("search", help="show the passages a question would get")
+    search.add_argument("query")
+    search.set_defaults(func=_kb_search)
+    kb.add_parser("clear", help="remove every indexed document").set_defaults(func=_kb_clear)
+    stats = sub.add_parser("stats", help="usage and cost")
+    stats.add_argument("--days", type=float, default=30.0)
+    stats.set_defaults(func=_stats)
+    return parser
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _run(settings: Settings, args: argparse.Namespace) -> int:
+    if not (settings.slack_enabled or settings.discord_enabled):
+        return await _chat(settings, args)
+    stop = _stop_on_signals()
+    async with open_runtime(settings) as runtime, asyncio.TaskGroup() as group:
+        if settings.slack_enabled:
+            from bot.adapters import slack
+
+            group.create_task(slack.serve(runtime, stop))
+        if settings.discord_enabled:
+            from bot.adapters import discord
+
+            group.create_task(discord.serve(runtime, stop))
+    return 0
+
+
+async def _chat(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.adapters.console import chat
+
+    stop = _stop_on_signals()
+    async with open_runtime(settings) as runtime:
+        await chat(runtime, stop)
+    return 0
+
+
+async def _check(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.checks import run_checks
+
+    return await run_checks(settings)
+
+
+async def _with_runtime(settings: Settings, job: Callable[[Runtime], Awaitable[int]]) -> int:
+    async with open_runtime(settings) as runtime:
+        return await job(runtime)
+
+
+async def _kb_index(settings: Settings, args: argparse.Namespace) -> int:
+    folder: Path | None = args.folder or settings.kb_path
+    if folder is None or not folder.is_dir():
+        print("supportbot: give a folder of docs, or set SUPPORTBOT_KB", file=sys.stderr)
+        return 2
+
+    async def job(runtime: Runtime) -> int:
+        report = await runtime.knowledge.index_folder(folder)
+        print(f"indexed {folder}: {report.added} new, {report.updated} changed, "
+              f"{report.removed} removed, {report.unchanged} unchanged; "
+              f"{report.passages} passages written")
+        return 0
+
+    return await _with_runtime(settings, job)
+
+
+async def _kb_list(settings: Settings, args: argparse.Namespace) -> int:
+    async def job(runtime: Runtime) -> int:
+        documents = await runtime.knowledge.documents()
+        for doc in documents:
+            print(f"{doc.path}\t{doc.passages} passages\t{doc.title}")
+        print(f"{len(documents)} documents")
+        return 0
+
+    return await _with_runtime(settings, job)
+
+
+async def _kb_search(settings: Settings, args: argparse.Namespace) -> int:
+    async def job(runtime: Runtime) -> int:
+        passages = await runtime.knowledge.search(args.query)
+        for passage in passages:
+            print(f"== {passage.source} — {passage.heading}\n{passage.text[:400]}\n")
+        if not passages:
+            print("no matching passage")
+        return 0
+
+    return await _with_runtime(settings, job)
+
+
+async def _kb_clear(settings: Settings, args: argparse.Namespace) -> int:
+    async def job(runtime: Runtime) -> int:
+        print(f"removed {await runtime.knowledge.clear()} documents")
+        return 0
+
+    return await _with_runtime(settings, job)
+
+
+async def _stats(settings: Settings, args: argparse.Namespace) -> int:
+    async def job(runtime: Runtime) -> int:
+        totals = await runtime.store.usage_totals(time.time() - args.days * 86400)
+        print(f"last {args.days:g} days: {totals.replies} replies in "
+              f"{totals.conversations} conversations ({totals.failed} failed or interrupted)")
+        print(f"tokens: {totals.input_tokens} in, {totals.output_tokens} out, "
+              f"{totals.cache_read_input_tokens} cache reads, "
+              f"{totals.cache_creation_input_tokens} cache writes")
+        cost = f"${totals.cost_usd:.4f}"
+        if totals.unpriced_replies:
+            cost += f" (+ {totals.unpriced_replies} replies from models of unknown price)"
+        print(f"cost: {cost}")
+        return 0
+
+    return await _with_runtime(settings, job)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""The terminal chat: one conversation per user, kept in the same store as the platforms.
+
+It doubles as the simplest Surface: text is printed as it streams, so a restart of
+`supportbot chat` continues the same thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+import threading
+import uuid
+from typing import TextIO
+
+from bot.conversation import Arrival, ConversationKey, Incoming, Platform
+from bot.runtime import Runtime
+from bot.streaming import Snapshot
+
+HELP = "Type a question and press Enter. /reset starts a new conversation, /quit leaves."
+
+
+class ConsoleSurface:
+    """Prints a reply as it grows; the typing marker is never printed to a terminal."""
+
+    limit = 1_000_000
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.printed = ""
+
+    def interval(self) -> float:
+        return 0.05
+
+    def render(self, markdown: str) -> str:
+        return markdown
+
+    async def start(self) -> None:
+        self._write("bot> ")
+
+    async def update(self, snapshot: Snapshot) -> None:
+        self._catch_up(snapshot.text)
+
+    async def finish(self, snapshot: Snapshot) -> None:
+        self._catch_up(snapshot.text)
+        self._write("\n\n")
+
+    def _catch_up(self, text: str) -> None:
+        if text.startswith(self.printed):
+            self._write(text[len(self.printed):])
+        else:  # the text was replaced (e.g. a refusal): show the new one in full
+            self._write("\n" + text)
+        self.printed = text
+
+    def _write(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
+
+
+def _stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str | None]:
+    """Lines from stdin, read on a daemon thread so a pending read never blocks shutdown."""
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def read() -> None:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(queue.put_nowait, line.rstrip("\n"))
+        loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    threading.Thread(target=read, name="supportbot-stdin", daemon=True).start()
+    return queue
+
+
+async def chat(runtime: Runtime, stop: asyncio.Event, out: TextIO = sys.stdout) -> None:
+    """Run the terminal chat until EOF, /quit or `stop`."""
+    user = getpass.getuser()
+    interactive = sys.stdin.isatty()
+    _banner(runtime, interactive)
+    lines = _stdin_lines(asyncio.get_running_loop())
+    thread = await runtime.store.get_value(f"console:thread:{user}") or "1"
+    for _ in range(1_000_000):  # one pass per line typed
+        if interactive:
+            out.write("you> ")
+            out.flush()
+        line = await _next_line(lines, stop)
+        if line is None or line.strip() == "/quit":
+            return
+        if line.strip() == "/reset":
+            thread = str(int(thread) + 1)
+            await runtime.store.set_value(f"console:thread:{user}", thread)
+            out.write("(new conversation)\n\n")
+            continue
+        if not line.strip():
+            continue
+        incoming = Incoming(
+            key=ConversationKey(Platform.CONSOLE, "local", user, thread),
+            author_id=user,
+            author_name=user,
+            text=line,
+            event_id=uuid.uuid4().hex,
+            arrival=Arrival.DM,
+        )
+        task = await runtime.responder.submit(incoming, ConsoleSurface(out))
+        if task is not None:
+            await task
+
+
+async def _next_line(lines: asyncio.Queue[str | None], stop: asyncio.Event) -> str | None:
+    getter = asyncio.ensure_future(lines.get())
+    stopper = asyncio.ensure_future(stop.wait())
+    done, pending = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    return getter.result() if getter in done else None
+
+
+def _banner(runtime: Runtime, interactive: bool) -> None:
+    settings = runtime.settings
+    if runtime.llm is None:
+        print(
+            "supportbot: no ANTHROPIC_API_KEY is set, so I answer from the knowledge base only.\n"
+            "  Put ANTHROPIC_API_KEY=sk-ant-... in .env (see .env.example) for AI answers.",
+            file=sys.stderr,
+        )
+    else:
+        print(f"supportbot: chatting with {settings.model}; history in {settings.db_path}",
+              file=sys.stderr)
+    if interactive:
+        print(HELP, file=sys.stderr)

@@ -1,0 +1,263 @@
+"""Settings, read once from the environment and `.env` into one typed, frozen object.
+
+A missing or malformed value fails at start with the variable's name and what to do.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlparse
+
+from dotenv import dotenv_values
+
+from bot.models import DEFAULT_FALLBACK_MODEL, DEFAULT_MODEL, profile
+
+T = TypeVar("T")
+EFFORTS = ("low", "medium", "high", "off")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the variable and the fix."""
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A credential whose repr and str never show the value."""
+
+    value: str = field(repr=False)
+
+    def __str__(self) -> str:
+        return mask(self.value)
+
+    def __repr__(self) -> str:
+        return f"Secret({mask(self.value)})"
+
+    def __bool__(self) -> bool:
+        return bool(self.value)
+
+
+def mask(value: str) -> str:
+    """Show only enough of a secret to recognise which one it is."""
+    if not value:
+        return "(not set)"
+    if len(value) <= 8:
+        return "****"
+    return f"{value[:4]}…{value[-2:]}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    anthropic_api_key: Secret
+    anthropic_base_url: str
+    model: str
+    fallback_model: str | None
+    max_tokens: int
+    temperature: float
+    effort: str
+    history_tokens: int
+    db_path: Path
+    kb_path: Path | None
+    max_concurrent: int
+    session_idle_hours: float
+    slack_bot_token: Secret
+    slack_app_token: Secret
+    slack_signing_secret: Secret
+    slack_api_url: str
+    slack_native_streaming: bool
+    port: int
+    discord_bot_token: Secret
+    discord_api_url: str
+    discord_gateway_url: str
+    discord_guild_id: int | None
+    discord_message_content: bool
+    log_level: str
+
+    @property
+    def slack_enabled(self) -> bool:
+        return bool(self.slack_bot_token)
+
+    @property
+    def discord_enabled(self) -> bool:
+        return bool(self.discord_bot_token)
+
+    def secrets(self) -> list[str]:
+        """Every credential value, for the log redactor."""
+        values = (
+            self.anthropic_api_key,
+            self.slack_bot_token,
+            self.slack_app_token,
+            self.slack_signing_secret,
+            self.discord_bot_token,
+        )
+        return [s.value for s in values if s.value]
+
+
+class _Reader:
+    """Reads one variable at a time from a merged mapping, with typed parsers."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def raw(self, name: str, default: str = "") -> str:
+        return self.env.get(name, default).strip()
+
+    def parsed(self, name: str, default: T, parse: Callable[[str], T], want: str) -> T:
+        text = self.raw(name)
+        if not text:
+            return default
+        try:
+            return parse(text)
+        except ValueError:
+            raise ConfigError(f'{name} must be {want}, got "{text}"') from None
+
+    def positive_int(self, name: str, default: int) -> int:
+        return self.parsed(name, default, _positive_int, "a positive integer")
+
+    def flag(self, name: str, default: bool) -> bool:
+        return self.parsed(name, default, _flag, "true or false")
+
+    def url(self, name: str, default: str) -> str:
+        return self.parsed(name, default, _http_url, "an http:// or https:// URL")
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        def parse(text: str) -> str:
+            if text.lower() not in choices and text.upper() not in choices:
+                raise ValueError(text)
+            return text.upper() if text.upper() in choices else text.lower()
+
+        return self.parsed(name, default, parse, "one of " + " / ".join(choices))
+
+    def token(self, name: str, prefix: str = "") -> Secret:
+        text = self.raw(name)
+        if text and prefix and not text.startswith(prefix):
+            # Never echo the value: it is a credential.
+            raise ConfigError(
+                f"{name} must start with {prefix!r}; copy it again from the app's settings page"
+            )
+        return Secret(text)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text.replace("_", ""))
+    if value <= 0:
+        raise ValueError(text)
+    return value
+
+
+def _flag(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+def _http_url(text: str) -> str:
+    parsed = urlparse(text)
+    if parsed.scheme not in ("http", "https", "ws", "wss") or not parsed.netloc:
+        raise ValueError(text)
+    return text
+
+
+def _temperature(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(text)
+    return value
+
+
+def _hours(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError(text)
+    return value
+
+
+def _snowflake(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError(text)
+    return value
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, dotenv_path: Path | None = Path(".env")
+) -> Settings:
+    """Settings from the process environment over `.env` (the environment wins)."""
+    merged: dict[str, str] = {}
+    if dotenv_path is not None and dotenv_path.is_file():
+        merged.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+    merged.update(os.environ if environ is None else environ)
+    return _settings_from(_Reader(merged))
+
+
+def _settings_from(r: _Reader) -> Settings:
+    model = r.raw("SUPPORTBOT_MODEL") or DEFAULT_MODEL
+    fallback_text = r.env.get("SUPPORTBOT_FALLBACK_MODEL", DEFAULT_FALLBACK_MODEL).strip()
+    max_tokens = r.positive_int("SUPPORTBOT_MAX_TOKENS", 1024)
+    limit = profile(model).max_output
+    if profile(model).known and max_tokens > limit:
+        raise ConfigError(
+            f"SUPPORTBOT_MAX_TOKENS must be at most {limit} for {model}, got {max_tokens}"
+        )
+    settings = Settings(
+        anthropic_api_key=r.token("ANTHROPIC_API_KEY"),
+        anthropic_base_url=r.url("ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
+        model=model,
+        fallback_model=fallback_text or None,
+        max_tokens=max_tokens,
+        temperature=r.parsed("SUPPORTBOT_TEMPERATURE", 0.3, _temperature, "a number from 0 to 1"),
+        effort=r.choice("SUPPORTBOT_EFFORT", "low", EFFORTS),
+        history_tokens=r.positive_int("SUPPORTBOT_HISTORY_TOKENS", 20_000),
+        db_path=Path(r.raw("SUPPORTBOT_DB") or "supportbot.db"),
+        kb_path=_kb_path(r),
+        max_concurrent=r.positive_int("SUPPORTBOT_MAX_CONCURRENT", 64),
+        session_idle_hours=r.parsed(
+            "SUPPORTBOT_SESSION_IDLE_HOURS", 24.0, _hours, "a positive number of hours"
+        ),
+        slack_bot_token=r.token("SLACK_BOT_TOKEN", "xoxb-"),
+        slack_app_token=r.token("SLACK_APP_TOKEN", "xapp-"),
+        slack_signing_secret=r.token("SLACK_SIGNING_SECRET"),
+        slack_api_url=r.url("SLACK_API_URL", "https://slack.com/api/"),
+        slack_native_streaming=r.flag("SLACK_NATIVE_STREAMING", False),
+        port=r.parsed("PORT", 3000, _port, "a port number from 1 to 65535"),
+        discord_bot_token=r.token("DISCORD_BOT_TOKEN"),
+        discord_api_url=r.url("DISCORD_API_URL", "https://discord.com/api/v10"),
+        discord_gateway_url=r.url("DISCORD_GATEWAY_URL", "wss://gateway.discord.gg"),
+        discord_guild_id=r.parsed("DISCORD_GUILD_ID", None, _snowflake, "a Discord server id"),
+        discord_message_content=r.flag("DISCORD_MESSAGE_CONTENT", False),
+        log_level=r.choice("LOG_LEVEL", "INFO", LOG_LEVELS),
+    )
+    _check_slack_mode(settings)
+    return settings
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 < value < 65536:
+        raise ValueError(text)
+    return value
+
+
+def _kb_path(r: _Reader) -> Path | None:
+    text = r.raw("SUPPORTBOT_KB")
+    if not text:
+        return None
+    path = Path(text)
+    if not path.is_dir():
+        raise ConfigError(f'SUPPORTBOT_KB must be a folder of docs, got "{text}" (no such folder)')
+    return path
+
+
+def _check_slack_mode(settings: Settings) -> None:
+    if settings.slack_enabled and not (settings.slack_app_token or settings.slack_signing_secret):
+        raise ConfigError(
+            "SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN (Socket Mode) nor "
+            "SLACK_SIGNING_SECRET (HTTP mode) is: set one of them"
+        )

@@ -1,0 +1,99 @@
+"""Plain frozen values shared by every platform: who asked what, where, and what came back."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+
+class Platform(StrEnum):
+    SLACK = "slack"
+    DISCORD = "discord"
+    CONSOLE = "console"
+
+
+class Arrival(StrEnum):
+    """How a message reached the bot; adapters pick one, the responder does not care."""
+
+    MENTION = "mention"
+    DM = "dm"
+    SLASH = "slash"
+    FOLLOW_UP = "follow_up"
+
+
+Role = Literal["user", "assistant"]
+
+IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+MAX_IMAGE_BYTES = 5 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ConversationKey:
+    """Where a support thread lives: platform, workspace or guild, channel, thread."""
+
+    platform: Platform
+    workspace: str
+    channel: str
+    thread: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.platform.value}:{self.workspace}:{self.channel}:{self.thread}"
+
+
+@dataclass(frozen=True)
+class Image:
+    media_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One question from a person, already translated out of its platform's wire format."""
+
+    key: ConversationKey
+    author_id: str
+    text: str
+    event_id: str
+    arrival: Arrival
+    author_name: str = ""
+    images: tuple[Image, ...] = ()
+    notes: tuple[str, ...] = ()  # e.g. "report.pdf was attached but cannot be read"
+    received_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One message of a conversation's history, with its token estimate from write time."""
+
+    role: Role
+    text: str
+    tokens: int
+    images: tuple[Image, ...] = ()
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A finished reply: exactly what the user saw, and what it cost."""
+
+    text: str
+    model: str
+    stop_reason: str
+    usage: Usage
+    cost_usd: float | None
+    first_text_ms: float | None = None
+    outcome: str = "answered"  # answered / failed / interrupted / refused / kb_only

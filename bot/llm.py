@@ -1,0 +1,356 @@
+"""The Anthropic Messages API over httpx: one async generator of text deltas, then the end.
+
+Everything else here is private: request bodies per model profile, SSE parsing, typed errors
+from the API's error body, retries with backoff before any text, and the fallback model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import random
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from httpx_sse import EventSource
+
+from bot.conversation import Turn, Usage
+from bot.models import ModelProfile, profile
+from bot.prompts import Prompt
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "2023-06-01"
+MAX_RETRIES = 3
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504, 529})
+_TOO_LONG = re.compile(r"prompt is too long: (\d+) tokens > (\d+) maximum")
+
+
+class LLMError(Exception):
+    """An error from the model API, built from its error body."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        error_type: str = "",
+        request_id: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.error_type = error_type
+        self.request_id = request_id
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return self.status in RETRYABLE_STATUS or self.status == 0
+
+
+class AuthenticationError(LLMError):
+    """The key is missing, wrong or not allowed to use this model."""
+
+
+class BadRequestError(LLMError):
+    """The request itself is wrong; retrying the same request will not help."""
+
+
+class PromptTooLongError(BadRequestError):
+    def __init__(self, message: str, tokens: int, maximum: int, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.tokens = tokens
+        self.maximum = maximum
+
+
+class RateLimitError(LLMError):
+    pass
+
+
+class OverloadedError(LLMError):
+    pass
+
+
+class UnavailableError(LLMError):
+    """A 5xx, a timeout or a connection failure."""
+
+
+class StreamInterruptedError(LLMError):
+    """The stream broke after some text was already delivered."""
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    """The last item of a stream: why it stopped, what it used, which model answered."""
+
+    stop_reason: str
+    usage: Usage
+    model: str
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """The settings that shape each request, beyond the prompt."""
+
+    model: str
+    fallback_model: str | None
+    temperature: float
+    effort: str  # low / medium / high / off
+
+
+class AnthropicClient:
+    """A pooled HTTP client for the Messages API; `stream()` is the one public call."""
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str,
+        options: ModelOptions,
+        *,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        backoff_base: float = 0.5,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.options = options
+        self.backoff_base = backoff_base
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers={"x-api-key": api_key, "anthropic-version": API_VERSION},
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def stream(self, prompt: Prompt) -> AsyncIterator[str | StreamEnd]:
+        """Text deltas of the answer, then one StreamEnd. Raises an LLMError subclass."""
+        models = [self.options.model]
+        fallback = self.options.fallback_model
+        if fallback and fallback != self.options.model:
+            models.append(fallback)
+        for index, model_id in enumerate(models):
+            last = index == len(models) - 1
+            try:
+                async for item in self._stream_with_retries(prompt, profile(model_id)):
+                    yield item
+                return
+            except (OverloadedError, UnavailableError) as error:
+                if last:
+                    raise
+                log.warning("%s stays unavailable (%s); trying %s", model_id, error, models[-1])
+
+    async def count_tokens(self, prompt: Prompt) -> int:
+        """The API's own count of the prompt's input tokens."""
+        body = _body(prompt, profile(self.options.model), self.options, stream=False)
+        body.pop("max_tokens", None)
+        body.pop("stream", None)
+        body.pop("temperature", None)
+        response = await self._send("/v1/messages/count_tokens", body)
+        return int(response.json()["input_tokens"])
+
+    async def check(self) -> str:
+        """Reach the API with the configured model; returns the model's display name."""
+        response = await self._client.get(f"/v1/models/{self.options.model}")
+        if response.status_code != 200:
+            raise _error_from(response.status_code, response.text, response.headers)
+        return str(response.json().get("display_name", self.options.model))
+
+    async def _send(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        try:
+            response = await self._client.post(path, json=body)
+        except httpx.HTTPError as error:
+            raise UnavailableError(f"cannot reach the model API: {type(error).__name__}") from None
+        if response.status_code != 200:
+            raise _error_from(response.status_code, response.text, response.headers)
+        return response
+
+    async def _stream_with_retries(
+        self, prompt: Prompt, model: ModelProfile
+    ) -> AsyncIterator[str | StreamEnd]:
+        body = _body(prompt, model, self.options, stream=True)
+        for attempt in range(MAX_RETRIES + 1):
+            started = False
+            try:
+                async for item in self._stream_once(body, model.id):
+                    started = started or isinstance(item, str)
+                    yield item
+                return
+            except LLMError as error:
+                if started or not error.retryable or attempt == MAX_RETRIES:
+                    raise
+                delay = self._backoff(attempt, error.retry_after)
+                log.info("model API %s (%s); retry %d in %.1fs", error.status, error.error_type,
+                         attempt + 1, delay)
+                await asyncio.sleep(delay)
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Exponential backoff with full jitter; the server's retry-after wins when given."""
+        if retry_after is not None:
+            return min(retry_after, 60.0)
+        return random.uniform(0, self.backoff_base * 2**attempt)
+
+    async def _stream_once(
+        self, body: dict[str, Any], model_id: str
+    ) -> AsyncIterator[str | StreamEnd]:
+        try:
+            async with self._client.stream("POST", "/v1/messages", json=body) as response:
+                if response.status_code != 200:
+                    text = (await response.aread()).decode("utf-8", "replace")
+                    raise _error_from(response.status_code, text, response.headers)
+                request_id = response.headers.get("request-id", "")
+                async for item in _read_events(EventSource(response), model_id, request_id):
+                    yield item
+        except httpx.TimeoutException:
+            raise UnavailableError("the model API timed out") from None
+        except httpx.HTTPError as error:
+            raise UnavailableError(f"lost the model API: {type(error).__name__}") from None
+
+
+async def _read_events(
+    source: EventSource, model_id: str, request_id: str
+) -> AsyncIterator[str | StreamEnd]:
+    """Turn SSE events into text deltas; only `text` blocks count, picked by type."""
+    text_blocks: set[int] = set()
+    usage: dict[str, int] = {}
+    stop_reason = ""
+    sent_text = False
+    async for sse in source.aiter_sse():
+        data = json.loads(sse.data) if sse.data else {}
+        kind = data.get("type", sse.event)
+        if kind == "message_start":
+            message = data.get("message", {})
+            model_id = message.get("model", model_id)
+            usage.update(_usage_fields(message.get("usage", {})))
+        elif kind == "content_block_start":
+            if data.get("content_block", {}).get("type") == "text":
+                text_blocks.add(int(data.get("index", 0)))
+        elif kind == "content_block_delta":
+            delta = data.get("delta", {})
+            if delta.get("type") == "text_delta" and data.get("index", 0) in text_blocks:
+                if delta.get("text"):
+                    sent_text = True
+                    yield delta["text"]
+        elif kind == "message_delta":
+            stop_reason = data.get("delta", {}).get("stop_reason") or stop_reason
+            usage.update(_usage_fields(data.get("usage", {})))
+        elif kind == "message_stop":
+            yield StreamEnd(stop_reason=stop_reason or "end_turn", usage=Usage(**usage),
+                            model=model_id)
+            return
+        elif kind == "error":
+            error = data.get("error", {})
+            cls = StreamInterruptedError if sent_text else _class_for(0, error.get("type", ""))
+            raise cls(
+                error.get("message", "the stream failed"),
+                error_type=error.get("type", ""),
+                request_id=request_id,
+                status=0 if sent_text else _status_for(error.get("type", "")),
+            )
+    # The connection closed without message_stop: the answer is incomplete.
+    cls = StreamInterruptedError if sent_text else UnavailableError
+    raise cls("the model API closed the stream early", request_id=request_id)
+
+
+def _usage_fields(raw: dict[str, Any]) -> dict[str, int]:
+    names = ("input_tokens", "output_tokens", "cache_creation_input_tokens",
+             "cache_read_input_tokens")
+    return {name: int(raw[name]) for name in names if isinstance(raw.get(name), int)}
+
+
+def _status_for(error_type: str) -> int:
+    return {"overloaded_error": 529, "api_error": 500, "rate_limit_error": 429}.get(error_type, 0)
+
+
+def _class_for(status: int, error_type: str) -> type[LLMError]:
+    if status in (401, 403) or error_type in ("authentication_error", "permission_error"):
+        return AuthenticationError
+    if status == 429 or error_type == "rate_limit_error":
+        return RateLimitError
+    if status == 529 or error_type == "overloaded_error":
+        return OverloadedError
+    if status >= 500 or error_type == "api_error" or status == 0:
+        return UnavailableError
+    return BadRequestError
+
+
+def _error_from(status: int, text: str, headers: httpx.Headers) -> LLMError:
+    """A typed error from the API's error body: {"type":"error","error":{type,message}}."""
+    try:
+        payload = json.loads(text)
+        error = payload.get("error", {}) if isinstance(payload, dict) else {}
+    except ValueError:
+        payload, error = {}, {}
+    message = str(error.get("message") or f"HTTP {status}")
+    error_type = str(error.get("type") or "")
+    request_id = headers.get("request-id") or str(payload.get("request_id", ""))
+    retry_after = _seconds(headers.get("retry-after"))
+    kw: dict[str, Any] = dict(
+        status=status, error_type=error_type, request_id=request_id, retry_after=retry_after
+    )
+    match = _TOO_LONG.search(message)
+    if match:
+        return PromptTooLongError(message, int(match.group(1)), int(match.group(2)), **kw)
+    return _class_for(status, error_type)(message, **kw)
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _body(
+    prompt: Prompt, model: ModelProfile, options: ModelOptions, *, stream: bool
+) -> dict[str, Any]:
+    """The JSON body for one model: only the parameters that model accepts."""
+    system: list[dict[str, Any]] = [
+        {"type": "text", "text": prompt.system, "cache_control": {"type": "ephemeral"}}
+    ]
+    if prompt.context:
+        system.append({"type": "text", "text": prompt.context})
+    body: dict[str, Any] = {
+        "model": model.id,
+        "max_tokens": min(prompt.max_tokens, model.max_output),
+        "system": system,
+        "messages": [_message(turn) for turn in prompt.turns],
+        "stream": stream,
+    }
+    if model.sampling in ("all", "one"):
+        body["temperature"] = options.temperature
+    if model.thinking == "adaptive":
+        if options.effort == "off" and model.can_disable_thinking:
+            body["thinking"] = {"type": "disabled"}
+        else:
+            effort = "low" if options.effort == "off" else options.effort
+            body["output_config"] = {"effort": effort}
+    return body
+
+
+def _message(turn: Turn) -> dict[str, Any]:
+    text = turn.text if turn.text.strip() else "(no text)"
+    if not turn.images:
+        return {"role": turn.role, "content": text}
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "image",
+            "source": {
+                "type": "base64",
+                "media_type": image.media_type,
+                "data": base64.b64encode(image.data).decode("ascii"),
+            },
+        }
+        for image in turn.images
+    ]
+    blocks.append({"type": "text", "text": text})
+    return {"role": turn.role, "content": blocks}

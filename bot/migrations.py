@@ -1,0 +1,89 @@
+"""The database schema, grown by small named migrations applied when the store opens."""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("supportbot")
+
+
+@migrations(name="m001_conversations")
+def m001_conversations(db: Database) -> None:
+    db["conversations"].create(  # type: ignore[union-attr]
+        {
+            "id": str,
+            "platform": str,
+            "workspace": str,
+            "channel": str,
+            "thread": str,
+            "created_at": float,
+            "updated_at": float,
+        },
+        pk="id",
+    )
+    # position orders a thread: 2·(question id) for a question, +1 for its answer, so an
+    # answer always sorts right after its question even when later questions arrived first.
+    db["messages"].create(  # type: ignore[union-attr]
+        {
+            "id": int,
+            "conversation_id": str,
+            "position": int,
+            "role": str,
+            "text": str,
+            "tokens": int,
+            "author_id": str,
+            "image_count": int,
+            "created_at": float,
+        },
+        pk="id",
+        foreign_keys=[("conversation_id", "conversations", "id")],
+    )
+    db["messages"].create_index(  # type: ignore[union-attr]
+        ["conversation_id", "position"], index_name="idx_messages_position"
+    )
+    db["events"].create(  # type: ignore[union-attr]
+        {"key": str, "conversation_id": str, "message_id": int, "created_at": float}, pk="key"
+    )
+
+
+@migrations(name="m002_replies_and_values")
+def m002_replies_and_values(db: Database) -> None:
+    db["replies"].create(  # type: ignore[union-attr]
+        {
+            "id": int,
+            "conversation_id": str,
+            "question_id": int,
+            "answer_id": int,
+            "model": str,
+            "stop_reason": str,
+            "outcome": str,
+            "input_tokens": int,
+            "output_tokens": int,
+            "cache_creation_input_tokens": int,
+            "cache_read_input_tokens": int,
+            "cost_usd": float,
+            "first_text_ms": float,
+            "total_ms": float,
+            "created_at": float,
+        },
+        pk="id",
+    )
+    db["replies"].create_index(["created_at"])  # type: ignore[union-attr]
+    db["kv"].create({"key": str, "value": str}, pk="key")  # type: ignore[union-attr]
+
+
+@migrations(name="m003_knowledge")
+def m003_knowledge(db: Database) -> None:
+    db["kb_documents"].create(  # type: ignore[union-attr]
+        {"path": str, "title": str, "sha256": str, "indexed_at": float}, pk="path"
+    )
+    db["kb_passages"].create(  # type: ignore[union-attr]
+        {"id": int, "document_path": str, "heading": str, "text": str},
+        pk="id",
+        foreign_keys=[("document_path", "kb_documents", "path")],
+    )
+    db["kb_passages"].create_index(["document_path"])  # type: ignore[union-attr]
+    db["kb_passages"].enable_fts(  # type: ignore[union-attr]
+        ["heading", "text"], create_triggers=True, tokenize="porter"
+    )

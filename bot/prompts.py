@@ -1,0 +1,84 @@
+"""The request we send the model: system prompt from prompts/*.md, docs passages, history (pure).
+
+Files are read once when a PromptBook is made, so editing prompts/ takes effect on restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.conversation import Platform, Turn
+
+PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A piece of the team's docs, found for the current question."""
+
+    source: str
+    heading: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """Model-independent request content; llm.py adds the model's own parameters."""
+
+    system: str  # stable across requests, so it can be cached
+    context: str  # this question's docs passages ("" when none)
+    turns: tuple[Turn, ...]
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class PromptBook:
+    """The editable prompt texts: the base system prompt and one style hint per platform."""
+
+    system: str
+    platform_hints: dict[Platform, str]
+
+    @classmethod
+    def load(cls, folder: Path = PROMPTS_DIR) -> PromptBook:
+        system = (folder / "system.md").read_text(encoding="utf-8").strip()
+        hints = {}
+        for platform in Platform:
+            path = folder / f"platform_{platform.value}.md"
+            hints[platform] = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
+        return cls(system=system, platform_hints=hints)
+
+    def system_for(self, platform: Platform) -> str:
+        hint = self.platform_hints.get(platform, "")
+        return f"{self.system}\n\n{hint}" if hint else self.system
+
+
+def context_block(passages: Sequence[Passage]) -> str:
+    """The docs passages as one block the system prompt refers to."""
+    if not passages:
+        return (
+            "<documentation>\nNo passage of the team's documentation matched this question."
+            "\n</documentation>"
+        )
+    parts = [
+        f'<passage source="{p.source}" section="{p.heading}">\n{p.text}\n</passage>'
+        for p in passages
+    ]
+    return "<documentation>\n" + "\n".join(parts) + "\n</documentation>"
+
+
+def build_prompt(
+    book: PromptBook,
+    platform: Platform,
+    passages: Sequence[Passage],
+    window: Sequence[Turn],
+    max_tokens: int,
+) -> Prompt:
+    """The full request content for one reply."""
+    return Prompt(
+        system=book.system_for(platform),
+        context=context_block(passages),
+        turns=tuple(window),
+        max_tokens=max_tokens,
+    )

@@ -1,0 +1,333 @@
+"""The responder: the one place that joins the store, the docs, the model and a Surface.
+
+Replies within a conversation run one at a time in arrival order; different conversations
+run concurrently up to a global cap. Whatever fails, the user's message ends in an honest
+final text, never a stuck typing marker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
+
+from bot.adapters.base import Surface
+from bot.conversation import Answer, ConversationKey, Incoming, Usage
+from bot.knowledge import Knowledge
+from bot.llm import (
+    AnthropicClient,
+    AuthenticationError,
+    BadRequestError,
+    LLMError,
+    PromptTooLongError,
+    RateLimitError,
+    StreamEnd,
+    StreamInterruptedError,
+)
+from bot.models import ModelProfile, cost_usd, estimate_tokens, profile
+from bot.prompts import Passage, Prompt, PromptBook, build_prompt
+from bot.store import RecordedQuestion, Store
+from bot.streaming import LiveReply
+from bot.trimming import history_budget, history_window
+
+log = logging.getLogger(__name__)
+
+EMPTY_QUESTION = (
+    "Hi! Ask me your question in the same message, for example: "
+    "*how do I reset my password?*"
+)
+NOTE_CUT = "\n\n_(The answer was cut short here. Ask me to continue.)_"
+NOTE_INTERRUPTED = "\n\n_(Interrupted: the bot is restarting. Please ask again in a moment.)_"
+REFUSAL = (
+    "I can't help with that request. If you think this is a mistake, reply *human* and a "
+    "person from the team will take a look."
+)
+FINISH_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class ReplyPolicy:
+    """The settings a reply depends on, taken from Settings once."""
+
+    model: str
+    max_tokens: int
+    history_tokens: int
+    max_concurrent: int
+    passages: int = 4
+
+
+class Responder:
+    """Turns each Incoming into a streamed, recorded reply on its Surface."""
+
+    def __init__(
+        self,
+        policy: ReplyPolicy,
+        store: Store,
+        knowledge: Knowledge,
+        llm: AnthropicClient | None,
+        book: PromptBook,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.policy = policy
+        self.store = store
+        self.knowledge = knowledge
+        self.llm = llm
+        self.book = book
+        self.clock = clock
+        self._slots = asyncio.Semaphore(policy.max_concurrent)
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def model(self) -> ModelProfile:
+        return profile(self.policy.model)
+
+    async def submit(self, incoming: Incoming, surface: Surface) -> asyncio.Task[None] | None:
+        """Record the question and start its reply; None when this event was seen before."""
+        text = question_text(incoming)
+        tokens = estimate_tokens(text, self.model, len(incoming.images))
+        question = await self.store.record_question(replace(incoming, text=text), tokens)
+        if question is None:
+            log.info("event %s already handled; not answering twice", incoming.event_id)
+            return None
+        task = asyncio.create_task(self._reply(incoming, text, question, surface))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def aclose(self, timeout: float = FINISH_TIMEOUT) -> None:
+        """Finish replies in flight with an 'interrupted' note, then return."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+    async def _reply(
+        self, incoming: Incoming, text: str, question: RecordedQuestion, surface: Surface
+    ) -> None:
+        started = self.clock()
+        live = LiveReply(surface.limit, surface.render)
+        await _quietly(surface.start(), "show the first sign")
+        answer = _failed_answer(self.policy.model)
+        try:
+            async with self._conversation(incoming.key), self._slots:
+                answer = await self._answer(incoming, text, question, surface, live, started)
+        except asyncio.CancelledError:
+            answer = replace(answer, text=live.text, outcome="interrupted")
+            await _quietly(surface.finish(live.final(NOTE_INTERRUPTED)), "mark interrupted")
+            raise
+        except Exception:
+            log.exception("reply failed in %s", incoming.key.id)
+            note = "\n\n" if live.text else ""
+            await _quietly(surface.finish(live.final(note + unexpected_failure())), "finish")
+        finally:
+            total_ms = (self.clock() - started) * 1000
+            tokens = estimate_tokens(answer.text, self.model)
+            await asyncio.shield(
+                self.store.record_answer(incoming.key, question, answer, tokens, total_ms)
+            )
+
+    async def _answer(
+        self,
+        incoming: Incoming,
+        text: str,
+        question: RecordedQuestion,
+        surface: Surface,
+        live: LiveReply,
+        started: float,
+    ) -> Answer:
+        if not incoming.text.strip() and not incoming.images:
+            return await _finish_with(surface, live, EMPTY_QUESTION, self.policy.model)
+        passages = await self.knowledge.search(text, self.policy.passages)
+        if self.llm is None:
+            return await _finish_with(surface, live, kb_only_answer(passages), "", "kb_only")
+        budget = self._budget(incoming, passages)
+        for attempt in range(2):  # one retry with a tighter window on "prompt is too long"
+            turns = await self.store.history(incoming.key, question, budget)
+            if turns:
+                turns[-1] = replace(turns[-1], images=incoming.images)
+            window = history_window(turns, budget, self.model)
+            prompt = build_prompt(
+                self.book, incoming.key.platform, passages, window, self.policy.max_tokens
+            )
+            try:
+                return await self._stream(self.llm, prompt, surface, live, started)
+            except PromptTooLongError as error:
+                if attempt == 1 or live.text:
+                    raise
+                budget = max(256, int(budget * error.maximum / max(error.tokens, 1) * 0.8))
+                log.warning("prompt too long (%d > %d); retrying with %d history tokens",
+                            error.tokens, error.maximum, budget)
+        raise AssertionError("unreachable")
+
+    def _budget(self, incoming: Incoming, passages: list[Passage]) -> int:
+        system = self.book.system_for(incoming.key.platform)
+        context = "".join(p.text for p in passages)
+        return history_budget(
+            self.model,
+            self.policy.history_tokens,
+            self.policy.max_tokens,
+            estimate_tokens(system, self.model),
+            estimate_tokens(context, self.model) + 64 * len(passages),
+        )
+
+    async def _stream(
+        self,
+        llm: AnthropicClient,
+        prompt: Prompt,
+        surface: Surface,
+        live: LiveReply,
+        started: float,
+    ) -> Answer:
+        end: StreamEnd | None = None
+        first_text_ms: float | None = None
+        try:
+            async with self._painting(live, surface) as wake:
+                async for item in llm.stream(prompt):
+                    if isinstance(item, StreamEnd):
+                        end = item
+                        break
+                    if first_text_ms is None:
+                        first_text_ms = (self.clock() - started) * 1000
+                    live.feed(item)
+                    wake.set()
+        except LLMError as error:
+            log.warning("model API error: %s %s (request %s)", error.status, error.error_type,
+                        error.request_id or "-")
+            if isinstance(error, PromptTooLongError) and not live.text:
+                raise
+            note = ("\n\n" if live.text else "") + failure_message(error)
+            await surface.finish(live.final(note))
+            return Answer(live.text, self.policy.model, "error", Usage(), None, first_text_ms,
+                          "failed")
+        assert end is not None, "stream ended without StreamEnd"
+        return await self._conclude(end, surface, live, first_text_ms)
+
+    async def _conclude(
+        self, end: StreamEnd, surface: Surface, live: LiveReply, first_text_ms: float | None
+    ) -> Answer:
+        cost = cost_usd(end.usage, profile(end.model))
+        if end.stop_reason == "refusal":
+            refused = LiveReply(surface.limit, surface.render)
+            refused.feed(REFUSAL)
+            await surface.finish(refused.final())
+            return Answer(REFUSAL, end.model, end.stop_reason, end.usage, cost, first_text_ms,
+                          "refused")
+        note = NOTE_CUT if end.stop_reason == "max_tokens" else ""
+        if not live.text.strip():
+            note = "I don't have an answer to that. Reply *human* to reach a person."
+        snapshot = live.final(note)
+        await surface.finish(snapshot)
+        return Answer(snapshot.text, end.model, end.stop_reason, end.usage, cost, first_text_ms)
+
+    @contextlib.asynccontextmanager
+    async def _painting(self, live: LiveReply, surface: Surface) -> AsyncIterator[asyncio.Event]:
+        """Run the painter beside the stream; on exit let its last update land, then stop it."""
+        wake = asyncio.Event()
+        stop = asyncio.Event()
+        painter = asyncio.create_task(self._paint(live, surface, wake, stop))
+        try:
+            yield wake
+        finally:
+            stop.set()
+            wake.set()
+            try:
+                await painter
+            except asyncio.CancelledError:
+                painter.cancel()
+                raise
+
+    async def _paint(
+        self, live: LiveReply, surface: Surface, wake: asyncio.Event, stop: asyncio.Event
+    ) -> None:
+        """Show the newest text as soon as allowed: first text at once, then once per interval."""
+        while not stop.is_set():
+            now = self.clock()
+            due = live.due_at(surface.interval())
+            if due is None or due > now:
+                wake.clear()
+                timeout = None if due is None else due - now
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout)
+                continue
+            try:
+                await surface.update(live.take(now))
+            except Exception as error:  # a lost partial edit is harmless; the final one retries
+                log.warning("partial update failed: %s", type(error).__name__)
+
+    @contextlib.asynccontextmanager
+    async def _conversation(self, key: ConversationKey) -> AsyncIterator[None]:
+        """One reply at a time per conversation, in arrival order (asyncio locks are FIFO)."""
+        lock, users = self._locks.get(key.id, (asyncio.Lock(), 0))
+        self._locks[key.id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key.id]
+            if users <= 1:
+                del self._locks[key.id]
+            else:
+                self._locks[key.id] = (lock, users - 1)
+
+
+def question_text(incoming: Incoming) -> str:
+    """The question as the model sees it: the text plus notes about unreadable attachments."""
+    if not incoming.notes:
+        return incoming.text
+    notes = "\n".join(f"[{note}]" for note in incoming.notes)
+    return f"{incoming.text}\n\n{notes}".strip()
+
+
+def kb_only_answer(passages: list[Passage]) -> str:
+    """What to say without a model: the best passages, and that this is all we can do."""
+    intro = "I can't reach the AI model right now (no ANTHROPIC_API_KEY is set)"
+    if not passages:
+        return f"{intro}, and I found nothing in the docs about this. A person will need to help."
+    parts = [f"{intro}, so here is what the docs say:"]
+    for passage in passages[:3]:
+        excerpt = passage.text if len(passage.text) <= 600 else passage.text[:600] + "…"
+        parts.append(f"**{passage.heading}** ({passage.source})\n{excerpt}")
+    return "\n\n".join(parts)
+
+
+def failure_message(error: LLMError) -> str:
+    """A short, honest sentence for the user; details stay in the log."""
+    if isinstance(error, AuthenticationError):
+        return ("⚠️ I can't reach the AI service: its API key was rejected. "
+                "An admin needs to check ANTHROPIC_API_KEY.")
+    if isinstance(error, StreamInterruptedError):
+        return "⚠️ The answer was interrupted by an error at the AI service. Please ask again."
+    if isinstance(error, RateLimitError):
+        return "⚠️ The AI service is rate-limiting us right now. Please try again in a minute."
+    if isinstance(error, BadRequestError):
+        return "⚠️ The AI service could not take this question. Reply *human* to reach a person."
+    return "⚠️ The AI service is unavailable right now. Please try again in a few minutes."
+
+
+def unexpected_failure() -> str:
+    return "⚠️ Something went wrong on my side while answering. Please try again."
+
+
+def _failed_answer(model: str) -> Answer:
+    return Answer("", model, "error", Usage(), None, None, "failed")
+
+
+async def _finish_with(
+    surface: Surface, live: LiveReply, text: str, model: str, outcome: str = "answered"
+) -> Answer:
+    live.feed(text)
+    await surface.finish(live.final())
+    return Answer(text, model, "end_turn", Usage(), None, None, outcome)
+
+
+async def _quietly(step: Awaitable[None], what: str) -> None:
+    """Await a surface call whose failure must not stop the reply (it is logged)."""
+    try:
+        await asyncio.wait_for(step, FINISH_TIMEOUT)
+    except Exception as error:
+        log.warning("could not %s: %s", what, type(error).__name__)

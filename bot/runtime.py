@@ -1,0 +1,69 @@
+"""Builds the bot's parts from Settings and closes them in order on the way out."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from bot.config import Settings
+from bot.knowledge import Knowledge
+from bot.llm import AnthropicClient, ModelOptions
+from bot.prompts import PromptBook
+from bot.responder import ReplyPolicy, Responder
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    store: Store
+    knowledge: Knowledge
+    responder: Responder
+    llm: AnthropicClient | None
+
+
+def model_client(settings: Settings) -> AnthropicClient | None:
+    """The model client, or None when no API key is configured (knowledge-base-only mode)."""
+    if not settings.anthropic_api_key:
+        return None
+    options = ModelOptions(
+        model=settings.model,
+        fallback_model=settings.fallback_model,
+        temperature=settings.temperature,
+        effort=settings.effort,
+    )
+    return AnthropicClient(
+        settings.anthropic_api_key.value, settings.anthropic_base_url, options
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """Open the store (migrating it), index the docs folder, and wire the responder."""
+    store = await Store.open(settings.db_path)
+    llm = model_client(settings)
+    knowledge = Knowledge(store.sqlite)
+    try:
+        if settings.kb_path is not None:
+            report = await knowledge.index_folder(settings.kb_path)
+            log.info("knowledge base: %d new, %d changed, %d removed, %d unchanged documents",
+                     report.added, report.updated, report.removed, report.unchanged)
+        policy = ReplyPolicy(
+            model=settings.model,
+            max_tokens=settings.max_tokens,
+            history_tokens=settings.history_tokens,
+            max_concurrent=settings.max_concurrent,
+        )
+        responder = Responder(policy, store, knowledge, llm, PromptBook.load())
+        try:
+            yield Runtime(settings, store, knowledge, responder, llm)
+        finally:
+            await responder.aclose()
+    finally:
+        if llm is not None:
+            await llm.aclose()
+        await store.close()

@@ -1,0 +1,286 @@
+"""The session store: conversations, their messages, processed events and usage, in SQLite.
+
+The database migrates itself on open. All SQLite work runs on one dedicated thread so the
+event loop never blocks; callers see plain values, never SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from sqlite_utils import Database
+from sqlite_utils.db import Table
+
+from bot.conversation import Answer, ConversationKey, Incoming, Turn
+from bot.migrations import migrations
+
+T = TypeVar("T")
+_BATCH = 64  # rows read per step when walking a thread back from its newest end
+
+
+@dataclass(frozen=True)
+class RecordedQuestion:
+    message_id: int
+    position: int
+
+
+@dataclass(frozen=True)
+class UsageTotals:
+    replies: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_input_tokens: int
+    cache_creation_input_tokens: int
+    cost_usd: float
+    unpriced_replies: int
+    failed: int
+    conversations: int
+
+
+class SQLiteThread:
+    """One SQLite connection owned by one worker thread; `call` runs a function on it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="supportbot-db")
+        self._db: Database | None = None
+
+    async def open(self) -> None:
+        await self.call(self._open)
+
+    def _open(self) -> None:
+        conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=10)
+        db = Database(conn)
+        db.enable_wal()
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        migrations.apply(db)
+        self._db = db
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            raise RuntimeError("database is not open")
+        return self._db
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self.call(self._db.conn.close)
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+
+class Store:
+    """Conversations and their history; every write is durable before it returns."""
+
+    def __init__(self, sqlite: SQLiteThread) -> None:
+        self.sqlite = sqlite
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        sqlite = SQLiteThread(path)
+        await sqlite.open()
+        return cls(sqlite)
+
+    async def close(self) -> None:
+        await self.sqlite.close()
+
+    def _table(self, name: str) -> Table:
+        return cast(Table, self.sqlite.db[name])
+
+    async def record_question(self, incoming: Incoming, tokens: int) -> RecordedQuestion | None:
+        """Write the question before any reply; None if its event id was seen before."""
+        return await self.sqlite.call(self._record_question, incoming, tokens)
+
+    def _record_question(self, incoming: Incoming, tokens: int) -> RecordedQuestion | None:
+        db, now = self.sqlite.db, time.time()
+        key = incoming.key
+        with db.atomic():
+            # The unique key decides, not a read-then-write: two deliveries can race here.
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO events (key, conversation_id, created_at) VALUES (?, ?, ?)",
+                [f"{key.platform.value}:{incoming.event_id}", key.id, now],
+            )
+            if cursor.rowcount == 0:
+                return None
+            self._touch_conversation(key, now)
+            message_id = self._insert_message(key, "user", incoming.text, tokens, now, incoming)
+            position = message_id * 2
+            db.execute("UPDATE messages SET position = ? WHERE id = ?", [position, message_id])
+            db.execute(
+                "UPDATE events SET message_id = ? WHERE key = ?",
+                [message_id, f"{key.platform.value}:{incoming.event_id}"],
+            )
+        return RecordedQuestion(message_id=message_id, position=position)
+
+    def _touch_conversation(self, key: ConversationKey, now: float) -> None:
+        self.sqlite.db.execute(
+            "INSERT INTO conversations (id, platform, workspace, channel, thread, created_at,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(id) DO UPDATE SET updated_at = excluded.updated_at",
+            [key.id, key.platform.value, key.workspace, key.channel, key.thread, now, now],
+        )
+
+    def _insert_message(
+        self,
+        key: ConversationKey,
+        role: str,
+        text: str,
+        tokens: int,
+        now: float,
+        incoming: Incoming | None = None,
+        position: int | None = None,
+    ) -> int:
+        cursor = self.sqlite.db.execute(
+            "INSERT INTO messages (conversation_id, position, role, text, tokens, author_id,"
+            " image_count, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                key.id,
+                position,
+                role,
+                text,
+                tokens,
+                incoming.author_id if incoming else "",
+                len(incoming.images) if incoming else 0,
+                now,
+            ],
+        )
+        return int(cursor.lastrowid or 0)
+
+    async def history(
+        self, key: ConversationKey, upto: RecordedQuestion, budget: int
+    ) -> list[Turn]:
+        """Turns up to and including `upto`, newest first until `budget` tokens are covered.
+
+        Returned oldest first. Reads from the newest end by index, so its cost does not grow
+        with the length of the thread.
+        """
+        return await self.sqlite.call(self._history, key, upto.position, budget)
+
+    def _history(self, key: ConversationKey, position: int, budget: int) -> list[Turn]:
+        turns: list[Turn] = []
+        used = 0
+        for _ in range(1_000_000):  # bounded: each pass consumes a batch or stops
+            rows = self.sqlite.db.execute(
+                "SELECT position, role, text, tokens FROM messages"
+                " WHERE conversation_id = ? AND position <= ? ORDER BY position DESC LIMIT ?",
+                [key.id, position, _BATCH],
+            ).fetchall()
+            for row_position, role, text, tokens in rows:
+                turns.append(Turn(role=role, text=text, tokens=tokens))
+                used += tokens
+                position = row_position - 1
+                if used > budget:
+                    break
+            if used > budget or len(rows) < _BATCH:
+                break
+        turns.reverse()
+        return turns
+
+    async def record_answer(
+        self,
+        key: ConversationKey,
+        question: RecordedQuestion,
+        answer: Answer,
+        tokens: int,
+        total_ms: float,
+    ) -> None:
+        """Store what the user saw as the assistant's turn, with its usage and cost."""
+        await self.sqlite.call(self._record_answer, key, question, answer, tokens, total_ms)
+
+    def _record_answer(
+        self,
+        key: ConversationKey,
+        question: RecordedQuestion,
+        answer: Answer,
+        tokens: int,
+        total_ms: float,
+    ) -> None:
+        db, now = self.sqlite.db, time.time()
+        with db.atomic():
+            answer_id = 0
+            if answer.text.strip() and answer.outcome in ("answered", "kb_only"):
+                answer_id = self._insert_message(
+                    key, "assistant", answer.text, tokens, now, position=question.position + 1
+                )
+            self._table("replies").insert(
+                {
+                    "conversation_id": key.id,
+                    "question_id": question.message_id,
+                    "answer_id": answer_id or None,
+                    "model": answer.model,
+                    "stop_reason": answer.stop_reason,
+                    "outcome": answer.outcome,
+                    "input_tokens": answer.usage.input_tokens,
+                    "output_tokens": answer.usage.output_tokens,
+                    "cache_creation_input_tokens": answer.usage.cache_creation_input_tokens,
+                    "cache_read_input_tokens": answer.usage.cache_read_input_tokens,
+                    "cost_usd": answer.cost_usd,
+                    "first_text_ms": answer.first_text_ms,
+                    "total_ms": total_ms,
+                    "created_at": now,
+                }
+            )
+
+    async def conversation_exists(self, key: ConversationKey) -> bool:
+        return await self.sqlite.call(self._conversation_updated, key) is not None
+
+    async def conversation_updated_at(self, key: ConversationKey) -> float | None:
+        """Unix time of the conversation's last question, None if it never had one."""
+        return await self.sqlite.call(self._conversation_updated, key)
+
+    def _conversation_updated(self, key: ConversationKey) -> float | None:
+        row = self.sqlite.db.execute(
+            "SELECT updated_at FROM conversations WHERE id = ?", [key.id]
+        ).fetchone()
+        return None if row is None else float(row[0])
+
+    async def get_value(self, name: str) -> str | None:
+        return await self.sqlite.call(self._get_value, name)
+
+    def _get_value(self, name: str) -> str | None:
+        row = self.sqlite.db.execute("SELECT value FROM kv WHERE key = ?", [name]).fetchone()
+        return None if row is None else str(row[0])
+
+    async def set_value(self, name: str, value: str) -> None:
+        await self.sqlite.call(self._set_value, name, value)
+
+    def _set_value(self, name: str, value: str) -> None:
+        with self.sqlite.db.atomic():
+            self._table("kv").upsert({"key": name, "value": value}, pk="key")
+
+    async def usage_totals(self, since: float = 0.0) -> UsageTotals:
+        """Replies, tokens and dollars since a Unix time."""
+        return await self.sqlite.call(self._usage_totals, since)
+
+    def _usage_totals(self, since: float) -> UsageTotals:
+        row = self.sqlite.db.execute(
+            "SELECT count(*), total(input_tokens), total(output_tokens),"
+            " total(cache_read_input_tokens), total(cache_creation_input_tokens),"
+            " total(cost_usd), sum(cost_usd IS NULL AND output_tokens > 0),"
+            " sum(outcome IN ('failed', 'interrupted')), count(DISTINCT conversation_id)"
+            " FROM replies WHERE created_at >= ?",
+            [since],
+        ).fetchone()
+        return UsageTotals(
+            replies=int(row[0]),
+            input_tokens=int(row[1]),
+            output_tokens=int(row[2]),
+            cache_read_input_tokens=int(row[3]),
+            cache_creation_input_tokens=int(row[4]),
+            cost_usd=float(row[5]),
+            unpriced_replies=int(row[6] or 0),
+            failed=int(row[7] or 0),
+            conversations=int(row[8]),
+        )

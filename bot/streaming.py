@@ -1,0 +1,145 @@
+"""LiveReply: how a stream of text deltas becomes what the user sees (pure, no I/O).
+
+The first text is shown at once; after that at most one update per interval, always the
+newest text (updates coalesce and never go backwards). While streaming, the last page ends
+with a typing marker; the final text is exact and has none. Text longer than the platform's
+limit is split into pages at paragraph, line, sentence or word boundaries, and a code fence
+open at a page break is closed on that page and reopened on the next.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+TYPING_MARKER = " ▍"
+FENCE_CLOSE = "\n```"
+_FENCE_LINE = re.compile(r"^ {0,3}(```+|~~~+)(.*)$")
+_SENTENCE_END = re.compile(r"[.!?:;][)\"'*_]*\s")
+_MAX_LANG = 20
+
+
+@dataclass(frozen=True)
+class Page:
+    """One platform message: `body` is an exact slice of the answer, `text` is what is shown."""
+
+    body: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What to show now: one string per platform message, and whether this is the last word."""
+
+    pages: tuple[str, ...]
+    text: str
+    final: bool
+
+
+def split_pages(text: str, limit: int, reserve: int = 0) -> list[Page]:
+    """Split `text` into pages of at most `limit - reserve` characters each, as shown."""
+    if limit - reserve < 32:
+        raise ValueError("page limit too small to split text sensibly")
+    pages: list[Page] = []
+    pos = 0
+    opener = ""
+    for _ in range(len(text) + 1):  # each pass consumes at least one character
+        room = limit - reserve - len(opener)
+        rest = text[pos:]
+        if len(rest) <= room:
+            pages.append(Page(body=rest, text=opener + rest))
+            return pages
+        cut = best_cut(rest, room - len(FENCE_CLOSE))
+        body = rest[:cut]
+        pos += cut
+        lang = open_fence(text[:pos])
+        shown = opener + body
+        if lang is not None:
+            shown = shown.rstrip("\n") + FENCE_CLOSE
+            opener = f"```{lang}\n"
+        else:
+            opener = ""
+        pages.append(Page(body=body, text=shown))
+    raise AssertionError("unreachable: split_pages made no progress")
+
+
+def best_cut(text: str, room: int) -> int:
+    """Where to end a page of at most `room` characters: the latest natural boundary."""
+    window = text[:room]
+    floor = room // 4  # a boundary this early would leave a near-empty page
+    for boundary in ("\n\n", "\n"):
+        at = window.rfind(boundary)
+        if at >= floor:
+            return at + len(boundary)
+    ends = [m.end() for m in _SENTENCE_END.finditer(window)]
+    if ends and ends[-1] >= floor:
+        return ends[-1]
+    at = window.rfind(" ")
+    if at >= floor:
+        return at + 1
+    return room
+
+
+def open_fence(text: str) -> str | None:
+    """The language of the code fence still open at the end of `text` ("" if none named)."""
+    lang: str | None = None
+    fence = ""
+    for line in text.split("\n"):
+        match = _FENCE_LINE.match(line)
+        if match is None:
+            continue
+        marker, info = match.group(1), match.group(2).strip()
+        if lang is None:
+            lang, fence = info.split(" ")[0][:_MAX_LANG] if info else "", marker[:3]
+        elif marker.startswith(fence) and not info:
+            lang = None
+    return lang
+
+
+class LiveReply:
+    """The visible state of one streaming answer, fed deltas and asked for snapshots."""
+
+    def __init__(
+        self, limit: int, render: Callable[[str], str] = str, marker: str = TYPING_MARKER
+    ) -> None:
+        self.limit = limit
+        self.render = render
+        self.marker = marker
+        self._text = ""
+        self._shown_len = 0
+        self._shown_at: float | None = None
+
+    @property
+    def text(self) -> str:
+        return self._text
+
+    def feed(self, delta: str) -> None:
+        self._text += delta
+
+    def has_news(self) -> bool:
+        return len(self._text) > self._shown_len and bool(self._text.strip())
+
+    def due_at(self, interval: float) -> float | None:
+        """When the next update may go out (None: nothing new to show)."""
+        if not self.has_news():
+            return None
+        if self._shown_at is None:
+            return float("-inf")  # the first text goes out as soon as it arrives
+        return self._shown_at + interval
+
+    def take(self, now: float) -> Snapshot:
+        """The current text as pages with the typing marker; remembered as shown."""
+        shown = self.render(self._text)
+        pages = [p.text for p in split_pages(shown, self.limit, len(self.marker))]
+        pages[-1] += self.marker
+        self._shown_len = len(self._text)
+        self._shown_at = now
+        return Snapshot(pages=tuple(pages), text=self._text, final=False)
+
+    def final(self, note: str = "") -> Snapshot:
+        """The exact final text (plus an optional note), split the same way, no marker."""
+        text = self._text + note
+        shown = self.render(text)
+        pages = tuple(p.text for p in split_pages(shown, self.limit, len(self.marker)))
+        return Snapshot(pages=pages, text=text, final=True)
