@@ -159,7 +159,9 @@ class Responder:
             except PromptTooLongError as error:
                 if attempt == 1 or live.text:
                     raise
-                budget = max(256, int(budget * error.maximum / max(error.tokens, 1) * 0.8))
+                # Shrink what we sent by the API's own over-run ratio, with a margin.
+                used = sum(turn.tokens for turn in window)
+                budget = max(256, int(used * error.maximum / max(error.tokens, 1) * 0.8))
                 log.warning("prompt too long (%d > %d); retrying with %d history tokens",
                             error.tokens, error.maximum, budget)
         raise AssertionError("unreachable")

@@ -1,0 +1,112 @@
+"""`supportbot chat` as a subprocess against the local fake Anthropic server."""
+
+import asyncio
+import time
+from pathlib import Path
+
+from tests.e2e.processes import BotProcess, bot_env
+from tests.fakes.anthropic import Fail, FakeAnthropic, Reply
+
+
+def env_for(fake: FakeAnthropic, workdir: Path) -> dict[str, str]:
+    return bot_env(workdir, ANTHROPIC_API_KEY="test-key", ANTHROPIC_BASE_URL=fake.base_url)
+
+
+async def chat_once(fake: FakeAnthropic, workdir: Path, question: str) -> tuple[str, str]:
+    bot = await BotProcess(workdir, env_for(fake, workdir)).start()
+    try:
+        await bot.send(question)
+        await bot.read_until("\n\n")
+        code, out, err = await bot.finish()
+        assert code == 0, err
+        return out, err
+    finally:
+        await bot.stop()
+
+
+async def test_answer_streams_into_the_terminal(tmp_path: Path) -> None:
+    async with FakeAnthropic(delta_interval=0.03, default_words=60) as fake:
+        bot = await BotProcess(tmp_path, env_for(fake, tmp_path)).start()
+        try:
+            await bot.send("How do I rotate my API key?")
+            partial = await bot.read_until('Answer to "How do I rotate')
+            seen_partial_at = time.monotonic()
+            full = await bot.read_until("\n\n")
+            done_at = time.monotonic()
+            # The first words were on screen well before the answer was complete.
+            assert done_at - seen_partial_at > 0.3
+            assert len(partial) < len(full)
+            assert fake.last_text_sent() in full
+        finally:
+            await bot.stop()
+
+
+async def test_history_survives_a_restart(tmp_path: Path, anthropic: FakeAnthropic) -> None:
+    anthropic.script(Reply(text="Your plan is Pro."), Reply(text="It renews monthly."))
+    await chat_once(anthropic, tmp_path, "What plan am I on?")
+    out, _ = await chat_once(anthropic, tmp_path, "When does it renew?")
+    assert "It renews monthly." in out
+    messages = anthropic.requests[-1].body["messages"]
+    assert [m["content"] for m in messages] == [
+        "What plan am I on?", "Your plan is Pro.", "When does it renew?"
+    ]
+
+
+async def test_429_is_retried_then_answered(tmp_path: Path, anthropic: FakeAnthropic) -> None:
+    anthropic.script(Fail(429, retry_after=0.2), Reply(text="Here you go."))
+    out, _ = await chat_once(anthropic, tmp_path, "hello")
+    assert "Here you go." in out
+    assert len(anthropic.requests) == 2
+
+
+async def test_rejected_key_gives_a_clear_message(tmp_path: Path) -> None:
+    async with FakeAnthropic(api_key="the-right-key") as fake:
+        out, err = await chat_once(fake, tmp_path, "hello")
+        assert "API key was rejected" in out
+        assert "test-key" not in err  # the key itself never reaches the log
+
+
+async def test_mid_stream_error_leaves_a_clear_final_text(
+    tmp_path: Path, anthropic: FakeAnthropic
+) -> None:
+    anthropic.script(Reply(words=80, error_after_deltas=8))
+    out, _ = await chat_once(anthropic, tmp_path, "hello")
+    assert 'Answer to "hello"' in out
+    assert "interrupted by an error at the AI service" in out
+
+
+async def test_without_a_key_it_starts_and_says_what_to_set(tmp_path: Path) -> None:
+    bot = await BotProcess(tmp_path, bot_env(tmp_path)).start()
+    try:
+        await bot.send("hello")
+        code, out, err = await bot.finish()
+        assert code == 0
+        assert "no ANTHROPIC_API_KEY is set" in err
+        assert "no ANTHROPIC_API_KEY is set" in out  # and the answer says so too
+    finally:
+        await bot.stop()
+
+
+async def test_bad_setting_fails_at_start_naming_the_variable(tmp_path: Path) -> None:
+    env = bot_env(tmp_path, SUPPORTBOT_MAX_TOKENS="lots")
+    bot = await BotProcess(tmp_path, env).start()
+    try:
+        code, _, err = await bot.finish()
+        assert code != 0
+        assert 'SUPPORTBOT_MAX_TOKENS must be a positive integer, got "lots"' in err
+    finally:
+        await bot.stop()
+
+
+async def test_sigterm_during_a_reply_exits_cleanly(tmp_path: Path) -> None:
+    async with FakeAnthropic(delta_interval=0.05, default_words=400) as fake:
+        bot = await BotProcess(tmp_path, env_for(fake, tmp_path)).start()
+        try:
+            await bot.send("long answer please")
+            await bot.read_until("Answer to")
+            assert bot.proc is not None
+            bot.proc.terminate()
+            code = await asyncio.wait_for(bot.proc.wait(), 15)
+            assert code == 0
+        finally:
+            await bot.stop()

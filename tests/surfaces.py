@@ -1,0 +1,47 @@
+"""A Surface that records what a platform would show, for responder tests."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from bot.streaming import Snapshot
+
+
+@dataclass
+class RecordingSurface:
+    limit: int = 2000
+    min_interval: float = 0.0
+    events: list[tuple[str, float, Snapshot | None]] = field(default_factory=list)
+    fail_updates: bool = False
+
+    def interval(self) -> float:
+        return self.min_interval
+
+    def render(self, markdown: str) -> str:
+        return markdown
+
+    async def start(self) -> None:
+        self.events.append(("start", time.monotonic(), None))
+
+    async def update(self, snapshot: Snapshot) -> None:
+        if self.fail_updates:
+            raise ConnectionError("platform down")
+        self.events.append(("update", time.monotonic(), snapshot))
+
+    async def finish(self, snapshot: Snapshot) -> None:
+        self.events.append(("finish", time.monotonic(), snapshot))
+
+    @property
+    def kinds(self) -> list[str]:
+        return [kind for kind, _, _ in self.events]
+
+    @property
+    def final(self) -> Snapshot:
+        finals = [s for kind, _, s in self.events if kind == "finish" and s is not None]
+        assert len(finals) == 1, f"expected one finish, got {self.kinds}"
+        return finals[0]
+
+    @property
+    def updates(self) -> list[Snapshot]:
+        return [s for kind, _, s in self.events if kind == "update" and s is not None]

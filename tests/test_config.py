@@ -1,0 +1,84 @@
+from pathlib import Path
+
+import pytest
+
+from bot.checks import describe
+from bot.config import ConfigError, Secret, load_settings
+
+
+def settings_from(**env: str):  # type: ignore[no-untyped-def]
+    return load_settings(env, dotenv_path=None)
+
+
+def test_defaults_follow_the_contract() -> None:
+    s = settings_from()
+    assert s.model == "claude-haiku-5-5"
+    assert s.fallback_model == "claude-sonnet-5-5"
+    assert s.max_tokens == 1024
+    assert s.temperature == 0.3
+    assert s.effort == "low"
+    assert s.history_tokens == 20_000
+    assert s.db_path == Path("supportbot.db")
+    assert s.anthropic_base_url == "https://api.anthropic.com"
+    assert s.slack_api_url == "https://slack.com/api/"
+    assert s.port == 3000
+    assert not s.slack_enabled and not s.discord_enabled
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("SUPPORTBOT_MAX_TOKENS", "abc", 'MAX_TOKENS must be a positive integer, got "abc"'),
+        ("SUPPORTBOT_MAX_TOKENS", "-5", "SUPPORTBOT_MAX_TOKENS must be a positive integer"),
+        ("SUPPORTBOT_TEMPERATURE", "2", "SUPPORTBOT_TEMPERATURE must be a number from 0 to 1"),
+        ("SUPPORTBOT_EFFORT", "max", "SUPPORTBOT_EFFORT must be one of low / medium / high / off"),
+        ("ANTHROPIC_BASE_URL", "api.anthropic.com", "ANTHROPIC_BASE_URL must be an http"),
+        ("PORT", "70000", "PORT must be a port number"),
+        ("DISCORD_MESSAGE_CONTENT", "maybe", "DISCORD_MESSAGE_CONTENT must be true or false"),
+        ("SUPPORTBOT_KB", "/no/such/folder", "SUPPORTBOT_KB must be a folder of docs"),
+    ],
+)
+def test_bad_values_name_the_variable(name: str, value: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings_from(**{name: value})
+    assert expected in str(info.value)
+
+
+def test_max_tokens_is_capped_by_the_model() -> None:
+    with pytest.raises(ConfigError, match="at most 4096 for claude-3-haiku-20240307"):
+        settings_from(SUPPORTBOT_MODEL="claude-3-haiku-20240307", SUPPORTBOT_MAX_TOKENS="5000")
+
+
+def test_token_errors_never_echo_the_token() -> None:
+    with pytest.raises(ConfigError) as info:
+        settings_from(SLACK_BOT_TOKEN="xoxp-user-token-secret-123")
+    assert "SLACK_BOT_TOKEN must start with 'xoxb-'" in str(info.value)
+    assert "secret-123" not in str(info.value)
+
+
+def test_slack_needs_a_connection_mode() -> None:
+    with pytest.raises(ConfigError, match="SLACK_APP_TOKEN .* SLACK_SIGNING_SECRET"):
+        settings_from(SLACK_BOT_TOKEN="xoxb-1-2-abc")
+
+
+def test_empty_fallback_turns_fallback_off() -> None:
+    assert settings_from(SUPPORTBOT_FALLBACK_MODEL="").fallback_model is None
+
+
+def test_dotenv_is_read_and_the_environment_wins(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("SUPPORTBOT_MAX_TOKENS=2048\nSUPPORTBOT_EFFORT=high\n")
+    s = load_settings({"SUPPORTBOT_EFFORT": "medium"}, dotenv_path=dotenv)
+    assert s.max_tokens == 2048
+    assert s.effort == "medium"
+
+
+def test_secrets_are_masked_everywhere() -> None:
+    key = "sk-ant-api03-verysecretvalue-xyz"
+    s = settings_from(ANTHROPIC_API_KEY=key, DISCORD_BOT_TOKEN="discord-secret-token-value")
+    text = "\n".join(describe(s)) + repr(s) + str(s.anthropic_api_key)
+    assert key not in text
+    assert "discord-secret-token-value" not in text
+    assert "sk-a…yz" in text
+    assert s.secrets() == [key, "discord-secret-token-value"]
+    assert not Secret("")

@@ -1,0 +1,195 @@
+import asyncio
+import time
+
+import pytest
+
+from bot.conversation import Image, Turn
+from bot.llm import (
+    AnthropicClient,
+    AuthenticationError,
+    LLMError,
+    ModelOptions,
+    OverloadedError,
+    PromptTooLongError,
+    StreamEnd,
+    StreamInterruptedError,
+    UnavailableError,
+)
+from bot.prompts import Prompt
+from tests.fakes.anthropic import Fail, FakeAnthropic, Reply
+
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489")
+
+
+def prompt(text: str = "How do I rotate my key?", images: tuple[Image, ...] = ()) -> Prompt:
+    return Prompt(
+        system="You are a support assistant.",
+        context="<documentation></documentation>",
+        turns=(Turn("user", text, 10, images),),
+        max_tokens=512,
+    )
+
+
+def client(fake: FakeAnthropic, **options: object) -> AnthropicClient:
+    opts = ModelOptions(
+        model=str(options.get("model", "claude-haiku-5-5")),
+        fallback_model=options.get("fallback_model", None),  # type: ignore[arg-type]
+        temperature=0.3,
+        effort=str(options.get("effort", "low")),
+    )
+    return AnthropicClient(
+        "test-key", fake.base_url, opts, backoff_base=0.01,
+        read_timeout=float(options.get("read_timeout", 10.0)),  # type: ignore[arg-type]
+    )
+
+
+async def collect(c: AnthropicClient, p: Prompt) -> tuple[str, StreamEnd]:
+    text, end = "", None
+    async for item in c.stream(p):
+        if isinstance(item, StreamEnd):
+            end = item
+        else:
+            text += item
+    assert end is not None
+    return text, end
+
+
+async def test_streams_only_text_blocks_and_reports_usage(anthropic: FakeAnthropic) -> None:
+    anthropic.script(Reply(text="Go to Settings, then API keys."))
+    c = client(anthropic)
+    text, end = await collect(c, prompt())
+    await c.aclose()
+    assert text == "Go to Settings, then API keys."
+    assert end.stop_reason == "end_turn"
+    assert end.usage.input_tokens > 0 and end.usage.output_tokens > 0
+    body = anthropic.requests[-1].body
+    # Haiku 5.5 takes no sampling parameters; effort goes in output_config.
+    assert "temperature" not in body and body["output_config"] == {"effort": "low"}
+    assert body["stream"] is True
+    assert body["system"][0]["cache_control"] == {"type": "ephemeral"}
+
+
+@pytest.mark.parametrize(
+    ("model", "effort", "expect"),
+    [
+        ("claude-haiku-5-5", "off", {"thinking": {"type": "disabled"}}),
+        ("claude-sonnet-5-5", "off", {"output_config": {"effort": "low"}}),
+        ("claude-3-haiku-20240307", "low", {"temperature": 0.3}),
+        ("claude-haiku-4-5", "high", {"temperature": 0.3}),
+    ],
+)
+async def test_each_model_gets_only_parameters_it_accepts(
+    anthropic: FakeAnthropic, model: str, effort: str, expect: dict[str, object]
+) -> None:
+    c = client(anthropic, model=model, effort=effort)
+    text, _ = await collect(c, prompt())
+    await c.aclose()
+    assert text  # the fake rejects parameters a model does not accept with a 400
+    body = anthropic.requests[-1].body
+    for key, value in expect.items():
+        assert body[key] == value
+
+
+async def test_429_is_retried_honouring_retry_after(anthropic: FakeAnthropic) -> None:
+    anthropic.script(Fail(429, retry_after=0.3), Reply(text="ok"))
+    c = client(anthropic)
+    started = time.monotonic()
+    text, _ = await collect(c, prompt())
+    await c.aclose()
+    assert text == "ok"
+    assert len(anthropic.requests) == 2
+    assert time.monotonic() - started >= 0.3
+
+
+async def test_gives_up_after_three_retries(anthropic: FakeAnthropic) -> None:
+    anthropic.script(*[Fail(500) for _ in range(5)])
+    c = client(anthropic)
+    with pytest.raises(UnavailableError):
+        await collect(c, prompt())
+    await c.aclose()
+    assert len(anthropic.requests) == 4
+
+
+async def test_401_is_typed_with_request_id(anthropic: FakeAnthropic) -> None:
+    c = AnthropicClient("wrong-key", anthropic.base_url,
+                        ModelOptions("claude-haiku-5-5", None, 0.3, "low"))
+    with pytest.raises(AuthenticationError) as info:
+        await collect(c, prompt())
+    await c.aclose()
+    assert info.value.status == 401
+    assert info.value.request_id.startswith("req_")
+    assert "wrong-key" not in str(info.value)
+
+
+async def test_overloaded_model_falls_back(anthropic: FakeAnthropic) -> None:
+    anthropic.script(*[Fail(529) for _ in range(4)], Reply(text="from the fallback"))
+    c = client(anthropic, fallback_model="claude-sonnet-5-5")
+    text, end = await collect(c, prompt())
+    await c.aclose()
+    assert text == "from the fallback"
+    assert end.model == "claude-sonnet-5-5"
+    assert anthropic.requests[-1].body["model"] == "claude-sonnet-5-5"
+
+
+async def test_overloaded_without_fallback_raises(anthropic: FakeAnthropic) -> None:
+    anthropic.script(*[Fail(529) for _ in range(4)])
+    c = client(anthropic)
+    with pytest.raises(OverloadedError):
+        await collect(c, prompt())
+    await c.aclose()
+
+
+async def test_mid_stream_error_raises_after_the_partial_text(anthropic: FakeAnthropic) -> None:
+    anthropic.script(Reply(words=60, error_after_deltas=5))
+    c = client(anthropic)
+    seen: list[str] = []
+    with pytest.raises(StreamInterruptedError):
+        async for item in c.stream(prompt()):
+            if isinstance(item, str):
+                seen.append(item)
+    await c.aclose()
+    assert len(seen) == 5
+    assert len(anthropic.requests) == 1  # text was shown: no silent retry
+
+
+async def test_prompt_too_long_is_typed(anthropic: FakeAnthropic) -> None:
+    anthropic.context_window = 50
+    c = client(anthropic)
+    with pytest.raises(PromptTooLongError) as info:
+        await collect(c, prompt("word " * 400))
+    await c.aclose()
+    assert info.value.tokens > info.value.maximum == 50
+
+
+async def test_idle_read_timeout_is_an_unavailable_error() -> None:
+    async with FakeAnthropic(first_token_delay=2.0) as fake:
+        c = client(fake, read_timeout=0.2)
+        with pytest.raises(UnavailableError):
+            await asyncio.wait_for(collect(c, prompt()), 10)
+        await c.aclose()
+
+
+async def test_connection_refused_is_unavailable() -> None:
+    c = AnthropicClient("k", "http://127.0.0.1:9", ModelOptions("claude-haiku-5-5", None, 0, "low"),
+                        backoff_base=0.01)
+    with pytest.raises(LLMError) as info:
+        await collect(c, prompt())
+    await c.aclose()
+    assert isinstance(info.value, UnavailableError)
+
+
+async def test_images_are_sent_as_base64_blocks(anthropic: FakeAnthropic) -> None:
+    c = client(anthropic)
+    await collect(c, prompt("what is this?", (Image("image/png", PNG),)))
+    await c.aclose()
+    content = anthropic.requests[-1].body["messages"][0]["content"]
+    assert content[0]["type"] == "image"
+    assert content[0]["source"]["media_type"] == "image/png"
+    assert content[-1] == {"type": "text", "text": "what is this?"}
+
+
+async def test_check_and_count_tokens(anthropic: FakeAnthropic) -> None:
+    c = client(anthropic)
+    assert await c.check()
+    assert await c.count_tokens(prompt()) > 0
+    await c.aclose()

@@ -1,0 +1,260 @@
+import asyncio
+from pathlib import Path
+
+from bot.conversation import Arrival, ConversationKey, Incoming, Platform
+from bot.knowledge import Knowledge
+from bot.llm import AnthropicClient, ModelOptions
+from bot.prompts import PromptBook
+from bot.responder import (
+    EMPTY_QUESTION,
+    NOTE_CUT,
+    NOTE_INTERRUPTED,
+    REFUSAL,
+    ReplyPolicy,
+    Responder,
+)
+from bot.store import Store
+from bot.streaming import TYPING_MARKER
+from tests.fakes.anthropic import Fail, FakeAnthropic, Reply
+from tests.surfaces import RecordingSurface
+
+KEY = ConversationKey(Platform.SLACK, "T1", "C1", "100.1")
+
+
+def ask(text: str, event: str, key: ConversationKey = KEY) -> Incoming:
+    return Incoming(key=key, author_id="U1", text=text, event_id=event, arrival=Arrival.MENTION)
+
+
+def responder(store: Store, fake: FakeAnthropic | None, **policy: int) -> Responder:
+    llm = None
+    if fake is not None:
+        options = ModelOptions("claude-haiku-5-5", None, 0.3, "low")
+        llm = AnthropicClient("test-key", fake.base_url, options, backoff_base=0.01)
+    return Responder(
+        ReplyPolicy(
+            model="claude-haiku-5-5",
+            max_tokens=1024,
+            history_tokens=policy.get("history_tokens", 20_000),
+            max_concurrent=policy.get("max_concurrent", 8),
+        ),
+        store,
+        Knowledge(store.sqlite),
+        llm,
+        PromptBook.load(),
+    )
+
+
+async def answer(r: Responder, incoming: Incoming, surface: RecordingSurface) -> None:
+    task = await r.submit(incoming, surface)
+    assert task is not None
+    await asyncio.wait_for(task, 10)
+
+
+async def test_streams_then_finishes_with_the_exact_text(
+    store: Store, tmp_path: Path
+) -> None:
+    async with FakeAnthropic(delta_interval=0.01, default_words=80) as fake:
+        r = responder(store, fake)
+        surface = RecordingSurface()
+        await answer(r, ask("How do I rotate my API key?", "E1"), surface)
+        assert surface.kinds[0] == "start"
+        assert surface.kinds[-1] == "finish"
+        assert len(surface.updates) >= 2  # it streamed, not just one final edit
+        assert all(u.pages[-1].endswith(TYPING_MARKER) for u in surface.updates)
+        assert surface.final.text == fake.last_text_sent()
+        assert TYPING_MARKER not in surface.final.pages[-1]
+        totals = await store.usage_totals()
+        assert totals.replies == 1 and totals.output_tokens > 0 and totals.cost_usd > 0
+        await r.llm.aclose()  # type: ignore[union-attr]
+
+
+async def test_follow_up_sees_the_history_in_order(store: Store, anthropic: FakeAnthropic) -> None:
+    anthropic.script(Reply(text="First answer."), Reply(text="Second answer."))
+    r = responder(store, anthropic)
+    one, two = RecordingSurface(), RecordingSurface()
+    t1 = await r.submit(ask("first question", "E1"), one)
+    t2 = await r.submit(ask("second question", "E2"), two)
+    assert t1 is not None and t2 is not None
+    await asyncio.wait_for(asyncio.gather(t1, t2), 10)
+    messages = anthropic.requests[-1].body["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    assert messages[0]["content"] == "first question"
+    assert messages[1]["content"] == "First answer."
+    assert messages[2]["content"] == "second question"
+    await r.llm.aclose()  # type: ignore[union-attr]
+
+
+async def test_different_conversations_run_concurrently(store: Store) -> None:
+    async with FakeAnthropic(delta_interval=0.02, default_words=40) as fake:
+        r = responder(store, fake)
+        surfaces = [RecordingSurface() for _ in range(4)]
+        tasks = []
+        for i, surface in enumerate(surfaces):
+            key = ConversationKey(Platform.SLACK, "T1", "C1", f"t{i}")
+            tasks.append(await r.submit(ask("question", f"E{i}", key), surface))
+        await asyncio.wait_for(asyncio.gather(*[t for t in tasks if t]), 20)
+        first_updates = [next(t for k, t, _ in s.events if k == "update") for s in surfaces]
+        finishes = [next(t for k, t, _ in s.events if k == "finish") for s in surfaces]
+        # Every reply was already streaming before any of them finished: they overlapped.
+        assert max(first_updates) < min(finishes)
+        await r.llm.aclose()  # type: ignore[union-attr]
+
+
+async def test_global_cap_limits_replies_in_flight(store: Store) -> None:
+    async with FakeAnthropic(delta_interval=0.02, default_words=30) as fake:
+        r = responder(store, fake, max_concurrent=1)
+        surfaces = [RecordingSurface() for _ in range(2)]
+        tasks = []
+        for i, surface in enumerate(surfaces):
+            key = ConversationKey(Platform.SLACK, "T1", "C1", f"t{i}")
+            tasks.append(await r.submit(ask("question", f"E{i}", key), surface))
+        await asyncio.wait_for(asyncio.gather(*[t for t in tasks if t]), 20)
+        one, two = surfaces
+        finish_one = next(t for k, t, _ in one.events if k == "finish")
+        first_update_two = next(t for k, t, _ in two.events if k == "update")
+        assert finish_one <= first_update_two
+        await r.llm.aclose()  # type: ignore[union-attr]
+
+
+async def test_a_redelivered_event_is_answered_once(store: Store, anthropic: FakeAnthropic) -> None:
+    r = responder(store, anthropic)
+    results = await asyncio.gather(
+        *[r.submit(ask("same", "E-dup"), RecordingSurface()) for _ in range(5)]
+    )
+    tasks = [t for t in results if t is not None]
+    assert len(tasks) == 1
+    await asyncio.wait_for(tasks[0], 10)
+    assert len(anthropic.requests) == 1
+    await r.llm.aclose()  # type: ignore[union-attr]
+
+
+async def test_rejected_key_gives_an_honest_message(store: Store) -> None:
+    async with FakeAnthropic(api_key="another-key") as fake:
+        r = responder(store, fake)
+        surface = RecordingSurface()
+        await answer(r, ask("hi", "E1"), surface)
+        assert "API key was rejected" in surface.final.text
+        assert "ANTHROPIC_API_KEY" in surface.final.text
+        await r.llm.aclose()  # type: ignore[union-attr]
+
+
+async def test_mid_stream_error_keeps_partial_text_and_says_so(
+    store: Store, anthropic: FakeAnthropic
+) -> None:
+    anthropic.script(Reply(words=60, error_after_deltas=6))
+    r = responder(store, anthropic)
+    surface = RecordingSurface()
+    await answer(r, ask("hi", "E1"), surface)
+    final = surface.final
+    assert final.text.startswith('Answer to "hi"')
+    assert "interrupted by an error" in final.text
+    assert TYPING_MARKER not in final.pages[-1]
+    await r.llm.aclose()  # type: ignore[union-attr]
+
+
+async def test_shutdown_marks_replies_in_flight_interrupted(store: Store) -> None:
+    async with FakeAnthropic(delta_interval=0.05, default_words=200) as fake:
+        r = responder(store, fake)
+        surface = RecordingSurface()
+        task = await r.submit(ask("long one", "E1"), surface)
+        assert task is not None
+        for _ in range(100):
+            if surface.updates:
+                break
+            await asyncio.sleep(0.02)
+        await r.aclose()
+        assert task.done()
+        assert surface.final.text.endswith(NOTE_INTERRUPTED)
+        totals = await store.usage_totals()
+        assert totals.failed == 1
+        await r.llm.aclose()  # type: ignore[union-attr]
+
+
+async def test_refusal_is_answered_politely(store: Store, anthropic: FakeAnthropic) -> None:
+    anthropic.script(Reply(text="I", stop_reason="refusal"))
+    r = responder(store, anthropic)
+    surface = RecordingSurface()
+    await answer(r, ask("bad request", "E1"), surface)
+    assert surface.final.text == REFUSAL
+    assert len(anthropic.requests) == 1  # a refusal is not retried
+    await r.llm.aclose()  # type: ignore[union-attr]
+
+
+async def test_cut_answers_say_so(store: Store, anthropic: FakeAnthropic) -> None:
+    anthropic.script(Reply(text="Step one, step two", stop_reason="max_tokens"))
+    r = responder(store, anthropic)
+    surface = RecordingSurface()
+    await answer(r, ask("steps?", "E1"), surface)
+    assert surface.final.text == "Step one, step two" + NOTE_CUT
+    await r.llm.aclose()  # type: ignore[union-attr]
+
+
+async def test_without_a_key_it_answers_from_the_docs(store: Store, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "keys.md").write_text("# API keys\n\n## Rotating a key\n\nOpen Settings > API keys "
+                                  "and press Rotate. The old key stops working after 24 hours.\n")
+    r = responder(store, None)
+    await r.knowledge.index_folder(docs)
+    surface = RecordingSurface()
+    await answer(r, ask("how do I rotate a key", "E1"), surface)
+    assert "no ANTHROPIC_API_KEY is set" in surface.final.text
+    assert "press Rotate" in surface.final.text
+    assert "keys.md" in surface.final.text
+
+
+async def test_docs_passages_reach_the_model(
+    store: Store, anthropic: FakeAnthropic, tmp_path: Path
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "billing.md").write_text("# Billing\n\nInvoices are sent on the first of the month.")
+    r = responder(store, anthropic)
+    await r.knowledge.index_folder(docs)
+    await answer(r, ask("when are invoices sent?", "E1"), RecordingSurface())
+    system = anthropic.requests[-1].body["system"]
+    assert "Invoices are sent on the first" in system[1]["text"]
+    await r.llm.aclose()  # type: ignore[union-attr]
+
+
+async def test_empty_question_gets_help_without_calling_the_model(
+    store: Store, anthropic: FakeAnthropic
+) -> None:
+    r = responder(store, anthropic)
+    surface = RecordingSurface()
+    await answer(r, ask("   ", "E1"), surface)
+    assert surface.final.text == EMPTY_QUESTION
+    assert anthropic.requests == []
+    await r.llm.aclose()  # type: ignore[union-attr]
+
+
+async def test_prompt_too_long_retries_once_with_a_tighter_window(store: Store) -> None:
+    async with FakeAnthropic(context_window=3000) as fake:
+        r = responder(store, fake)
+        for i in range(6):
+            fake.script(Reply(text="short"))
+            await answer(r, ask(f"question {i} " + "padding " * 300, f"E{i}"), RecordingSurface())
+        surface = RecordingSurface()
+        await answer(r, ask("final question", "E-final"), surface)
+        assert not surface.final.text.startswith("⚠️")
+        assert len(fake.requests[-1].body["messages"]) < 13
+        await r.llm.aclose()  # type: ignore[union-attr]
+
+
+async def test_failed_partial_updates_do_not_stop_the_final(
+    store: Store, anthropic: FakeAnthropic
+) -> None:
+    r = responder(store, anthropic)
+    surface = RecordingSurface(fail_updates=True)
+    await answer(r, ask("hi", "E1"), surface)
+    assert surface.final.text == anthropic.last_text_sent()
+    await r.llm.aclose()  # type: ignore[union-attr]
+
+
+async def test_service_unavailable_message(store: Store, anthropic: FakeAnthropic) -> None:
+    anthropic.script(*[Fail(500) for _ in range(4)])
+    r = responder(store, anthropic)
+    surface = RecordingSurface()
+    await answer(r, ask("hi", "E1"), surface)
+    assert surface.final.text.startswith("⚠️ The AI service is unavailable")
+    await r.llm.aclose()  # type: ignore[union-attr]

@@ -1,0 +1,99 @@
+import asyncio
+import sqlite3
+from pathlib import Path
+
+from bot.conversation import Answer, Arrival, ConversationKey, Incoming, Platform, Usage
+from bot.store import Store
+
+KEY = ConversationKey(Platform.DISCORD, "G1", "C1", "T1")
+
+
+def ask(text: str, event: str) -> Incoming:
+    return Incoming(key=KEY, author_id="U1", text=text, event_id=event, arrival=Arrival.MENTION)
+
+
+def answer(text: str) -> Answer:
+    return Answer(text, "claude-haiku-5-5", "end_turn", Usage(10, 20), 0.0001)
+
+
+async def test_migrates_an_empty_file_and_reopens(tmp_path: Path) -> None:
+    path = tmp_path / "fresh.db"
+    store = await Store.open(path)
+    await store.close()
+    store = await Store.open(path)  # second open: nothing pending, nothing broken
+    await store.close()
+    tables = {r[0] for r in sqlite3.connect(path).execute("select name from sqlite_master")}
+    assert {"conversations", "messages", "events", "replies", "kv", "kb_passages"} <= tables
+    applied = sqlite3.connect(path).execute("select name from _sqlite_migrations").fetchall()
+    assert [a[0] for a in applied] == [
+        "m001_conversations", "m002_replies_and_values", "m003_knowledge"
+    ]
+
+
+async def test_wal_mode(store: Store) -> None:
+    def journal_mode() -> str:
+        return str(store.sqlite.db.execute("pragma journal_mode").fetchone()[0])
+
+    assert await store.sqlite.call(journal_mode) == "wal"
+
+
+async def test_duplicate_event_is_refused_even_under_concurrency(tmp_path: Path) -> None:
+    path = tmp_path / "race.db"
+    first, second = await Store.open(path), await Store.open(path)  # like two processes
+    results = await asyncio.gather(
+        *[s.record_question(ask("q", "E-same"), 5) for s in (first, second) for _ in range(10)]
+    )
+    assert sum(r is not None for r in results) == 1
+    await first.close()
+    await second.close()
+
+
+async def test_history_is_ordered_by_question_and_answer(store: Store) -> None:
+    q1 = await store.record_question(ask("q1", "E1"), 5)
+    q2 = await store.record_question(ask("q2", "E2"), 5)  # arrives before a1 is written
+    assert q1 is not None and q2 is not None
+    await store.record_answer(KEY, q1, answer("a1"), 5, 10.0)
+    turns = await store.history(KEY, q2, 1000)
+    assert [t.text for t in turns] == ["q1", "a1", "q2"]
+    # A question's own history never includes later questions.
+    assert [t.text for t in await store.history(KEY, q1, 1000)] == ["q1"]
+
+
+async def test_history_stops_once_the_budget_is_covered(store: Store) -> None:
+    last = None
+    for i in range(300):
+        last = await store.record_question(ask(f"q{i}", f"E{i}"), 10)
+    assert last is not None
+    turns = await store.history(KEY, last, 95)
+    assert len(turns) == 10  # 10 x 10 tokens covers 95; nothing older is read
+    assert turns[-1].text == "q299"
+
+
+async def test_survives_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "restart.db"
+    store = await Store.open(path)
+    q = await store.record_question(ask("before restart", "E1"), 5)
+    assert q is not None
+    await store.record_answer(KEY, q, answer("kept"), 5, 1.0)
+    await store.close()
+    store = await Store.open(path)
+    assert await store.record_question(ask("before restart", "E1"), 5) is None
+    q2 = await store.record_question(ask("after", "E2"), 5)
+    assert q2 is not None
+    history = [t.text for t in await store.history(KEY, q2, 1000)]
+    assert history == ["before restart", "kept", "after"]
+    assert await store.conversation_exists(KEY)
+    await store.close()
+
+
+async def test_usage_and_values(store: Store) -> None:
+    q = await store.record_question(ask("q", "E1"), 5)
+    assert q is not None
+    await store.record_answer(KEY, q, answer("a"), 5, 1.0)
+    totals = await store.usage_totals()
+    assert (totals.replies, totals.input_tokens, totals.output_tokens) == (1, 10, 20)
+    assert abs(totals.cost_usd - 0.0001) < 1e-12
+    await store.set_value("k", "v1")
+    await store.set_value("k", "v2")
+    assert await store.get_value("k") == "v2"
+    assert await store.get_value("missing") is None

@@ -1,0 +1,86 @@
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.streaming import TYPING_MARKER, LiveReply, open_fence, split_pages
+
+prose = st.lists(
+    st.sampled_from(["word ", "other", ". ", "\n", "\n\n", "`x`", "\n```\n", "\n```python\n"]),
+    max_size=600,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=prose, limit=st.integers(min_value=60, max_value=400))
+def test_pages_join_to_the_text_and_fit_the_limit(text: str, limit: int) -> None:
+    pages = split_pages(text, limit, reserve=len(TYPING_MARKER))
+    assert "".join(p.body for p in pages) == text
+    assert all(len(p.text) + len(TYPING_MARKER) <= limit for p in pages)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=prose, limit=st.integers(min_value=60, max_value=400))
+def test_code_fences_are_balanced_on_every_page(text: str, limit: int) -> None:
+    pages = split_pages(text, limit)
+    for page in pages[:-1]:
+        assert open_fence(page.text) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    deltas=st.lists(st.text(min_size=1, max_size=30), min_size=1, max_size=80),
+    takes=st.lists(st.booleans(), min_size=80, max_size=80),
+)
+def test_updates_never_go_backwards(deltas: list[str], takes: list[bool]) -> None:
+    live = LiveReply(limit=200)
+    shown: list[str] = []
+    for i, delta in enumerate(deltas):
+        live.feed(delta)
+        if takes[i] and live.has_news():
+            shown.append(live.take(float(i)).text)
+    final = live.final()
+    assert all(a == b[: len(a)] for a, b in zip(shown, shown[1:], strict=False))
+    assert all(final.text.startswith(s) for s in shown)
+    assert final.text == "".join(deltas)
+
+
+def test_first_text_is_due_at_once_then_once_per_interval() -> None:
+    live = LiveReply(limit=2000)
+    assert live.due_at(1.0) is None  # nothing to show yet
+    live.feed("Hello")
+    assert live.due_at(1.0) == float("-inf")
+    snap = live.take(10.0)
+    assert snap.pages == ("Hello" + TYPING_MARKER,)
+    live.feed(" world")
+    assert live.due_at(1.0) == 11.0
+    assert live.take(11.0).text == "Hello world"
+    assert live.due_at(1.0) is None
+
+
+def test_final_has_no_marker_and_note_is_appended() -> None:
+    live = LiveReply(limit=2000)
+    live.feed("Answer")
+    final = live.final("\n\n_(cut)_")
+    assert final.final and final.pages == ("Answer\n\n_(cut)_",)
+    assert TYPING_MARKER not in "".join(final.pages)
+
+
+def test_long_code_block_is_closed_and_reopened_with_its_language() -> None:
+    code = "```python\n" + "".join(f"print({i})\n" for i in range(300)) + "```\n\nDone."
+    pages = split_pages(code, 500)
+    assert len(pages) > 2
+    assert pages[0].text.endswith("\n```")
+    assert pages[1].text.startswith("```python\n")
+    assert pages[-1].text.endswith("Done.")
+
+
+def test_split_prefers_paragraphs_then_sentences() -> None:
+    text = ("First paragraph. " * 5).strip() + "\n\n" + "Second one is here. " * 20
+    pages = split_pages(text, 200)
+    assert pages[0].body.endswith("\n\n")
+    assert pages[1].body.rstrip().endswith(".")
+
+
+def test_render_is_applied_before_splitting() -> None:
+    live = LiveReply(limit=100, render=str.upper)
+    live.feed("quiet")
+    assert live.take(0.0).pages[0].startswith("QUIET")
