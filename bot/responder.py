@@ -110,7 +110,7 @@ class Responder:
         self, incoming: Incoming, text: str, question: RecordedQuestion, surface: Surface
     ) -> None:
         started = self.clock()
-        live = LiveReply(surface.limit, surface.render)
+        live = LiveReply(surface.limit, surface.render, size=surface.size)
         await _quietly(surface.start(), "show the first sign")
         answer = _failed_answer(self.policy.model)
         try:
@@ -214,7 +214,7 @@ class Responder:
     ) -> Answer:
         cost = cost_usd(end.usage, profile(end.model))
         if end.stop_reason == "refusal":
-            refused = LiveReply(surface.limit, surface.render)
+            refused = LiveReply(surface.limit, surface.render, size=surface.size)
             refused.feed(REFUSAL)
             await surface.finish(refused.final())
             return Answer(REFUSAL, end.model, end.stop_reason, end.usage, cost, first_text_ms,

@@ -37,20 +37,25 @@ class Snapshot:
     final: bool
 
 
-def split_pages(text: str, limit: int, reserve: int = 0) -> list[Page]:
-    """Split `text` into pages of at most `limit - reserve` characters each, as shown."""
+def split_pages(
+    text: str, limit: int, reserve: int = 0, size: Callable[[str], int] = len
+) -> list[Page]:
+    """Split `text` into pages whose shown size is at most `limit - reserve` each.
+
+    `size` measures what the platform counts (characters by default, UTF-8 bytes for some).
+    """
     if limit - reserve < 32:
         raise ValueError("page limit too small to split text sensibly")
     pages: list[Page] = []
     pos = 0
     opener = ""
     for _ in range(len(text) + 1):  # each pass consumes at least one character
-        room = limit - reserve - len(opener)
+        room = limit - reserve - size(opener)
         rest = text[pos:]
-        if len(rest) <= room:
+        if size(rest) <= room:
             pages.append(Page(body=rest, text=opener + rest))
             return pages
-        cut = best_cut(rest, room - len(FENCE_CLOSE))
+        cut = best_cut(rest, fitting_prefix(rest, room - size(FENCE_CLOSE), size))
         body = rest[:cut]
         pos += cut
         lang = open_fence(text[:pos])
@@ -62,6 +67,25 @@ def split_pages(text: str, limit: int, reserve: int = 0) -> list[Page]:
             opener = ""
         pages.append(Page(body=body, text=shown))
     raise AssertionError("unreachable: split_pages made no progress")
+
+
+def fitting_prefix(text: str, room: int, size: Callable[[str], int] = len) -> int:
+    """How many leading characters of `text` fit in `room` as measured by `size`."""
+    if size is len:
+        return max(1, min(len(text), room))
+    low, high = 1, min(len(text), room)  # no character measures less than one unit
+    while low < high:
+        mid = (low + high + 1) // 2
+        if size(text[:mid]) <= room:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def utf8_size(text: str) -> int:
+    """Size in UTF-8 bytes, for platforms whose limits count bytes."""
+    return len(text.encode("utf-8"))
 
 
 def best_cut(text: str, room: int) -> int:
@@ -101,11 +125,16 @@ class LiveReply:
     """The visible state of one streaming answer, fed deltas and asked for snapshots."""
 
     def __init__(
-        self, limit: int, render: Callable[[str], str] = str, marker: str = TYPING_MARKER
+        self,
+        limit: int,
+        render: Callable[[str], str] = str,
+        marker: str = TYPING_MARKER,
+        size: Callable[[str], int] = len,
     ) -> None:
         self.limit = limit
         self.render = render
         self.marker = marker
+        self.size = size
         self._text = ""
         self._shown_len = 0
         self._shown_at: float | None = None
@@ -131,7 +160,7 @@ class LiveReply:
     def take(self, now: float) -> Snapshot:
         """The current text as pages with the typing marker; remembered as shown."""
         shown = self.render(self._text)
-        pages = [p.text for p in split_pages(shown, self.limit, len(self.marker))]
+        pages = [p.text for p in split_pages(shown, self.limit, self.size(self.marker), self.size)]
         pages[-1] += self.marker
         self._shown_len = len(self._text)
         self._shown_at = now
@@ -141,5 +170,6 @@ class LiveReply:
         """The exact final text (plus an optional note), split the same way, no marker."""
         text = self._text + note
         shown = self.render(text)
-        pages = tuple(p.text for p in split_pages(shown, self.limit, len(self.marker)))
+        reserve = self.size(self.marker)
+        pages = tuple(p.text for p in split_pages(shown, self.limit, reserve, self.size))
         return Snapshot(pages=pages, text=text, final=True)

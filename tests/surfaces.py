@@ -21,6 +21,9 @@ class RecordingSurface:
     def render(self, markdown: str) -> str:
         return markdown
 
+    def size(self, text: str) -> int:
+        return len(text)
+
     async def start(self) -> None:
         self.events.append(("start", time.monotonic(), None))
 

@@ -1,7 +1,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.streaming import TYPING_MARKER, LiveReply, open_fence, split_pages
+from bot.streaming import TYPING_MARKER, LiveReply, open_fence, split_pages, utf8_size
 
 prose = st.lists(
     st.sampled_from(["word ", "other", ". ", "\n", "\n\n", "`x`", "\n```\n", "\n```python\n"]),
@@ -84,3 +84,16 @@ def test_render_is_applied_before_splitting() -> None:
     live = LiveReply(limit=100, render=str.upper)
     live.feed("quiet")
     assert live.take(0.0).pages[0].startswith("QUIET")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    text=st.lists(
+        st.sampled_from(["é", "日本語 ", "word ", "\n", "```\n", "🙂"]), max_size=500
+    ).map("".join),
+    limit=st.integers(min_value=64, max_value=300),
+)
+def test_pages_can_be_measured_in_utf8_bytes(text: str, limit: int) -> None:
+    pages = split_pages(text, limit, reserve=utf8_size(TYPING_MARKER), size=utf8_size)
+    assert "".join(p.body for p in pages) == text
+    assert all(utf8_size(p.text) + utf8_size(TYPING_MARKER) <= limit for p in pages)

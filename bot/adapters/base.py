@@ -23,6 +23,10 @@ class Surface(Protocol):
 
     def render(self, markdown: str) -> str: ...
 
+    def size(self, text: str) -> int:
+        """How the platform measures text against `limit` (characters, or UTF-8 bytes)."""
+        ...
+
     async def start(self) -> None:
         """Show that an answer is coming (placeholder message, typing indicator, deferral)."""
         ...

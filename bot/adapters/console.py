@@ -35,6 +35,9 @@ class ConsoleSurface:
     def render(self, markdown: str) -> str:
         return markdown
 
+    def size(self, text: str) -> int:
+        return len(text)
+
     async def start(self) -> None:
         self._write("bot> ")
 
