@@ -1,0 +1,578 @@
+"""Discord wire formats for the fake: JSON objects, error bodies, mentions, rate-limit buckets.
+
+Pure helpers with no I/O, shared by the fake's REST side (tests/fakes/discord.py) and its
+gateway side (tests/fakes/discord_gateway.py).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import math
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Json = dict[str, Any]
+
+API_VERSION = 10
+MAX_CONTENT = 2000
+DISCORD_EPOCH_MS = 1_420_070_400_000
+
+# Gateway intents (bit positions from Discord's gateway documentation).
+INTENT_GUILDS = 1 << 0
+INTENT_GUILD_MESSAGES = 1 << 9
+INTENT_DIRECT_MESSAGES = 1 << 12
+INTENT_MESSAGE_CONTENT = 1 << 15
+
+# Message flags.
+FLAG_EPHEMERAL = 1 << 6
+FLAG_LOADING = 1 << 7
+
+# Channel types.
+GUILD_TEXT = 0
+DM = 1
+PUBLIC_THREAD = 11
+PRIVATE_THREAD = 12
+
+# Permission bits the bot needs; CREATE_PRIVATE_THREADS is granted only when allowed.
+CREATE_PRIVATE_THREADS = 1 << 36
+BOT_PERMISSIONS = (
+    (1 << 6)  # ADD_REACTIONS
+    | (1 << 10)  # VIEW_CHANNEL
+    | (1 << 11)  # SEND_MESSAGES
+    | (1 << 13)  # MANAGE_MESSAGES
+    | (1 << 14)  # EMBED_LINKS
+    | (1 << 15)  # ATTACH_FILES
+    | (1 << 16)  # READ_MESSAGE_HISTORY
+    | (1 << 17)  # MENTION_EVERYONE: makes allowed_mentions the only thing preventing pings
+    | (1 << 31)  # USE_APPLICATION_COMMANDS
+    | (1 << 34)  # MANAGE_THREADS
+    | (1 << 35)  # CREATE_PUBLIC_THREADS
+    | (1 << 38)  # SEND_MESSAGES_IN_THREADS
+)
+
+_USER_MENTION = re.compile(r"<@!?(\d+)>")
+_ROLE_MENTION = re.compile(r"<@&(\d+)>")
+_EVERYONE_MENTION = re.compile(r"@(everyone|here)")
+
+
+class Snowflakes:
+    """Issues unique, increasing snowflake ids built from the current time like Discord's."""
+
+    def __init__(self) -> None:
+        self._last = 0
+
+    def next(self) -> int:
+        """Return a fresh snowflake id."""
+        now_ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
+        candidate = now_ms << 22
+        # Several ids in one millisecond must still be distinct and ordered.
+        self._last = max(candidate, self._last + 1)
+        return self._last
+
+
+def iso_now() -> str:
+    """Current UTC time in the ISO 8601 form Discord uses for timestamps."""
+    return datetime.datetime.now(datetime.UTC).isoformat()
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+def error_body(code: int, message: str) -> Json:
+    """A plain JSON error body: {"message": ..., "code": ...}."""
+    return {"message": message, "code": code}
+
+
+def form_error(path: tuple[str, ...], code: str, message: str) -> Json:
+    """A 50035 Invalid Form Body error whose nested `errors` point at `path`."""
+    errors: Json = {"_errors": [{"code": code, "message": message}]}
+    for key in reversed(path):
+        errors = {key: errors}
+    return {"code": 50035, "errors": errors, "message": "Invalid Form Body"}
+
+
+def message_body_error(body: Json, prefix: tuple[str, ...] = ()) -> Json | None:
+    """Validate a message create/edit body as Discord does; None when it is acceptable."""
+    content = body.get("content")
+    if content is not None and not isinstance(content, str):
+        return form_error((*prefix, "content"), "STRING_TYPE_CONVERT", "Could not interpret value.")
+    if isinstance(content, str) and len(content) > MAX_CONTENT:
+        return form_error(
+            (*prefix, "content"), "BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length."
+        )
+    embeds = body.get("embeds")
+    if isinstance(embeds, list) and len(embeds) > 10:
+        return form_error(
+            (*prefix, "embeds"), "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length."
+        )
+    return allowed_mentions_error(body.get("allowed_mentions"), prefix)
+
+
+def allowed_mentions_error(allowed: Any, prefix: tuple[str, ...] = ()) -> Json | None:
+    """Discord rejects a `parse` type combined with an explicit id list of the same kind."""
+    if not isinstance(allowed, dict):
+        return None
+    parse = allowed.get("parse") or []
+    for kind in ("users", "roles"):
+        if kind in parse and allowed.get(kind):
+            message = f'parse:["{kind}"] and {kind}: [ids...] are mutually exclusive.'
+            return form_error(
+                (*prefix, "allowed_mentions"), "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE", message
+            )
+    return None
+
+
+def is_empty_message(body: Json, files: int) -> bool:
+    """True when a new message would carry nothing visible (Discord answers 50006)."""
+    return (
+        not body.get("content")
+        and not body.get("embeds")
+        and not files
+        and not body.get("sticker_ids")
+        and not body.get("components")
+        and not body.get("poll")
+    )
+
+
+# --- mentions -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pings:
+    """Who a message's mentions reach: users, roles and @everyone/@here, after allowed_mentions."""
+
+    users: frozenset[int]
+    roles: frozenset[int]
+    everyone: frozenset[str]
+
+    def labels(self) -> frozenset[str]:
+        """Flat labels such as "everyone", "here", "user:1", "role:2" for easy assertions."""
+        return self.everyone | {f"user:{u}" for u in self.users} | {f"role:{r}" for r in self.roles}
+
+
+def resolve_pings(
+    content: str, allowed: Json | None, *, reply_author: int | None, roles: frozenset[int]
+) -> Pings:
+    """Apply Discord's allowed_mentions rules to the mentions written in `content`."""
+    if allowed is None:
+        # No allowed_mentions means Discord parses every mention, and a reply pings its author.
+        parse, ok_users, ok_roles, replied = {"users", "roles", "everyone"}, set(), set(), True
+    else:
+        parse = set(allowed.get("parse") or [])
+        ok_users = {int(u) for u in allowed.get("users") or []}
+        ok_roles = {int(r) for r in allowed.get("roles") or []}
+        replied = bool(allowed.get("replied_user", False))
+    users = {int(u) for u in _USER_MENTION.findall(content)}
+    users = {u for u in users if "users" in parse or u in ok_users}
+    if reply_author is not None and replied:
+        users.add(reply_author)
+    found_roles = {int(r) for r in _ROLE_MENTION.findall(content)} & roles
+    pinged_roles = {r for r in found_roles if "roles" in parse or r in ok_roles}
+    everyone = set(_EVERYONE_MENTION.findall(content)) if "everyone" in parse else set()
+    return Pings(frozenset(users), frozenset(pinged_roles), frozenset(everyone))
+
+
+def mentions_user(content: str, user_id: int) -> bool:
+    """True when `content` contains a <@id> or <@!id> mention of `user_id`."""
+    return str(user_id) in _USER_MENTION.findall(content)
+
+
+# --- objects ------------------------------------------------------------------------------
+
+
+def user_json(user_id: int, name: str, *, bot: bool = False) -> Json:
+    """A user object (new-style usernames, so the discriminator is "0")."""
+    return {
+        "id": str(user_id),
+        "username": name,
+        "global_name": None if bot else name.title(),
+        "discriminator": "0",
+        "avatar": None,
+        "bot": bot,
+        "public_flags": 0,
+        "flags": 0,
+    }
+
+
+def member_json(user: Json | None, roles: list[int], joined_at: str) -> Json:
+    """A guild member object; `user` is omitted where Discord omits it (MESSAGE_CREATE)."""
+    member: Json = {
+        "roles": [str(r) for r in roles],
+        "joined_at": joined_at,
+        "deaf": False,
+        "mute": False,
+        "flags": 0,
+        "nick": None,
+        "avatar": None,
+        "premium_since": None,
+        "pending": False,
+        "communication_disabled_until": None,
+    }
+    if user is not None:
+        member["user"] = user
+    return member
+
+
+def role_json(role_id: int, name: str, permissions: int, position: int) -> Json:
+    """A role object; permissions are a decimal string as in API v8+."""
+    return {
+        "id": str(role_id),
+        "name": name,
+        "permissions": str(permissions),
+        "position": position,
+        "color": 0,
+        "colors": {"primary_color": 0, "secondary_color": None, "tertiary_color": None},
+        "hoist": False,
+        "managed": False,
+        "mentionable": True,
+        "icon": None,
+        "unicode_emoji": None,
+        "flags": 0,
+    }
+
+
+def text_channel_json(channel_id: int, guild_id: int, name: str, position: int) -> Json:
+    """A guild text channel with no permission overwrites."""
+    return {
+        "id": str(channel_id),
+        "type": GUILD_TEXT,
+        "guild_id": str(guild_id),
+        "name": name,
+        "position": position,
+        "permission_overwrites": [],
+        "parent_id": None,
+        "topic": None,
+        "nsfw": False,
+        "rate_limit_per_user": 0,
+        "last_message_id": None,
+        "flags": 0,
+    }
+
+
+def dm_channel_json(channel_id: int, recipient: Json) -> Json:
+    """A DM channel object as returned by POST /users/@me/channels."""
+    return {
+        "id": str(channel_id),
+        "type": DM,
+        "last_message_id": None,
+        "flags": 0,
+        "recipients": [recipient],
+    }
+
+
+def thread_member_json(thread_id: int, user_id: int, joined_at: str) -> Json:
+    """A thread member object."""
+    return {
+        "id": str(thread_id),
+        "user_id": str(user_id),
+        "join_timestamp": joined_at,
+        "flags": 0,
+    }
+
+
+def ceil_ms(seconds: float) -> float:
+    """Round up to whole milliseconds, so a client waiting that long is never early."""
+    return math.ceil(seconds * 1000) / 1000
+
+
+def rate_limit_body(retry_after: float) -> Json:
+    """The 429 body Discord sends for a per-route limit."""
+    return {
+        "message": "You are being rate limited.",
+        "retry_after": ceil_ms(retry_after),
+        "global": False,
+    }
+
+
+# --- rate limits --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RateVerdict:
+    """The outcome of one request against a bucket, with everything the headers need."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after: float
+    bucket_hash: str
+
+    def headers(self) -> dict[str, str]:
+        """X-RateLimit-* headers (plus Retry-After/Scope on a 429), as Discord sends them."""
+        reset_after = max(ceil_ms(self.reset_after), 0.001)
+        headers = {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}",
+            "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+            "X-RateLimit-Bucket": self.bucket_hash,
+        }
+        if not self.allowed:
+            headers["Retry-After"] = str(math.ceil(reset_after))
+            headers["X-RateLimit-Scope"] = "user"
+        return headers
+
+
+class Bucket:
+    """A fixed-window limit: `limit` requests per `window` seconds from the window's first call."""
+
+    def __init__(self, name: str, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        # The hash names the route family, not the resource, as Discord's bucket header does.
+        self.hash = hashlib.sha1(name.encode()).hexdigest()[:32]
+        self._start = -math.inf
+        self._used = 0
+
+    def take(self, now: float) -> RateVerdict:
+        """Spend one request if the window has room; a refused request spends nothing."""
+        if now >= self._start + self.window:
+            self._start, self._used = now, 0
+        reset_after = self._start + self.window - now
+        if self._used >= self.limit:
+            return RateVerdict(False, self.limit, 0, reset_after, self.hash)
+        self._used += 1
+        return RateVerdict(True, self.limit, self.limit - self._used, reset_after, self.hash)
+
+
+# --- stored state and the values tests read -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RestCall:
+    """One REST request the fake served; `path` is relative to /api/v10, `route` its template."""
+
+    method: str
+    path: str
+    route: str
+    json: Any
+    time: float
+    status: int
+    query: str = ""
+
+
+@dataclass(frozen=True)
+class FakeInteraction:
+    """A slash-command interaction the fake dispatched (times are time.monotonic())."""
+
+    id: int
+    token: str
+    application_id: int
+    name: str
+    options: Mapping[str, Any]
+    channel_id: int
+    user_id: int
+    guild_id: int | None
+    dispatched_at: float
+
+
+@dataclass(frozen=True)
+class FakeMessage:
+    """A snapshot of one message as the fake holds it now.
+
+    `pinged` holds labels ("everyone", "here", "user:ID", "role:ID") for the mentions the current
+    content reaches under the allowed_mentions sent with the latest write.
+    """
+
+    id: int
+    channel_id: int
+    content: str
+    author_id: int
+    author_bot: bool
+    edits: int
+    history: tuple[str, ...]
+    allowed_mentions: Json | None
+    message_reference: Json | None
+    flags: int
+    embeds: tuple[Json, ...]
+    attachments: tuple[Json, ...]
+    pinged: frozenset[str]
+    reactions: tuple[str, ...]
+    interaction_id: int | None
+    created_at: float
+    deleted: bool
+
+
+@dataclass(frozen=True)
+class FakeThread:
+    """A thread the bot created: type 11 (public) or 12 (private)."""
+
+    id: int
+    parent_id: int
+    name: str
+    type: int
+    members: frozenset[int]
+    owner_id: int
+    invitable: bool
+    message_id: int | None
+    created_at: float
+
+
+@dataclass
+class MessageRecord:
+    """The fake's mutable record of a message; `to_json` renders Discord's message object."""
+
+    id: int
+    channel_id: int
+    guild_id: int | None
+    author: Json
+    content: str
+    created_at: float
+    timestamp: str = field(default_factory=iso_now)
+    type: int = 0
+    flags: int = 0
+    embeds: list[Json] = field(default_factory=list)
+    attachments: list[Json] = field(default_factory=list)
+    allowed_mentions: Json | None = None
+    message_reference: Json | None = None
+    pings: Pings = field(default_factory=lambda: Pings(frozenset(), frozenset(), frozenset()))
+    history: list[str] = field(default_factory=list)
+    edited_timestamp: str | None = None
+    reactions: list[str] = field(default_factory=list)
+    deleted: bool = False
+    webhook_id: int | None = None
+    interaction: Json | None = None
+    interaction_id: int | None = None
+    thread: Json | None = None
+
+    @property
+    def author_id(self) -> int:
+        """The author's user id."""
+        return int(self.author["id"])
+
+    def to_json(self, users: dict[int, Json]) -> Json:
+        """Discord's message object; `users` resolves pinged user ids to user objects."""
+        data: Json = {
+            "id": str(self.id),
+            "channel_id": str(self.channel_id),
+            "author": self.author,
+            "content": self.content,
+            "timestamp": self.timestamp,
+            "edited_timestamp": self.edited_timestamp,
+            "tts": False,
+            "mention_everyone": bool(self.pings.everyone),
+            "mentions": [users.get(u, user_json(u, f"user{u}")) for u in sorted(self.pings.users)],
+            "mention_roles": [str(r) for r in sorted(self.pings.roles)],
+            "attachments": self.attachments,
+            "embeds": self.embeds,
+            "components": [],
+            "pinned": False,
+            "type": self.type,
+            "flags": self.flags,
+        }
+        return self._optional_fields(data)
+
+    def _optional_fields(self, data: Json) -> Json:
+        if self.guild_id is not None:
+            data["guild_id"] = str(self.guild_id)
+        if self.message_reference is not None:
+            data["message_reference"] = self.message_reference
+        if self.webhook_id is not None:
+            data["webhook_id"] = str(self.webhook_id)
+            data["application_id"] = str(self.webhook_id)
+        if self.interaction is not None:
+            data["interaction_metadata"] = self.interaction
+        if self.thread is not None:
+            data["thread"] = self.thread
+        if self.reactions:
+            data["reactions"] = [
+                {"emoji": {"id": None, "name": e}, "count": 1, "me": True} for e in self.reactions
+            ]
+        return data
+
+    def snapshot(self) -> FakeMessage:
+        """A frozen copy for tests."""
+        return FakeMessage(
+            id=self.id,
+            channel_id=self.channel_id,
+            content=self.content,
+            author_id=self.author_id,
+            author_bot=bool(self.author.get("bot")),
+            edits=len(self.history) - 1,
+            history=tuple(self.history),
+            allowed_mentions=self.allowed_mentions,
+            message_reference=self.message_reference,
+            flags=self.flags,
+            embeds=tuple(self.embeds),
+            attachments=tuple(self.attachments),
+            pinged=self.pings.labels(),
+            reactions=tuple(self.reactions),
+            interaction_id=self.interaction_id,
+            created_at=self.created_at,
+            deleted=self.deleted,
+        )
+
+
+@dataclass
+class ThreadRecord:
+    """The fake's mutable record of a thread channel."""
+
+    id: int
+    guild_id: int
+    parent_id: int
+    name: str
+    type: int
+    owner_id: int
+    invitable: bool
+    auto_archive_duration: int
+    created_at: float
+    message_id: int | None = None
+    members: set[int] = field(default_factory=set)
+    message_count: int = 0
+    timestamp: str = field(default_factory=iso_now)
+
+    def to_json(self, me: int | None = None) -> Json:
+        """Discord's thread channel object; `me` adds the bot's thread member when it joined."""
+        metadata: Json = {
+            "archived": False,
+            "auto_archive_duration": self.auto_archive_duration,
+            "archive_timestamp": self.timestamp,
+            "locked": False,
+            "create_timestamp": self.timestamp,
+        }
+        if self.type == PRIVATE_THREAD:
+            metadata["invitable"] = self.invitable
+        data: Json = {
+            "id": str(self.id),
+            "type": self.type,
+            "guild_id": str(self.guild_id),
+            "parent_id": str(self.parent_id),
+            "owner_id": str(self.owner_id),
+            "name": self.name,
+            "last_message_id": None,
+            "rate_limit_per_user": 0,
+            "message_count": self.message_count,
+            "member_count": min(len(self.members), 50),
+            "total_message_sent": self.message_count,
+            "flags": 0,
+            "thread_metadata": metadata,
+        }
+        if me is not None and me in self.members:
+            data["member"] = thread_member_json(self.id, me, self.timestamp)
+        return data
+
+    def snapshot(self) -> FakeThread:
+        """A frozen copy for tests."""
+        return FakeThread(
+            id=self.id,
+            parent_id=self.parent_id,
+            name=self.name,
+            type=self.type,
+            members=frozenset(self.members),
+            owner_id=self.owner_id,
+            invitable=self.invitable,
+            message_id=self.message_id,
+            created_at=self.created_at,
+        )
+
+
+def hide_content(message: Json) -> Json:
+    """The MESSAGE_CREATE a bot without the MESSAGE_CONTENT intent receives: no content fields."""
+    hidden = dict(message)
+    hidden.update(content="", embeds=[], attachments=[], components=[])
+    hidden.pop("poll", None)
+    return hidden
