@@ -22,6 +22,7 @@ from httpx_sse import EventSource
 from bot.conversation import Turn, Usage
 from bot.models import ModelProfile, profile
 from bot.prompts import Prompt
+from bot.transport import AiohttpTransport
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +126,7 @@ class AnthropicClient:
             base_url=base_url.rstrip("/"),
             headers={"x-api-key": api_key, "anthropic-version": API_VERSION},
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-            transport=transport,
+            transport=transport or AiohttpTransport(),
         )
 
     async def aclose(self) -> None:
