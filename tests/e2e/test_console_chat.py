@@ -110,3 +110,50 @@ async def test_sigterm_during_a_reply_exits_cleanly(tmp_path: Path) -> None:
             assert code == 0
         finally:
             await bot.stop()
+
+
+async def test_check_masks_secrets_and_reaches_the_model(
+    tmp_path: Path, anthropic: FakeAnthropic
+) -> None:
+    env = env_for(anthropic, tmp_path)
+    env["LOG_LEVEL"] = "DEBUG"
+    bot = await BotProcess(tmp_path, env, "check").start()
+    try:
+        code, out, err = await bot.finish()
+        assert code == 0, out + err
+        assert "model: reached" in out and "claude-haiku-5-5" in out
+        assert "test-key" not in out + err
+        assert "all checks passed" in out
+    finally:
+        await bot.stop()
+
+
+async def test_check_fails_clearly_on_a_wrong_key(tmp_path: Path) -> None:
+    async with FakeAnthropic(api_key="the-right-key") as fake:
+        bot = await BotProcess(tmp_path, env_for(fake, tmp_path), "check").start()
+        try:
+            code, out, err = await bot.finish()
+            assert code == 1
+            assert "model: FAILED" in out and "HTTP 401" in out
+        finally:
+            await bot.stop()
+
+
+async def test_kb_commands_index_and_search(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "sso.md").write_text("# Single sign-on\n\nSSO is configured under Admin > Security.")
+    env = bot_env(tmp_path)
+    for args, expected in (
+        (("kb", "index", str(docs)), "1 new"),
+        (("kb", "search", "configure SSO"), "Admin > Security"),
+        (("kb", "list"), "sso.md"),
+        (("stats",), "0 replies"),
+    ):
+        bot = await BotProcess(tmp_path, env, *args).start()
+        try:
+            code, out, err = await bot.finish()
+            assert code == 0, err
+            assert expected in out
+        finally:
+            await bot.stop()
