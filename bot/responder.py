@@ -78,7 +78,7 @@ class Responder:
         self.book = book
         self.clock = clock
         self._slots = asyncio.Semaphore(policy.max_concurrent)
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._tails: dict[str, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -93,7 +93,8 @@ class Responder:
         if question is None:
             log.info("event %s already handled; not answering twice", incoming.event_id)
             return None
-        task = asyncio.create_task(self._reply(incoming, text, question, surface))
+        before, turn = self._take_turn(incoming.key)
+        task = asyncio.create_task(self._reply(incoming, text, question, surface, before, turn))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -107,14 +108,22 @@ class Responder:
             await asyncio.wait(tasks, timeout=timeout)
 
     async def _reply(
-        self, incoming: Incoming, text: str, question: RecordedQuestion, surface: Surface
+        self,
+        incoming: Incoming,
+        text: str,
+        question: RecordedQuestion,
+        surface: Surface,
+        before: asyncio.Future[None] | None,
+        turn: Turnstile,
     ) -> None:
         started = self.clock()
         live = LiveReply(surface.limit, surface.render, size=surface.size)
         await _quietly(surface.start(), "show the first sign")
         answer = _failed_answer(self.policy.model)
         try:
-            async with self._conversation(incoming.key), self._slots:
+            if before is not None:
+                await asyncio.shield(before)  # the previous reply in this conversation
+            async with self._slots:
                 answer = await self._answer(incoming, text, question, surface, live, started)
         except asyncio.CancelledError:
             answer = replace(answer, text=live.text, outcome="interrupted")
@@ -125,11 +134,14 @@ class Responder:
             note = "\n\n" if live.text else ""
             await _quietly(surface.finish(live.final(note + unexpected_failure())), "finish")
         finally:
-            total_ms = (self.clock() - started) * 1000
-            tokens = estimate_tokens(answer.text, self.model)
-            await asyncio.shield(
-                self.store.record_answer(incoming.key, question, answer, tokens, total_ms)
-            )
+            try:
+                total_ms = (self.clock() - started) * 1000
+                tokens = estimate_tokens(answer.text, self.model)
+                await asyncio.shield(
+                    self.store.record_answer(incoming.key, question, answer, tokens, total_ms)
+                )
+            finally:
+                turn.leave()  # only now: the next reply must see this answer in its history
 
     async def _answer(
         self,
@@ -261,20 +273,33 @@ class Responder:
             except Exception as error:  # a lost partial edit is harmless; the final one retries
                 log.warning("partial update failed: %s", type(error).__name__)
 
-    @contextlib.asynccontextmanager
-    async def _conversation(self, key: ConversationKey) -> AsyncIterator[None]:
-        """One reply at a time per conversation, in arrival order (asyncio locks are FIFO)."""
-        lock, users = self._locks.get(key.id, (asyncio.Lock(), 0))
-        self._locks[key.id] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key.id]
-            if users <= 1:
-                del self._locks[key.id]
-            else:
-                self._locks[key.id] = (lock, users - 1)
+    def _take_turn(self, key: ConversationKey) -> tuple[asyncio.Future[None] | None, Turnstile]:
+        """Queue a reply behind the conversation's previous one, at submit time.
+
+        Taking the place synchronously keeps arrival order even when the replies' first
+        platform calls finish in a different order.
+        """
+        before = self._tails.get(key.id)
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._tails[key.id] = mine
+        return before, Turnstile(key.id, mine, self._tails)
+
+
+class Turnstile:
+    """A reply's place in its conversation's line; `leave()` lets the next one in."""
+
+    def __init__(
+        self, key: str, mine: asyncio.Future[None], tails: dict[str, asyncio.Future[None]]
+    ) -> None:
+        self.key = key
+        self.mine = mine
+        self.tails = tails
+
+    def leave(self) -> None:
+        if not self.mine.done():
+            self.mine.set_result(None)
+        if self.tails.get(self.key) is self.mine:
+            del self.tails[self.key]
 
 
 def question_text(incoming: Incoming) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -14,6 +15,7 @@ class RecordingSurface:
     min_interval: float = 0.0
     events: list[tuple[str, float, Snapshot | None]] = field(default_factory=list)
     fail_updates: bool = False
+    start_delay: float = 0.0
 
     def interval(self) -> float:
         return self.min_interval
@@ -25,6 +27,7 @@ class RecordingSurface:
         return len(text)
 
     async def start(self) -> None:
+        await asyncio.sleep(self.start_delay)
         self.events.append(("start", time.monotonic(), None))
 
     async def update(self, snapshot: Snapshot) -> None:

@@ -84,6 +84,22 @@ async def test_follow_up_sees_the_history_in_order(store: Store, anthropic: Fake
     await r.llm.aclose()  # type: ignore[union-attr]
 
 
+async def test_arrival_order_holds_when_the_first_start_is_slow(
+    store: Store, anthropic: FakeAnthropic
+) -> None:
+    anthropic.script(Reply(text="First answer.", when="first"), Reply(text="Second answer."))
+    r = responder(store, anthropic)
+    slow, fast = RecordingSurface(start_delay=0.3), RecordingSurface()
+    t1 = await r.submit(ask("first question", "E1"), slow)
+    t2 = await r.submit(ask("second question", "E2"), fast)
+    assert t1 is not None and t2 is not None
+    await asyncio.wait_for(asyncio.gather(t1, t2), 10)
+    assert [m["content"] for m in anthropic.requests[-1].body["messages"]] == [
+        "first question", "First answer.", "second question"
+    ]
+    await r.llm.aclose()  # type: ignore[union-attr]
+
+
 async def test_different_conversations_run_concurrently(store: Store) -> None:
     async with FakeAnthropic(delta_interval=0.02, default_words=40) as fake:
         r = responder(store, fake)
