@@ -1,18 +1,234 @@
-"""The Discord adapter (being built)."""
+"""The Discord adapter: slash commands, mentions, thread follow-ups and DMs, on discord.py.
+
+It translates gateway events into Incoming values and hands them to the responder with a
+Surface that streams the answer within Discord's limits (see discord_surface.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
 
+import discord
+import yarl
+from discord.gateway import DiscordWebSocket
+
+from bot.adapters.discord_commands import build_tree, sync_if_changed
+from bot.adapters.discord_events import (
+    MessageFacts,
+    Route,
+    guild_key,
+    invite_permissions,
+    invite_url,
+    mentions_me,
+    route_message,
+    strip_mentions,
+    thread_name,
+)
+from bot.adapters.discord_replies import DiscordTiming, Replies
 from bot.config import Settings
+from bot.conversation import Arrival, ConversationKey, Incoming
 from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+CONTENT_INTENT_HELP = (
+    "Discord refused the MESSAGE_CONTENT intent: enable 'Message Content Intent' on the bot's "
+    "page in the Discord developer portal, or set DISCORD_MESSAGE_CONTENT=false"
+)
+
+
+@contextlib.contextmanager
+def local_endpoints(settings: Settings) -> Iterator[None]:
+    """Aim discord.py's REST base and gateway at the configured URLs while inside."""
+    old_base, old_gateway = discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
+    discord.http.Route.BASE = settings.discord_api_url.rstrip("/")
+    # A plain Client dials DEFAULT_GATEWAY directly; only AutoShardedClient asks /gateway/bot.
+    DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+    try:
+        yield
+    finally:
+        discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = old_base, old_gateway
+
+
+def quiet_voice() -> None:
+    """supportbot never joins voice, so discord.py's missing-voice-library warnings are noise."""
+    discord.VoiceClient.warn_nacl = False
+    discord.VoiceClient.warn_dave = False
+
+
+def intents_for(settings: Settings) -> discord.Intents:
+    """Guilds, guild and DM messages; message content only when the portal allows it."""
+    intents = discord.Intents.none()
+    intents.guilds = True
+    intents.guild_messages = True
+    intents.dm_messages = True
+    intents.message_content = settings.discord_message_content
+    return intents
+
+
+class SupportClient(discord.Client):
+    """discord.Client wired to the responder: one handler per kind of event."""
+
+    def __init__(
+        self, runtime: Runtime, timing: DiscordTiming | None = None, **options: Any
+    ) -> None:
+        quiet_voice()
+        super().__init__(
+            intents=intents_for(runtime.settings),
+            allowed_mentions=discord.AllowedMentions.none(),
+            **options,
+        )
+        self.runtime = runtime
+        self.replies = Replies(runtime, timing or DiscordTiming())
+        self.tree = build_tree(self, self.replies)
+
+    async def setup_hook(self) -> None:
+        await sync_if_changed(self.tree, self.runtime.store, self.runtime.settings.discord_guild_id)
+
+    async def on_ready(self) -> None:
+        log.info("connected to Discord as %s in %d servers", self.user, len(self.guilds))
+
+    async def on_message(self, message: discord.Message) -> None:
+        me = self.user
+        if me is None:
+            return
+        route = route_message(self._facts(message, me.id))
+        if route is Route.IGNORE:
+            return
+        key = await self._conversation(message, route)
+        if key is None:
+            return
+        try:
+            await self._answer(message, route, key, me.id)
+        except discord.HTTPException as error:
+            log.warning("could not answer a message (HTTP %s, code %s)", error.status, error.code)
+
+    def _facts(self, message: discord.Message, me: int) -> MessageFacts:
+        guild, author = message.guild, message.author
+        role = guild.self_role if guild is not None else None
+        users = [user.id for user in message.mentions] + message.raw_mentions
+        return MessageFacts(
+            from_bot=author.bot or author.id == me or message.webhook_id is not None,
+            system=message.type not in (discord.MessageType.default, discord.MessageType.reply),
+            in_guild=guild is not None,
+            in_thread=isinstance(message.channel, discord.Thread),
+            mentions_me=mentions_me(
+                users, message.raw_role_mentions, me, role.id if role else None
+            ),
+            content_intent=self.intents.message_content,
+        )
+
+    async def _conversation(self, message: discord.Message, route: Route) -> ConversationKey | None:
+        """The conversation a message belongs to; None for thread messages that are not ours."""
+        channel = message.channel
+        if message.guild is None:
+            return await self.replies.dm_conversation(message.author.id, channel.id)
+        if isinstance(channel, discord.Thread):
+            key = guild_key(message.guild.id, channel.parent_id, channel.id)
+            if route is Route.THREAD and not await self.runtime.store.conversation_exists(key):
+                return None
+            return key
+        # A mention in a channel: the thread made from this message will carry follow-ups.
+        return guild_key(message.guild.id, channel.id, message.id)
+
+    async def _answer(
+        self, message: discord.Message, route: Route, key: ConversationKey, me: int
+    ) -> None:
+        channel, mention = message.channel, route is Route.MENTION
+        reply_to = message.to_reference(fail_if_not_exists=False) if mention else None
+        surface = self.replies.message_surface(channel, channel.id, message.author.id, reply_to)
+        # Typing is the first visible sign, so it goes before threads and downloads.
+        if await self.replies.first_sign(surface):
+            await self.replies.submit(surface, self._question(message, route, key, me))
+
+    async def _question(
+        self, message: discord.Message, route: Route, key: ConversationKey, me: int
+    ) -> Incoming:
+        role = message.guild.self_role if message.guild is not None else None
+        text = strip_mentions(message.content, me, role.id if role else None)
+        if route is Route.MENTION and isinstance(message.channel, discord.TextChannel):
+            await _thread_from(message, message.channel, text)
+        images, notes = await self.replies.read_attachments(message.attachments)
+        return Incoming(
+            key=key,
+            author_id=str(message.author.id),
+            author_name=message.author.display_name,
+            text=text,
+            event_id=str(message.id),
+            arrival=_arrival(route),
+            images=images,
+            notes=notes,
+        )
+
+    async def close(self) -> None:
+        """Let replies in flight end with a note while the connection still works, then close."""
+        await self.replies.aclose()
+        await super().close()
+
+
+def _arrival(route: Route) -> Arrival:
+    return {Route.DM: Arrival.DM, Route.MENTION: Arrival.MENTION}.get(route, Arrival.FOLLOW_UP)
+
+
+async def _thread_from(message: discord.Message, channel: discord.TextChannel, text: str) -> None:
+    """Open a thread on the question so follow-ups continue there without a mention."""
+    try:
+        await channel.create_thread(name=thread_name(text, "Question"), message=message)
+    except discord.HTTPException as error:
+        # 160004: a thread already exists on this message; 50013: no permission. Answer anyway.
+        log.info("no thread on the question (HTTP %s, code %s)", error.status, error.code)
 
 
 async def serve(runtime: Runtime, stop: asyncio.Event) -> None:
     """Answer on Discord until `stop` is set."""
-    raise NotImplementedError("discord adapter not built yet")
+    settings = runtime.settings
+    with local_endpoints(settings):
+        client = SupportClient(runtime)
+        runner = asyncio.create_task(client.start(settings.discord_bot_token.value))
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            await client.close()
+            await _finished(runner)
+
+
+async def _finished(runner: asyncio.Task[None]) -> None:
+    """Wait for the client task to end; explain the failures people can fix themselves."""
+    try:
+        await asyncio.wait_for(runner, 15)
+    except discord.PrivilegedIntentsRequired:
+        log.error(CONTENT_INTENT_HELP)
+        raise
+    except discord.LoginFailure:
+        log.error("Discord rejected DISCORD_BOT_TOKEN; copy it again from the developer portal")
+        raise
 
 
 async def check(settings: Settings) -> list[str]:
-    """Reach Discord with the configured token; lines to print."""
-    raise NotImplementedError("discord adapter not built yet")
+    """Reach Discord with the configured token; lines to print, including the invite URL."""
+    quiet_voice()
+    with local_endpoints(settings):
+        client = discord.Client(intents=discord.Intents.none())
+        try:
+            await client.login(settings.discord_bot_token.value)
+            me = client.user
+            app = await client.application_info()
+        finally:
+            await client.close()
+    lines = [
+        f"reached {settings.discord_api_url} as {me} (application {app.id})",
+        f"invite: {invite_url(app.id, invite_permissions())}",
+    ]
+    portal_allows = app.flags.gateway_message_content or app.flags.gateway_message_content_limited
+    if settings.discord_message_content and not portal_allows:
+        lines.append("WARNING: " + CONTENT_INTENT_HELP)
+    elif not settings.discord_message_content:
+        lines.append("message content intent off: thread follow-ups need a mention "
+                     "(set DISCORD_MESSAGE_CONTENT=true once it is enabled in the portal)")
+    return lines

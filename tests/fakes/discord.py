@@ -299,6 +299,10 @@ class FakeDiscord:
             return None
         return state.callback_type, state.acked_at - state.public.dispatched_at
 
+    def dm_channel(self, user_id: int | None = None) -> int:
+        """The id of the DM channel between the bot and a user (the default user if None)."""
+        return self._dm_channel(user_id if user_id is not None else self.default_user_id)
+
     @property
     def threads(self) -> list[FakeThread]:
         """Threads created so far."""
@@ -682,6 +686,7 @@ class FakeDiscord:
             ("GET", "/gateway", self._hub.handle),
             ("GET", "/attachments/{attachment_id}/{filename}", self._get_attachment),
             ("GET", "/_fake/stats", self._fake_stats),
+            ("GET", "/_fake/calls", self._fake_calls),
             ("GET", "/_fake/messages", self._fake_messages),
             ("GET", "/_fake/interactions/{interaction_id}", self._fake_interaction),
             ("POST", "/_fake/message", self._fake_message),
@@ -1130,6 +1135,12 @@ class FakeDiscord:
                 "identified": self.identify is not None,
             },
         )
+
+    async def _fake_calls(self, request: web.Request) -> web.Response:
+        """REST calls served so far (from index `since`), for out-of-process timing studies."""
+        since = int(request.query.get("since") or 0)
+        calls = [_plain(c) for c in self.calls[since:]]
+        return _json(200, {"calls": calls, "next": len(self.calls)})
 
     async def _fake_messages(self, request: web.Request) -> web.Response:
         channel = int(request.query.get("channel") or self.channel_ids[0])

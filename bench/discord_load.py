@@ -1,0 +1,337 @@
+"""Discord load benchmark: 30 /ask conversations streaming ~600-token answers at once in one
+channel, against the fake Discord with real-style buckets (5 writes per 2 s per interaction
+webhook), side by side with a naive policy that edits on every 20th delta.
+
+Both policies run in this process on discord.py against the same out-of-process fakes, with
+the same page splitting and rendering; only when they write differs. Figures per run: 429s,
+final texts that differ from the model's answer, time to the first visible sign, staleness
+(how long each received delta waits until Discord shows it) and edits per reply; the
+reported figure is the median over runs.
+
+Run: python -m bench.discord_load
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import discord
+import httpx
+from discord import app_commands
+
+from bench.common import FakeProcess, median, percentile, write_result
+from bot.adapters.discord import SupportClient, local_endpoints
+from bot.adapters.discord_pacing import WriteBudget
+from bot.adapters.discord_surface import Interaction, InteractionPages, PageWriter, safe_mentions
+from bot.config import Settings, load_settings
+from bot.conversation import Platform, Turn
+from bot.formatting import neutralise_discord
+from bot.knowledge import Knowledge
+from bot.llm import AnthropicClient, ModelOptions, StreamEnd
+from bot.prompts import Prompt, PromptBook, build_prompt
+from bot.responder import ReplyPolicy, Responder
+from bot.runtime import Runtime
+from bot.store import Store
+from bot.streaming import TYPING_MARKER, LiveReply
+
+REPLIES = 30
+RUNS = 5
+WORDS = 450  # about 600 output tokens
+DELTA_INTERVAL = 0.015  # ~180 tokens/s, a brisk Haiku
+NAIVE_BATCH = 20
+TOKEN = "test-discord-token"
+FINISH_TIMEOUT = 180.0
+
+
+class RecordingModel(AnthropicClient):
+    """The real model client, noting when each delta arrived from the model (per question).
+
+    A reader task drains the HTTP stream as it arrives, so a consumer that blocks on Discord
+    (the naive policy) cannot hide how long text waited: arrival is stamped on receipt.
+    """
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__("test-key", base_url, ModelOptions("claude-haiku-5-5", None, 0.3, "low"))
+        self.deltas: dict[str, list[tuple[float, int]]] = {}
+        self.texts: dict[str, str] = {}
+
+    async def stream(self, prompt: Prompt) -> AsyncIterator[str | StreamEnd]:
+        queue: asyncio.Queue[str | StreamEnd | BaseException] = asyncio.Queue()
+        reader = asyncio.create_task(self._read(prompt, queue))
+        try:
+            for _ in range(1_000_000):  # one pass per delta; the stream ends with StreamEnd
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if isinstance(item, StreamEnd):
+                    return
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+    async def _read(self, prompt: Prompt, queue: asyncio.Queue[Any]) -> None:
+        question = prompt.turns[-1].text
+        received = self.deltas.setdefault(question, [])
+        text = ""
+        try:
+            async for item in super().stream(prompt):
+                if isinstance(item, str):
+                    text += item
+                    received.append((time.monotonic(), len(text)))
+                    self.texts[question] = text
+                queue.put_nowait(item)
+        except Exception as error:
+            queue.put_nowait(error)
+
+
+class NaiveClient(discord.Client):
+    """The common pattern: defer, then edit on every 20th delta, awaiting each edit."""
+
+    def __init__(self, model: RecordingModel, book: PromptBook) -> None:
+        super().__init__(intents=discord.Intents.none(), guild_ready_timeout=0.05)
+        self.model = model
+        self.book = book
+        self.tree: app_commands.CommandTree[discord.Client] = app_commands.CommandTree(self)
+        self.tree.command(name="ask", description="Ask")(self._ask)
+
+    async def _ask(self, interaction: Interaction, question: str) -> None:
+        await interaction.response.defer(thinking=True)
+        pages = InteractionPages(interaction, False, safe_mentions(interaction.user.id))
+        unpaced = PageWriter(pages, WriteBudget(1_000_000, 1e-6), shown=[""])
+        live = LiveReply(2000, neutralise_discord)
+        turns = [Turn("user", question, 16)]
+        prompt = build_prompt(self.book, Platform.DISCORD, [], turns, 1024)
+        count = 0
+        async for item in self.model.stream(prompt):
+            if isinstance(item, StreamEnd):
+                break
+            live.feed(item)
+            count += 1
+            if count % NAIVE_BATCH == 0:
+                await unpaced.partial(live.take(time.monotonic()).pages)
+        await unpaced.final(live.final().pages)
+
+
+@dataclass(frozen=True)
+class Fakes:
+    discord_url: str
+    anthropic_url: str
+
+    @property
+    def api_url(self) -> str:
+        return self.discord_url + "/api/v10"
+
+    @property
+    def gateway_url(self) -> str:
+        return self.discord_url.replace("http://", "ws://", 1) + "/gateway"
+
+
+def bot_settings(fakes: Fakes, folder: Path) -> Settings:
+    return load_settings(
+        {
+            "ANTHROPIC_API_KEY": "test-key",
+            "ANTHROPIC_BASE_URL": fakes.anthropic_url,
+            "SUPPORTBOT_DB": str(folder / "bench.db"),
+            "SUPPORTBOT_FALLBACK_MODEL": "",
+            "DISCORD_BOT_TOKEN": TOKEN,
+            "DISCORD_API_URL": fakes.api_url,
+            "DISCORD_GATEWAY_URL": fakes.gateway_url,
+            "LOG_LEVEL": "WARNING",
+        },
+        dotenv_path=None,
+    )
+
+
+@contextlib.asynccontextmanager
+async def ours(settings: Settings, model: RecordingModel) -> AsyncIterator[discord.Client]:
+    """The bot as shipped: responder, store, LiveReply pacing and the Discord surfaces."""
+    store = await Store.open(settings.db_path)
+    policy = ReplyPolicy("claude-haiku-5-5", 1024, 20_000, 64)
+    knowledge = Knowledge(store.sqlite)
+    responder = Responder(policy, store, knowledge, model, PromptBook.load())
+    runtime = Runtime(settings, store, knowledge, responder, model)
+    try:
+        yield SupportClient(runtime, guild_ready_timeout=0.05)
+    finally:
+        await responder.aclose()
+        await store.close()
+
+
+@contextlib.asynccontextmanager
+async def naive(settings: Settings, model: RecordingModel) -> AsyncIterator[discord.Client]:
+    yield NaiveClient(model, PromptBook.load())
+
+
+Connected = contextlib.AbstractAsyncContextManager[discord.Client]
+Policy = Callable[[Settings, RecordingModel], Connected]
+
+
+@contextlib.asynccontextmanager
+async def connected(client: discord.Client) -> AsyncIterator[None]:
+    """Run `client` until it is identified on the fake's gateway; close it afterwards."""
+    task = asyncio.create_task(client.start(TOKEN))
+    try:
+        for _ in range(1000):
+            if client.is_ready():
+                break
+            await asyncio.sleep(0.01)
+        yield
+    finally:
+        await client.close()
+        await asyncio.wait_for(task, 15)
+
+
+async def run_once(policy: Policy, fakes: Fakes, run: int, folder: Path) -> dict[str, float]:
+    settings = bot_settings(fakes, folder)
+    model = RecordingModel(fakes.anthropic_url)
+    async with httpx.AsyncClient(base_url=fakes.discord_url, timeout=30) as http:
+        before = (await http.get("/_fake/stats")).json()["rate_limited"]
+        since = (await http.get("/_fake/calls", params={"since": 10**9})).json()["next"]
+        async with policy(settings, model) as client, connected(client):
+            questions = [f"Run {run} question {i}: how do I export?" for i in range(REPLIES)]
+            interactions = await asyncio.gather(*(slash(http, q) for q in questions))
+            results = await finished(http, [i["id"] for i in interactions])
+        calls = (await http.get("/_fake/calls", params={"since": since})).json()["calls"]
+        limited = (await http.get("/_fake/stats")).json()["rate_limited"] - before
+    await model.aclose()
+    return measure(questions, interactions, results, calls, model, limited)
+
+
+async def slash(http: httpx.AsyncClient, question: str) -> dict[str, Any]:
+    body = {"name": "ask", "options": {"question": question}}
+    response = await http.post("/_fake/slash", json=body)
+    return dict(response.json())
+
+
+async def finished(http: httpx.AsyncClient, ids: list[str]) -> list[dict[str, Any]]:
+    """Poll until every reply shows a final text (no typing marker), or the timeout passes."""
+    deadline = time.monotonic() + FINISH_TIMEOUT
+    results: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        results = [(await http.get(f"/_fake/interactions/{i}")).json() for i in ids]
+        if all(final_pages(r) is not None for r in results):
+            break
+        await asyncio.sleep(0.25)
+    return results
+
+
+def final_pages(result: dict[str, Any]) -> list[str] | None:
+    original = result.get("original")
+    if not original or not original["content"]:
+        return None
+    pages = [original["content"]] + [f["content"] for f in result["followups"]]
+    return None if any(TYPING_MARKER in page for page in pages) else pages
+
+
+def measure(
+    questions: list[str],
+    interactions: list[dict[str, Any]],
+    results: list[dict[str, Any]],
+    calls: list[dict[str, Any]],
+    model: RecordingModel,
+    limited: int,
+) -> dict[str, float]:
+    first_signs, staleness, edits, lags = [], [], [], []
+    mismatches = 0
+    for question, interaction, result in zip(questions, interactions, results, strict=True):
+        mine = [c for c in calls if interaction["token"] in c["path"]]
+        callback = result["callback"]
+        first_signs.append(callback[1] * 1000 if callback else FINISH_TIMEOUT * 1000)
+        writes = visible_writes(mine, result)
+        deltas = model.deltas.get(question, [])
+        staleness += [seen_after(writes, at, size) for at, size in deltas]
+        edits.append(sum(1 for c in mine if c["method"] == "PATCH"))
+        if deltas and writes:
+            lags.append((writes[-1][0] - deltas[-1][0]) * 1000)
+        shown = final_pages(result)
+        mismatches += shown is None or "".join(shown) != model.texts.get(question)
+    return {
+        "rate_limited_429": float(limited),
+        "final_text_mismatches": float(mismatches),
+        "first_sign_ms_p50": percentile(first_signs, 50),
+        "first_sign_ms_p95": percentile(first_signs, 95),
+        "staleness_ms_p50": percentile(staleness, 50) * 1000,
+        "staleness_ms_p95": percentile(staleness, 95) * 1000,
+        "edits_per_reply": sum(edits) / len(edits),
+        "finish_lag_ms_p95": percentile(lags, 95) if lags else float("inf"),
+    }
+
+
+def visible_writes(calls: list[dict[str, Any]], result: dict[str, Any]) -> list[tuple[float, int]]:
+    """(time, characters of the answer shown) after each successful page write of one reply."""
+    followup_ids = [str(f["id"]) for f in result["followups"]]
+    pages: dict[int, str] = {}
+    shown: list[tuple[float, int]] = []
+    created = 0
+    for call in calls:
+        if call["status"] >= 300 or call["json"] is None or "content" not in call["json"]:
+            continue
+        if call["method"] == "POST":  # a followup: the next page
+            created += 1
+            index = created
+        else:
+            target = call["path"].rsplit("/", 1)[1]
+            index = 0 if target == "@original" else 1 + followup_ids.index(target)
+        pages[index] = call["json"]["content"]
+        size = sum(len(page.removesuffix(TYPING_MARKER)) for page in pages.values())
+        shown.append((call["time"], size))
+    return shown
+
+
+def seen_after(writes: list[tuple[float, int]], at: float, size: int) -> float:
+    """Seconds from a delta's arrival until a write showed text that far (or the run's end)."""
+    for written_at, shown in writes:
+        if written_at >= at and shown >= size:
+            return written_at - at
+    return FINISH_TIMEOUT
+
+
+async def main() -> None:
+    anthropic_args = ("--default-words", str(WORDS), "--delta-interval", str(DELTA_INTERVAL))
+    policies: dict[str, Policy] = {"ours": ours, "naive": naive}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in policies}
+    async with (
+        FakeProcess("tests.fakes.discord") as discord_fake,
+        FakeProcess("tests.fakes.anthropic", *anthropic_args) as anthropic_fake,
+    ):
+        fakes = Fakes(discord_fake.base_url, anthropic_fake.base_url)
+        with tempfile.TemporaryDirectory() as folder, local_endpoints(
+            bot_settings(fakes, Path(folder))
+        ):
+            for run in range(RUNS):
+                for name, policy in policies.items():  # interleaved, so drift hits both
+                    runs[name].append(await run_once(policy, fakes, run, Path(folder)))
+                    print(f"run {run + 1}/{RUNS} {name}: {runs[name][-1]}", flush=True)
+    report(runs)
+
+
+def report(runs: dict[str, list[dict[str, float]]]) -> None:
+    figures = {
+        name: {key: round(median([r[key] for r in per_run]), 1) for key in per_run[0]}
+        for name, per_run in runs.items()
+    }
+    print(f"\n{REPLIES} /ask replies of ~{WORDS} words at once in one channel, "
+          f"median of {RUNS} runs:")
+    print(f"  {'figure':<24}{'ours':>12}{'naive (every 20 deltas)':>26}")
+    for key in figures["ours"]:
+        print(f"  {key:<24}{figures['ours'][key]:>12}{figures['naive'][key]:>26}")
+    path = write_result(
+        "discord_load",
+        {"replies_per_run": REPLIES, "runs": RUNS, "words_per_reply": WORDS,
+         "delta_interval_s": DELTA_INTERVAL, "naive_batch_deltas": NAIVE_BATCH,
+         "buckets": "webhook 5 per 2 s per interaction, channel 5 per 5 s",
+         **figures, "per_run": runs},
+    )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

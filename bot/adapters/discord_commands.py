@@ -1,0 +1,172 @@
+"""Slash commands (/ask, /support, /reset) and registering them only when they changed."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord import app_commands
+
+from bot.adapters.discord_events import ask_key, commands_fingerprint, guild_key, thread_name
+from bot.adapters.discord_replies import Replies
+from bot.adapters.discord_surface import Interaction, safe_mentions
+from bot.conversation import Arrival, ConversationKey, Image, Incoming
+from bot.formatting import neutralise_discord
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+Tree = app_commands.CommandTree[discord.Client]
+
+SUPPORT_ELSEWHERE = (
+    "/support opens a thread in a server text channel. Here, just write your question to me."
+)
+SUPPORT_OPENED = "I opened {thread} for you; the answer is on its way there."
+SUPPORT_FAILED = "I couldn't open a support thread here (missing permissions?). Try /ask instead."
+RESET_DONE = "Done: your next message to me in DMs starts a new conversation."
+
+
+def build_tree(client: discord.Client, replies: Replies) -> Tree:
+    """The command tree with /ask, /support and /reset bound to `replies`."""
+    tree: Tree = app_commands.CommandTree(client)
+    slash = SlashCommands(replies)
+
+    @tree.command(name="ask", description="Ask the support bot a question")
+    @app_commands.describe(
+        question="What do you need help with?",
+        private="Only you see the answer",
+        image="A screenshot or picture that shows the problem",
+    )
+    async def ask(
+        interaction: Interaction,
+        question: str,
+        private: bool = False,
+        image: discord.Attachment | None = None,
+    ) -> None:
+        await slash.ask(interaction, question, private, image)
+
+    @tree.command(name="support", description="Open a private support thread with the bot")
+    @app_commands.describe(topic="What is the problem?")
+    async def support(interaction: Interaction, topic: str) -> None:
+        await slash.support(interaction, topic)
+
+    @tree.command(name="reset", description="Start a fresh conversation in DMs")
+    async def reset(interaction: Interaction) -> None:
+        await slash.reset(interaction)
+
+    @tree.error
+    async def on_error(interaction: Interaction, error: app_commands.AppCommandError) -> None:
+        log.error("/%s failed: %s", interaction.command.name if interaction.command else "?",
+                  type(error.__cause__ or error).__name__)
+
+    return tree
+
+
+class SlashCommands:
+    """What each command does; the first visible sign always comes first."""
+
+    def __init__(self, replies: Replies) -> None:
+        self.replies = replies
+
+    async def ask(
+        self,
+        interaction: Interaction,
+        question: str,
+        private: bool,
+        image: discord.Attachment | None,
+    ) -> None:
+        surface = self.replies.ask_surface(interaction, private)
+        if await self.replies.first_sign(surface):
+            await self.replies.submit(surface, self._question(interaction, question, image))
+
+    async def _question(
+        self, interaction: Interaction, question: str, image: discord.Attachment | None
+    ) -> Incoming:
+        images, notes = await self.replies.read_attachments([image] if image else [])
+        channel_id = interaction.channel_id or interaction.user.id
+        key = ask_key(interaction.guild_id, channel_id, interaction.id)
+        return _incoming(interaction, key, question, images, notes)
+
+    async def support(self, interaction: Interaction, topic: str) -> None:
+        channel = interaction.channel
+        if not isinstance(channel, discord.TextChannel):
+            await interaction.response.send_message(SUPPORT_ELSEWHERE, ephemeral=True)
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        thread = await _support_thread(interaction, channel, topic)
+        if thread is None:
+            return
+        surface = self.replies.message_surface(thread, thread.id, interaction.user.id)
+        if await self.replies.first_sign(surface):
+            key = guild_key(channel.guild.id, channel.id, thread.id)
+            await self.replies.submit(surface, _incoming(interaction, key, topic))
+
+    async def reset(self, interaction: Interaction) -> None:
+        await self.replies.reset_dm(interaction.user.id)
+        await interaction.response.send_message(RESET_DONE, ephemeral=True)
+
+
+def _incoming(
+    interaction: Interaction,
+    key: ConversationKey,
+    text: str,
+    images: tuple[Image, ...] = (),
+    notes: tuple[str, ...] = (),
+) -> Incoming:
+    return Incoming(
+        key=key,
+        author_id=str(interaction.user.id),
+        author_name=interaction.user.display_name,
+        text=text,
+        event_id=str(interaction.id),
+        arrival=Arrival.SLASH,
+        images=images,
+        notes=notes,
+    )
+
+
+async def _support_thread(
+    interaction: Interaction, channel: discord.TextChannel, topic: str
+) -> discord.Thread | None:
+    """A private thread (public where private ones are refused) with the member and topic in."""
+    user = interaction.user
+    try:
+        thread = await _new_thread(channel, thread_name(topic))
+        await thread.add_user(user)
+        text = f"{user.mention} asked: {neutralise_discord(topic)}"
+        await thread.send(text[:2000], allowed_mentions=safe_mentions(user.id))
+    except discord.HTTPException as error:
+        log.warning("could not open a support thread (HTTP %s, code %s)", error.status, error.code)
+        await interaction.edit_original_response(content=SUPPORT_FAILED)
+        return None
+    await interaction.edit_original_response(content=SUPPORT_OPENED.format(thread=thread.mention))
+    return thread
+
+
+async def _new_thread(channel: discord.TextChannel, name: str) -> discord.Thread:
+    try:
+        return await channel.create_thread(
+            name=name, type=discord.ChannelType.private_thread, invitable=False
+        )
+    except discord.Forbidden:
+        log.info("private threads are not allowed in this channel; opening a public one")
+        return await channel.create_thread(name=name, type=discord.ChannelType.public_thread)
+
+
+async def sync_if_changed(tree: Tree, store: Store, guild_id: int | None) -> bool:
+    """Register the commands (in one guild when set, else globally) unless already registered."""
+    application_id = tree.client.application_id or 0
+    guild = discord.Object(guild_id) if guild_id is not None else None
+    if guild is not None:
+        tree.copy_global_to(guild=guild)
+    payload = [command.to_dict(tree) for command in tree.get_commands(guild=guild)]
+    fingerprint = commands_fingerprint(application_id, guild_id, payload)
+    name = f"discord:commands:{application_id}:{guild_id or 'global'}"
+    if await store.get_value(name) == fingerprint:
+        log.info("slash commands unchanged; not registering them again")
+        return False
+    await tree.sync(guild=guild)
+    await store.set_value(name, fingerprint)
+    log.info("registered %d slash commands %s", len(payload),
+             f"in guild {guild_id}" if guild_id else "globally (may take a while to appear)")
+    return True

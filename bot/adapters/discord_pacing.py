@@ -1,0 +1,151 @@
+"""Discord's write limits as budgets that the replies streaming at once share (no I/O).
+
+Message writes in one channel share one bucket (about 5 per 5 s), and each interaction's
+webhook has its own (about 5 per 2 s). A WriteBudget keeps every sliding window at or under
+the limit, counting a write from when it is sent until `window` seconds after its response
+(the server counts it somewhere in between). Final edits wait first in line, new pages next;
+partial edits are taken only when a write is free at once, otherwise skipped — the next one
+carries newer text anyway. discord.py's own limiter stays as the last line of defence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable
+from enum import IntEnum
+
+Clock = Callable[[], float]
+MIN_INTERVAL = 1.0  # one reply alone edits about once a second
+MAX_WAIT = 120.0  # past this a write goes anyway and discord.py's limiter takes over
+_WAKE_STEPS = 100_000  # bound on wake-ups while waiting for one write
+
+
+class Priority(IntEnum):
+    """Who goes first when writes are scarce (lower goes first)."""
+
+    FINAL = 0
+    NEW_PAGE = 1
+
+
+class WriteBudget:
+    """At most `limit` writes in any `window` seconds for one rate-limit bucket."""
+
+    def __init__(self, limit: int, window: float, clock: Clock = time.monotonic) -> None:
+        if limit < 1 or window <= 0:
+            raise ValueError("a budget needs a positive limit and window")
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self.active = 0  # replies streaming through this bucket now
+        self.touched = clock()  # last time it was handed out or used
+        self._in_flight = 0
+        self._done: deque[float] = deque()  # completion times of recent writes
+        self._queue: list[tuple[int, int]] = []  # (priority, ticket), a heap
+        self._tickets = itertools.count()
+        self._wakers: list[asyncio.Future[None]] = []
+
+    def join(self) -> None:
+        """A reply starts streaming through this bucket."""
+        self.active += 1
+
+    def leave(self) -> None:
+        self.active = max(0, self.active - 1)
+
+    def interval(self) -> float:
+        """Seconds between one reply's partial edits, so the active replies share the bucket."""
+        return max(MIN_INTERVAL, max(1, self.active) * self.window / self.limit)
+
+    def idle(self) -> bool:
+        """Nothing streaming, waiting or remembered lately: the budget can be forgotten."""
+        now = self.clock()
+        self._forget(now)
+        busy = self.active or self._in_flight or self._queue or self._done
+        return not busy and now - self.touched >= self.window
+
+    def try_take(self) -> bool:
+        """Claim a write if one is free now and nobody is waiting (for partial edits)."""
+        if self._queue or not self._has_room(self.clock()):
+            return False
+        self._in_flight += 1
+        return True
+
+    async def take(self, priority: Priority) -> None:
+        """Wait for a write; finals before new pages, each in arrival order."""
+        ticket = (int(priority), next(self._tickets))
+        heapq.heappush(self._queue, ticket)
+        deadline = self.clock() + MAX_WAIT
+        try:
+            for _ in range(_WAKE_STEPS):
+                now = self.clock()
+                if (self._queue[0] == ticket and self._has_room(now)) or now >= deadline:
+                    break
+                await self._pause(self._wait_time(now, deadline))
+        finally:
+            self._queue.remove(ticket)
+            heapq.heapify(self._queue)
+            self._notify()
+        self._in_flight += 1
+
+    def release(self) -> None:
+        """A write taken with take/try_take got its response (or failed)."""
+        self._in_flight = max(0, self._in_flight - 1)
+        self._done.append(self.clock())
+        self._notify()
+
+    def _forget(self, now: float) -> None:
+        while self._done and self._done[0] <= now - self.window:
+            self._done.popleft()
+
+    def _has_room(self, now: float) -> bool:
+        self._forget(now)
+        return self._in_flight + len(self._done) < self.limit
+
+    def _wait_time(self, now: float, deadline: float) -> float:
+        """How long until a write may free up (until the deadline if only a response can)."""
+        if self._done and self._in_flight < self.limit:
+            return min(self._done[0] + self.window - now, deadline - now)
+        return max(0.0, deadline - now)
+
+    async def _pause(self, seconds: float) -> None:
+        waker: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._wakers.append(waker)
+        try:
+            await asyncio.wait_for(waker, max(seconds, 0.001))
+        except TimeoutError:
+            pass  # time alone may have freed a write; the caller checks again
+        finally:
+            if waker in self._wakers:
+                self._wakers.remove(waker)
+
+    def _notify(self) -> None:
+        wakers, self._wakers = self._wakers, []
+        for waker in wakers:
+            if not waker.done():
+                waker.set_result(None)
+
+
+class ChannelBudgets:
+    """One WriteBudget per channel, shared by every reply streaming in that channel."""
+
+    def __init__(self, limit: int, window: float, clock: Clock = time.monotonic) -> None:
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self._budgets: dict[int, WriteBudget] = {}
+
+    def __call__(self, channel_id: int) -> WriteBudget:
+        """The channel's budget (made on first use; idle ones are dropped as we go)."""
+        for other in [c for c, b in self._budgets.items() if c != channel_id and b.idle()]:
+            del self._budgets[other]
+        if channel_id not in self._budgets:
+            self._budgets[channel_id] = WriteBudget(self.limit, self.window, self.clock)
+        budget = self._budgets[channel_id]
+        budget.touched = self.clock()  # a reply about to join keeps it from being dropped
+        return budget
+
+    def __len__(self) -> int:
+        return len(self._budgets)

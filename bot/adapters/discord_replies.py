@@ -1,0 +1,169 @@
+"""What every Discord reply needs besides its trigger: a paced surface, an owned task, the DM
+session it belongs to, and the attachments it carries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import aiohttp
+import discord
+
+from bot.adapters.base import Surface
+from bot.adapters.discord_events import (
+    AttachmentFacts,
+    attachment_note,
+    dm_key,
+    dm_session,
+    media_type,
+)
+from bot.adapters.discord_pacing import ChannelBudgets, WriteBudget
+from bot.adapters.discord_surface import AskSurface, Interaction, MessageSurface
+from bot.conversation import ConversationKey, Image, Incoming
+from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DiscordTiming:
+    """Discord's limits as the bot plans for them (tests shrink them)."""
+
+    channel_writes: int = 5  # message writes per channel...
+    channel_window: float = 5.0  # ...per this many seconds
+    webhook_writes: int = 5  # interaction webhook writes per token...
+    webhook_window: float = 2.0  # ...per this many seconds
+    handoff_after: float = 14 * 60.0  # interaction tokens live 15 minutes
+    close_timeout: float = 10.0
+
+
+class DiscordSurface(Surface, Protocol):
+    def discard(self) -> None:
+        """Stop counting this reply as streaming (it finished or was never submitted)."""
+        ...
+
+
+class Replies:
+    """Builds surfaces on shared budgets and owns the reply tasks until they end."""
+
+    def __init__(self, runtime: Runtime, timing: DiscordTiming) -> None:
+        self.runtime = runtime
+        self.timing = timing
+        self.channels = ChannelBudgets(timing.channel_writes, timing.channel_window)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def message_surface(
+        self,
+        channel: discord.abc.Messageable,
+        channel_id: int,
+        asker_id: int,
+        reply_to: discord.MessageReference | None = None,
+    ) -> MessageSurface:
+        """A reply as messages in `channel`, sharing the channel's write budget."""
+        return MessageSurface(channel, self.channels(channel_id), asker_id, reply_to)
+
+    def ask_surface(self, interaction: Interaction, private: bool) -> AskSurface:
+        """A reply in the interaction's response, with its own webhook budget."""
+        timing = self.timing
+        budget = WriteBudget(timing.webhook_writes, timing.webhook_window)
+
+        async def continuation() -> tuple[discord.abc.Messageable, WriteBudget]:
+            channel_id = interaction.channel_id
+            if private or channel_id is None:
+                dm = await interaction.user.create_dm()
+                return dm, self.channels(dm.id)
+            channel = interaction.client.get_partial_messageable(
+                channel_id, guild_id=interaction.guild_id
+            )
+            return channel, self.channels(channel_id)
+
+        return AskSurface(interaction, private, budget, continuation, timing.handoff_after)
+
+    async def first_sign(self, surface: DiscordSurface) -> bool:
+        """Show the first visible sign; False (nothing more to do) when Discord refused it."""
+        try:
+            await surface.start()
+            return True
+        except discord.HTTPException as error:
+            # 10062: the interaction expired; 40060: another delivery already answered it.
+            log.warning("no first sign (HTTP %s, code %s)", error.status, error.code)
+            surface.discard()
+            return False
+
+    async def submit(
+        self, surface: DiscordSurface, question: Incoming | Awaitable[Incoming]
+    ) -> bool:
+        """Hand the question to the responder; False when this event was answered before.
+
+        The surface stops counting as streaming if the question never becomes a reply.
+        """
+        try:
+            incoming = question if isinstance(question, Incoming) else await question
+            task = await self.runtime.responder.submit(incoming, surface)
+        except BaseException:
+            surface.discard()
+            raise
+        if task is None:
+            surface.discard()
+            return False
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def aclose(self) -> None:
+        """Interrupt replies still streaming; each ends with a note while Discord is reachable."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.timing.close_timeout)
+
+    async def dm_conversation(self, user_id: int, channel_id: int) -> ConversationKey:
+        """The DM conversation to continue, or a new one after the idle gap."""
+        store, name = self.runtime.store, _session_name(user_id)
+        current = int(await store.get_value(name) or "1")
+        updated = await store.conversation_updated_at(dm_key(channel_id, current))
+        idle_hours = self.runtime.settings.session_idle_hours
+        session = dm_session(current, updated, time.time(), idle_hours)
+        if session != current:
+            await store.set_value(name, str(session))
+        return dm_key(channel_id, session)
+
+    async def reset_dm(self, user_id: int) -> None:
+        """Start a fresh DM conversation for this user (their next DM begins it)."""
+        store, name = self.runtime.store, _session_name(user_id)
+        current = int(await store.get_value(name) or "1")
+        await store.set_value(name, str(current + 1))
+
+    async def read_attachments(
+        self, attachments: Sequence[discord.Attachment]
+    ) -> tuple[tuple[Image, ...], tuple[str, ...]]:
+        """Images the model can see, and notes naming the attachments it cannot."""
+        read = [await _read(attachment) for attachment in attachments]
+        images = tuple(item for item in read if isinstance(item, Image))
+        return images, tuple(item for item in read if isinstance(item, str))
+
+
+async def _read(attachment: discord.Attachment) -> Image | str:
+    """The attachment as an image block, or a note saying why the model will not see it."""
+    facts = AttachmentFacts(attachment.filename, attachment.content_type, attachment.size)
+    note = attachment_note(facts)
+    if note:
+        return note
+    try:
+        data = await attachment.read()
+    except (discord.HTTPException, aiohttp.ClientError, OSError) as error:
+        log.warning("could not download an attachment: %s", type(error).__name__)
+        return f"{attachment.filename} was attached but could not be downloaded"
+    # The declared size was checked before downloading; the bytes themselves decide.
+    return attachment_note(replace(facts, size=len(data))) or Image(
+        media_type(attachment.content_type), data
+    )
+
+
+def _session_name(user_id: int) -> str:
+    return f"discord:dm_session:{user_id}"

@@ -1,0 +1,343 @@
+"""Discord Surfaces: a reply streamed into channel messages, or into an interaction's response.
+
+Each reply is a list of pages (Discord messages of at most 2,000 characters). A PageWriter
+turns each snapshot into the few writes that change what is shown, within a WriteBudget:
+new pages and final edits wait for room, partial edits are skipped when the bucket is busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import aiohttp
+import discord
+
+from bot.adapters.discord_pacing import Clock, Priority, WriteBudget
+from bot.formatting import neutralise_discord
+from bot.streaming import Snapshot
+
+log = logging.getLogger(__name__)
+
+MESSAGE_LIMIT = 2000
+FINAL_TRIES = 3
+NOTE_CONTINUED = "_(This answer continues in a new message below.)_"
+TOKEN_ERRORS = frozenset({10015, 50027})  # Unknown Webhook, Invalid Webhook Token
+TRANSIENT = (discord.DiscordServerError, aiohttp.ClientError, OSError, TimeoutError)
+
+Interaction = discord.Interaction[discord.Client]
+Continuation = Callable[[], Awaitable[tuple[discord.abc.Messageable, WriteBudget]]]
+
+
+@dataclass(frozen=True)
+class PageOp:
+    kind: Literal["create", "edit", "delete"]
+    index: int
+    text: str = ""
+
+
+def page_ops(shown: Sequence[str], pages: Sequence[str], final: bool) -> list[PageOp]:
+    """The writes that turn the `shown` pages into `pages`; extra pages go only when final."""
+    ops = [
+        PageOp("create" if i >= len(shown) else "edit", i, text)
+        for i, text in enumerate(pages)
+        if i >= len(shown) or shown[i] != text
+    ]
+    if final:
+        ops += [PageOp("delete", i) for i in reversed(range(len(pages), len(shown)))]
+    return ops
+
+
+def safe_mentions(asker_id: int | None) -> discord.AllowedMentions:
+    """Never @everyone, @here or roles; only the asker may be pinged (and a reply's author)."""
+    users: list[discord.abc.Snowflake] | bool = (
+        [discord.Object(asker_id)] if asker_id is not None else False
+    )
+    return discord.AllowedMentions(everyone=False, roles=False, users=users, replied_user=True)
+
+
+def is_token_error(error: Exception) -> bool:
+    """The interaction token is gone (expired or unknown): only channel messages remain."""
+    return isinstance(error, discord.HTTPException) and error.code in TOKEN_ERRORS
+
+
+class PageTarget(Protocol):
+    """Where pages live: create, edit or delete page `index`."""
+
+    async def create(self, index: int, text: str) -> None: ...
+
+    async def edit(self, index: int, text: str) -> None: ...
+
+    async def delete(self, index: int) -> None: ...
+
+
+class ChannelPages:
+    """Pages as messages in a channel, thread or DM; the first may reply to the question."""
+
+    def __init__(
+        self,
+        channel: discord.abc.Messageable,
+        mentions: discord.AllowedMentions,
+        reply_to: discord.MessageReference | None = None,
+    ) -> None:
+        self.channel = channel
+        self.mentions = mentions
+        self.reply_to = reply_to
+        self.messages: list[discord.Message] = []
+
+    async def create(self, index: int, text: str) -> None:
+        if self.reply_to is not None and index == 0:
+            sent = await self.channel.send(
+                text, reference=self.reply_to, allowed_mentions=self.mentions
+            )
+        else:
+            sent = await self.channel.send(text, allowed_mentions=self.mentions)
+        self.messages.append(sent)
+
+    async def edit(self, index: int, text: str) -> None:
+        self.messages[index] = await self.messages[index].edit(
+            content=text, allowed_mentions=self.mentions
+        )
+
+    async def delete(self, index: int) -> None:
+        await self.messages.pop(index).delete()
+
+
+class InteractionPages:
+    """Pages as the interaction's original response plus followup messages."""
+
+    def __init__(
+        self, interaction: Interaction, private: bool, mentions: discord.AllowedMentions
+    ) -> None:
+        self.interaction = interaction
+        self.private = private
+        self.mentions = mentions
+        self.followups: list[discord.WebhookMessage] = []
+
+    async def create(self, index: int, text: str) -> None:
+        if index == 0:  # the deferred response already exists
+            await self.edit(0, text)
+            return
+        sent = await self.interaction.followup.send(
+            text, ephemeral=self.private, allowed_mentions=self.mentions, wait=True
+        )
+        self.followups.append(sent)
+
+    async def edit(self, index: int, text: str) -> None:
+        if index == 0:
+            await self.interaction.edit_original_response(
+                content=text, allowed_mentions=self.mentions
+            )
+            return
+        self.followups[index - 1] = await self.followups[index - 1].edit(
+            content=text, allowed_mentions=self.mentions
+        )
+
+    async def delete(self, index: int) -> None:
+        if index == 0:
+            await self.edit(0, NOTE_CONTINUED)
+            return
+        await self.followups.pop(index - 1).delete()
+
+
+class PageWriter:
+    """Shows snapshots' pages on a target, spending writes from a budget."""
+
+    def __init__(self, target: PageTarget, budget: WriteBudget, shown: Sequence[str] = ()) -> None:
+        self.target = target
+        self.budget = budget
+        self.shown = list(shown)
+
+    async def partial(self, pages: Sequence[str]) -> None:
+        """Create new pages (waiting for room); edit others only if a write is free now."""
+        for op in page_ops(self.shown, pages, final=False):
+            if op.kind == "create":
+                await self.budget.take(Priority.NEW_PAGE)
+            elif not self.budget.try_take():
+                continue
+            await self._apply(op)
+
+    async def final(self, pages: Sequence[str]) -> None:
+        """Make the shown pages exactly `pages`, ahead of other replies' partial writes."""
+        for op in page_ops(self.shown, pages, final=True):
+            for attempt in range(FINAL_TRIES):
+                await self.budget.take(Priority.FINAL)
+                try:
+                    await self._apply(op)
+                    break
+                except TRANSIENT as error:
+                    if attempt == FINAL_TRIES - 1:
+                        raise
+                    log.warning("final edit failed (%s); retrying", type(error).__name__)
+                    await asyncio.sleep(1 + attempt)
+
+    async def replace(self, index: int, text: str) -> None:
+        """Overwrite one shown page at final priority (e.g. with a pointer elsewhere)."""
+        await self.budget.take(Priority.FINAL)
+        await self._apply(PageOp("edit", index, text))
+
+    async def _apply(self, op: PageOp) -> None:
+        """Run one write already taken from the budget, and remember what is shown."""
+        try:
+            if op.kind == "create":
+                await self.target.create(op.index, op.text)
+                self.shown.append(op.text)
+            elif op.kind == "edit":
+                await self.target.edit(op.index, op.text)
+                self.shown[op.index] = op.text
+            else:
+                await self.target.delete(op.index)
+                del self.shown[op.index]
+        finally:
+            self.budget.release()
+
+
+class MessageSurface:
+    """A reply as channel messages: typing indicator first, then paced edits in place."""
+
+    limit = MESSAGE_LIMIT
+
+    def __init__(
+        self,
+        channel: discord.abc.Messageable,
+        budget: WriteBudget,
+        asker_id: int | None,
+        reply_to: discord.MessageReference | None = None,
+    ) -> None:
+        self.channel = channel
+        self.writer = PageWriter(ChannelPages(channel, safe_mentions(asker_id), reply_to), budget)
+        self._started = False
+        self._left = False
+
+    def interval(self) -> float:
+        return self.writer.budget.interval()
+
+    def render(self, markdown: str) -> str:
+        return neutralise_discord(markdown)
+
+    def size(self, text: str) -> int:
+        return len(text)
+
+    async def start(self) -> None:
+        """Show typing once (later calls do nothing), and count this reply in the channel."""
+        if self._started:
+            return
+        self._started = True
+        self.writer.budget.join()
+        await self.channel.typing()
+
+    async def update(self, snapshot: Snapshot) -> None:
+        await self.writer.partial(snapshot.pages)
+
+    async def finish(self, snapshot: Snapshot) -> None:
+        try:
+            await self.writer.final(snapshot.pages)
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        """This reply no longer streams (finished, or never submitted)."""
+        if self._started and not self._left:
+            self._left = True
+            self.writer.budget.leave()
+
+
+class AskSurface:
+    """An /ask reply: deferred at once, then the original response and followups edited.
+
+    Near the end of the interaction token's 15 minutes the rest of the answer continues as
+    channel messages (in a DM when the answer was private).
+    """
+
+    limit = MESSAGE_LIMIT
+
+    def __init__(
+        self,
+        interaction: Interaction,
+        private: bool,
+        budget: WriteBudget,
+        continuation: Continuation,
+        handoff_after: float,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.interaction = interaction
+        self.private = private
+        self.mentions = safe_mentions(interaction.user.id)
+        pages = InteractionPages(interaction, private, self.mentions)
+        self.writer = PageWriter(pages, budget, shown=[""])  # the deferred response is page 0
+        self.continuation = continuation
+        self.clock = clock
+        self.handoff_at = clock() + handoff_after
+        self.offset = 0  # pages before this stay in the interaction; the rest go to the channel
+        self._budgets: list[WriteBudget] = []
+        self._handed_over = False
+
+    def interval(self) -> float:
+        return self.writer.budget.interval()
+
+    def render(self, markdown: str) -> str:
+        return neutralise_discord(markdown)
+
+    def size(self, text: str) -> int:
+        return len(text)
+
+    async def start(self) -> None:
+        """Defer (ephemeral when private): Discord shows "thinking…" well within its 3 s."""
+        if self._budgets:
+            return
+        self._join(self.writer.budget)
+        await self.interaction.response.defer(ephemeral=self.private, thinking=True)
+
+    async def update(self, snapshot: Snapshot) -> None:
+        await self._hand_over_if_due()
+        try:
+            await self.writer.partial(snapshot.pages[self.offset :])
+        except discord.HTTPException as error:
+            if not is_token_error(error):
+                raise
+            await self._hand_over()
+
+    async def finish(self, snapshot: Snapshot) -> None:
+        try:
+            await self._hand_over_if_due()
+            try:
+                await self.writer.final(self._pages(snapshot))
+            except discord.HTTPException as error:
+                if not is_token_error(error) or self._handed_over:
+                    raise
+                await self._hand_over()
+                await self.writer.final(self._pages(snapshot))
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        budgets, self._budgets = self._budgets, []
+        for budget in budgets:
+            budget.leave()
+
+    def _pages(self, snapshot: Snapshot) -> Sequence[str]:
+        return snapshot.pages[min(self.offset, len(snapshot.pages) - 1) :]
+
+    def _join(self, budget: WriteBudget) -> None:
+        budget.join()
+        self._budgets.append(budget)
+
+    async def _hand_over_if_due(self) -> None:
+        if not self._handed_over and self.clock() >= self.handoff_at:
+            await self._hand_over()
+
+    async def _hand_over(self) -> None:
+        """Leave a pointer in the page being streamed and continue from it in the channel."""
+        self._handed_over = True
+        self.offset = max(len(self.writer.shown) - 1, 0)
+        with contextlib.suppress(discord.HTTPException):
+            await self.writer.replace(self.offset, NOTE_CONTINUED)
+        channel, budget = await self.continuation()
+        self._join(budget)
+        self.writer = PageWriter(ChannelPages(channel, self.mentions), budget)
+        log.info("interaction token near expiry; the answer continues as channel messages")

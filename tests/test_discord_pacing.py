@@ -1,0 +1,107 @@
+"""WriteBudget: never more writes than the bucket allows, finals first, partials skipped."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bot.adapters.discord_pacing import ChannelBudgets, Priority, WriteBudget
+
+
+def test_partial_writes_stop_at_the_limit_until_the_window_passes() -> None:
+    now = [0.0]
+    budget = WriteBudget(3, 5.0, clock=lambda: now[0])
+    for _ in range(3):
+        assert budget.try_take()
+        budget.release()
+    assert not budget.try_take()
+    now[0] = 4.9
+    assert not budget.try_take()
+    now[0] = 5.01
+    assert budget.try_take()
+
+
+def test_a_write_in_flight_counts_until_its_response() -> None:
+    now = [0.0]
+    budget = WriteBudget(1, 1.0, clock=lambda: now[0])
+    assert budget.try_take()
+    now[0] = 10.0  # long after sending, but no response yet
+    assert not budget.try_take()
+    budget.release()
+    assert not budget.try_take()  # counted for a window after its response
+    now[0] = 11.01
+    assert budget.try_take()
+
+
+def test_interval_shares_the_bucket_among_active_replies() -> None:
+    budget = WriteBudget(5, 5.0)
+    assert budget.interval() == 1.0
+    for _ in range(10):
+        budget.join()
+    assert budget.interval() == 10.0
+    for _ in range(10):
+        budget.leave()
+    assert budget.interval() == 1.0
+
+
+async def test_waiting_writes_never_exceed_the_limit_in_any_window() -> None:
+    budget = WriteBudget(3, 0.2)
+    sent: list[float] = []
+
+    async def write() -> None:
+        await budget.take(Priority.NEW_PAGE)
+        sent.append(time.monotonic())
+        await asyncio.sleep(0.005)
+        budget.release()
+
+    await asyncio.wait_for(asyncio.gather(*(write() for _ in range(10))), 5)
+    assert len(sent) == 10
+    for i, at in enumerate(sent):
+        assert sum(1 for other in sent[i:] if other < at + 0.2) <= 3
+
+
+async def test_finals_go_before_new_pages_and_partials_wait_for_both() -> None:
+    budget = WriteBudget(1, 0.1)
+    assert budget.try_take()
+    order: list[str] = []
+
+    async def wait(name: str, priority: Priority) -> None:
+        await budget.take(priority)
+        order.append(name)
+        budget.release()
+
+    page = asyncio.create_task(wait("page", Priority.NEW_PAGE))
+    await asyncio.sleep(0.01)
+    final = asyncio.create_task(wait("final", Priority.FINAL))
+    await asyncio.sleep(0.01)
+    budget.release()
+    assert not budget.try_take()  # someone is waiting: a partial edit does not jump the queue
+    await asyncio.wait_for(asyncio.gather(page, final), 2)
+    assert order == ["final", "page"]
+
+
+async def test_a_cancelled_waiter_leaves_the_queue() -> None:
+    budget = WriteBudget(1, 0.05)
+    assert budget.try_take()
+    waiter = asyncio.create_task(budget.take(Priority.FINAL))
+    await asyncio.sleep(0.01)
+    waiter.cancel()
+    await asyncio.gather(waiter, return_exceptions=True)
+    budget.release()
+    await asyncio.sleep(0.06)
+    assert budget.try_take()
+
+
+def test_channel_budgets_are_shared_per_channel_and_idle_ones_dropped() -> None:
+    now = [0.0]
+    budgets = ChannelBudgets(5, 5.0, clock=lambda: now[0])
+    first = budgets(1)
+    assert budgets(1) is first and budgets(2) is not first
+    now[0] = 1.0
+    budgets(3)
+    assert len(budgets) == 3  # just handed out: kept even before a reply joins
+    first.join()
+    now[0] = 100.0
+    budgets(3)
+    assert len(budgets) == 2  # channel 2 was idle and forgotten; channel 1 still streams
+    assert budgets(1) is first
