@@ -46,6 +46,7 @@ REFUSAL = (
     "person from the team will take a look."
 )
 FINISH_TIMEOUT = 10.0
+SKIPPED_RETRY = 0.25  # seconds before offering a skipped partial update again
 
 
 @dataclass(frozen=True)
@@ -269,9 +270,14 @@ class Responder:
                     await asyncio.wait_for(wake.wait(), timeout)
                 continue
             try:
-                await surface.update(live.take(now))
+                shown = await surface.update(live.take(now))
             except Exception as error:  # a lost partial edit is harmless; the final one retries
                 log.warning("partial update failed: %s", type(error).__name__)
+                continue
+            if shown is False:  # skipped for lack of budget: try again soon, not a whole interval
+                live.retract()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), min(surface.interval(), SKIPPED_RETRY))
 
     def _take_turn(self, key: ConversationKey) -> tuple[asyncio.Future[None] | None, Turnstile]:
         """Queue a reply behind the conversation's previous one, at submit time.

@@ -138,6 +138,7 @@ class LiveReply:
         self._text = ""
         self._shown_len = 0
         self._shown_at: float | None = None
+        self._before_take: tuple[int, float | None] = (0, None)
 
     @property
     def text(self) -> str:
@@ -162,9 +163,14 @@ class LiveReply:
         shown = self.render(self._text)
         pages = [p.text for p in split_pages(shown, self.limit, self.size(self.marker), self.size)]
         pages[-1] += self.marker
+        self._before_take = (self._shown_len, self._shown_at)
         self._shown_len = len(self._text)
         self._shown_at = now
         return Snapshot(pages=tuple(pages), text=self._text, final=False)
+
+    def retract(self) -> None:
+        """Forget the last take: the surface skipped it, so that text is still news."""
+        self._shown_len, self._shown_at = self._before_take
 
     def final(self, note: str = "") -> Snapshot:
         """The exact final text (plus an optional note), split the same way, no marker."""

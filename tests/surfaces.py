@@ -16,6 +16,7 @@ class RecordingSurface:
     events: list[tuple[str, float, Snapshot | None]] = field(default_factory=list)
     fail_updates: bool = False
     start_delay: float = 0.0
+    skip_updates: int = 0  # how many partial updates to refuse, as a surface out of budget does
 
     def interval(self) -> float:
         return self.min_interval
@@ -30,10 +31,15 @@ class RecordingSurface:
         await asyncio.sleep(self.start_delay)
         self.events.append(("start", time.monotonic(), None))
 
-    async def update(self, snapshot: Snapshot) -> None:
+    async def update(self, snapshot: Snapshot) -> bool:
         if self.fail_updates:
             raise ConnectionError("platform down")
+        if self.skip_updates > 0:
+            self.skip_updates -= 1
+            self.events.append(("skipped", time.monotonic(), snapshot))
+            return False
         self.events.append(("update", time.monotonic(), snapshot))
+        return True
 
     async def finish(self, snapshot: Snapshot) -> None:
         self.events.append(("finish", time.monotonic(), snapshot))

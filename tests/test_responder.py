@@ -274,3 +274,15 @@ async def test_service_unavailable_message(store: Store, anthropic: FakeAnthropi
     await answer(r, ask("hi", "E1"), surface)
     assert surface.final.text.startswith("⚠️ The AI service is unavailable")
     await r.llm.aclose()  # type: ignore[union-attr]
+
+
+async def test_a_skipped_update_is_offered_again_soon(store: Store) -> None:
+    async with FakeAnthropic(delta_interval=0.02, default_words=80) as fake:
+        r = responder(store, fake)
+        surface = RecordingSurface(min_interval=30.0, skip_updates=1)
+        await answer(r, ask("question", "E1"), surface)
+        # The first text was refused for lack of budget; it went out well before the
+        # 30-second interval instead of waiting for it (and before the final text).
+        assert surface.kinds[:3] == ["start", "skipped", "update"]
+        assert surface.kinds[-1] == "finish"
+        await r.llm.aclose()  # type: ignore[union-attr]

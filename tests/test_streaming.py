@@ -97,3 +97,14 @@ def test_pages_can_be_measured_in_utf8_bytes(text: str, limit: int) -> None:
     pages = split_pages(text, limit, reserve=utf8_size(TYPING_MARKER), size=utf8_size)
     assert "".join(p.body for p in pages) == text
     assert all(utf8_size(p.text) + utf8_size(TYPING_MARKER) <= limit for p in pages)
+
+
+def test_retract_makes_the_text_news_again() -> None:
+    live = LiveReply(limit=2000)
+    live.feed("Hello")
+    live.take(1.0)
+    live.feed(" there")
+    live.take(2.0)
+    live.retract()
+    assert live.has_news()
+    assert live.due_at(5.0) == 6.0  # measured from the take that did land

@@ -31,8 +31,8 @@ class Surface(Protocol):
         """Show that an answer is coming (placeholder message, typing indicator, deferral)."""
         ...
 
-    async def update(self, snapshot: Snapshot) -> None:
-        """Show a newer partial text; may be skipped by the surface if over budget."""
+    async def update(self, snapshot: Snapshot) -> bool | None:
+        """Show a newer partial text; return False if it was skipped (no budget right now)."""
         ...
 
     async def finish(self, snapshot: Snapshot) -> None:

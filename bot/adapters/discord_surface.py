@@ -153,14 +153,21 @@ class PageWriter:
         self.budget = budget
         self.shown = list(shown)
 
-    async def partial(self, pages: Sequence[str]) -> None:
-        """Create new pages (waiting for room); edit others only if a write is free now."""
-        for op in page_ops(self.shown, pages, final=False):
+    async def partial(self, pages: Sequence[str]) -> bool:
+        """Create new pages (waiting for room); edit others only if a write is free now.
+
+        False when every edit was skipped, so the caller can offer the text again soon.
+        """
+        ops = page_ops(self.shown, pages, final=False)
+        applied = 0
+        for op in ops:
             if op.kind == "create":
                 await self.budget.take(Priority.NEW_PAGE)
             elif not self.budget.try_take():
                 continue
             await self._apply(op)
+            applied += 1
+        return applied > 0 or not ops
 
     async def final(self, pages: Sequence[str]) -> None:
         """Make the shown pages exactly `pages`, ahead of other replies' partial writes."""
@@ -231,8 +238,8 @@ class MessageSurface:
         self.writer.budget.join()
         await self.channel.typing()
 
-    async def update(self, snapshot: Snapshot) -> None:
-        await self.writer.partial(snapshot.pages)
+    async def update(self, snapshot: Snapshot) -> bool:
+        return await self.writer.partial(snapshot.pages)
 
     async def finish(self, snapshot: Snapshot) -> None:
         try:
@@ -293,14 +300,15 @@ class AskSurface:
         self._join(self.writer.budget)
         await self.interaction.response.defer(ephemeral=self.private, thinking=True)
 
-    async def update(self, snapshot: Snapshot) -> None:
+    async def update(self, snapshot: Snapshot) -> bool:
         await self._hand_over_if_due()
         try:
-            await self.writer.partial(snapshot.pages[self.offset :])
+            return await self.writer.partial(snapshot.pages[self.offset :])
         except discord.HTTPException as error:
             if not is_token_error(error):
                 raise
             await self._hand_over()
+            return True
 
     async def finish(self, snapshot: Snapshot) -> None:
         try:
