@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
+import logging
 import signal
 import sys
 import time
@@ -15,6 +17,8 @@ from typing import Any
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import configure_logging
 from bot.runtime import Runtime, open_runtime
+
+log = logging.getLogger("supportbot")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -69,16 +73,36 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
     if not (settings.slack_enabled or settings.discord_enabled):
         return await _chat(settings, args)
     stop = _stop_on_signals()
-    async with open_runtime(settings) as runtime, asyncio.TaskGroup() as group:
-        if settings.slack_enabled:
-            from bot.adapters import slack
+    adapters_stop = asyncio.Event()
+    async with open_runtime(settings) as runtime:
 
-            group.create_task(slack.serve(runtime, stop))
-        if settings.discord_enabled:
-            from bot.adapters import discord
+        async def wind_down() -> None:
+            await stop.wait()
+            # Finish replies in flight (with an "interrupted" note) while connections are up.
+            await runtime.responder.aclose()
+            adapters_stop.set()
 
-            group.create_task(discord.serve(runtime, stop))
-    return 0
+        failed = False
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(wind_down())
+                for name in _platforms(settings):
+                    adapter = importlib.import_module(f"bot.adapters.{name}")
+                    group.create_task(adapter.serve(runtime, adapters_stop))
+        except* Exception as failures:
+            failed = True
+            for failure in failures.exceptions:
+                log.error("stopped: %s", failure)
+    return 1 if failed else 0
+
+
+def _platforms(settings: Settings) -> list[str]:
+    names = []
+    if settings.slack_enabled:
+        names.append("slack")
+    if settings.discord_enabled:
+        names.append("discord")
+    return names
 
 
 async def _chat(settings: Settings, args: argparse.Namespace) -> int:

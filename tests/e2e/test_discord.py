@@ -350,3 +350,19 @@ async def test_without_message_content_mentions_are_still_answered(tmp_path: Pat
     assert len(model.requests) == 2  # the message without a mention was not answered
     assert asked(model)[-1] == "again with a mention"
 
+
+
+async def test_shutdown_mid_answer_leaves_an_interrupted_note(tmp_path: Path) -> None:
+    model = FakeAnthropic(delta_interval=0.05, default_words=400)
+    channel = 1_100_000_000_000_000_200
+    async with FakeDiscord() as fake, model, discord_bot(tmp_path, fake, model):
+        await fake.dispatch_message("tell me everything", mentions_bot=True)
+
+        def streaming() -> bool:
+            return any(TYPING_MARKER in m.content for m in bot_messages(fake, channel))
+
+        await fake.wait_for(streaming, 10)
+        # Leaving the block sends SIGTERM: the reply must end with a note, not a marker.
+    (reply,) = bot_messages(fake, channel)
+    assert TYPING_MARKER not in reply.content
+    assert "Interrupted: the bot is restarting" in reply.content
