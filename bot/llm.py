@@ -12,7 +12,7 @@ import json
 import logging
 import random
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,7 +132,7 @@ class AnthropicClient:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def stream(self, prompt: Prompt) -> AsyncIterator[str | StreamEnd]:
+    async def stream(self, prompt: Prompt) -> AsyncGenerator[str | StreamEnd, None]:
         """Text deltas of the answer, then one StreamEnd. Raises an LLMError subclass."""
         models = [self.options.model]
         fallback = self.options.fallback_model
@@ -140,12 +140,14 @@ class AnthropicClient:
             models.append(fallback)
         for index, model_id in enumerate(models):
             last = index == len(models) - 1
+            sent_text = False
             try:
                 async for item in self._stream_with_retries(prompt, profile(model_id)):
+                    sent_text = sent_text or isinstance(item, str)
                     yield item
                 return
             except (OverloadedError, UnavailableError) as error:
-                if last:
+                if last or sent_text:  # never splice a second answer onto a partial one
                     raise
                 log.warning("%s stays unavailable (%s); trying %s", model_id, error, models[-1])
 
@@ -202,6 +204,7 @@ class AnthropicClient:
     async def _stream_once(
         self, body: dict[str, Any], model_id: str
     ) -> AsyncIterator[str | StreamEnd]:
+        sent_text = False
         try:
             async with self._client.stream("POST", "/v1/messages", json=body) as response:
                 if response.status_code != 200:
@@ -209,11 +212,13 @@ class AnthropicClient:
                     raise _error_from(response.status_code, text, response.headers)
                 request_id = response.headers.get("request-id", "")
                 async for item in _read_events(EventSource(response), model_id, request_id):
+                    sent_text = sent_text or isinstance(item, str)
                     yield item
-        except httpx.TimeoutException:
-            raise UnavailableError("the model API timed out") from None
         except httpx.HTTPError as error:
-            raise UnavailableError(f"lost the model API: {type(error).__name__}") from None
+            # After some text the answer is partial whatever the cause: not retryable.
+            cls = StreamInterruptedError if sent_text else UnavailableError
+            what = "timed out" if isinstance(error, httpx.TimeoutException) else "was lost"
+            raise cls(f"the model API connection {what} ({type(error).__name__})") from None
 
 
 async def _read_events(
@@ -228,9 +233,9 @@ async def _read_events(
         data = json.loads(sse.data) if sse.data else {}
         kind = data.get("type", sse.event)
         if kind == "message_start":
-            message = data.get("message", {})
-            model_id = message.get("model", model_id)
-            usage.update(_usage_fields(message.get("usage", {})))
+            # Keep the requested id: the API may answer with a dated snapshot id that the
+            # price table does not list.
+            usage.update(_usage_fields(data.get("message", {}).get("usage", {})))
         elif kind == "content_block_start":
             if data.get("content_block", {}).get("type") == "text":
                 text_blocks.add(int(data.get("index", 0)))

@@ -45,6 +45,11 @@ REFUSAL = (
     "I can't help with that request. If you think this is a mistake, reply *human* and a "
     "person from the team will take a look."
 )
+NO_TEXT = "I don't have an answer to that. Reply *human* to reach a person."
+NO_TEXT_CUT = (
+    "I ran out of room before I could write an answer (SUPPORTBOT_MAX_TOKENS may be too low "
+    "for this question). Please try again, or reply *human* to reach a person."
+)
 FINISH_TIMEOUT = 10.0
 SKIPPED_RETRY = 0.25  # seconds before offering a skipped partial update again
 
@@ -81,13 +86,17 @@ class Responder:
         self._slots = asyncio.Semaphore(policy.max_concurrent)
         self._tails: dict[str, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     @property
     def model(self) -> ModelProfile:
         return profile(self.policy.model)
 
     async def submit(self, incoming: Incoming, surface: Surface) -> asyncio.Task[None] | None:
-        """Record the question and start its reply; None when this event was seen before."""
+        """Record the question and start its reply; None when seen before or shutting down."""
+        if self._closing:
+            log.info("shutting down; not taking %s", incoming.event_id)
+            return None
         text = question_text(incoming)
         tokens = estimate_tokens(text, self.model, len(incoming.images))
         question = await self.store.record_question(replace(incoming, text=text), tokens)
@@ -101,12 +110,16 @@ class Responder:
         return task
 
     async def aclose(self, timeout: float = FINISH_TIMEOUT) -> None:
-        """Finish replies in flight with an 'interrupted' note, then return."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
+        """Finish replies in flight with an 'interrupted' note, then return (idempotent).
+
+        Each reply is cancelled once, so its note is never cut short by a second cancel.
+        """
+        if not self._closing:
+            self._closing = True
+            for task in self._tasks:
+                task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
 
     async def _reply(
         self,
@@ -119,9 +132,9 @@ class Responder:
     ) -> None:
         started = self.clock()
         live = LiveReply(surface.limit, surface.render, size=surface.size)
-        await _quietly(surface.start(), "show the first sign")
         answer = _failed_answer(self.policy.model)
         try:
+            await _quietly(surface.start(), "show the first sign")
             if before is not None:
                 await asyncio.shield(before)  # the previous reply in this conversation
             async with self._slots:
@@ -201,8 +214,10 @@ class Responder:
         end: StreamEnd | None = None
         first_text_ms: float | None = None
         try:
-            async with self._painting(live, surface) as wake:
-                async for item in llm.stream(prompt):
+            async with self._painting(live, surface) as wake, contextlib.aclosing(
+                llm.stream(prompt)
+            ) as stream:
+                async for item in stream:
                     if isinstance(item, StreamEnd):
                         end = item
                         break
@@ -232,9 +247,10 @@ class Responder:
             await surface.finish(refused.final())
             return Answer(REFUSAL, end.model, end.stop_reason, end.usage, cost, first_text_ms,
                           "refused")
-        note = NOTE_CUT if end.stop_reason == "max_tokens" else ""
+        cut = end.stop_reason in ("max_tokens", "model_context_window_exceeded")
+        note = NOTE_CUT if cut else ""
         if not live.text.strip():
-            note = "I don't have an answer to that. Reply *human* to reach a person."
+            note = NO_TEXT_CUT if cut else NO_TEXT
         snapshot = live.final(note)
         await surface.finish(snapshot)
         return Answer(snapshot.text, end.model, end.stop_reason, end.usage, cost, first_text_ms)
@@ -252,8 +268,10 @@ class Responder:
             wake.set()
             try:
                 await painter
-            except asyncio.CancelledError:
+            except asyncio.CancelledError:  # we are being cancelled: stop the painter first
                 painter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await painter
                 raise
 
     async def _paint(

@@ -210,7 +210,8 @@ class Store:
         db, now = self.sqlite.db, time.time()
         with db.atomic():
             answer_id = 0
-            if answer.text.strip() and answer.outcome in ("answered", "kb_only"):
+            # A refusal is kept too, so the refused question is not merged into the next one.
+            if answer.text.strip() and answer.outcome in ("answered", "kb_only", "refused"):
                 answer_id = self._insert_message(
                     key, "assistant", answer.text, tokens, now, position=question.position + 1
                 )

@@ -56,6 +56,7 @@ def split_pages(
             pages.append(Page(body=rest, text=opener + rest))
             return pages
         cut = best_cut(rest, fitting_prefix(rest, room - size(FENCE_CLOSE), size))
+        cut = _not_after_fence_opening(text, pos, cut)
         body = rest[:cut]
         pos += cut
         lang = open_fence(text[:pos])
@@ -86,6 +87,17 @@ def fitting_prefix(text: str, room: int, size: Callable[[str], int] = len) -> in
 def utf8_size(text: str) -> int:
     """Size in UTF-8 bytes, for platforms whose limits count bytes."""
     return len(text.encode("utf-8"))
+
+
+def _not_after_fence_opening(text: str, pos: int, cut: int) -> int:
+    """Move a cut that would end a page on a code fence's opening line to before that line."""
+    body = text[pos : pos + cut]
+    line_start = body.rstrip("\n").rfind("\n") + 1
+    last_line = body[line_start:].strip("\n")
+    if line_start == 0 or not _FENCE_LINE.match(last_line):
+        return cut
+    opens_here = open_fence(text[: pos + cut]) is not None
+    return line_start if opens_here else cut
 
 
 def best_cut(text: str, room: int) -> int:

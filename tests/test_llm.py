@@ -193,3 +193,35 @@ async def test_check_and_count_tokens(anthropic: FakeAnthropic) -> None:
     assert await c.check()
     assert await c.count_tokens(prompt()) > 0
     await c.aclose()
+
+
+async def test_connection_lost_after_text_is_interrupted_without_fallback(
+    anthropic: FakeAnthropic,
+) -> None:
+    anthropic.script(Reply(words=60, drop_after_deltas=5), Reply(text="SECOND ANSWER"))
+    c = client(anthropic, fallback_model="claude-sonnet-5-5")
+    seen: list[str] = []
+    with pytest.raises(StreamInterruptedError):
+        async for item in c.stream(prompt()):
+            if isinstance(item, str):
+                seen.append(item)
+    await c.aclose()
+    assert len(seen) == 5
+    assert "SECOND ANSWER" not in "".join(seen)  # no second answer spliced onto the first
+    assert len(anthropic.requests) == 1
+
+
+async def test_connection_lost_before_text_is_retried(anthropic: FakeAnthropic) -> None:
+    anthropic.script(Reply(words=10, drop_after_deltas=0), Reply(text="ok"))
+    c = client(anthropic)
+    text, _ = await collect(c, prompt())
+    await c.aclose()
+    assert text == "ok" and len(anthropic.requests) == 2
+
+
+async def test_stream_end_names_the_requested_model(anthropic: FakeAnthropic) -> None:
+    # Prices are looked up by the id we asked for, not a snapshot id the API may return.
+    c = client(anthropic, model="claude-3-haiku-20240307")
+    _, end = await collect(c, prompt())
+    await c.aclose()
+    assert end.model == "claude-3-haiku-20240307"

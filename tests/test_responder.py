@@ -286,3 +286,52 @@ async def test_a_skipped_update_is_offered_again_soon(store: Store) -> None:
         assert surface.kinds[:3] == ["start", "skipped", "update"]
         assert surface.kinds[-1] == "finish"
         await r.llm.aclose()  # type: ignore[union-attr]
+
+
+async def test_a_refused_question_does_not_leak_into_the_next(
+    store: Store, anthropic: FakeAnthropic
+) -> None:
+    anthropic.script(Reply(text="No", stop_reason="refusal"), Reply(text="Sure."))
+    r = responder(store, anthropic)
+    await answer(r, ask("refused question", "E1"), RecordingSurface())
+    await answer(r, ask("how do I reset my password?", "E2"), RecordingSurface())
+    messages = anthropic.requests[-1].body["messages"]
+    assert messages[-1]["content"] == "how do I reset my password?"
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    await r.llm.aclose()  # type: ignore[union-attr]
+
+
+async def test_thinking_that_uses_every_token_says_the_answer_was_cut(
+    store: Store, anthropic: FakeAnthropic
+) -> None:
+    anthropic.script(Reply(text="", stop_reason="max_tokens"))
+    r = responder(store, anthropic)
+    surface = RecordingSurface()
+    await answer(r, ask("explain everything", "E1"), surface)
+    assert surface.final.text.startswith("I ran out of room")
+    await r.llm.aclose()  # type: ignore[union-attr]
+
+
+async def test_connection_lost_mid_answer_keeps_the_partial_text(
+    store: Store, anthropic: FakeAnthropic
+) -> None:
+    anthropic.script(Reply(words=60, drop_after_deltas=6))
+    r = responder(store, anthropic)
+    surface = RecordingSurface()
+    await answer(r, ask("hi", "E1"), surface)
+    assert surface.final.text.startswith('Answer to "hi"')
+    assert surface.final.text.endswith(
+        "⚠️ The answer was interrupted by an error at the AI service. Please ask again."
+    )
+    assert len(anthropic.requests) == 1
+    await r.llm.aclose()  # type: ignore[union-attr]
+
+
+async def test_after_close_new_questions_are_not_taken(
+    store: Store, anthropic: FakeAnthropic
+) -> None:
+    r = responder(store, anthropic)
+    await r.aclose()
+    assert await r.submit(ask("late", "E-late"), RecordingSurface()) is None
+    assert anthropic.requests == []
+    await r.llm.aclose()  # type: ignore[union-attr]

@@ -1,3 +1,5 @@
+import re
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,20 +29,37 @@ def test_code_fences_are_balanced_on_every_page(text: str, limit: int) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    deltas=st.lists(st.text(min_size=1, max_size=30), min_size=1, max_size=80),
-    takes=st.lists(st.booleans(), min_size=80, max_size=80),
+    deltas=st.lists(st.sampled_from(["word ", "x", ". ", "\n", "\n\n", "```\n", "é"]),
+                    min_size=1, max_size=150),
+    takes=st.lists(st.booleans(), min_size=150, max_size=150),
 )
 def test_updates_never_go_backwards(deltas: list[str], takes: list[bool]) -> None:
-    live = LiveReply(limit=200)
+    live = LiveReply(limit=80)
     shown: list[str] = []
     for i, delta in enumerate(deltas):
         live.feed(delta)
         if takes[i] and live.has_news():
-            shown.append(live.take(float(i)).text)
+            pages = live.take(float(i)).pages
+            assert pages[-1].endswith(TYPING_MARKER)
+            shown.append(visible_text(pages[:-1] + (pages[-1][: -len(TYPING_MARKER)],)))
     final = live.final()
-    assert all(a == b[: len(a)] for a, b in zip(shown, shown[1:], strict=False))
-    assert all(final.text.startswith(s) for s in shown)
+    seen = shown + [visible_text(final.pages)]
+    # What the user sees only ever grows: each update's pages extend the previous ones.
+    assert all(b.startswith(a) for a, b in zip(seen, seen[1:], strict=False))
     assert final.text == "".join(deltas)
+
+
+def visible_text(pages: tuple[str, ...]) -> str:
+    """The pages joined without the fence lines splitting adds, ignoring whitespace."""
+    out = ""
+    for i, page in enumerate(pages):
+        if i > 0 and open_fence(out) is not None:
+            page = page.split("\n", 1)[1]  # the reopened fence line
+        closed = page.endswith("\n```") and open_fence(out + page[:-4]) is not None
+        if i < len(pages) - 1 and closed:
+            page = page[:-4]
+        out += page
+    return re.sub(r"\s+", "", out)
 
 
 def test_first_text_is_due_at_once_then_once_per_interval() -> None:

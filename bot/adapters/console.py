@@ -103,8 +103,17 @@ async def chat(runtime: Runtime, stop: asyncio.Event, out: TextIO = sys.stdout) 
             arrival=Arrival.DM,
         )
         task = await runtime.responder.submit(incoming, ConsoleSurface(out))
-        if task is not None:
-            await task
+        if task is not None and not await _finished_before(task, stop):
+            await runtime.responder.aclose()  # Ctrl-C mid-answer: end it with a note
+            return
+
+
+async def _finished_before(task: asyncio.Task[None], stop: asyncio.Event) -> bool:
+    """Wait for the reply; False if `stop` came first (the reply is still running)."""
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    return task.done()
 
 
 async def _next_line(lines: asyncio.Queue[str | None], stop: asyncio.Event) -> str | None:

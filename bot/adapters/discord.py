@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -84,6 +85,10 @@ class SupportClient(discord.Client):
         )
         self.runtime = runtime
         self.replies = Replies(runtime, timing or DiscordTiming())
+        # Weak values: a channel's lock lives only while messages of it are being taken in.
+        self._arrivals: weakref.WeakValueDictionary[int, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         self.tree = build_tree(self, self.replies)
 
     async def setup_hook(self) -> None:
@@ -99,13 +104,18 @@ class SupportClient(discord.Client):
         route = route_message(self._facts(message, me.id))
         if route is Route.IGNORE:
             return
-        key = await self._conversation(message, route)
-        if key is None:
-            return
-        try:
-            await self._answer(message, route, key, me.id)
-        except discord.HTTPException as error:
-            log.warning("could not answer a message (HTTP %s, code %s)", error.status, error.code)
+        # Messages of one channel reach the responder in arrival order, whatever each one
+        # waits for first (store look-ups, typing, attachment downloads).
+        lock = self._arrivals.setdefault(message.channel.id, asyncio.Lock())
+        async with lock:
+            key = await self._conversation(message, route)
+            if key is None:
+                return
+            try:
+                await self._answer(message, route, key, me.id)
+            except discord.HTTPException as error:
+                log.warning("could not answer a message (HTTP %s, code %s)", error.status,
+                            error.code)
 
     def _facts(self, message: discord.Message, me: int) -> MessageFacts:
         guild, author = message.guild, message.author

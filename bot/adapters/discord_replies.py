@@ -3,7 +3,6 @@ session it belongs to, and the attachments it carries."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Sequence
@@ -54,7 +53,6 @@ class Replies:
         self.runtime = runtime
         self.timing = timing
         self.channels = ChannelBudgets(timing.channel_writes, timing.channel_window)
-        self._tasks: set[asyncio.Task[None]] = set()
 
     def message_surface(
         self,
@@ -110,17 +108,11 @@ class Replies:
         if task is None:
             surface.discard()
             return False
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
         return True
 
     async def aclose(self) -> None:
         """Interrupt replies still streaming; each ends with a note while Discord is reachable."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=self.timing.close_timeout)
+        await self.runtime.responder.aclose(self.timing.close_timeout)
 
     async def dm_conversation(self, user_id: int, channel_id: int) -> ConversationKey:
         """The DM conversation to continue, or a new one after the idle gap."""

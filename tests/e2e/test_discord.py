@@ -366,3 +366,19 @@ async def test_shutdown_mid_answer_leaves_an_interrupted_note(tmp_path: Path) ->
     (reply,) = bot_messages(fake, channel)
     assert TYPING_MARKER not in reply.content
     assert "Interrupted: the bot is restarting" in reply.content
+
+
+async def test_a_dm_with_an_image_is_answered_before_the_next_dm(tmp_path: Path) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+    model = FakeAnthropic()
+    model.script(Reply(text="A screenshot.", when="screenshot"), Reply(text="Thanks.", when="ok"))
+    async with FakeDiscord() as fake, model, discord_bot(tmp_path, fake, model):
+        fake.attachment_delay = 0.5  # the screenshot's download is slow
+        dm = fake.dm_channel()
+        shot = fake.add_attachment("screen.png", "image/png", png)
+        await fake.dispatch_message("see my screenshot", guild=False, attachments=[shot])
+        await fake.dispatch_message("ok", guild=False)
+        await fake.wait_for(answered(fake, dm, "Thanks."), 10)
+    # The second question was answered second, with the first one in its history.
+    history = asked(model)
+    assert history[1:] == ["A screenshot.", "ok"]

@@ -88,6 +88,7 @@ class Reply:
     first_token_delay: float | None = None
     delta_interval: float | None = None
     error_after_deltas: int | None = None
+    drop_after_deltas: int | None = None  # the connection is lost after N deltas, silently
     when: str | None = None
 
 
@@ -236,6 +237,7 @@ class FakeAnthropic:
             self.delta_interval if interval is None else interval,
             self.thinking_delay,
             reply.error_after_deltas,
+            reply.drop_after_deltas,
         )
 
     # -- /v1 endpoints

@@ -35,6 +35,7 @@ class Pace:
     delta_interval: float
     thinking_delay: float
     error_after_deltas: int | None = None
+    drop_after_deltas: int | None = None  # close the connection with no error event
 
 
 @dataclass
@@ -173,6 +174,8 @@ async def _send_text(
     block = {"type": "text", "text": ""}
     await _send(response, {"type": "content_block_start", "index": index, "content_block": block})
     limit = pace.error_after_deltas
+    if pace.drop_after_deltas is not None:
+        limit = pace.drop_after_deltas
     for n, piece in enumerate(split_deltas(text)):
         if limit is not None and n >= limit:
             break
@@ -180,6 +183,9 @@ async def _send_text(
         delta = {"type": "text_delta", "text": piece}
         await _send(response, {"type": "content_block_delta", "index": index, "delta": delta})
         sent.text += piece
+    if pace.drop_after_deltas is not None:  # as a lost connection: no error, no message_stop
+        response.force_close()
+        return False
     if limit is not None:
         error = {"type": "overloaded_error", "message": "Overloaded"}
         await _send(response, {"type": "error", "error": error})

@@ -195,6 +195,7 @@ class FakeDiscord:
         self.interaction_deadline = interaction_deadline
         self.interaction_token_ttl = interaction_token_ttl
         self.private_threads_allowed = private_threads_allowed
+        self.attachment_delay = 0.0  # seconds before an attachment download answers
         self.calls: list[RestCall] = []
         self.rate_limited = 0
         self.typing: list[tuple[int, float]] = []
@@ -1122,6 +1123,7 @@ class FakeDiscord:
         stored = self._files.get(int(raw_id)) if raw_id.isdigit() else None
         if stored is None or stored[0] != request.match_info["filename"]:
             raise web.HTTPNotFound()
+        await asyncio.sleep(self.attachment_delay)  # a slow CDN, for ordering tests
         return web.Response(body=stored[2], content_type=stored[1])
 
     async def _fake_stats(self, request: web.Request) -> web.Response:
