@@ -1,18 +1,319 @@
-"""The Slack adapter (being built)."""
+"""The Slack adapter: slack-bolt's AsyncApp over Socket Mode or HTTP, replies streamed in threads.
+
+Bolt acknowledges each event as soon as the listener returns, and the listener only translates
+the payload and starts an owned task; downloads, thread reading and the reply happen after.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from dataclasses import dataclass
+from typing import Any
 
+import aiohttp
+import httpx
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.adapters.base import Surface
+from bot.adapters.slack_events import Identity, SlackMessage, person_message, thread_context
+from bot.adapters.slack_files import Attachments, FileFetcher
+from bot.adapters.slack_pacing import SlackPacing
+from bot.adapters.slack_stream import NativeStreamSurface
+from bot.adapters.slack_surface import ReplyPlace, SlackSurface, error_code, retry_after
 from bot.config import Settings
+from bot.conversation import Arrival, Incoming
 from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+CONTEXT_MESSAGES = 50  # conversations.replies is Tier 1 for new apps: one bounded page, once
+SHUTDOWN_TIMEOUT = 12.0
+
+
+class SlackStartError(RuntimeError):
+    """Slack refused the configured credentials; the message says which and what to do."""
+
+
+@dataclass(frozen=True)
+class SlackConnection:
+    """The open clients one Slack app uses, and who the bot is."""
+
+    settings: Settings
+    client: AsyncWebClient
+    session: aiohttp.ClientSession
+    files: FileFetcher
+    me: Identity
 
 
 async def serve(runtime: Runtime, stop: asyncio.Event) -> None:
     """Answer on Slack until `stop` is set."""
-    raise NotImplementedError("slack adapter not built yet")
+    settings = runtime.settings
+    async with connect(settings) as slack:
+        bridge = SlackBridge(runtime, slack, SlackPacing())
+        app = bolt_app(slack, bridge)
+        try:
+            if settings.slack_app_token:
+                await _socket_mode(app, slack, stop)
+            else:
+                await _http_mode(app, settings, stop)
+        finally:
+            await bridge.aclose()
 
 
 async def check(settings: Settings) -> list[str]:
     """Reach Slack with the configured token; lines to print."""
-    raise NotImplementedError("slack adapter not built yet")
+    async with connect(settings) as slack:
+        me = slack.me
+        lines = [f"connected to workspace {me.team_name} ({me.team_id}) as @{me.user_name}"]
+        if settings.slack_app_token:
+            await socket_url(slack)
+            lines.append("Socket Mode: the app token opens a connection")
+        else:
+            lines.append(f"HTTP mode: Events API at POST /slack/events on port {settings.port}")
+        if settings.slack_native_streaming:
+            lines.append("native streaming on (falls back to chat.update when refused)")
+        return lines
+
+
+@contextlib.asynccontextmanager
+async def connect(settings: Settings) -> AsyncIterator[SlackConnection]:
+    """Open the HTTP sessions, learn who the bot is (auth.test), and close everything after."""
+    session = aiohttp.ClientSession()
+    http = httpx.AsyncClient()
+    try:
+        token = settings.slack_bot_token.value
+        client = AsyncWebClient(token=token, base_url=settings.slack_api_url, session=session)
+        me = await whoami(client)
+        files = FileFetcher(http, token, settings.slack_api_url)
+        yield SlackConnection(settings, client, session, files, me)
+    finally:
+        await http.aclose()
+        await session.close()
+
+
+async def socket_url(slack: SlackConnection) -> str | None:
+    """A Socket Mode URL from apps.connections.open (None when rate-limited: the SDK retries)."""
+    try:
+        opened = await slack.client.apps_connections_open(
+            app_token=slack.settings.slack_app_token.value
+        )
+    except SlackApiError as error:
+        if retry_after(error) is not None:
+            return None
+        raise SlackStartError(
+            f"Slack refused SLACK_APP_TOKEN ({error_code(error)}): make an app-level token "
+            "with the connections:write scope on the app's Basic Information page"
+        ) from None
+    return str(opened["url"])
+
+
+async def whoami(client: AsyncWebClient) -> Identity:
+    """The bot's workspace and user ids from auth.test."""
+    try:
+        data = await client.auth_test()
+    except SlackApiError as error:
+        raise SlackStartError(
+            f"Slack refused SLACK_BOT_TOKEN ({error_code(error)}): copy the Bot User OAuth "
+            "Token (xoxb-…) again from the app's OAuth & Permissions page"
+        ) from None
+    return Identity(
+        team_id=str(data.get("team_id") or ""),
+        team_name=str(data.get("team") or ""),
+        user_id=str(data.get("user_id") or ""),
+        bot_id=str(data.get("bot_id") or ""),
+        user_name=str(data.get("user") or "supportbot"),
+    )
+
+
+class SlackBridge:
+    """Bolt's events in, replies out: translation first, slow work in tasks it owns."""
+
+    def __init__(self, runtime: Runtime, slack: SlackConnection, pacing: SlackPacing) -> None:
+        self.runtime = runtime
+        self.slack = slack
+        self.pacing = pacing
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._replies: set[asyncio.Task[None]] = set()
+        self._in_flight: set[str] = set()
+
+    async def on_event(self, body: dict[str, Any]) -> None:
+        """Bolt listener for app_mention and message events; returns at once so Bolt acks."""
+        message = person_message(body, self.slack.me)
+        if message is None or message.event_id in self._in_flight:
+            return  # the mention and its message.channels twin: one is enough
+        self._in_flight.add(message.event_id)
+        self._spawn(self._handle(message))
+
+    async def _handle(self, message: SlackMessage) -> None:
+        try:
+            store = self.runtime.store
+            if message.arrival is Arrival.FOLLOW_UP and not await store.conversation_exists(
+                message.key
+            ):
+                return  # a thread the bot is not part of
+            incoming = await self._incoming(message)
+            task = await self.runtime.responder.submit(incoming, self.surface(message))
+            if task is not None:
+                self._replies.add(task)
+                task.add_done_callback(self._replies.discard)
+        finally:
+            self._in_flight.discard(message.event_id)
+
+    async def _incoming(self, message: SlackMessage) -> Incoming:
+        context = await self._thread_context(message) if message.joins_thread else ""
+        attached = await self.slack.files.fetch(message.files) if message.files else Attachments()
+        return Incoming(
+            key=message.key,
+            author_id=message.user,
+            text=context + message.text,
+            event_id=message.event_id,
+            arrival=message.arrival,
+            images=attached.images,
+            notes=attached.notes,
+        )
+
+    async def _thread_context(self, message: SlackMessage) -> str:
+        """A thread the bot is mentioned into: read once (one bounded page), kept in the store."""
+        store = self.runtime.store
+        if await store.conversation_exists(message.key):
+            return ""  # history comes from the store
+        cache = f"slack:thread-context:{message.key.id}"
+        cached = await store.get_value(cache)
+        if cached is not None:
+            return cached
+        try:
+            page = await self.slack.client.conversations_replies(
+                channel=message.channel, ts=str(message.thread_ts), limit=CONTEXT_MESSAGES
+            )
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
+            log.warning("could not read the thread: %s", type(error).__name__)
+            return ""
+        text = thread_context(page.get("messages") or [], message.ts, self.slack.me)
+        await store.set_value(cache, text)
+        return text
+
+    def surface(self, message: SlackMessage) -> Surface:
+        """Where this reply is shown: a native stream if enabled, else edit-in-place."""
+        place = ReplyPlace(message.team, message.channel, message.thread_ts or message.ts,
+                           message.user, message.ts)
+        pacing = self.pacing.workspace(message.team)
+        if self.slack.settings.slack_native_streaming:
+            return NativeStreamSurface(self.slack.client, place, pacing)
+        return SlackSurface(self.slack.client, place, pacing)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("handling a Slack event failed", exc_info=task.exception())
+
+    async def aclose(self, timeout: float = SHUTDOWN_TIMEOUT) -> None:
+        """Drop events still being prepared; end replies in flight with the interrupted note."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        replies = list(self._replies)
+        for task in replies:
+            task.cancel()  # the responder shows the "interrupted" note while our client is open
+        if replies:
+            await asyncio.wait(replies, timeout=timeout)
+
+
+def bolt_app(slack: SlackConnection, bridge: SlackBridge) -> AsyncApp:
+    """An AsyncApp that authorizes from our own auth.test, so no event waits for one."""
+
+    async def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
+        return AuthorizeResult(
+            enterprise_id=enterprise_id,
+            team_id=team_id or slack.me.team_id,
+            bot_user_id=slack.me.user_id,
+            bot_id=slack.me.bot_id,
+            bot_token=slack.settings.slack_bot_token.value,
+        )
+
+    # Bolt's own client carries no token: `authorize` supplies it per request.
+    unauthorized = AsyncWebClient(base_url=slack.settings.slack_api_url, session=slack.session)
+    bolt_log = logging.getLogger("bot.adapters.slack.bolt")
+    with _silenced(bolt_log):
+        app = AsyncApp(
+            name="supportbot",
+            logger=bolt_log,
+            client=unauthorized,
+            signing_secret=slack.settings.slack_signing_secret.value,
+            authorize=authorize,
+            process_before_response=True,  # our listener is quick; nothing runs unowned
+        )
+    app.event("app_mention")(bridge.on_event)
+    app.event("message")(bridge.on_event)
+    return app
+
+
+@contextlib.contextmanager
+def _silenced(logger: logging.Logger) -> Iterator[None]:
+    """Bolt warns that an SLACK_BOT_TOKEN in the environment goes unused when it is given a
+    client; that is intended here (authorize supplies the token), so the warning is muted."""
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = False
+
+
+async def _socket_mode(app: AsyncApp, slack: SlackConnection, stop: asyncio.Event) -> None:
+    handler = AsyncSocketModeHandler(app, app_token=slack.settings.slack_app_token.value)
+    # Open the first URL ourselves so a refused app token stops the bot with a clear message
+    # (the SDK would retry it forever); the SDK uses this URL and fetches later ones itself.
+    handler.client.wss_uri = await socket_url(slack)
+    # Connecting retries on its own (the SDK reconnects too), so it races with `stop`.
+    connecting = asyncio.create_task(handler.connect_async())  # type: ignore[no-untyped-call]
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if connecting.done():
+            connecting.result()
+            log.info("Slack: connected to %s as @%s (Socket Mode)", slack.me.team_name,
+                     slack.me.user_name)
+            await stopping
+    finally:
+        for task in (connecting, stopping):
+            task.cancel()
+        await asyncio.gather(connecting, stopping, return_exceptions=True)
+        try:
+            await handler.close_async()  # type: ignore[no-untyped-call]
+        except (aiohttp.ClientError, OSError) as error:  # the link may already be gone
+            log.warning("closing the Socket Mode connection failed: %s", type(error).__name__)
+
+
+async def _http_mode(app: AsyncApp, settings: Settings, stop: asyncio.Event) -> None:
+    async def events(request: web.Request) -> web.Response:
+        response = await app.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(response)
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    web_app = web.Application()
+    web_app.router.add_post("/slack/events", events)
+    web_app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=5.0)
+    await runner.setup()
+    try:
+        host = settings.slack_http_host
+        await web.TCPSite(runner, host, settings.port).start()
+        log.info("Slack: Events API at http://%s:%d/slack/events (HTTP mode)", host, settings.port)
+        await stop.wait()
+    finally:
+        await runner.cleanup()

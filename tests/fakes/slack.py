@@ -34,6 +34,7 @@ POST_MAX_CHARS = 40_000  # chat.postMessage silently truncates longer text
 MARKDOWN_MAX_CHARS = 12_000  # markdown_text per call (chat.* and chat.*Stream) → msg_too_long
 REPLIES_MAX_LIMIT = 1_000  # conversations.replies: default and maximum page size
 STREAM_METHODS = frozenset({"chat.startStream", "chat.appendStream", "chat.stopStream"})
+TIER3_METHODS = ("chat.delete", "reactions.add", "reactions.remove")
 LOGIN_PAGE = "<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in</body></html>"
 
 
@@ -241,6 +242,7 @@ class FakeSlack:
         update_limit: int = 50,
         update_window: float = 60.0,
         update_max_bytes: int = UPDATE_MAX_BYTES,
+        tier3_limit: int = 50,
         post_per_channel_per_second: float = 1.0,
         post_burst: int = 3,
         native_streaming: bool = False,
@@ -259,9 +261,11 @@ class FakeSlack:
         self.echo_bot_messages = echo_bot_messages
         self._post_rate, self._post_burst = post_per_channel_per_second, post_burst
         # Tier 3 chat.update is one budget for the whole workspace; streaming has its own tiers:
-        # appendStream Tier 4 (100+/min), startStream and stopStream Tier 2 (20+/min).
+        # appendStream Tier 4 (100+/min), startStream and stopStream Tier 2 (20+/min). Every
+        # other Tier 3 method the bot uses counts on its own window of the same size.
         self._windows = {
             "chat.update": SlidingWindow(update_limit, update_window),
+            **{m: SlidingWindow(tier3_limit, update_window) for m in TIER3_METHODS},
             "chat.appendStream": SlidingWindow(append_limit, stream_window),
             "chat.startStream": SlidingWindow(stream_limit, stream_window),
             "chat.stopStream": SlidingWindow(stream_limit, stream_window),
@@ -802,6 +806,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--app-token", default="xapp-test")
     parser.add_argument("--update-limit", type=int, default=50)
     parser.add_argument("--update-window", type=float, default=60.0)
+    parser.add_argument("--tier3-limit", type=int, default=50)
     parser.add_argument("--post-rate", dest="post_per_channel_per_second", type=float, default=1.0)
     parser.add_argument("--post-burst", type=int, default=3)
     parser.add_argument("--native-streaming", action="store_true")

@@ -1,0 +1,284 @@
+"""SlackSurface: one reply in a Slack thread, posted at once and edited in place.
+
+The placeholder goes out with chat.postMessage the moment the reply starts; partial texts are
+chat.update edits taken from the workspace's shared budget and skipped when none is free;
+the final text is exact, page by page, waiting for budget and honouring every Retry-After
+(or, when the budget is taken for a while, posted as a new message in the placeholder's place).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.adapters.slack_pacing import WorkspacePacing
+from bot.mrkdwn import to_mrkdwn
+from bot.streaming import TYPING_MARKER, Snapshot, utf8_size
+
+log = logging.getLogger(__name__)
+
+UPDATE_LIMIT_BYTES = 4_000  # chat.update answers msg_too_long above this many UTF-8 bytes
+PLACEHOLDER = "_Looking into it…_" + TYPING_MARKER
+START_TIMEOUT = 8.0  # the responder gives start() 10 s
+FIRST_SIGN = 0.15  # when the channel's pace holds the placeholder back longer, react at once
+SEEN_REACTION = "eyes"
+FINISH_TIMEOUT = 150.0  # long enough for a full minute's budget to free up, and then some
+MAX_ATTEMPTS = 12
+# A final edit that would wait longer than this for the workspace's chat.update budget is
+# posted as a new message instead, and the placeholder deleted (chat.delete has its own budget).
+OVERFLOW_WAIT = 5.0
+# chat.update errors after which editing that message is pointless: post a new one instead.
+GONE = frozenset({"message_not_found", "cant_update_message", "edit_window_closed",
+                  "msg_too_long", "invalid_blocks", "is_inactive"})
+
+
+@dataclass(frozen=True)
+class ReplyPlace:
+    """Where a reply goes: the workspace, the channel, the thread, and who asked."""
+
+    team: str
+    channel: str
+    thread_ts: str
+    user: str
+    message_ts: str  # the question itself (the thread's first message, or a reply in it)
+
+
+def retry_after(error: SlackApiError) -> float | None:
+    """Seconds Slack asked us to wait (HTTP 429), or None when this was not a rate limit."""
+    response = error.response
+    if response.status_code != 429:
+        return None
+    headers: Mapping[str, Any] = response.headers or {}
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            try:
+                return max(1.0, float(value))
+            except (TypeError, ValueError):
+                break
+    return 1.0
+
+
+def error_code(error: SlackApiError) -> str:
+    data = error.response.data
+    return str(data.get("error", "unknown")) if isinstance(data, dict) else "unknown"
+
+
+class SlackSurface:
+    """A reply made of one or more thread messages (one per 4,000-byte page)."""
+
+    limit = UPDATE_LIMIT_BYTES
+
+    def __init__(self, client: AsyncWebClient, place: ReplyPlace, pacing: WorkspacePacing) -> None:
+        self.client = client
+        self.place = place
+        self.pacing = pacing
+        self.posted: list[str] = []  # ts of each page's message, in page order
+        self.shown: list[str] = []  # what each of those messages shows now
+        self._joined = False
+
+    def interval(self) -> float:
+        return self.pacing.edits.interval()
+
+    def render(self, markdown: str) -> str:
+        return to_mrkdwn(markdown)
+
+    def size(self, text: str) -> int:
+        return utf8_size(text)
+
+    async def start(self) -> None:
+        """Post the placeholder; if the channel's pace delays it, first react to the question."""
+        self._join()
+        reacted = False
+        if self.pacing.channel(self.place.channel).busy(FIRST_SIGN):
+            reacted = await self._react(add=True)
+        await self._post(PLACEHOLDER, START_TIMEOUT)
+        if reacted:
+            await self._react(add=False)  # the placeholder now says the same
+
+    def adopt(self, ts: str) -> None:
+        """Continue in a message that already exists (a native stream that failed)."""
+        self._join()
+        self.posted, self.shown = [ts], [""]
+
+    async def update(self, snapshot: Snapshot) -> bool:
+        """Show newer text if budget allows; False when the workspace budget had no room."""
+        for page, text in enumerate(snapshot.pages):
+            if page < len(self.posted):
+                if self.shown[page] == text:
+                    continue
+                if not self.pacing.edits.try_partial():
+                    return False  # offered again soon, when a slot may be free
+                if not await self._edit_once(page, text):
+                    return True
+            elif not await self._post_once(text):
+                return True
+        return True
+
+    async def finish(self, snapshot: Snapshot) -> None:
+        """Make every page show exactly its final text, then drop pages no longer needed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FINISH_TIMEOUT
+        try:
+            for page, text in enumerate(snapshot.pages):
+                remaining = deadline - loop.time()
+                if page >= len(self.posted):
+                    await self._post(text, remaining)
+                elif self.shown[page] != text:
+                    await self._final_edit(page, text, remaining)
+            for ts in self.posted[len(snapshot.pages):]:
+                await self._delete(ts)
+            del self.posted[len(snapshot.pages):]
+        finally:
+            self._leave()
+
+    # ----- single calls ---------------------------------------------------------------------
+
+    async def _post(self, text: str, timeout: float) -> None:
+        """Post a new page in the thread, waiting for the channel's pace and any Retry-After."""
+        pacer = self.pacing.channel(self.place.channel)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for attempt in range(MAX_ATTEMPTS):
+            await pacer.take(deadline - loop.time())
+            try:
+                await self._post_message(text)
+                return
+            except SlackApiError as error:
+                wait = retry_after(error)
+                if wait is None:
+                    raise
+                pacer.back_off(wait)
+            except (aiohttp.ClientError, TimeoutError) as error:
+                log.warning("chat.postMessage failed (%s); retrying", type(error).__name__)
+                await asyncio.sleep(min(2.0**attempt, 5.0))
+        raise TimeoutError("chat.postMessage kept failing")
+
+    async def _post_message(self, text: str) -> None:
+        response = await self.client.chat_postMessage(
+            channel=self.place.channel,
+            thread_ts=self.place.thread_ts,
+            text=text,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        self.posted.append(str(response["ts"]))
+        self.shown.append(text)
+
+    async def _post_once(self, text: str) -> bool:
+        """Post the next page during streaming if the channel allows it right now."""
+        pacer = self.pacing.channel(self.place.channel)
+        if not pacer.try_take():
+            return False
+        try:
+            await self._post_message(text)
+            return True
+        except SlackApiError as error:
+            wait = retry_after(error)
+            if wait is not None:
+                pacer.back_off(wait)
+            else:
+                log.warning("chat.postMessage failed: %s", error_code(error))
+        except (aiohttp.ClientError, TimeoutError) as error:
+            log.warning("chat.postMessage failed: %s", type(error).__name__)
+        return False
+
+    async def _edit_once(self, page: int, text: str) -> bool:
+        """One partial edit; False (and nothing retried) when Slack refused it."""
+        try:
+            await self._update_message(page, text)
+            return True
+        except SlackApiError as error:
+            wait = retry_after(error)
+            if wait is not None:
+                self.pacing.edits.back_off(wait)  # the whole workspace waits, not just us
+            else:
+                log.warning("partial chat.update failed: %s", error_code(error))
+        except (aiohttp.ClientError, TimeoutError) as error:
+            log.warning("partial chat.update failed: %s", type(error).__name__)
+        return False
+
+    async def _final_edit(self, page: int, text: str, timeout: float) -> None:
+        """Edit a page to its final text, retrying until it lands or the deadline passes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for attempt in range(MAX_ATTEMPTS):
+            if self._overflowing(page):
+                await self._replace_page(page, text, deadline - loop.time())
+                return
+            await self.pacing.edits.acquire_final(deadline - loop.time())
+            try:
+                await self._update_message(page, text)
+                return
+            except SlackApiError as error:
+                wait = retry_after(error)
+                if wait is not None:
+                    self.pacing.edits.back_off(wait)
+                    continue
+                if error_code(error) in GONE:
+                    await self._replace_page(page, text, deadline - loop.time())
+                    return
+                log.warning("final chat.update failed: %s; retrying", error_code(error))
+            except (aiohttp.ClientError, TimeoutError) as error:
+                log.warning("final chat.update failed: %s; retrying", type(error).__name__)
+            await asyncio.sleep(min(2.0**attempt, 5.0))
+        raise TimeoutError("final chat.update kept failing")
+
+    def _overflowing(self, page: int) -> bool:
+        """Repost instead of waiting: only for the last message (order stays right), on budget."""
+        edits = self.pacing.edits
+        congested = edits.finals_waiting or edits.final_wait() > OVERFLOW_WAIT
+        last = page == len(self.posted) - 1
+        return congested and last and self.pacing.deletes.try_partial()
+
+    async def _update_message(self, page: int, text: str) -> None:
+        await self.client.chat_update(channel=self.place.channel, ts=self.posted[page], text=text)
+        self.shown[page] = text
+
+    async def _replace_page(self, page: int, text: str, timeout: float) -> None:
+        """Post the page anew in the message's place, then delete the old message."""
+        old = self.posted[page]
+        await self._post(text, timeout)
+        self.posted[page] = self.posted.pop()
+        self.shown[page] = self.shown.pop()
+        await self._delete(old)
+
+    async def _react(self, add: bool) -> bool:
+        """Add or remove the "seen" reaction on the question, if the budget has room now."""
+        if not self.pacing.reactions.try_partial():
+            return False
+        call = self.client.reactions_add if add else self.client.reactions_remove
+        try:
+            await call(channel=self.place.channel, timestamp=self.place.message_ts,
+                       name=SEEN_REACTION)
+            return True
+        except SlackApiError as error:
+            wait = retry_after(error)
+            if wait is not None:
+                self.pacing.reactions.back_off(wait)
+            return False
+        except (aiohttp.ClientError, TimeoutError) as error:
+            log.info("reaction failed: %s", type(error).__name__)
+            return False
+
+    async def _delete(self, ts: str) -> None:
+        try:
+            await self.client.chat_delete(channel=self.place.channel, ts=ts)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
+            log.info("could not delete a leftover page: %s", type(error).__name__)
+
+    def _join(self) -> None:
+        if not self._joined:
+            self.pacing.edits.join()
+            self._joined = True
+
+    def _leave(self) -> None:
+        if self._joined:
+            self.pacing.edits.leave()
+            self._joined = False
