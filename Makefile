@@ -26,6 +26,8 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python -m bench.store_window
 	$(BIN)/python -m bench.overhead
+	$(BIN)/python -m bench.slack_load
+	$(BIN)/python -m bench.discord_load
 
 clean:
 	rm -rf $(VENV) build *.egg-info

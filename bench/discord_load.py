@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,7 @@ class RecordingModel(AnthropicClient):
         self.deltas: dict[str, list[tuple[float, int]]] = {}
         self.texts: dict[str, str] = {}
 
-    async def stream(self, prompt: Prompt) -> AsyncIterator[str | StreamEnd]:
+    async def stream(self, prompt: Prompt) -> AsyncGenerator[str | StreamEnd, None]:
         queue: asyncio.Queue[str | StreamEnd | BaseException] = asyncio.Queue()
         reader = asyncio.create_task(self._read(prompt, queue))
         try:

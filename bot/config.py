@@ -69,6 +69,7 @@ class Settings:
     slack_signing_secret: Secret
     slack_api_url: str
     slack_native_streaming: bool
+    slack_http_host: str
     port: int
     discord_bot_token: Secret
     discord_api_url: str
@@ -226,6 +227,7 @@ def _settings_from(r: _Reader) -> Settings:
         slack_signing_secret=r.token("SLACK_SIGNING_SECRET"),
         slack_api_url=r.url("SLACK_API_URL", "https://slack.com/api/"),
         slack_native_streaming=r.flag("SLACK_NATIVE_STREAMING", False),
+        slack_http_host=r.raw("SLACK_HTTP_HOST") or "0.0.0.0",
         port=r.parsed("PORT", 3000, _port, "a port number from 1 to 65535"),
         discord_bot_token=r.token("DISCORD_BOT_TOKEN"),
         discord_api_url=r.url("DISCORD_API_URL", "https://discord.com/api/v10"),

@@ -26,7 +26,8 @@ class Arrival(StrEnum):
 Role = Literal["user", "assistant"]
 
 IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-MAX_IMAGE_BYTES = 5 * 1024 * 1024
+# The Messages API caps an image at 5 MB of base64 text, which is 3.75 MB of image bytes.
+MAX_IMAGE_BYTES = 5 * 1024 * 1024 * 3 // 4
 
 
 @dataclass(frozen=True)

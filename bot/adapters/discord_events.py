@@ -22,7 +22,7 @@ DM_WORKSPACE = "@dm"
 THREAD_NAME_LIMIT = 100  # Discord rejects longer thread names (50035)
 AUTHORIZE_URL = "https://discord.com/oauth2/authorize"
 # The API's 5 MB image limit counts the base64 text, so raw bytes get three quarters of it.
-IMAGE_LIMIT = min(MAX_IMAGE_BYTES, 5 * 1024 * 1024 * 3 // 4)
+IMAGE_LIMIT = MAX_IMAGE_BYTES
 
 # The permissions the bot asks for in its invite, by name (discord.Permissions attributes).
 INVITE_PERMISSIONS = (
