@@ -228,7 +228,7 @@ async def _read_events(
     text_blocks: set[int] = set()
     usage: dict[str, int] = {}
     stop_reason = ""
-    sent_text = False
+    sent_text = stopped = False
     async for sse in source.aiter_sse():
         data = json.loads(sse.data) if sse.data else {}
         kind = data.get("type", sse.event)
@@ -249,9 +249,7 @@ async def _read_events(
             stop_reason = data.get("delta", {}).get("stop_reason") or stop_reason
             usage.update(_usage_fields(data.get("usage", {})))
         elif kind == "message_stop":
-            yield StreamEnd(stop_reason=stop_reason or "end_turn", usage=Usage(**usage),
-                            model=model_id)
-            return
+            stopped = True  # read to the end of the body so the connection is reused
         elif kind == "error":
             error = data.get("error", {})
             cls = StreamInterruptedError if sent_text else _class_for(0, error.get("type", ""))
@@ -261,6 +259,10 @@ async def _read_events(
                 request_id=request_id,
                 status=0 if sent_text else _status_for(error.get("type", "")),
             )
+    if stopped:
+        yield StreamEnd(stop_reason=stop_reason or "end_turn", usage=Usage(**usage),
+                        model=model_id)
+        return
     # The connection closed without message_stop: the answer is incomplete.
     cls = StreamInterruptedError if sent_text else UnavailableError
     raise cls("the model API closed the stream early", request_id=request_id)
