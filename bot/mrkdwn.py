@@ -137,12 +137,20 @@ def _keep(links: list[str], make: Callable[[re.Match[str]], str]) -> Callable[[r
 def link(url: str, label: str) -> str:
     """<url|label> for http(s)/mailto URLs; anything else is shown as plain escaped text."""
     shown = neutralise_mentions(escape_slack(_EMPHASIS_MARKS.sub("", label).strip()))
-    if urlparse(url).scheme.lower() not in _SAFE_SCHEMES:
+    if _scheme(url) not in _SAFE_SCHEMES:
         return shown or escape_slack(url)
     target = escape_slack(url.replace("|", "%7C"))
     if not shown or shown == target:
         return f"<{target}>"
     return f"<{target}|{shown.replace('|', '¦')}>"
+
+
+def _scheme(url: str) -> str:
+    """The URL's scheme, or "" when it cannot be parsed (e.g. https://[your-domain]/)."""
+    try:
+        return urlparse(url).scheme.lower()
+    except ValueError:
+        return ""
 
 
 _SPECIAL_START = re.compile(r"<(?=[!@](?:channel|here|everyone|subteam\^|[UW][A-Z0-9]))", re.I)

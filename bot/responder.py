@@ -289,13 +289,14 @@ class Responder:
                 continue
             try:
                 shown = await surface.update(live.take(now))
+                pause = min(surface.interval(), SKIPPED_RETRY)
             except Exception as error:  # a lost partial edit is harmless; the final one retries
                 log.warning("partial update failed: %s", type(error).__name__)
-                continue
-            if shown is False:  # skipped for lack of budget: try again soon, not a whole interval
+                shown, pause = False, SKIPPED_RETRY  # never retry a failure in a tight loop
+            if shown is False:  # skipped (no budget) or failed: offer the text again soon
                 live.retract()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), min(surface.interval(), SKIPPED_RETRY))
+                    await asyncio.wait_for(stop.wait(), max(pause, 0.01))
 
     def _take_turn(self, key: ConversationKey) -> tuple[asyncio.Future[None] | None, Turnstile]:
         """Queue a reply behind the conversation's previous one, at submit time.

@@ -17,6 +17,7 @@ class RecordingSurface:
     fail_updates: bool = False
     start_delay: float = 0.0
     skip_updates: int = 0  # how many partial updates to refuse, as a surface out of budget does
+    attempts: int = 0
 
     def interval(self) -> float:
         return self.min_interval
@@ -32,6 +33,7 @@ class RecordingSurface:
         self.events.append(("start", time.monotonic(), None))
 
     async def update(self, snapshot: Snapshot) -> bool:
+        self.attempts += 1
         if self.fail_updates:
             raise ConnectionError("platform down")
         if self.skip_updates > 0:

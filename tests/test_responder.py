@@ -1,4 +1,5 @@
 import asyncio
+import time
 from pathlib import Path
 
 from bot.conversation import Arrival, ConversationKey, Incoming, Platform
@@ -257,14 +258,16 @@ async def test_prompt_too_long_retries_once_with_a_tighter_window(store: Store) 
         await r.llm.aclose()  # type: ignore[union-attr]
 
 
-async def test_failed_partial_updates_do_not_stop_the_final(
-    store: Store, anthropic: FakeAnthropic
-) -> None:
-    r = responder(store, anthropic)
-    surface = RecordingSurface(fail_updates=True)
-    await answer(r, ask("hi", "E1"), surface)
-    assert surface.final.text == anthropic.last_text_sent()
-    await r.llm.aclose()  # type: ignore[union-attr]
+async def test_failed_partial_updates_do_not_stop_the_final(store: Store) -> None:
+    async with FakeAnthropic(delta_interval=0.02, default_words=60) as fake:
+        r = responder(store, fake)
+        surface = RecordingSurface(fail_updates=True)
+        started = time.monotonic()
+        await answer(r, ask("hi", "E1"), surface)
+        assert surface.final.text == fake.last_text_sent()
+        # A failing update is retried after a pause, never in a tight loop.
+        assert surface.attempts <= (time.monotonic() - started) / 0.25 + 2
+        await r.llm.aclose()  # type: ignore[union-attr]
 
 
 async def test_service_unavailable_message(store: Store, anthropic: FakeAnthropic) -> None:

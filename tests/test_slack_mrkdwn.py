@@ -84,3 +84,9 @@ def test_long_code_block_split_into_pages_keeps_every_page_fenced() -> None:
         assert open_fence(page.text) is None
     lines = [line for p in pages for line in p.text.split("\n") if line.startswith("line_")]
     assert lines == [f"line_{n} = compute({n}) &amp; mask" for n in range(400)]
+
+
+def test_links_whose_url_cannot_be_parsed_are_plain_text() -> None:
+    # urlparse raises on a bracketed host; the answer must still render, without a link.
+    assert to_mrkdwn("[API](https://[your-domain]/api)") == "API"
+    assert "<https://[" not in to_mrkdwn("<https://[tenant].example.com>")

@@ -128,8 +128,10 @@ async def test_native_stream_refused_falls_back_to_edits(slack: FakeSlack) -> No
 async def test_native_stream_broken_midway_finishes_with_chat_update() -> None:
     async with FakeSlack(native_streaming=True) as slack:
         web = client(slack)
-        surface = NativeStreamSurface(web, PLACE, SlackPacing().workspace("T0001"))
+        pacing = SlackPacing().workspace("T0001")
+        surface = NativeStreamSurface(web, PLACE, pacing)
         await surface.start()
+        assert pacing.appends.active == 1
         live = live_for(surface, "Part one ")
         await surface.update(live.take(0.0))
         await web.chat_stopStream(channel="C1", ts=slack.messages("C1")[0].ts)  # gone stale
@@ -138,6 +140,7 @@ async def test_native_stream_broken_midway_finishes_with_chat_update() -> None:
         await surface.finish(live.final())
         assert texts(slack) == [to_mrkdwn(live.text)]
         assert slack.count("chat.appendStream", error="message_not_in_streaming_state") == 1
+        assert pacing.appends.active == 0  # the broken stream no longer holds a share
 
 
 async def test_with_the_edit_budget_taken_the_final_is_posted_anew(slack: FakeSlack) -> None:

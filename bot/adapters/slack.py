@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -142,8 +143,11 @@ class SlackBridge:
         self.slack = slack
         self.pacing = pacing
         self._tasks: set[asyncio.Task[None]] = set()
-        self._replies: set[asyncio.Task[None]] = set()
         self._in_flight: set[str] = set()
+        # Weak values: a channel's lock lives only while its events are being prepared.
+        self._arrivals: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     async def on_event(self, body: dict[str, Any]) -> None:
         """Bolt listener for app_mention and message events; returns at once so Bolt acks."""
@@ -154,17 +158,18 @@ class SlackBridge:
         self._spawn(self._handle(message))
 
     async def _handle(self, message: SlackMessage) -> None:
+        # Events of one channel reach the responder in arrival order, whatever each waits for
+        # first (a file download, a thread read): tasks start in order and the lock is FIFO.
+        lock = self._arrivals.setdefault(message.channel, asyncio.Lock())
         try:
-            store = self.runtime.store
-            if message.arrival is Arrival.FOLLOW_UP and not await store.conversation_exists(
-                message.key
-            ):
-                return  # a thread the bot is not part of
-            incoming = await self._incoming(message)
-            task = await self.runtime.responder.submit(incoming, self.surface(message))
-            if task is not None:
-                self._replies.add(task)
-                task.add_done_callback(self._replies.discard)
+            async with lock:
+                store = self.runtime.store
+                if message.arrival is Arrival.FOLLOW_UP and not await store.conversation_exists(
+                    message.key
+                ):
+                    return  # a thread the bot is not part of
+                incoming = await self._incoming(message)
+                await self.runtime.responder.submit(incoming, self.surface(message))
         finally:
             self._in_flight.discard(message.event_id)
 
@@ -225,11 +230,8 @@ class SlackBridge:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        replies = list(self._replies)
-        for task in replies:
-            task.cancel()  # the responder shows the "interrupted" note while our client is open
-        if replies:
-            await asyncio.wait(replies, timeout=timeout)
+        # The responder owns the replies and cancels each once, so its note is never cut.
+        await self.runtime.responder.aclose(timeout)
 
 
 def bolt_app(slack: SlackConnection, bridge: SlackBridge) -> AsyncApp:

@@ -50,6 +50,7 @@ class NativeStreamSurface:
         self.limit = self.fallback.limit
         self.ts: str | None = None
         self.sent = ""  # what the stream shows so far (defused Markdown)
+        self._joined = False  # counted among the streams sharing the append budget
 
     @property
     def streaming(self) -> bool:
@@ -81,6 +82,7 @@ class NativeStreamSurface:
             return
         self.ts = str(response["ts"])
         self.pacing.appends.join()
+        self._joined = True
 
     async def update(self, snapshot: Snapshot) -> bool:
         if not self.streaming:
@@ -112,8 +114,14 @@ class NativeStreamSurface:
                 return
             await self._switch_to_updates()
         finally:
-            self.pacing.appends.leave()
+            self._leave()
         await self.fallback.finish(snapshot)
+
+    def _leave(self) -> None:
+        """Stop counting as a stream sharing the append budget (exactly once)."""
+        if self._joined:
+            self._joined = False
+            self.pacing.appends.leave()
 
     async def _stop(self, rest: str) -> bool:
         """End the stream with the rest of the text; False when Slack will not take it."""
@@ -138,6 +146,7 @@ class NativeStreamSurface:
     async def _switch_to_updates(self) -> None:
         """End the stream if Slack lets us, and continue with chat.update on its message."""
         ts, self.ts = str(self.ts), None
+        self._leave()
         if self.pacing.stops.try_partial():
             try:
                 await self.client.chat_stopStream(channel=self.place.channel, ts=ts)

@@ -355,6 +355,23 @@ async def test_images_reach_the_model_and_other_files_are_named(
     assert slack.acks[envelope] < 0.5  # the download did not hold up the ack
 
 
+async def test_a_slow_file_does_not_let_the_next_message_jump_the_queue(
+    tmp_path: Path, slack: FakeSlack, anthropic: FakeAnthropic
+) -> None:
+    anthropic.script(Reply(text="A screenshot.", when="screenshot"), Reply(text="Thanks.",
+                                                                           when="ok"))
+    slack.file_delay = 0.5
+    shot = slack.add_file("screenshot.png", "image/png", PNG)
+    async with bot_for(tmp_path, slack, anthropic):
+        first = ev.message("see my screenshot", channel="D1", subtype="file_share", files=[shot])
+        await slack.push_event(first)
+        await slack.push_event(ev.message("ok", channel="D1", thread_ts=first["ts"]))
+        await answered(slack, "D1", first["ts"], count=2)
+    # The follow-up was answered second, with the screenshot question in its history.
+    contents = [m["content"] for m in anthropic.requests[-1].body["messages"]]
+    assert contents[1:] == ["A screenshot.", "ok"]
+
+
 # ----- pacing within Slack's limits ---------------------------------------------------------
 
 

@@ -276,6 +276,7 @@ class FakeSlack:
         self.statuses: list[tuple[str, str, str]] = []
         self.ephemerals: list[Json] = []
         self.downloads: list[tuple[str, bool]] = []
+        self.file_delay = 0.0  # seconds before a file download answers
         self._messages: dict[str, dict[str, FakeMessage]] = {}
         self._files: dict[str, _StoredFile] = {}
         self.socket_mode = ev.SocketModeHub(
@@ -715,6 +716,7 @@ class FakeSlack:
             raise web.HTTPNotFound()
         authorized = _bearer(request) == self.bot_token
         self.downloads.append((key, authorized))
+        await asyncio.sleep(self.file_delay)  # a slow file server, for ordering tests
         if not authorized:
             # Slack answers an unauthenticated url_private fetch with its sign-in page.
             raise web.HTTPFound("/?redir=" + quote(request.path))
