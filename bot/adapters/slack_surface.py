@@ -98,9 +98,11 @@ class SlackSurface:
         reacted = False
         if self.pacing.channel(self.place.channel).busy(FIRST_SIGN):
             reacted = await self._react(add=True)
-        await self._post(PLACEHOLDER, START_TIMEOUT)
-        if reacted:
-            await self._react(add=False)  # the placeholder now says the same
+        try:
+            await self._post(PLACEHOLDER, START_TIMEOUT)
+        finally:
+            if reacted:
+                await self._react(add=False)  # the placeholder says the same (or never came)
 
     def adopt(self, ts: str) -> None:
         """Continue in a message that already exists (a native stream that failed)."""
@@ -118,7 +120,7 @@ class SlackSurface:
                 if not await self._edit_once(page, text):
                     return True
             elif not await self._post_once(text):
-                return True
+                return False  # the channel had no room for the new page: offer it again soon
         return True
 
     async def finish(self, snapshot: Snapshot) -> None:
