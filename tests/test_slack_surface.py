@@ -66,6 +66,22 @@ async def test_long_answer_continues_in_new_messages_and_leftovers_are_removed(
     assert texts(slack) == ["Actually, the short answer."]
 
 
+async def test_a_leftover_page_whose_delete_is_rate_limited_is_deleted_after_retry_after(
+) -> None:
+    async with FakeSlack(tier3_limit=2, update_window=1.0) as slack:
+        web = client(slack)
+        surface = SlackSurface(web, PLACE, SlackPacing().workspace("T0001"))
+        await surface.start()
+        long = "\n\n".join(f"Paragraph {n}: " + "é" * 300 for n in range(15))
+        await surface.update(live_for(surface, long).take(0.0))
+        for _ in range(2):  # another reply spent the workspace's chat.delete window
+            other = await web.chat_postMessage(channel="C2", text="x")
+            await web.chat_delete(channel="C2", ts=str(other["ts"]))
+        await surface.finish(live_for(surface, "Actually, the short answer.").final())
+        assert slack.count("chat.delete", status=429) >= 1
+        assert texts(slack) == ["Actually, the short answer."]  # no stale page left behind
+
+
 async def test_partial_edits_are_skipped_when_the_budget_is_spent(slack: FakeSlack) -> None:
     pacing = SlackPacing(Tiers(update=2)).workspace("T0001")
     surface = SlackSurface(client(slack), PLACE, pacing)

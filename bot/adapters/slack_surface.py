@@ -31,6 +31,8 @@ FIRST_SIGN = 0.15  # when the channel's pace holds the placeholder back longer, 
 SEEN_REACTION = "eyes"
 FINISH_TIMEOUT = 150.0  # long enough for a full minute's budget to free up, and then some
 MAX_ATTEMPTS = 12
+DELETE_ATTEMPTS = 3  # a leftover page: worth a couple of Retry-After waits, not a minute's queue
+DELETE_TIMEOUT = 60.0
 # A final edit that would wait longer than this for the workspace's chat.update budget is
 # posted as a new message instead, and the placeholder deleted (chat.delete has its own budget).
 OVERFLOW_WAIT = 5.0
@@ -249,7 +251,7 @@ class SlackSurface:
         await self._post(text, timeout)
         self.posted[page] = self.posted.pop()
         self.shown[page] = self.shown.pop()
-        await self._delete(old)
+        await self._delete(old, slot_taken=True)
 
     async def _react(self, add: bool) -> bool:
         """Add or remove the "seen" reaction on the question, if the budget has room now."""
@@ -269,11 +271,31 @@ class SlackSurface:
             log.info("reaction failed: %s", type(error).__name__)
             return False
 
-    async def _delete(self, ts: str) -> None:
-        try:
-            await self.client.chat_delete(channel=self.place.channel, ts=ts)
-        except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
-            log.info("could not delete a leftover page: %s", type(error).__name__)
+    async def _delete(self, ts: str, slot_taken: bool = False) -> None:
+        """Delete an old page on the delete budget, honouring Retry-After a few times.
+
+        A page left behind would show stale text with a typing marker, so a 429 is retried.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DELETE_TIMEOUT
+        for attempt in range(DELETE_ATTEMPTS):
+            if attempt or not slot_taken:
+                try:
+                    await self.pacing.deletes.acquire_final(max(0.0, deadline - loop.time()))
+                except TimeoutError:
+                    break
+            try:
+                await self.client.chat_delete(channel=self.place.channel, ts=ts)
+                return
+            except SlackApiError as error:
+                wait = retry_after(error)
+                if wait is None:
+                    log.info("could not delete a leftover page: %s", error_code(error))
+                    return
+                self.pacing.deletes.back_off(wait)
+            except (aiohttp.ClientError, TimeoutError) as error:
+                log.info("deleting a leftover page failed: %s", type(error).__name__)
+        log.warning("gave up deleting a leftover page")
 
     def _join(self) -> None:
         if not self._joined:
