@@ -20,6 +20,7 @@ from bot.streaming import TYPING_MARKER
 from tests.e2e.processes import BotProcess, bot_env
 from tests.fakes import slack_events as ev
 from tests.fakes.anthropic import FakeAnthropic, Reply
+from tests.fakes.anthropic_text import default_text
 from tests.fakes.slack import FakeMessage, FakeSlack
 
 BOT = "UBOT"
@@ -338,6 +339,7 @@ async def test_images_reach_the_model_and_other_files_are_named(
     shot = slack.add_file("screenshot.png", "image/png", PNG)
     pdf = slack.add_file("report.pdf", "application/pdf", b"%PDF-1.4 fake")
     huge = slack.add_file("huge.jpg", "image/jpeg", b"\xff\xd8" + b"0" * 4_000_000)
+    slack.file_delay = 1.0  # a slow download: the ack must not wait for it
     async with bot_for(tmp_path, slack, anthropic):
         event = ev.message("what is this error?", channel="D1", subtype="file_share",
                            files=[shot, pdf, huge])
@@ -373,6 +375,27 @@ async def test_a_slow_file_does_not_let_the_next_message_jump_the_queue(
 
 
 # ----- pacing within Slack's limits ---------------------------------------------------------
+
+
+async def test_many_replies_at_once_share_the_workspace_budget_without_429(
+    tmp_path: Path, slack: FakeSlack
+) -> None:
+    # 20 replies editing once a second each would need ~60 edits in this window; the
+    # workspace allows 50 a minute, so only a budget shared by all of them stays clear.
+    async with FakeAnthropic(delta_interval=0.03, default_words=120) as model:
+        async with bot_for(tmp_path, slack, model):
+            mentions = [
+                ev.app_mention(f"<@{BOT}> question number {n}?", channel=f"C{n % 4}")
+                for n in range(20)
+            ]
+            for mention in mentions:
+                await slack.push_event(mention)
+            for mention in mentions:
+                await slack.wait_for(finished(slack, mention["channel"], mention["ts"]), 60)
+    assert slack.rate_limited == 0
+    for n, mention in enumerate(mentions):
+        (reply,) = bot_posts(slack, mention["channel"], mention["ts"])
+        assert reply.text == to_mrkdwn(default_text(f"question number {n}?", 120))
 
 
 async def test_a_429_is_honoured_and_the_final_text_is_exact(
