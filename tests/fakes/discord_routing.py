@@ -1,0 +1,140 @@
+"""The fake Discord's HTTP plumbing: route table, auth, rate-limit buckets, call log."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from tests.fakes.discord_http import (
+    API_PREFIX,
+    BODY,
+    CHANNEL_MESSAGE_ROUTES,
+    DEFAULT_ROUTE_LIMIT,
+    WRITES,
+    DiscordError,
+    Handler,
+    json_response,
+    read_body,
+)
+from tests.fakes.discord_interactions import DiscordInteractions
+from tests.fakes.discord_payloads import Bucket, RateVerdict, RestCall, error_body, rate_limit_body
+
+
+class DiscordRouting(DiscordInteractions):
+    """The /api/v10 middleware (auth, buckets, error bodies, RestCall log) and route table."""
+
+    # --- HTTP plumbing --------------------------------------------------------------------
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith(API_PREFIX + "/"):
+            return await handler(request)
+        started = time.monotonic()
+        route = self._route_name(request)
+        response, verdict = await self._guarded(request, handler, route, started)
+        if verdict is not None:
+            response.headers.update(verdict.headers())
+        # discord.py treats a 429 without a Via header as a Cloudflare ban, so send it always.
+        response.headers["Via"] = "1.1 google"
+        body = request.get(BODY)
+        self.calls.append(
+            RestCall(
+                method=request.method,
+                path=request.path[len(API_PREFIX) :],
+                route=route,
+                json=body.json if body else None,
+                time=started,
+                status=response.status,
+                query=request.query_string,
+            )
+        )
+        return response
+
+    async def _guarded(
+        self, request: web.Request, handler: Handler, route: str, now: float
+    ) -> tuple[web.StreamResponse, RateVerdict | None]:
+        missing = request.match_info.http_exception
+        if missing is not None:
+            return json_response(
+                missing.status, error_body(0, f"{missing.status}: {missing.reason}")
+            ), None
+        if not self._authorized(request, route):
+            return json_response(401, error_body(0, "401: Unauthorized")), None
+        verdict = self._bucket(request, route).take(now)
+        if not verdict.allowed:
+            # A refused call changes nothing: the handler never runs.
+            self.rate_limited += 1
+            return json_response(429, rate_limit_body(verdict.reset_after)), verdict
+        try:
+            request[BODY] = await read_body(request)
+            return await handler(request), verdict
+        except DiscordError as exc:
+            return json_response(exc.status, exc.body), verdict
+
+    def _route_name(self, request: web.Request) -> str:
+        resource = request.match_info.route.resource
+        template = resource.canonical[len(API_PREFIX) :] if resource else request.path
+        return f"{request.method} {template}"
+
+    def _authorized(self, request: web.Request, route: str) -> bool:
+        # Interaction callbacks and webhook calls are authorised by the token in the path.
+        path = route.split(" ", 1)[1]
+        if path.startswith(("/webhooks/", "/interactions/")):
+            return True
+        return request.headers.get("Authorization") == f"Bot {self.token}"
+
+    def _bucket(self, request: web.Request, route: str) -> Bucket:
+        method, path = route.split(" ", 1)
+        info = request.match_info
+        if method in WRITES and path in CHANNEL_MESSAGE_ROUTES:
+            name, major, (limit, window) = (
+                "channel-messages",
+                info["channel_id"],
+                self.channel_limit,
+            )
+        elif method in WRITES and path.startswith("/webhooks/{application_id}/{token}"):
+            name, major, (limit, window) = "interaction-webhook", info["token"], self.webhook_limit
+        else:
+            major = info.get("channel_id") or info.get("guild_id") or info.get("token") or ""
+            name, (limit, window) = route, DEFAULT_ROUTE_LIMIT
+        key = (name, major)
+        if key not in self._buckets:
+            self._buckets[key] = Bucket(name, limit, window)
+        return self._buckets[key]
+
+    def _routes(self) -> list[tuple[str, str, Handler]]:
+        app, guild = "/applications/{application_id}", "/guilds/{guild_id}"
+        message = "/channels/{channel_id}/messages/{message_id}"
+        hook = "/webhooks/{application_id}/{token}"
+        return [
+            ("GET", "/gateway", self._get_gateway),
+            ("GET", "/gateway/bot", self._get_gateway),
+            ("GET", "/users/@me", self._get_me),
+            ("GET", "/users/{user_id}", self._get_user),
+            ("GET", "/guilds/{guild_id}/members/{user_id}", self._get_member),
+            ("GET", "/oauth2/applications/@me", self._get_application),
+            ("GET", "/applications/@me", self._get_application),
+            ("GET", app + "/commands", self._get_commands),
+            ("PUT", app + "/commands", self._put_commands),
+            ("POST", app + "/commands", self._post_command),
+            ("GET", app + guild + "/commands", self._get_commands),
+            ("PUT", app + guild + "/commands", self._put_commands),
+            ("POST", app + guild + "/commands", self._post_command),
+            ("GET", "/channels/{channel_id}", self._get_channel),
+            ("POST", "/channels/{channel_id}/messages", self._post_message),
+            ("GET", message, self._get_message),
+            ("PATCH", message, self._patch_message),
+            ("DELETE", message, self._delete_message),
+            ("PUT", message + "/reactions/{emoji}/@me", self._put_reaction),
+            ("POST", message + "/threads", self._post_message_thread),
+            ("POST", "/channels/{channel_id}/typing", self._post_typing),
+            ("POST", "/channels/{channel_id}/threads", self._post_thread),
+            ("PUT", "/channels/{channel_id}/thread-members/{user_id}", self._put_thread_member),
+            ("POST", "/users/@me/channels", self._post_dm),
+            ("POST", "/interactions/{interaction_id}/{token}/callback", self._post_callback),
+            ("POST", hook, self._post_followup),
+            ("GET", hook + "/messages/{message_id}", self._get_webhook_message),
+            ("PATCH", hook + "/messages/{message_id}", self._patch_webhook_message),
+            ("DELETE", hook + "/messages/{message_id}", self._delete_webhook_message),
+        ]
