@@ -215,23 +215,29 @@ class Store:
                 answer_id = self._insert_message(
                     key, "assistant", answer.text, tokens, now, position=question.position + 1
                 )
-            self._table("replies").insert(
-                {
-                    "conversation_id": key.id,
-                    "question_id": question.message_id,
-                    "answer_id": answer_id or None,
-                    "model": answer.model,
-                    "stop_reason": answer.stop_reason,
-                    "outcome": answer.outcome,
-                    "input_tokens": answer.usage.input_tokens,
-                    "output_tokens": answer.usage.output_tokens,
-                    "cache_creation_input_tokens": answer.usage.cache_creation_input_tokens,
-                    "cache_read_input_tokens": answer.usage.cache_read_input_tokens,
-                    "cost_usd": answer.cost_usd,
-                    "first_text_ms": answer.first_text_ms,
-                    "total_ms": total_ms,
-                    "created_at": now,
-                }
+            # Plain SQL: sqlite-utils' insert() inspects the table on every call.
+            db.execute(
+                "INSERT INTO replies (conversation_id, question_id, answer_id, model,"
+                " stop_reason, outcome, input_tokens, output_tokens,"
+                " cache_creation_input_tokens, cache_read_input_tokens, cost_usd,"
+                " first_text_ms, total_ms, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    key.id,
+                    question.message_id,
+                    answer_id or None,
+                    answer.model,
+                    answer.stop_reason,
+                    answer.outcome,
+                    answer.usage.input_tokens,
+                    answer.usage.output_tokens,
+                    answer.usage.cache_creation_input_tokens,
+                    answer.usage.cache_read_input_tokens,
+                    answer.cost_usd,
+                    answer.first_text_ms,
+                    total_ms,
+                    now,
+                ],
             )
 
     async def conversation_exists(self, key: ConversationKey) -> bool:
