@@ -204,10 +204,25 @@ class PageWriter:
             self.budget.release()
 
 
-class MessageSurface:
-    """A reply as channel messages: typing indicator first, then paced edits in place."""
+class _DiscordText:
+    """What both Discord surfaces share: the message limit, pacing from their writer's
+    budget, and mention-safe text counted in characters."""
 
     limit = MESSAGE_LIMIT
+    writer: PageWriter
+
+    def interval(self) -> float:
+        return self.writer.budget.interval()
+
+    def render(self, markdown: str) -> str:
+        return neutralise_discord(markdown)
+
+    def size(self, text: str) -> int:
+        return len(text)
+
+
+class MessageSurface(_DiscordText):
+    """A reply as channel messages: typing indicator first, then paced edits in place."""
 
     def __init__(
         self,
@@ -220,15 +235,6 @@ class MessageSurface:
         self.writer = PageWriter(ChannelPages(channel, safe_mentions(asker_id), reply_to), budget)
         self._started = False
         self._left = False
-
-    def interval(self) -> float:
-        return self.writer.budget.interval()
-
-    def render(self, markdown: str) -> str:
-        return neutralise_discord(markdown)
-
-    def size(self, text: str) -> int:
-        return len(text)
 
     async def start(self) -> None:
         """Show typing once (later calls do nothing), and count this reply in the channel."""
@@ -254,14 +260,12 @@ class MessageSurface:
             self.writer.budget.leave()
 
 
-class AskSurface:
+class AskSurface(_DiscordText):
     """An /ask reply: deferred at once, then the original response and followups edited.
 
     Near the end of the interaction token's 15 minutes the rest of the answer continues as
     channel messages (in a DM when the answer was private).
     """
-
-    limit = MESSAGE_LIMIT
 
     def __init__(
         self,
@@ -283,15 +287,6 @@ class AskSurface:
         self.offset = 0  # pages before this stay in the interaction; the rest go to the channel
         self._budgets: list[WriteBudget] = []
         self._handed_over = False
-
-    def interval(self) -> float:
-        return self.writer.budget.interval()
-
-    def render(self, markdown: str) -> str:
-        return neutralise_discord(markdown)
-
-    def size(self, text: str) -> int:
-        return len(text)
 
     async def start(self) -> None:
         """Defer (ephemeral when private): Discord shows "thinking…" well within its 3 s."""
