@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
@@ -62,7 +61,6 @@ class Incoming:
     author_name: str = ""
     images: tuple[Image, ...] = ()
     notes: tuple[str, ...] = ()  # e.g. "report.pdf was attached but cannot be read"
-    received_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,6 @@ ZERO_WIDTH_SPACE = "\u200b"
 # "@everyone" / "@here" / "@channel" as plain words: Discord pings on the first two, and Slack
 # does when a message is posted with link_names, so they are broken on every platform.
 _BROADCAST_WORD = re.compile(r"@(everyone|here|channel)\b", re.IGNORECASE)
-# Slack special mentions: <!channel>, <!here>, <!everyone>, <!subteam^S123|@team>.
-_SLACK_SPECIAL = re.compile(r"<!(channel|here|everyone|subteam\^[A-Z0-9]+)([|][^>]*)?>", re.I)
 # Discord role mentions <@&123> and user mentions <@123> / <@!123>.
 _DISCORD_MENTION = re.compile(r"<@([!&]?)(\d+)>")
 
@@ -22,11 +20,6 @@ def neutralise_mentions(text: str) -> str:
 def escape_slack(text: str) -> str:
     """Escape &, < and > as Slack asks, which also disarms <!channel> and <@U…> syntax."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def neutralise_slack_specials(text: str) -> str:
-    """Turn <!here>-style specials into plain words (for text that is not escaped)."""
-    return _SLACK_SPECIAL.sub(lambda m: f"@{ZERO_WIDTH_SPACE}{m.group(1).split('^')[0]}", text)
 
 
 def neutralise_discord(text: str) -> str:

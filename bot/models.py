@@ -118,10 +118,6 @@ def profile(model_id: str) -> ModelProfile:
     )
 
 
-def known_models() -> list[ModelProfile]:
-    return list(_PROFILES.values())
-
-
 def estimate_tokens(text: str, model: ModelProfile, images: int = 0) -> int:
     """A conservative (never low) token estimate for one message of text."""
     return (

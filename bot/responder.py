@@ -198,7 +198,6 @@ class Responder:
         return history_budget(
             self.model,
             self.policy.history_tokens,
-            self.policy.max_tokens,
             estimate_tokens(system, self.model),
             estimate_tokens(context, self.model) + 64 * len(passages),
         )

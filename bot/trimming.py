@@ -20,7 +20,6 @@ SAFETY_TOKENS = 256
 def history_budget(
     model: ModelProfile,
     history_tokens: int,
-    max_tokens: int,
     system_tokens: int,
     passage_tokens: int,
 ) -> int:
@@ -29,8 +28,8 @@ def history_budget(
     On models with a long-context price, the whole prompt stays under that threshold.
     """
     fixed = system_tokens + passage_tokens + SAFETY_TOKENS
+    # Room for the longest answer the model can give (max_tokens never exceeds it).
     room = model.context_window - model.max_output - fixed
-    room = min(room, model.context_window - max_tokens - fixed)
     if model.long_threshold is not None:
         room = min(room, model.long_threshold - fixed)
     return max(0, min(history_tokens, room))

@@ -66,8 +66,8 @@ def test_normalise_merges_same_role_and_drops_leading_assistant() -> None:
 
 
 def test_budget_is_capped_by_context_and_long_price_threshold() -> None:
-    assert history_budget(HAIKU, 20_000, 1024, 500, 1000) == 20_000
+    assert history_budget(HAIKU, 20_000, 500, 1000) == 20_000
     # Haiku 5.5 bills prompts over 100K tokens at 5x: the window stays under the threshold.
-    assert history_budget(HAIKU, 500_000, 1024, 500, 1000) < 100_000 - 1500
+    assert history_budget(HAIKU, 500_000, 500, 1000) < 100_000 - 1500
     small = profile("claude-3-haiku-20240307")
-    assert history_budget(small, 500_000, 1024, 0, 0) <= 200_000 - 4096
+    assert history_budget(small, 500_000, 0, 0) <= 200_000 - 4096
