@@ -30,7 +30,7 @@ from bot.llm import (
 from bot.models import ModelProfile, cost_usd, estimate_tokens, profile
 from bot.prompts import Passage, Prompt, PromptBook, build_prompt
 from bot.store import RecordedQuestion, Store
-from bot.streaming import LiveReply
+from bot.streaming import LiveReply, Snapshot
 from bot.trimming import history_budget, history_window
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ NO_TEXT_CUT = (
     "for this question). Please try again, or reply *human* to reach a person."
 )
 FINISH_TIMEOUT = 10.0
+WRITE_GRACE = 5.0  # how long a shutdown lets a platform write already sent come back
 SKIPPED_RETRY = 0.25  # seconds before offering a skipped partial update again
 
 
@@ -230,7 +231,7 @@ class Responder:
             if isinstance(error, PromptTooLongError) and not live.text:
                 raise
             note = ("\n\n" if live.text else "") + failure_message(error)
-            await surface.finish(live.final(note))
+            await _settle(surface, live.final(note))
             return Answer(live.text, self.policy.model, "error", Usage(), None, first_text_ms,
                           "failed")
         assert end is not None, "stream ended without StreamEnd"
@@ -243,7 +244,7 @@ class Responder:
         if end.stop_reason == "refusal":
             refused = LiveReply(surface.limit, surface.render, size=surface.size)
             refused.feed(REFUSAL)
-            await surface.finish(refused.final())
+            await _settle(surface, refused.final())
             return Answer(REFUSAL, end.model, end.stop_reason, end.usage, cost, first_text_ms,
                           "refused")
         cut = end.stop_reason in ("max_tokens", "model_context_window_exceeded")
@@ -251,7 +252,7 @@ class Responder:
         if not live.text.strip():
             note = NO_TEXT_CUT if cut else NO_TEXT
         snapshot = live.final(note)
-        await surface.finish(snapshot)
+        await _settle(surface, snapshot)
         return Answer(snapshot.text, end.model, end.stop_reason, end.usage, cost, first_text_ms)
 
     @contextlib.asynccontextmanager
@@ -266,8 +267,10 @@ class Responder:
             stop.set()
             wake.set()
             try:
-                await painter
-            except asyncio.CancelledError:  # we are being cancelled: stop the painter first
+                await asyncio.shield(painter)  # a cancel here must not reach the painter yet
+            except asyncio.CancelledError:  # we are being cancelled: stop the painter first,
+                # letting a write it already sent come back (see _settle).
+                await asyncio.wait({painter}, timeout=WRITE_GRACE)
                 painter.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await painter
@@ -372,8 +375,30 @@ async def _finish_with(
     surface: Surface, live: LiveReply, text: str, model: str, outcome: str = "answered"
 ) -> Answer:
     live.feed(text)
-    await surface.finish(live.final())
+    await _settle(surface, live.final())
     return Answer(text, model, "end_turn", Usage(), None, None, outcome)
+
+
+async def _settle(surface: Surface, snapshot: Snapshot) -> None:
+    """Show the final text; a shutdown arriving meanwhile waits for it instead of cutting it.
+
+    The platform may apply a write the bot already sent even when the bot stops waiting for
+    the answer; an "interrupted" note written after it would post a second message, or mark
+    a complete answer as cut. So once the final write is on its way the reply completes
+    (within WRITE_GRACE), and the shutdown's cancellation is absorbed.
+    """
+    write = asyncio.ensure_future(surface.finish(snapshot))
+    try:
+        await asyncio.shield(write)
+    except asyncio.CancelledError:
+        await asyncio.wait({write}, timeout=WRITE_GRACE)
+        if not write.done() or write.cancelled() or write.exception() is not None:
+            write.cancel()
+            raise
+        current = asyncio.current_task()
+        if current is not None:
+            current.uncancel()
+        log.info("shutdown waited for a final text already being written")
 
 
 async def _quietly(step: Awaitable[None], what: str) -> None:

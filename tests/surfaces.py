@@ -18,6 +18,17 @@ class RecordingSurface:
     start_delay: float = 0.0
     skip_updates: int = 0  # how many partial updates to refuse, as a surface out of budget does
     attempts: int = 0
+    write_delay: float = 0.0  # how long a platform write takes to come back
+    sent: list[str] = field(default_factory=list)  # each write's kind as it leaves
+    lost: int = 0  # writes cut off after leaving: the platform may apply them unseen
+
+    async def _round_trip(self, kind: str) -> None:
+        self.sent.append(kind)
+        try:
+            await asyncio.sleep(self.write_delay)
+        except asyncio.CancelledError:
+            self.lost += 1
+            raise
 
     def interval(self) -> float:
         return self.min_interval
@@ -40,10 +51,12 @@ class RecordingSurface:
             self.skip_updates -= 1
             self.events.append(("skipped", time.monotonic(), snapshot))
             return False
+        await self._round_trip("update")
         self.events.append(("update", time.monotonic(), snapshot))
         return True
 
     async def finish(self, snapshot: Snapshot) -> None:
+        await self._round_trip("finish")
         self.events.append(("finish", time.monotonic(), snapshot))
 
     @property

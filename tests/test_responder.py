@@ -1,5 +1,6 @@
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bot.conversation import Arrival, ConversationKey, Incoming, Platform
@@ -337,4 +338,51 @@ async def test_after_close_new_questions_are_not_taken(
     await r.aclose()
     assert await r.submit(ask("late", "E-late"), RecordingSurface()) is None
     assert anthropic.requests == []
+    await r.llm.aclose()  # type: ignore[union-attr]
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    for _ in range(int(timeout / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise TimeoutError("condition not met")
+
+
+async def test_shutdown_during_the_final_write_lets_it_land(
+    store: Store, anthropic: FakeAnthropic
+) -> None:
+    # The platform may apply a final write the bot stops waiting for: a note written after it
+    # would post a second message, or mark a complete answer as interrupted.
+    anthropic.script(Reply(text="Rotate it under Settings → API keys."))
+    r = responder(store, anthropic)
+    surface = RecordingSurface(write_delay=0.3)
+    task = await r.submit(ask("rotate?", "E1"), surface)
+    assert task is not None
+    await wait_until(lambda: "finish" in surface.sent)
+    await r.aclose()
+    assert task.done() and not task.cancelled()
+    assert surface.sent.count("finish") == 1 and surface.lost == 0
+    assert surface.final.text == "Rotate it under Settings → API keys."
+    totals = await store.usage_totals()
+    assert totals.failed == 0 and totals.replies == 1
+    await r.llm.aclose()  # type: ignore[union-attr]
+
+
+async def test_shutdown_lets_a_partial_write_in_flight_come_back(
+    store: Store, anthropic: FakeAnthropic
+) -> None:
+    # The stream ends while the first partial update is still on its way; the shutdown
+    # arrives then. Cutting that update off would leave a message the bot does not know of.
+    anthropic.script(Reply(text="Short answer, streamed at once."))
+    r = responder(store, anthropic)
+    surface = RecordingSurface(write_delay=0.5)
+    task = await r.submit(ask("short?", "E1"), surface)
+    assert task is not None
+    await wait_until(lambda: "update" in surface.sent)
+    await asyncio.sleep(0.1)  # the stream is over; the painter's write is still out
+    await r.aclose()
+    assert task.done()
+    assert surface.lost == 0  # the update sent before the shutdown came back
+    assert len(surface.updates) == 1 and surface.final.text.endswith(NOTE_INTERRUPTED)
     await r.llm.aclose()  # type: ignore[union-attr]

@@ -41,6 +41,7 @@ async def discord_bot(
         await _identified(bot, fake, before)
         yield bot
         log = await _terminate(bot)
+        (workdir / "bot.log").write_text(log)  # kept beside the test's DB for a failure's story
         assert fake.token not in log
         assert INTERACTION_TOKEN_PREFIX not in log  # interaction tokens (in webhook URLs)
     finally:
