@@ -30,12 +30,13 @@ async def test_answer_streams_into_the_terminal(tmp_path: Path) -> None:
             await bot.send("How do I rotate my API key?")
             partial = await bot.read_until('Answer to "How do I rotate')
             seen_partial_at = time.monotonic()
-            full = await bot.read_until("\n\n")
+            code, full, err = await bot.finish()  # EOF is read once the answer is done
             done_at = time.monotonic()
+            assert code == 0, err
             # The first words were on screen well before the answer was complete.
             assert done_at - seen_partial_at > 0.3
             assert len(partial) < len(full)
-            assert fake.last_text_sent() in full
+            assert f"bot> {fake.last_text_sent()}\n\n" in full  # the answer has paragraphs
         finally:
             await bot.stop()
 
