@@ -199,3 +199,27 @@ async def test_check_prints_the_invite_url_and_rejects_a_bad_token(tmp_path: Pat
     assert invite in lines
     assert any("supportbot" in line and str(fake.application_id) in line for line in lines)
     assert rejected
+
+
+async def test_typing_is_renewed_while_the_model_thinks_and_stops_once_text_shows(
+    tmp_path: Path,
+) -> None:
+    fake = FakeDiscord()
+    model = FakeAnthropic()
+    model.script(Reply(text="Thought it through.", first_token_delay=1.3))
+    async with fake, model:
+        settings = settings_for(tmp_path, fake, model)
+        async with live_client(settings, fake, DiscordTiming(typing_every=0.3)):
+            await fake.dispatch_message("a hard one?", mentions_bot=True)
+            channel = fake.channel_ids[0]
+
+            def replied() -> list[FakeMessage]:
+                return [m for m in fake.messages(channel) if m.author_bot]
+
+            await fake.wait_for(lambda: shown(replied()) == ["Thought it through."], 10)
+            await asyncio.sleep(0.8)  # a renewal still running would land now
+
+    typing = [at for channel_id, at in fake.typing if channel_id == channel]
+    (reply,) = replied()
+    assert len([at for at in typing if at < reply.created_at]) >= 4  # kept alive ~1.3 s
+    assert len([at for at in typing if at > reply.created_at]) <= 1  # and stopped with text

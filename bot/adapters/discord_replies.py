@@ -37,6 +37,7 @@ class DiscordTiming:
     webhook_writes: int = 5  # interaction webhook writes per token...
     webhook_window: float = 2.0  # ...per this many seconds
     handoff_after: float = 14 * 60.0  # interaction tokens live 15 minutes
+    typing_every: float = 8.0  # "typing…" lasts about 10 s per trigger
     close_timeout: float = 10.0
 
 
@@ -62,7 +63,9 @@ class Replies:
         reply_to: discord.MessageReference | None = None,
     ) -> MessageSurface:
         """A reply as messages in `channel`, sharing the channel's write budget."""
-        return MessageSurface(channel, self.channels(channel_id), asker_id, reply_to)
+        return MessageSurface(
+            channel, self.channels(channel_id), asker_id, reply_to, self.timing.typing_every
+        )
 
     def ask_surface(self, interaction: Interaction, private: bool) -> AskSurface:
         """A reply in the interaction's response, with its own webhook budget."""

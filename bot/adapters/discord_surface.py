@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 MESSAGE_LIMIT = 2000
 FINAL_TRIES = 3
+TYPING_RENEWALS = 90  # at most 12 minutes of "typing…" before any text
 NOTE_CONTINUED = "_(This answer continues in a new message below.)_"
 TOKEN_ERRORS = frozenset({10015, 50027})  # Unknown Webhook, Invalid Webhook Token
 TRANSIENT = (discord.DiscordServerError, aiohttp.ClientError, OSError, TimeoutError)
@@ -222,7 +223,11 @@ class _DiscordText:
 
 
 class MessageSurface(_DiscordText):
-    """A reply as channel messages: typing indicator first, then paced edits in place."""
+    """A reply as channel messages: typing indicator first, then paced edits in place.
+
+    Discord shows "typing…" for about 10 s per trigger; while nothing is shown yet (the model
+    may think for longer) the indicator is renewed every `typing_every` seconds.
+    """
 
     def __init__(
         self,
@@ -230,24 +235,30 @@ class MessageSurface(_DiscordText):
         budget: WriteBudget,
         asker_id: int | None,
         reply_to: discord.MessageReference | None = None,
+        typing_every: float = 8.0,
     ) -> None:
         self.channel = channel
         self.writer = PageWriter(ChannelPages(channel, safe_mentions(asker_id), reply_to), budget)
+        self.typing_every = typing_every
+        self._typing: asyncio.Task[None] | None = None
         self._started = False
         self._left = False
 
     async def start(self) -> None:
-        """Show typing once (later calls do nothing), and count this reply in the channel."""
+        """Show typing (later calls do nothing), and count this reply in the channel."""
         if self._started:
             return
         self._started = True
         self.writer.budget.join()
         await self.channel.typing()
+        self._typing = asyncio.create_task(self._keep_typing())
 
     async def update(self, snapshot: Snapshot) -> bool:
+        self._stop_typing()
         return await self.writer.partial(snapshot.pages)
 
     async def finish(self, snapshot: Snapshot) -> None:
+        self._stop_typing()
         try:
             await self.writer.final(snapshot.pages)
         finally:
@@ -255,9 +266,23 @@ class MessageSurface(_DiscordText):
 
     def discard(self) -> None:
         """This reply no longer streams (finished, or never submitted)."""
+        self._stop_typing()
         if self._started and not self._left:
             self._left = True
             self.writer.budget.leave()
+
+    async def _keep_typing(self) -> None:
+        for _ in range(TYPING_RENEWALS):
+            await asyncio.sleep(self.typing_every)
+            try:
+                await self.channel.typing()
+            except (discord.HTTPException, *TRANSIENT) as error:
+                log.info("could not renew typing: %s", type(error).__name__)
+
+    def _stop_typing(self) -> None:
+        if self._typing is not None:
+            self._typing.cancel()
+            self._typing = None
 
 
 class AskSurface(_DiscordText):
