@@ -154,7 +154,11 @@ async def _new_thread(channel: discord.TextChannel, name: str) -> discord.Thread
 
 
 async def sync_if_changed(tree: Tree, store: Store, guild_id: int | None) -> bool:
-    """Register the commands (in one guild when set, else globally) unless already registered."""
+    """Register the commands (in one guild when set, else globally) unless already registered.
+
+    Guild copies left from an earlier DISCORD_GUILD_ID are removed once the bot registers
+    globally, so that guild does not list every command twice.
+    """
     application_id = tree.client.application_id or 0
     guild = discord.Object(guild_id) if guild_id is not None else None
     if guild is not None:
@@ -162,11 +166,36 @@ async def sync_if_changed(tree: Tree, store: Store, guild_id: int | None) -> boo
     payload = [command.to_dict(tree) for command in tree.get_commands(guild=guild)]
     fingerprint = commands_fingerprint(application_id, guild_id, payload)
     name = f"discord:commands:{application_id}:{guild_id or 'global'}"
-    if await store.get_value(name) == fingerprint:
+    changed = await store.get_value(name) != fingerprint
+    if changed:
+        await tree.sync(guild=guild)
+        await store.set_value(name, fingerprint)
+        log.info("registered %d slash commands %s", len(payload),
+                 f"in guild {guild_id}" if guild_id else "globally (may take a while to appear)")
+    else:
         log.info("slash commands unchanged; not registering them again")
-        return False
-    await tree.sync(guild=guild)
-    await store.set_value(name, fingerprint)
-    log.info("registered %d slash commands %s", len(payload),
-             f"in guild {guild_id}" if guild_id else "globally (may take a while to appear)")
-    return True
+    await _remember_guilds(tree, store, application_id, guild_id)
+    return changed
+
+
+async def _remember_guilds(
+    tree: Tree, store: Store, application_id: int, guild_id: int | None
+) -> None:
+    """Note the development guild in use; once global, clear the guilds noted before."""
+    name = f"discord:commands:{application_id}:guilds"
+    noted = {int(g) for g in (await store.get_value(name) or "").split(",") if g}
+    if guild_id is not None:
+        if guild_id not in noted:
+            await store.set_value(name, ",".join(map(str, sorted(noted | {guild_id}))))
+        return
+    for old in sorted(noted):
+        try:
+            tree.clear_commands(guild=discord.Object(old))
+            await tree.sync(guild=discord.Object(old))
+        except discord.HTTPException as error:  # e.g. the bot has left that guild
+            log.warning("could not clear commands in guild %s (HTTP %s)", old, error.status)
+            continue
+        await store.set_value(f"discord:commands:{application_id}:{old}", "")
+        log.info("removed the development copies of the commands from guild %s", old)
+    if noted:
+        await store.set_value(name, "")

@@ -324,14 +324,22 @@ async def test_commands_are_registered_once_and_not_again_on_restart(tmp_path: P
         for _ in range(2):
             async with discord_bot(tmp_path, fake, model, DISCORD_GUILD_ID=guild):
                 pass
+        in_guild = fake.registered_commands
+        async with discord_bot(tmp_path, fake, model):  # DISCORD_GUILD_ID unset: go global
+            pass
 
-    syncs = [c for c in fake.calls if c.method == "PUT" and c.path.endswith("/commands")]
-    assert [c.path for c in syncs] == [f"/applications/{fake.application_id}/guilds/{guild}"
-                                       "/commands"]
+    syncs = [c.path for c in fake.calls if c.method == "PUT" and c.path.endswith("/commands")]
+    app = fake.application_id
+    assert syncs == [f"/applications/{app}/guilds/{guild}/commands",  # once for two starts
+                     f"/applications/{app}/commands",
+                     f"/applications/{app}/guilds/{guild}/commands"]  # the guild copies cleared
+    assert sorted(c["name"] for c in in_guild) == ["ask", "reset", "support"]
+    assert all(c.get("guild_id") == guild for c in in_guild)
+    # Now only the global commands are left: the guild does not list each command twice.
     assert sorted(c["name"] for c in fake.registered_commands) == ["ask", "reset", "support"]
-    assert all(c.get("guild_id") == guild for c in fake.registered_commands)
+    assert not any("guild_id" in c for c in fake.registered_commands)
     logins = [c for c in fake.calls if c.path == "/users/@me"]
-    assert len(logins) == 2  # it did start twice
+    assert len(logins) == 3  # it did start three times
 
 
 async def test_without_message_content_mentions_are_still_answered(tmp_path: Path) -> None:
