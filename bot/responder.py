@@ -42,13 +42,13 @@ EMPTY_QUESTION = (
 NOTE_CUT = "\n\n_(The answer was cut short here. Ask me to continue.)_"
 NOTE_INTERRUPTED = "\n\n_(Interrupted: the bot is restarting. Please ask again in a moment.)_"
 REFUSAL = (
-    "I can't help with that request. If you think this is a mistake, reply *human* and a "
-    "person from the team will take a look."
+    "I can't help with that request. If you think this is a mistake, please contact the team "
+    "directly."
 )
-NO_TEXT = "I don't have an answer to that. Reply *human* to reach a person."
+NO_TEXT = "I don't have an answer to that. Please contact the team directly."
 NO_TEXT_CUT = (
     "I ran out of room before I could write an answer (SUPPORTBOT_MAX_TOKENS may be too low "
-    "for this question). Please try again, or reply *human* to reach a person."
+    "for this question). Please try again, or contact the team directly."
 )
 FINISH_TIMEOUT = 10.0
 WRITE_GRACE = 5.0  # how long a shutdown lets a platform write already sent come back
@@ -359,7 +359,7 @@ def failure_message(error: LLMError) -> str:
     if isinstance(error, RateLimitError):
         return "⚠️ The AI service is rate-limiting us right now. Please try again in a minute."
     if isinstance(error, BadRequestError):
-        return "⚠️ The AI service could not take this question. Reply *human* to reach a person."
+        return "⚠️ The AI service could not take this question. Please contact the team directly."
     return "⚠️ The AI service is unavailable right now. Please try again in a few minutes."
 
 
