@@ -50,8 +50,10 @@ NO_TEXT_CUT = (
     "I ran out of room before I could write an answer (SUPPORTBOT_MAX_TOKENS may be too low "
     "for this question). Please try again, or contact the team directly."
 )
-FINISH_TIMEOUT = 10.0
-WRITE_GRACE = 5.0  # how long a shutdown lets a platform write already sent come back
+FINISH_TIMEOUT = 10.0  # a reply's last word on shutdown, whatever happened before it
+WRITE_GRACE = 2.0  # how long a shutdown lets a platform write already sent come back
+STOP_WAIT = 1.0  # then how long a cancelled write may take to unwind
+NOTE_TIMEOUT = FINISH_TIMEOUT - WRITE_GRACE - STOP_WAIT  # so the whole stays within the first
 SKIPPED_RETRY = 0.25  # seconds before offering a skipped partial update again
 
 
@@ -142,7 +144,8 @@ class Responder:
                 answer = await self._answer(incoming, text, question, surface, live, started)
         except asyncio.CancelledError:
             answer = replace(answer, text=live.text, outcome="interrupted")
-            await _quietly(surface.finish(live.final(NOTE_INTERRUPTED)), "mark interrupted")
+            marked = surface.finish(live.final(NOTE_INTERRUPTED))
+            await _quietly(marked, "mark interrupted", NOTE_TIMEOUT)
             raise
         except Exception:
             log.exception("reply failed in %s", incoming.key.id)
@@ -263,18 +266,20 @@ class Responder:
         painter = asyncio.create_task(self._paint(live, surface, wake, stop))
         try:
             yield wake
+        except asyncio.CancelledError:  # shutdown mid-stream: the painter gets a grace
+            stop.set()
+            wake.set()
+            await _let_land(painter)
+            raise
         finally:
             stop.set()
             wake.set()
-            try:
-                await asyncio.shield(painter)  # a cancel here must not reach the painter yet
-            except asyncio.CancelledError:  # we are being cancelled: stop the painter first,
-                # letting a write it already sent come back (see _settle).
-                await asyncio.wait({painter}, timeout=WRITE_GRACE)
-                painter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await painter
-                raise
+            if not painter.done():
+                try:
+                    await asyncio.shield(painter)  # its last update lands before the final
+                except asyncio.CancelledError:  # a shutdown now: let a write sent come back
+                    await _let_land(painter)
+                    raise
 
     async def _paint(
         self, live: LiveReply, surface: Surface, wake: asyncio.Event, stop: asyncio.Event
@@ -391,9 +396,7 @@ async def _settle(surface: Surface, snapshot: Snapshot) -> None:
     try:
         await asyncio.shield(write)
     except asyncio.CancelledError:
-        await asyncio.wait({write}, timeout=WRITE_GRACE)
-        if not write.done() or write.cancelled() or write.exception() is not None:
-            write.cancel()
+        if not await _let_land(write):
             raise
         current = asyncio.current_task()
         if current is not None:
@@ -401,9 +404,29 @@ async def _settle(surface: Surface, snapshot: Snapshot) -> None:
         log.info("shutdown waited for a final text already being written")
 
 
-async def _quietly(step: Awaitable[None], what: str) -> None:
+async def _let_land(write: asyncio.Future[None]) -> bool:
+    """After a cancel, give a platform write already under way WRITE_GRACE to finish.
+
+    True when it finished without error. It never outlives this call: past the grace, or on
+    a second cancel, it is cancelled and waited for (briefly) before returning.
+    """
+    try:
+        await asyncio.wait({write}, timeout=WRITE_GRACE)
+    finally:
+        if not write.done():
+            write.cancel()
+            await asyncio.wait({write}, timeout=STOP_WAIT)
+    if write.cancelled():
+        return False
+    error = write.exception()
+    if error is not None:
+        log.warning("a write during shutdown failed: %s", type(error).__name__)
+    return error is None
+
+
+async def _quietly(step: Awaitable[None], what: str, timeout: float = FINISH_TIMEOUT) -> None:
     """Await a surface call whose failure must not stop the reply (it is logged)."""
     try:
-        await asyncio.wait_for(step, FINISH_TIMEOUT)
+        await asyncio.wait_for(step, timeout)
     except Exception as error:
         log.warning("could not %s: %s", what, type(error).__name__)

@@ -22,13 +22,20 @@ class RecordingSurface:
     sent: list[str] = field(default_factory=list)  # each write's kind as it leaves
     lost: int = 0  # writes cut off after leaving: the platform may apply them unseen
 
+    in_flight: int = 0
+    most_in_flight: int = 0  # writes of this one message under way at the same time
+
     async def _round_trip(self, kind: str) -> None:
         self.sent.append(kind)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
             await asyncio.sleep(self.write_delay)
         except asyncio.CancelledError:
             self.lost += 1
             raise
+        finally:
+            self.in_flight -= 1
 
     def interval(self) -> float:
         return self.min_interval

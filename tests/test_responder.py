@@ -1,4 +1,5 @@
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -361,7 +362,7 @@ async def test_shutdown_during_the_final_write_lets_it_land(
     assert task is not None
     await wait_until(lambda: "finish" in surface.sent)
     await r.aclose()
-    assert task.done() and not task.cancelled()
+    assert task.done() and not task.cancelled() and task.cancelling() == 0  # cancel absorbed
     assert surface.sent.count("finish") == 1 and surface.lost == 0
     assert surface.final.text == "Rotate it under Settings → API keys."
     totals = await store.usage_totals()
@@ -385,4 +386,26 @@ async def test_shutdown_lets_a_partial_write_in_flight_come_back(
     assert task.done()
     assert surface.lost == 0  # the update sent before the shutdown came back
     assert len(surface.updates) == 1 and surface.final.text.endswith(NOTE_INTERRUPTED)
+    await r.llm.aclose()  # type: ignore[union-attr]
+
+
+async def test_a_second_cancel_stops_the_final_write_before_the_note(
+    store: Store, anthropic: FakeAnthropic
+) -> None:
+    # Past the grace (here: a second cancel) the final write is stopped and waited for, so
+    # the interrupted note never races it on the same message.
+    anthropic.script(Reply(text="Complete answer."))
+    r = responder(store, anthropic)
+    surface = RecordingSurface(write_delay=1.0)
+    task = await r.submit(ask("slow platform?", "E1"), surface)
+    assert task is not None
+    await wait_until(lambda: "finish" in surface.sent)
+    task.cancel()
+    await asyncio.sleep(0.1)
+    task.cancel()  # e.g. asyncio.run cancelling what is left
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert surface.sent == ["finish", "finish"] and surface.lost == 1
+    assert surface.most_in_flight == 1  # the note started only after the cut write ended
+    assert surface.final.text.endswith(NOTE_INTERRUPTED)
     await r.llm.aclose()  # type: ignore[union-attr]
