@@ -58,6 +58,10 @@ async def live_client(settings: Settings, fake: FakeDiscord, timing: DiscordTimi
                 await asyncio.wait_for(task, 10)
 
 
+def done(message: FakeMessage) -> bool:
+    return bool(message.content) and TYPING_MARKER not in message.content
+
+
 def shown(messages: list[FakeMessage]) -> list[str]:
     return [m.content for m in messages]
 
@@ -205,8 +209,8 @@ async def test_typing_is_renewed_while_the_model_thinks_and_stops_once_text_show
     tmp_path: Path,
 ) -> None:
     fake = FakeDiscord()
-    model = FakeAnthropic()
-    model.script(Reply(text="Thought it through.", first_token_delay=1.3))
+    model = FakeAnthropic(delta_interval=0.03)
+    model.script(Reply(words=60, first_token_delay=1.3))  # ~1.8 s of text after the think
     async with fake, model:
         settings = settings_for(tmp_path, fake, model)
         async with live_client(settings, fake, DiscordTiming(typing_every=0.3)):
@@ -216,10 +220,10 @@ async def test_typing_is_renewed_while_the_model_thinks_and_stops_once_text_show
             def replied() -> list[FakeMessage]:
                 return [m for m in fake.messages(channel) if m.author_bot]
 
-            await fake.wait_for(lambda: shown(replied()) == ["Thought it through."], 10)
-            await asyncio.sleep(0.8)  # a renewal still running would land now
+            await fake.wait_for(lambda: any(map(done, replied())), 15)
 
     typing = [at for channel_id, at in fake.typing if channel_id == channel]
     (reply,) = replied()
-    assert len([at for at in typing if at < reply.created_at]) >= 4  # kept alive ~1.3 s
+    assert len(reply.history) >= 2  # it streamed: a partial text, then the final one
+    assert len([at for at in typing if at < reply.created_at]) >= 3  # kept alive ~1.3 s
     assert len([at for at in typing if at > reply.created_at]) <= 1  # and stopped with text

@@ -276,7 +276,7 @@ class MessageSurface(_DiscordText):
             await asyncio.sleep(self.typing_every)
             try:
                 await self.channel.typing()
-            except (discord.HTTPException, *TRANSIENT) as error:
+            except Exception as error:  # a lost "typing…" never matters enough to stop for
                 log.info("could not renew typing: %s", type(error).__name__)
 
     def _stop_typing(self) -> None:
