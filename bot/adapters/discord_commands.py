@@ -10,6 +10,7 @@ from discord import app_commands
 from bot.adapters.discord_events import ask_key, commands_fingerprint, guild_key, thread_name
 from bot.adapters.discord_replies import Replies
 from bot.adapters.discord_surface import Interaction, safe_mentions
+from bot.config import ConfigError
 from bot.conversation import Arrival, ConversationKey, Image, Incoming
 from bot.formatting import neutralise_discord
 from bot.store import Store
@@ -168,7 +169,16 @@ async def sync_if_changed(tree: Tree, store: Store, guild_id: int | None) -> boo
     name = f"discord:commands:{application_id}:{guild_id or 'global'}"
     changed = await store.get_value(name) != fingerprint
     if changed:
-        await tree.sync(guild=guild)
+        try:
+            await tree.sync(guild=guild)
+        except (discord.Forbidden, discord.NotFound) as error:
+            if guild_id is None:
+                raise
+            raise ConfigError(
+                f"DISCORD_GUILD_ID={guild_id}: Discord refused the commands there (HTTP "
+                f"{error.status}, code {error.code}). Invite the bot to that server with the URL "
+                "from `supportbot check`, or unset DISCORD_GUILD_ID"
+            ) from None
         await store.set_value(name, fingerprint)
         log.info("registered %d slash commands %s", len(payload),
                  f"in guild {guild_id}" if guild_id else "globally (may take a while to appear)")
@@ -188,14 +198,17 @@ async def _remember_guilds(
         if guild_id not in noted:
             await store.set_value(name, ",".join(map(str, sorted(noted | {guild_id}))))
         return
+    failed: list[int] = []
     for old in sorted(noted):
         try:
             tree.clear_commands(guild=discord.Object(old))
             await tree.sync(guild=discord.Object(old))
         except discord.HTTPException as error:  # e.g. the bot has left that guild
-            log.warning("could not clear commands in guild %s (HTTP %s)", old, error.status)
+            log.warning("could not clear commands in guild %s (HTTP %s); will retry on the "
+                        "next start", old, error.status)
+            failed.append(old)
             continue
         await store.set_value(f"discord:commands:{application_id}:{old}", "")
         log.info("removed the development copies of the commands from guild %s", old)
     if noted:
-        await store.set_value(name, "")
+        await store.set_value(name, ",".join(map(str, failed)))

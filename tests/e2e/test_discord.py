@@ -342,6 +342,37 @@ async def test_commands_are_registered_once_and_not_again_on_restart(tmp_path: P
     assert len(logins) == 3  # it did start three times
 
 
+async def test_a_guild_that_refuses_the_commands_is_named_and_retried(tmp_path: Path) -> None:
+    model = FakeAnthropic()
+    async with FakeDiscord() as fake, model:
+        real_guild = fake.guild_id
+        async with discord_bot(tmp_path, fake, model, DISCORD_GUILD_ID=str(real_guild)):
+            pass
+        fake.guild_id = real_guild + 7  # the bot is no longer in that development server
+        fresh = tmp_path / "fresh"
+        fresh.mkdir()
+        wrong = bot_env(fresh, ANTHROPIC_API_KEY="test-key", DISCORD_BOT_TOKEN=fake.token,
+                        DISCORD_API_URL=fake.api_url, DISCORD_GATEWAY_URL=fake.gateway_url,
+                        ANTHROPIC_BASE_URL=model.base_url, DISCORD_GUILD_ID=str(real_guild))
+        refused = await BotProcess(fresh, wrong, "run").start()
+        try:
+            code = await asyncio.wait_for(refused.proc.wait(), 20)  # type: ignore[union-attr]
+            failure = await _stderr(refused)
+        finally:
+            await refused.stop()
+        async with discord_bot(tmp_path, fake, model):  # global: clearing the guild fails...
+            pass
+        fake.guild_id = real_guild
+        async with discord_bot(tmp_path, fake, model):  # ...so the next start tries again
+            pass
+
+    assert code != 0 and f"DISCORD_GUILD_ID={real_guild}" in failure  # named, with the fix
+    guild_path = f"/applications/{fake.application_id}/guilds/{real_guild}/commands"
+    guild_puts = [c.status for c in fake.calls if c.method == "PUT" and c.path == guild_path]
+    assert guild_puts == [200, 403, 403, 200]  # registered, refused, clear refused, cleared
+    assert not any("guild_id" in c for c in fake.registered_commands)
+
+
 async def test_without_message_content_mentions_are_still_answered(tmp_path: Path) -> None:
     model = FakeAnthropic()
     model.script(Reply(text="Yes, SSO works.", when="SSO"),
