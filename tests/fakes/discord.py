@@ -12,7 +12,6 @@ import asyncio
 import math
 import secrets
 import signal
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +32,7 @@ from tests.fakes.discord_payloads import (
 )
 from tests.fakes.discord_routing import DiscordRouting
 from tests.fakes.discord_state import InteractionState
+from tests.fakes.server import LocalServer
 
 __all__ = ["FakeDiscord", "FakeInteraction", "FakeMessage", "FakeThread", "RestCall"]
 
@@ -50,21 +50,15 @@ class FakeDiscord(DiscordRouting):
             app.router.add_route(method, API_PREFIX + path, handler)
         for method, path, handler in self._extra_routes():
             app.router.add_route(method, path, handler)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", port))
-        await web.SockSite(self._runner, sock).start()
-        self.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        self._server = LocalServer(app)
+        self.base_url = await self._server.start(port)
         return self.base_url
 
     async def stop(self) -> None:
         """Close gateway connections and the HTTP server."""
         await self._hub.close_all()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._server is not None:
+            await self._server.stop()
 
     async def __aenter__(self) -> FakeDiscord:
         await self.start()

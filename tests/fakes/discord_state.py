@@ -10,8 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
-
 from tests.fakes.discord_gateway import (
     Event,
     GatewayHub,
@@ -48,6 +46,7 @@ from tests.fakes.discord_payloads import (
     text_channel_json,
     user_json,
 )
+from tests.fakes.server import LocalServer
 
 
 @dataclass
@@ -111,7 +110,7 @@ class DiscordState:
         self._files: dict[int, tuple[str, str, bytes]] = {}
         self._buckets: dict[tuple[str, str], Bucket] = {}
         self._hub = GatewayHub(token, self._on_identify, self._on_request_members)
-        self._runner: web.AppRunner | None = None
+        self._server: LocalServer | None = None
         self._seed()
 
     def _seed(self) -> None:

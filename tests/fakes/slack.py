@@ -22,6 +22,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from tests.fakes import slack_events as ev
+from tests.fakes.server import LocalServer
 from tests.fakes.slack_events import Json
 from tests.fakes.slack_methods import SlackMethods
 from tests.fakes.slack_state import (
@@ -120,7 +121,7 @@ class FakeSlack(SlackMethods):
         )
         self.acks = self.socket_mode.acks  # envelope_id → seconds from send to ack
         self.deliveries = self.socket_mode.deliveries
-        self._runner: web.AppRunner | None = None
+        self._server: LocalServer | None = None
         self.base_url = ""
         self.api_url = ""
         self._handlers: dict[str, Callable[[Json], _Reply]] = {
@@ -154,20 +155,16 @@ class FakeSlack(SlackMethods):
         app.router.add_get("/_fake/stats", self._stats)
         app.router.add_get("/_fake/messages", self._messages_view)
         app.router.add_post("/_fake/events", self._push_view)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", port).start()
-        bound = self._runner.addresses[0][1]
-        self.base_url = f"http://127.0.0.1:{bound}"
+        self._server = LocalServer(app)
+        self.base_url = await self._server.start(port)
         self.api_url = self.base_url + "/api/"
         return self.base_url
 
     async def stop(self) -> None:
         """Close Socket Mode connections, cancel redeliveries and stop serving."""
         await self.socket_mode.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._server is not None:
+            await self._server.stop()
 
     async def __aenter__(self) -> FakeSlack:
         await self.start()
