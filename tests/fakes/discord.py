@@ -23,12 +23,14 @@ from aiohttp import web
 from tests.fakes.discord_http import API_PREFIX, Handler, json_response
 from tests.fakes.discord_payloads import (
     FLAG_EPHEMERAL,
+    Json,
+    mentions_user,
+)
+from tests.fakes.discord_records import (
     FakeInteraction,
     FakeMessage,
     FakeThread,
-    Json,
     RestCall,
-    mentions_user,
 )
 from tests.fakes.discord_routing import DiscordRouting
 from tests.fakes.discord_state import InteractionState

@@ -19,10 +19,12 @@ from aiohttp import WSMsgType, web
 
 from tests.fakes.discord_payloads import (
     API_VERSION,
-    FakeInteraction,
     Json,
     member_json,
     role_json,
+)
+from tests.fakes.discord_records import (
+    FakeInteraction,
 )
 
 HEARTBEAT_INTERVAL_MS = 41_250

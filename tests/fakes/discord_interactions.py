@@ -20,8 +20,10 @@ from tests.fakes.discord_payloads import (
     FLAG_EPHEMERAL,
     FLAG_LOADING,
     Json,
-    MessageRecord,
     is_empty_message,
+)
+from tests.fakes.discord_records import (
+    MessageRecord,
 )
 from tests.fakes.discord_rest import DiscordRest
 from tests.fakes.discord_state import InteractionState

@@ -26,11 +26,13 @@ from tests.fakes.discord_payloads import (
     PRIVATE_THREAD,
     PUBLIC_THREAD,
     Json,
-    MessageRecord,
-    ThreadRecord,
     is_empty_message,
     member_json,
     message_body_error,
+)
+from tests.fakes.discord_records import (
+    MessageRecord,
+    ThreadRecord,
 )
 from tests.fakes.discord_state import DiscordState
 

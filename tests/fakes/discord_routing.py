@@ -18,7 +18,15 @@ from tests.fakes.discord_http import (
     read_body,
 )
 from tests.fakes.discord_interactions import DiscordInteractions
-from tests.fakes.discord_payloads import Bucket, RateVerdict, RestCall, error_body, rate_limit_body
+from tests.fakes.discord_payloads import (
+    Bucket,
+    RateVerdict,
+    error_body,
+    rate_limit_body,
+)
+from tests.fakes.discord_records import (
+    RestCall,
+)
 
 
 class DiscordRouting(DiscordInteractions):

@@ -32,19 +32,21 @@ from tests.fakes.discord_payloads import (
     INTENT_GUILDS,
     INTENT_MESSAGE_CONTENT,
     Bucket,
-    FakeInteraction,
     Json,
-    MessageRecord,
-    RestCall,
     Snowflakes,
-    ThreadRecord,
     dm_channel_json,
-    hide_content,
     iso_now,
     member_json,
     resolve_pings,
     text_channel_json,
     user_json,
+)
+from tests.fakes.discord_records import (
+    FakeInteraction,
+    MessageRecord,
+    RestCall,
+    ThreadRecord,
+    hide_content,
 )
 from tests.fakes.server import LocalServer
 
