@@ -25,6 +25,7 @@ from tests.fakes import slack_events as ev
 from tests.fakes.server import LocalServer
 from tests.fakes.slack_events import Json
 from tests.fakes.slack_methods import SlackMethods
+from tests.fakes.slack_socket_mode import SocketModeHub
 from tests.fakes.slack_state import (
     LOGIN_PAGE,
     MARKDOWN_MAX_CHARS,
@@ -112,7 +113,7 @@ class FakeSlack(SlackMethods):
         self.file_delay = 0.0  # seconds before a file download answers
         self._messages: dict[str, dict[str, FakeMessage]] = {}
         self._files: dict[str, _StoredFile] = {}
-        self.socket_mode = ev.SocketModeHub(
+        self.socket_mode = SocketModeHub(
             app_id=app_id,
             team_id=team_id,
             bot_user_id=bot_user_id,

@@ -7,6 +7,7 @@ from typing import Any
 
 from tests.fakes import slack_events as ev
 from tests.fakes.slack_events import Json
+from tests.fakes.slack_socket_mode import SocketModeHub
 from tests.fakes.slack_state import (
     MARKDOWN_MAX_CHARS,
     POST_MAX_CHARS,
@@ -40,7 +41,7 @@ class SlackMethods:
     echo_bot_messages: bool
     statuses: list[tuple[str, str, str]]
     ephemerals: list[Json]
-    socket_mode: ev.SocketModeHub
+    socket_mode: SocketModeHub
     _messages: dict[str, dict[str, FakeMessage]]
 
     def messages(self, channel: str, thread_ts: str | None = None) -> list[FakeMessage]:
