@@ -255,6 +255,8 @@ async def test_own_edited_deleted_and_bot_messages_are_ignored(
 async def test_http_mode_checks_signatures_and_answers_signed_events(
     tmp_path: Path, slack: FakeSlack, anthropic: FakeAnthropic
 ) -> None:
+    # A slow model: were the answer worked out before the ack, the ack would take 2 s.
+    anthropic.script(Reply(text="Hello over HTTP.", first_token_delay=2.0))
     port = free_port()
     env = env_for(tmp_path, slack, anthropic, SLACK_APP_TOKEN="", SLACK_SIGNING_SECRET=SECRET,
                   PORT=str(port), SLACK_HTTP_HOST="127.0.0.1")
@@ -275,7 +277,7 @@ async def test_http_mode_checks_signatures_and_answers_signed_events(
     assert forged.status == 401
     assert challenge.json() == {"challenge": "xyz"}
     assert (signed.status, retried.status) == (200, 200)
-    assert signed.elapsed < 1.0  # acknowledged at once, long before Slack's 3 s
+    assert signed.elapsed < 1.0  # acknowledged at once, long before Slack's 3 s and the model
     assert len(bot_posts(slack, "C1", mention["ts"])) == 1 and len(anthropic.requests) == 1
     assert code == 0, "".join(bot.log)
 
