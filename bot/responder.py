@@ -256,20 +256,21 @@ class Responder:
         wake = asyncio.Event()
         stop = asyncio.Event()
         painter = asyncio.create_task(self._paint(live, surface, wake, stop))
+        interrupted = False
         try:
             yield wake
-        except asyncio.CancelledError:  # shutdown mid-stream: the painter gets a grace
-            stop.set()
-            wake.set()
-            await _let_land(painter)
+        except asyncio.CancelledError:
+            interrupted = True
             raise
         finally:
             stop.set()
             wake.set()
-            if not painter.done():
+            if interrupted:  # shutdown mid-stream: a write already sent gets a grace, no more
+                await _let_land(painter)
+            else:
                 try:
                     await asyncio.shield(painter)  # its last update lands before the final
-                except asyncio.CancelledError:  # a shutdown now: let a write sent come back
+                except asyncio.CancelledError:  # a shutdown now: the same grace
                     await _let_land(painter)
                     raise
 
