@@ -1,11 +1,14 @@
 """Discord's write limits as budgets that the replies streaming at once share (no I/O).
 
 Message writes in one channel share one bucket (about 5 per 5 s), and each interaction's
-webhook has its own (about 5 per 2 s). A WriteBudget keeps every sliding window at or under
-the limit, counting a write from when it is sent until `window` seconds after its response
-(the server counts it somewhere in between). Final edits wait first in line, new pages next;
-partial edits are taken only when a write is free at once, otherwise skipped — the next one
-carries newer text anyway. discord.py's own limiter stays as the last line of defence.
+webhook has its own (about 5 per 2 s). A WriteBudget keeps every sliding window one write
+under the limit, counting a write from when it is sent until `window` seconds after its
+response (the server counts it somewhere in between). The last write is kept in reserve
+because discord.py sleeps out the rest of the window inside the call that spends it: that
+write would come back seconds after Discord applied it. Final edits wait first in line, new
+pages next; partial edits are taken only when a write is free at once, otherwise skipped —
+the next one carries newer text anyway. discord.py's own limiter stays as the last line of
+defence.
 """
 
 from __future__ import annotations
@@ -32,12 +35,13 @@ class Priority(IntEnum):
 
 
 class WriteBudget:
-    """At most `limit` writes in any `window` seconds for one rate-limit bucket."""
+    """At most `limit - 1` writes in any `window` seconds for a bucket of `limit` (see above)."""
 
     def __init__(self, limit: int, window: float, clock: Clock = time.monotonic) -> None:
         if limit < 1 or window <= 0:
             raise ValueError("a budget needs a positive limit and window")
         self.limit = limit
+        self.spendable = max(1, limit - 1)
         self.window = window
         self.clock = clock
         self.active = 0  # replies streaming through this bucket now
@@ -57,7 +61,7 @@ class WriteBudget:
 
     def interval(self) -> float:
         """Seconds between one reply's partial edits, so the active replies share the bucket."""
-        return max(MIN_INTERVAL, max(1, self.active) * self.window / self.limit)
+        return max(MIN_INTERVAL, max(1, self.active) * self.window / self.spendable)
 
     def idle(self) -> bool:
         """Nothing streaming, waiting or remembered lately: the budget can be forgotten."""
@@ -102,11 +106,11 @@ class WriteBudget:
 
     def _has_room(self, now: float) -> bool:
         self._forget(now)
-        return self._in_flight + len(self._done) < self.limit
+        return self._in_flight + len(self._done) < self.spendable
 
     def _wait_time(self, now: float, deadline: float) -> float:
         """How long until a write may free up (until the deadline if only a response can)."""
-        if self._done and self._in_flight < self.limit:
+        if self._done and self._in_flight < self.spendable:
             return min(self._done[0] + self.window - now, deadline - now)
         return max(0.0, deadline - now)
 
