@@ -227,3 +227,32 @@ async def test_typing_is_renewed_while_the_model_thinks_and_stops_once_text_show
     assert len(reply.history) >= 2  # it streamed: a partial text, then the final one
     assert len([at for at in typing if at < reply.created_at]) >= 3  # kept alive ~1.3 s
     assert len([at for at in typing if at > reply.created_at]) <= 1  # and stopped with text
+
+
+async def test_replies_in_one_channel_share_one_typing_indicator(tmp_path: Path) -> None:
+    # Typing shows for the bot in the whole channel, and its route has its own rate limit:
+    # five replies thinking at once must not each keep their own indicator alive.
+    fake = FakeDiscord()
+    model = FakeAnthropic()
+    model.script(*[Reply(text=f"Answer {i}.", first_token_delay=1.3) for i in range(5)])
+    async with fake, model:
+        settings = settings_for(tmp_path, fake, model)
+        async with live_client(settings, fake, DiscordTiming(typing_every=0.3)):
+            for i in range(5):
+                await fake.dispatch_message(f"question {i}?", mentions_bot=True)
+            channel = fake.channel_ids[0]
+
+            def replied() -> list[FakeMessage]:
+                return [m for m in fake.messages(channel) if m.author_bot and done(m)]
+
+            await fake.wait_for(lambda: len(replied()) == 5, 15)
+
+    typing = [at for channel_id, at in fake.typing if channel_id == channel]
+    first_text = min(m.created_at for m in replied())
+    # One indicator renewed every 0.3 s over the ~1.3 s think: about five triggers, where
+    # five replies each renewing their own would make about twenty-five.
+    assert 3 <= len([at for at in typing if at < first_text]) <= 8
+    # Five finals in one 5-write bucket, then an immediate shutdown: each answer shown once,
+    # complete (a write spending the bucket's last slot would come back seconds late and be
+    # cut by the shutdown, leaving an "interrupted" second message).
+    assert sorted(shown(replied())) == [f"Answer {i}." for i in range(5)]

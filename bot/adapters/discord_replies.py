@@ -21,7 +21,7 @@ from bot.adapters.discord_events import (
     media_type,
 )
 from bot.adapters.discord_pacing import ChannelBudgets, WriteBudget
-from bot.adapters.discord_surface import AskSurface, Interaction, MessageSurface
+from bot.adapters.discord_surface import AskSurface, ChannelTyping, Interaction, MessageSurface
 from bot.conversation import ConversationKey, Image, Incoming
 from bot.runtime import Runtime
 
@@ -54,6 +54,7 @@ class Replies:
         self.runtime = runtime
         self.timing = timing
         self.channels = ChannelBudgets(timing.channel_writes, timing.channel_window)
+        self._typings: dict[int, ChannelTyping] = {}
 
     def message_surface(
         self,
@@ -63,9 +64,17 @@ class Replies:
         reply_to: discord.MessageReference | None = None,
     ) -> MessageSurface:
         """A reply as messages in `channel`, sharing the channel's write budget."""
-        return MessageSurface(
-            channel, self.channels(channel_id), asker_id, reply_to, self.timing.typing_every
-        )
+        typing = self._typing(channel, channel_id)
+        return MessageSurface(channel, self.channels(channel_id), typing, asker_id, reply_to)
+
+    def _typing(self, channel: discord.abc.Messageable, channel_id: int) -> ChannelTyping:
+        """The channel's shared typing indicator; ones idle for a minute are dropped."""
+        now = time.monotonic()
+        for stale in [c for c, t in self._typings.items() if now - t.shown_at > 60]:
+            del self._typings[stale]
+        if channel_id not in self._typings:
+            self._typings[channel_id] = ChannelTyping(channel, self.timing.typing_every)
+        return self._typings[channel_id]
 
     def ask_surface(self, interaction: Interaction, private: bool) -> AskSurface:
         """A reply in the interaction's response, with its own webhook budget."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -222,25 +223,47 @@ class _DiscordText:
         return len(text)
 
 
+class ChannelTyping:
+    """The bot's "typing…" in one channel. One trigger shows it to everyone there for about
+    10 s, so every reply in the channel shares it instead of each posting its own (the typing
+    route has its own rate limit)."""
+
+    def __init__(
+        self, channel: discord.abc.Messageable, every: float, clock: Clock = time.monotonic
+    ) -> None:
+        self.channel = channel
+        self.every = every
+        self.clock = clock
+        self.shown_at = -math.inf
+
+    async def show(self) -> None:
+        """Trigger typing unless a reply here triggered it less than `every` seconds ago."""
+        now = self.clock()
+        if now - self.shown_at < self.every:
+            return
+        self.shown_at = now
+        await self.channel.typing()
+
+
 class MessageSurface(_DiscordText):
     """A reply as channel messages: typing indicator first, then paced edits in place.
 
-    Discord shows "typing…" for about 10 s per trigger; while nothing is shown yet (the model
-    may think for longer) the indicator is renewed every `typing_every` seconds.
+    While nothing is shown yet (the model may think for longer than typing lasts) the
+    channel's typing indicator is kept alive.
     """
 
     def __init__(
         self,
         channel: discord.abc.Messageable,
         budget: WriteBudget,
+        typing: ChannelTyping,
         asker_id: int | None,
         reply_to: discord.MessageReference | None = None,
-        typing_every: float = 8.0,
     ) -> None:
         self.channel = channel
         self.writer = PageWriter(ChannelPages(channel, safe_mentions(asker_id), reply_to), budget)
-        self.typing_every = typing_every
-        self._typing: asyncio.Task[None] | None = None
+        self.typing = typing
+        self._renewal: asyncio.Task[None] | None = None
         self._started = False
         self._left = False
 
@@ -250,8 +273,8 @@ class MessageSurface(_DiscordText):
             return
         self._started = True
         self.writer.budget.join()
-        await self.channel.typing()
-        self._typing = asyncio.create_task(self._keep_typing())
+        await self.typing.show()
+        self._renewal = asyncio.create_task(self._keep_typing())
 
     async def update(self, snapshot: Snapshot) -> bool:
         self._stop_typing()
@@ -273,16 +296,16 @@ class MessageSurface(_DiscordText):
 
     async def _keep_typing(self) -> None:
         for _ in range(TYPING_RENEWALS):
-            await asyncio.sleep(self.typing_every)
+            await asyncio.sleep(self.typing.every)
             try:
-                await self.channel.typing()
+                await self.typing.show()
             except Exception as error:  # a lost "typing…" never matters enough to stop for
                 log.info("could not renew typing: %s", type(error).__name__)
 
     def _stop_typing(self) -> None:
-        if self._typing is not None:
-            self._typing.cancel()
-            self._typing = None
+        if self._renewal is not None:
+            self._renewal.cancel()
+            self._renewal = None
 
 
 class AskSurface(_DiscordText):
