@@ -344,21 +344,31 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> Non
     raise TimeoutError("condition not met")
 
 
+async def slow_write_reply(
+    store: Store, anthropic: FakeAnthropic, text: str, delay: float, until: str
+) -> tuple[Responder, RecordingSurface, asyncio.Task[None]]:
+    """A reply to `text` on a surface whose writes take `delay` s, once a write of kind
+    `until` ("update" or "finish") has left."""
+    anthropic.script(Reply(text=text))
+    r = responder(store, anthropic)
+    surface = RecordingSurface(write_delay=delay)
+    task = await r.submit(ask("question?", "E1"), surface)
+    assert task is not None
+    await wait_until(lambda: until in surface.sent)
+    return r, surface, task
+
+
 async def test_shutdown_during_the_final_write_lets_it_land(
     store: Store, anthropic: FakeAnthropic
 ) -> None:
     # The platform may apply a final write the bot stops waiting for: a note written after it
     # would post a second message, or mark a complete answer as interrupted.
-    anthropic.script(Reply(text="Rotate it under Settings → API keys."))
-    r = responder(store, anthropic)
-    surface = RecordingSurface(write_delay=0.3)
-    task = await r.submit(ask("rotate?", "E1"), surface)
-    assert task is not None
-    await wait_until(lambda: "finish" in surface.sent)
+    answer = "Rotate it under Settings → API keys."
+    r, surface, task = await slow_write_reply(store, anthropic, answer, 0.3, until="finish")
     await r.aclose()
     assert task.done() and not task.cancelled() and task.cancelling() == 0  # cancel absorbed
     assert surface.sent.count("finish") == 1 and surface.lost == 0
-    assert surface.final.text == "Rotate it under Settings → API keys."
+    assert surface.final.text == answer
     totals = await store.usage_totals()
     assert totals.failed == 0 and totals.replies == 1
     await r.llm.aclose()  # type: ignore[union-attr]
@@ -369,12 +379,8 @@ async def test_shutdown_lets_a_partial_write_in_flight_come_back(
 ) -> None:
     # The stream ends while the first partial update is still on its way; the shutdown
     # arrives then. Cutting that update off would leave a message the bot does not know of.
-    anthropic.script(Reply(text="Short answer, streamed at once."))
-    r = responder(store, anthropic)
-    surface = RecordingSurface(write_delay=0.5)
-    task = await r.submit(ask("short?", "E1"), surface)
-    assert task is not None
-    await wait_until(lambda: "update" in surface.sent)
+    answer = "Short answer, streamed at once."
+    r, surface, task = await slow_write_reply(store, anthropic, answer, 0.5, until="update")
     await asyncio.sleep(0.1)  # the stream is over; the painter's write is still out
     await r.aclose()
     assert task.done()
@@ -388,12 +394,8 @@ async def test_a_second_cancel_stops_the_final_write_before_the_note(
 ) -> None:
     # Past the grace (here: a second cancel) the final write is stopped and waited for, so
     # the interrupted note never races it on the same message.
-    anthropic.script(Reply(text="Complete answer."))
-    r = responder(store, anthropic)
-    surface = RecordingSurface(write_delay=1.0)
-    task = await r.submit(ask("slow platform?", "E1"), surface)
-    assert task is not None
-    await wait_until(lambda: "finish" in surface.sent)
+    r, surface, task = await slow_write_reply(store, anthropic, "Complete answer.", 1.0,
+                                              until="finish")
     task.cancel()
     await asyncio.sleep(0.1)
     task.cancel()  # e.g. asyncio.run cancelling what is left
