@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 from bench.common import median, percentile, write_result
-from bot.conversation import Arrival, ConversationKey, Incoming, Platform, Turn
+from bot.conversation import Arrival, ConversationKey, Incoming, Platform, RecordedQuestion, Turn
 from bot.models import estimate_tokens, profile
-from bot.store import RecordedQuestion, Store
+from bot.store import Store
 from bot.trimming import history_window
 
 SIZES = (10, 1_000, 100_000)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import ConfigError, Settings, load_settings
+from bot.database import StoreError
 from bot.logs import configure_logging
 from bot.runtime import Runtime, open_runtime
 
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> None:
         code: int = asyncio.run(command(settings, args))
     except KeyboardInterrupt:
         code = 130
+    except StoreError as error:
+        sys.exit(f"supportbot: {error}")
     sys.exit(code)
 
 
@@ -45,19 +48,45 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("chat", help="chat in the terminal").set_defaults(func=_chat)
     sub.add_parser("check", help="validate the configuration and reach each service"
                    ).set_defaults(func=_check)
-    kb = sub.add_parser("kb", help="manage the knowledge base").add_subparsers(dest="kb")
-    index = kb.add_parser("index", help="index a folder of .md/.txt/.html docs")
-    index.add_argument("folder", nargs="?", type=Path, help="default: SUPPORTBOT_KB")
-    index.set_defaults(func=_kb_index)
-    kb.add_parser("list", help="list indexed documents").set_defaults(func=_kb_list)
-    search = kb.add_parser("search", help="show the passages a question would get")
-    search.add_argument("query")
-    search.set_defaults(func=_kb_search)
-    kb.add_parser("clear", help="remove every indexed document").set_defaults(func=_kb_clear)
+    _kb_parser(sub.add_parser("kb", help="manage the knowledge base"))
     stats = sub.add_parser("stats", help="usage and cost")
-    stats.add_argument("--days", type=float, default=30.0)
+    stats.add_argument("--days", type=_positive_days, default=30.0,
+                       help="how many days back (default 30)")
     stats.set_defaults(func=_stats)
     return parser
+
+
+def _kb_parser(kb: argparse.ArgumentParser) -> None:
+    commands = kb.add_subparsers(dest="kb")
+    kb.set_defaults(func=_usage(kb))  # `supportbot kb` alone explains itself
+    add = commands.add_parser("add", aliases=["index"],
+                              help="index a folder of .md/.txt/.html docs")
+    add.add_argument("folder", nargs="?", type=Path, help="default: SUPPORTBOT_KB")
+    add.set_defaults(func=_kb_index)
+    commands.add_parser("list", help="list indexed documents").set_defaults(func=_kb_list)
+    search = commands.add_parser("search", help="show the passages a question would get")
+    search.add_argument("query")
+    search.set_defaults(func=_kb_search)
+    commands.add_parser("clear", help="remove every indexed document").set_defaults(func=_kb_clear)
+
+
+def _usage(parser: argparse.ArgumentParser) -> Callable[[Settings, argparse.Namespace],
+                                                         Coroutine[Any, Any, int]]:
+    async def show(settings: Settings, args: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return 2
+
+    return show
+
+
+def _positive_days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 36_500:
+        raise argparse.ArgumentTypeError(f"must be a positive number of days, got {text!r}")
+    return value
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -127,8 +156,12 @@ async def _with_runtime(settings: Settings, job: Callable[[Runtime], Awaitable[i
 
 async def _kb_index(settings: Settings, args: argparse.Namespace) -> int:
     folder: Path | None = args.folder or settings.kb_path
-    if folder is None or not folder.is_dir():
+    if folder is None:
         print("supportbot: give a folder of docs, or set SUPPORTBOT_KB", file=sys.stderr)
+        return 2
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        print(f"supportbot: {folder} {what}; give a folder of docs", file=sys.stderr)
         return 2
 
     async def job(runtime: Runtime) -> int:

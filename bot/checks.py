@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import fields
+from pathlib import Path
 
 from bot.config import Secret, Settings
+from bot.database import StoreError
 from bot.llm import LLMError
 from bot.logs import redact
 from bot.models import profile
+from bot.prompts import PromptBook, shipped_prompts
 from bot.runtime import model_client
+from bot.store import Store
 
 
 def describe(settings: Settings) -> list[str]:
-    """One line per setting; secrets shown masked."""
+    """One line per setting; secrets shown masked, paths as paths."""
     lines = []
     for field in fields(settings):
         value = getattr(settings, field.name)
-        shown = str(value) if isinstance(value, Secret) else repr(value)
+        shown = str(value) if isinstance(value, Secret | Path) else repr(value)
         lines.append(f"  {field.name:<24} {shown}")
     return lines
 
@@ -29,12 +33,37 @@ async def run_checks(settings: Settings) -> int:
     model = profile(settings.model)
     if not model.known:
         print(f"note: {settings.model} is not a model supportbot knows; cost will be 'unknown'")
-    ok = await _check_model(settings)
+    ok = _check_prompts(settings)
+    ok = await _check_store(settings) and ok
+    ok = await _check_model(settings) and ok
     for name, enabled in (("slack", settings.slack_enabled), ("discord", settings.discord_enabled)):
         if enabled:
             ok = await _check_platform(name, settings) and ok
     print("all checks passed" if ok else "some checks failed")
     return 0 if ok else 1
+
+
+def _check_prompts(settings: Settings) -> bool:
+    folder = settings.prompts_dir or shipped_prompts()
+    source = "SUPPORTBOT_PROMPTS" if settings.prompts_dir else "shipped with supportbot"
+    try:
+        PromptBook.load(folder)
+    except OSError as error:
+        print(f"prompts: FAILED — cannot read {folder}: {error.strerror}")
+        return False
+    print(f"prompts: {folder} ({source})")
+    return True
+
+
+async def _check_store(settings: Settings) -> bool:
+    try:
+        store = await Store.open(settings.db_path)
+    except StoreError as error:
+        print(f"database: FAILED — {error}")
+        return False
+    await store.close()
+    print(f"database: {settings.db_path} (SQLite, opened and migrated)")
+    return True
 
 
 async def _check_model(settings: Settings) -> bool:

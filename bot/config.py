@@ -62,6 +62,9 @@ class Settings:
     history_tokens: int
     db_path: Path
     kb_path: Path | None
+    prompts_dir: Path | None  # None: the prompts shipped in the package
+    reply_timeout: float
+    resume_minutes: float
     max_concurrent: int
     session_idle_hours: float
     slack_bot_token: Secret
@@ -180,6 +183,20 @@ def _hours(text: str) -> float:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 3600:
+        raise ValueError(text)
+    return value
+
+
+def _minutes(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 7 * 24 * 60:
+        raise ValueError(text)
+    return value
+
+
 def _snowflake(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -216,8 +233,15 @@ def _settings_from(r: _Reader) -> Settings:
         temperature=r.parsed("SUPPORTBOT_TEMPERATURE", 0.3, _temperature, "a number from 0 to 1"),
         effort=r.choice("SUPPORTBOT_EFFORT", "low", EFFORTS),
         history_tokens=r.positive_int("SUPPORTBOT_HISTORY_TOKENS", 20_000),
-        db_path=Path(r.raw("SUPPORTBOT_DB") or "supportbot.db"),
+        db_path=_db_path(r),
         kb_path=_kb_path(r),
+        prompts_dir=_prompts_dir(r),
+        reply_timeout=r.parsed(
+            "SUPPORTBOT_REPLY_TIMEOUT", 60.0, _positive_seconds, "a positive number of seconds"
+        ),
+        resume_minutes=r.parsed(
+            "SUPPORTBOT_RESUME_MINUTES", 10.0, _minutes, "a number of minutes (0 or more)"
+        ),
         max_concurrent=r.positive_int("SUPPORTBOT_MAX_CONCURRENT", 64),
         session_idle_hours=r.parsed(
             "SUPPORTBOT_SESSION_IDLE_HOURS", 24.0, _hours, "a positive number of hours"
@@ -255,6 +279,35 @@ def _kb_path(r: _Reader) -> Path | None:
     if not path.is_dir():
         raise ConfigError(f'SUPPORTBOT_KB must be a folder of docs, got "{text}" (no such folder)')
     return path
+
+
+def _db_path(r: _Reader) -> Path:
+    text = r.raw("SUPPORTBOT_DB") or "supportbot.db"
+    path = Path(text).expanduser()
+    folder = path.parent
+    if not folder.is_dir():
+        raise ConfigError(
+            f'SUPPORTBOT_DB="{text}": the folder {folder} does not exist; create it or point '
+            "SUPPORTBOT_DB at a file in an existing folder"
+        )
+    if path.is_dir():
+        raise ConfigError(f'SUPPORTBOT_DB="{text}" is a folder; give a file path such as '
+                          f"{path / 'supportbot.db'}")
+    return path
+
+
+def _prompts_dir(r: _Reader) -> Path | None:
+    text = r.raw("SUPPORTBOT_PROMPTS")
+    if not text:
+        return None
+    folder = Path(text).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(f'SUPPORTBOT_PROMPTS must be a folder of prompt files, got "{text}" '
+                          "(no such folder)")
+    if not (folder / "system.md").is_file():
+        raise ConfigError(f'SUPPORTBOT_PROMPTS="{text}" has no system.md; copy the shipped '
+                          "prompts (see the README) and edit them there")
+    return folder
 
 
 def _check_slack_mode(settings: Settings) -> None:

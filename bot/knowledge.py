@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
+from bot.database import SQLiteThread
 from bot.prompts import Passage
-from bot.store import SQLiteThread
 
 DOC_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm")
 PASSAGE_CHARS = 1200

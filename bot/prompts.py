@@ -1,6 +1,8 @@
 """The request we send the model: system prompt from prompts/*.md, docs passages, history (pure).
 
-Files are read once when a PromptBook is made, so editing prompts/ takes effect on restart.
+Files are read once when a PromptBook is made, so editing the prompts takes effect on restart.
+The defaults ship inside the package (built from the top-level prompts/ folder); a team points
+SUPPORTBOT_PROMPTS at its own folder to replace them.
 """
 
 from __future__ import annotations
@@ -11,7 +13,15 @@ from pathlib import Path
 
 from bot.conversation import Platform, Turn
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def shipped_prompts() -> Path:
+    """The default prompts: inside the installed package, or prompts/ in a source checkout."""
+    installed = _PACKAGE / "default_prompts"  # the wheel maps prompts/ here
+    if (installed / "system.md").is_file():
+        return installed
+    return _PACKAGE.parent / "prompts"
 
 
 @dataclass(frozen=True)
@@ -41,7 +51,9 @@ class PromptBook:
     platform_hints: dict[Platform, str]
 
     @classmethod
-    def load(cls, folder: Path = PROMPTS_DIR) -> PromptBook:
+    def load(cls, folder: Path | None = None) -> PromptBook:
+        """Read system.md and the platform_*.md hints (missing hints are empty)."""
+        folder = folder or shipped_prompts()
         system = (folder / "system.md").read_text(encoding="utf-8").strip()
         hints = {}
         for platform in Platform:

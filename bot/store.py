@@ -6,31 +6,29 @@ event loop never blocks; callers see plain values, never SQL.
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
+import logging
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TypeVar, cast
 
-from sqlite_utils import Database
 from sqlite_utils.db import Table
 
-from bot.conversation import Answer, ConversationKey, Incoming, Turn
-from bot.migrations import migrations
+from bot.conversation import (
+    Answer,
+    ConversationKey,
+    Incoming,
+    Place,
+    RecordedQuestion,
+    Turn,
+)
+from bot.database import SQLiteThread
+from bot.journal_rows import JournalRows
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _BATCH = 64  # rows read per step when walking a thread back from its newest end
-
-
-@dataclass(frozen=True)
-class RecordedQuestion:
-    message_id: int
-    position: int
-
-
 @dataclass(frozen=True)
 class UsageTotals:
     replies: int
@@ -44,48 +42,13 @@ class UsageTotals:
     conversations: int
 
 
-class SQLiteThread:
-    """One SQLite connection owned by one worker thread; `call` runs a function on it."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="supportbot-db")
-        self._db: Database | None = None
-
-    async def open(self) -> None:
-        await self.call(self._open)
-
-    def _open(self) -> None:
-        conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=10)
-        db = Database(conn)
-        db.enable_wal()
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        migrations.apply(db)
-        self._db = db
-
-    @property
-    def db(self) -> Database:
-        if self._db is None:
-            raise RuntimeError("database is not open")
-        return self._db
-
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
-
-    async def close(self) -> None:
-        if self._db is not None:
-            await self.call(self._db.conn.close)
-            self._db = None
-        self._executor.shutdown(wait=True)
-
 
 class Store:
     """Conversations and their history; every write is durable before it returns."""
 
     def __init__(self, sqlite: SQLiteThread) -> None:
         self.sqlite = sqlite
+        self.journal = JournalRows(sqlite)
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -99,11 +62,19 @@ class Store:
     def _table(self, name: str) -> Table:
         return cast(Table, self.sqlite.db[name])
 
-    async def record_question(self, incoming: Incoming, tokens: int) -> RecordedQuestion | None:
-        """Write the question before any reply; None if its event id was seen before."""
-        return await self.sqlite.call(self._record_question, incoming, tokens)
+    async def record_question(
+        self, incoming: Incoming, tokens: int, place: Place | None = None
+    ) -> RecordedQuestion | None:
+        """Write the question before any reply; None if its event id was seen before.
 
-    def _record_question(self, incoming: Incoming, tokens: int) -> RecordedQuestion | None:
+        With a `place`, the reply is journaled in the same transaction, so a crash at any
+        later moment leaves a row that says where its messages are.
+        """
+        return await self.sqlite.call(self._record_question, incoming, tokens, place)
+
+    def _record_question(
+        self, incoming: Incoming, tokens: int, place: Place | None
+    ) -> RecordedQuestion | None:
         db, now = self.sqlite.db, time.time()
         key = incoming.key
         with db.atomic():
@@ -122,6 +93,8 @@ class Store:
                 "UPDATE events SET message_id = ? WHERE key = ?",
                 [message_id, f"{key.platform.value}:{incoming.event_id}"],
             )
+            if place is not None:
+                self.journal.insert(message_id, incoming, place, now)
         return RecordedQuestion(message_id=message_id, position=position)
 
     def _touch_conversation(self, key: ConversationKey, now: float) -> None:
@@ -196,7 +169,11 @@ class Store:
         tokens: int,
         total_ms: float,
     ) -> None:
-        """Store what the user saw as the assistant's turn, with its usage and cost."""
+        """Store what the user saw as the assistant's turn, with its usage and cost.
+
+        The reply leaves the journal unless it was interrupted: an interrupted reply stays
+        there for the next start to finish.
+        """
         await self.sqlite.call(self._record_answer, key, question, answer, tokens, total_ms)
 
     def _record_answer(
@@ -209,6 +186,8 @@ class Store:
     ) -> None:
         db, now = self.sqlite.db, time.time()
         with db.atomic():
+            if answer.outcome != "interrupted":
+                self.journal.delete(question.message_id)
             answer_id = 0
             # A refusal is kept too, so the refused question is not merged into the next one.
             if answer.text.strip() and answer.outcome in ("answered", "kb_only", "refused"):

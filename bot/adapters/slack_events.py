@@ -7,6 +7,8 @@ store's unique key.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ MAX_CONTEXT_MESSAGES = 50
 MAX_CONTEXT_CHARS = 6_000
 MAX_CONTEXT_LINE = 500
 _SLACK_LINK = re.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")
+SIGNATURE_MAX_AGE = 300  # Slack's advice: refuse requests older than five minutes (replays)
 
 
 @dataclass(frozen=True)
@@ -191,3 +194,29 @@ def _ts_key(ts: str) -> tuple[int, int]:
         return int(seconds or 0), int(micros or 0)
     except ValueError:
         return 0, 0
+
+
+def request_problem(
+    body: bytes, timestamp: str | None, signature: str | None, secret: str, now: float
+) -> str | None:
+    """Why an Events API request must be refused (None: signed by Slack, recent, UTF-8).
+
+    The signature covers the raw bytes, so it is checked before anything is decoded.
+    """
+    if not timestamp or not signature:
+        return "unsigned request"
+    try:
+        age = abs(now - int(timestamp))
+    except ValueError:
+        return "malformed signature timestamp"
+    if age > SIGNATURE_MAX_AGE:
+        return "stale signature timestamp"
+    base = b"v0:" + timestamp.encode() + b":" + body
+    expected = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, signature):
+        return "bad signature"
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "body is not UTF-8"
+    return None

@@ -1,0 +1,99 @@
+"""The SQLite connection the store and the knowledge base share: one owner-only file, opened
+and migrated on one worker thread, so the event loop never blocks on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import stat
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlite_utils import Database
+
+from bot.migrations import migrations
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+OWNER_ONLY = 0o600  # the file holds customers' conversations
+_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+class StoreError(Exception):
+    """The database cannot be opened or used; the message names SUPPORTBOT_DB and the cause."""
+
+
+def owner_only(path: Path) -> None:
+    """Create the database file readable by its owner only, and tighten an existing one.
+
+    SQLite creates the -wal and -shm files with the database file's mode, so they follow.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, OWNER_ONLY)
+    except OSError as error:
+        raise StoreError(
+            f"SUPPORTBOT_DB={path}: cannot open the database file ({error.strerror})"
+        ) from None
+    os.close(fd)
+    for file in [path, *(path.with_name(path.name + suffix) for suffix in _SIDE_FILES)]:
+        try:
+            mode = stat.S_IMODE(file.stat().st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            file.chmod(OWNER_ONLY)
+            log.warning("made %s readable by its owner only (it was %o)", file, mode)
+
+
+class SQLiteThread:
+    """One SQLite connection owned by one worker thread; `call` runs a function on it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="supportbot-db")
+        self._db: Database | None = None
+
+    async def open(self) -> None:
+        try:
+            await self.call(self._open)
+        except (sqlite3.Error, OSError, StoreError) as error:
+            self._executor.shutdown(wait=False)
+            if isinstance(error, StoreError):
+                raise
+            raise StoreError(f"SUPPORTBOT_DB={self.path}: cannot use the database ({error})"
+                             ) from None
+
+    def _open(self) -> None:
+        owner_only(self.path)
+        conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=10)
+        try:
+            db = Database(conn)
+            db.enable_wal()
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            migrations.apply(db)
+        except BaseException:
+            conn.close()
+            raise
+        self._db = db
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            raise RuntimeError("database is not open")
+        return self._db
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self.call(self._db.conn.close)
+            self._db = None
+        self._executor.shutdown(wait=True)
