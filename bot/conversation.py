@@ -74,6 +74,14 @@ class Turn:
 
 
 @dataclass(frozen=True)
+class RecordedQuestion:
+    """A question as stored: its message id and its place in the thread."""
+
+    message_id: int
+    position: int
+
+
+@dataclass(frozen=True)
 class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
@@ -96,3 +104,26 @@ class Answer:
     cost_usd: float | None
     first_text_ms: float | None = None
     outcome: str = "answered"  # answered / failed / interrupted / refused / kb_only
+
+
+@dataclass(frozen=True)
+class PageRef:
+    """One platform message of a reply: its id there, and the text it was last given."""
+
+    id: str
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a reply is shown, in terms its platform can find again after a restart."""
+
+    kind: str  # which surface made it, e.g. "slack-thread" or "console"
+    fields: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, kind: str, **fields: str) -> Place:
+        return cls(kind, tuple(sorted(fields.items())))
+
+    def get(self, name: str, default: str = "") -> str:
+        return dict(self.fields).get(name, default)

@@ -87,6 +87,10 @@ class StreamInterruptedError(LLMError):
     """The stream broke after some text was already delivered."""
 
 
+class ReplyTimeoutError(UnavailableError):
+    """No text within the reply's deadline (every attempt and the fallback included)."""
+
+
 @dataclass(frozen=True)
 class StreamEnd:
     """The last item of a stream: why it stopped, what it used, which model answered."""

@@ -87,3 +87,26 @@ def m003_knowledge(db: Database) -> None:
     db["kb_passages"].enable_fts(  # type: ignore[union-attr]
         ["heading", "text"], create_triggers=True, tokenize="porter"
     )
+
+
+@migrations(name="m004_reply_journal")
+def m004_reply_journal(db: Database) -> None:
+    # One row per reply that has not ended yet, written with its question before the reply's
+    # first platform write, so a restart finds every reply a crash left unfinished.
+    db["reply_journal"].create(  # type: ignore[union-attr]
+        {
+            "question_id": int,
+            "conversation_id": str,
+            "event_id": str,
+            "author_id": str,
+            "author_name": str,
+            "arrival": str,
+            "place_kind": str,
+            "place": str,  # JSON object: what the surface needs to find its messages again
+            "pages": str,  # JSON list of [platform id, text last given]
+            "asked_at": float,
+            "updated_at": float,
+        },
+        pk="question_id",
+        foreign_keys=[("question_id", "messages", "id")],
+    )

@@ -8,6 +8,7 @@ from bot.llm import (
     BadRequestError,
     LLMError,
     RateLimitError,
+    ReplyTimeoutError,
     StreamInterruptedError,
 )
 from bot.prompts import Passage
@@ -17,7 +18,14 @@ EMPTY_QUESTION = (
     "*how do I reset my password?*"
 )
 NOTE_CUT = "\n\n_(The answer was cut short here. Ask me to continue.)_"
-NOTE_INTERRUPTED = "\n\n_(Interrupted: the bot is restarting. Please ask again in a moment.)_"
+NOTE_INTERRUPTED = (
+    "\n\n_(Interrupted: the bot is restarting. It finishes this answer when it is back; "
+    "if nothing changes here within a few minutes, please ask again.)_"
+)
+NOTE_RESTARTED = (
+    "_(Interrupted: the bot restarted before it could finish this answer. "
+    "Please ask your question again.)_"
+)
 REFUSAL = (
     "I can't help with that request. If you think this is a mistake, please contact the team "
     "directly."
@@ -46,6 +54,8 @@ def failure_message(error: LLMError) -> str:
     if isinstance(error, AuthenticationError):
         return ("⚠️ I can't reach the AI service: its API key was rejected. "
                 "An admin needs to check ANTHROPIC_API_KEY.")
+    if isinstance(error, ReplyTimeoutError):
+        return "⚠️ The AI service did not answer in time. Please try again in a few minutes."
     if isinstance(error, StreamInterruptedError):
         return "⚠️ The answer was interrupted by an error at the AI service. Please ask again."
     if isinstance(error, RateLimitError):

@@ -11,17 +11,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
+from typing import Any
 
 from bot.adapters.base import Surface
-from bot.conversation import Answer, ConversationKey, Incoming, Usage
+from bot.conversation import Answer, ConversationKey, Incoming, Platform, RecordedQuestion, Usage
+from bot.journal import Journaled, JournalingSurface, Restore, closing_pages
+from bot.journal_rows import Unfinished
 from bot.knowledge import Knowledge
 from bot.llm import (
     AnthropicClient,
     LLMError,
     PromptTooLongError,
+    ReplyTimeoutError,
     StreamEnd,
+    StreamInterruptedError,
 )
 from bot.models import ModelProfile, cost_usd, estimate_tokens, profile
 from bot.notices import (
@@ -30,23 +35,21 @@ from bot.notices import (
     NO_TEXT_CUT,
     NOTE_CUT,
     NOTE_INTERRUPTED,
+    NOTE_RESTARTED,
     REFUSAL,
     failure_message,
     kb_only_answer,
     unexpected_failure,
 )
+from bot.painting import FINISH_TIMEOUT, NOTE_TIMEOUT, painting, quietly, settle
 from bot.prompts import Passage, Prompt, PromptBook, build_prompt
-from bot.store import RecordedQuestion, Store
-from bot.streaming import LiveReply, Snapshot
+from bot.store import Store
+from bot.streaming import LiveReply
 from bot.trimming import history_budget, history_window
 
 log = logging.getLogger(__name__)
 
-FINISH_TIMEOUT = 10.0  # a reply's last word on shutdown, whatever happened before it
-WRITE_GRACE = 2.0  # how long a shutdown lets a platform write already sent come back
-STOP_WAIT = 1.0  # then how long a cancelled write may take to unwind
-NOTE_TIMEOUT = FINISH_TIMEOUT - WRITE_GRACE - STOP_WAIT  # so the whole stays within the first
-SKIPPED_RETRY = 0.25  # seconds before offering a skipped partial update again
+ABANDON_AFTER = 24 * 3600.0  # an unfinished reply no start could close for this long is dropped
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,9 @@ class ReplyPolicy:
     history_tokens: int
     max_concurrent: int
     passages: int = 4
+    reply_timeout: float = 60.0  # until the first text: every attempt and the fallback
+    stall_timeout: float = 20.0  # after it: the longest silence of a stream still alive
+    resume_minutes: float = 10.0  # a reply a stop cut off is answered again if this young
 
 
 class Responder:
@@ -94,12 +100,51 @@ class Responder:
             return None
         text = question_text(incoming)
         tokens = estimate_tokens(text, self.model, len(incoming.images))
-        question = await self.store.record_question(replace(incoming, text=text), tokens)
+        place = surface.where() if isinstance(surface, Journaled) else None
+        question = await self.store.record_question(replace(incoming, text=text), tokens, place)
         if question is None:
             log.info("event %s already handled; not answering twice", incoming.event_id)
             return None
+        return self._start(incoming, text, question, surface)
+
+    async def resume(self, platform: Platform, restore: Restore) -> list[asyncio.Task[None]]:
+        """Finish the replies of `platform` that a stop left unfinished; their tasks.
+
+        A question younger than resume_minutes is answered again into the same messages;
+        an older one gets an honest note in place of its typing marker.
+        """
+        tasks = []
+        for entry in await self.store.journal.unfinished(platform):
+            age = time.time() - entry.asked_at
+            if age > ABANDON_AFTER:  # unreachable for a day: nobody is waiting any more
+                await self.store.journal.close(entry.question)
+                continue
+            surface = restore(entry.place, entry.pages)
+            if surface is None or self._closing:
+                continue  # not ours to finish, or shutting down: the next start takes it
+            if age < self.policy.resume_minutes * 60:
+                log.info("answering again a question a stop cut off (%s)", entry.incoming.key.id)
+                task = self._start(entry.incoming, entry.incoming.text, entry.question, surface)
+            else:
+                task = self._own(self._close_old(entry, surface))
+            tasks.append(task)
+        return tasks
+
+    async def _close_old(self, entry: Unfinished, surface: Surface) -> None:
+        if await quietly(surface.finish(closing_pages(entry.pages, surface, NOTE_RESTARTED)),
+                         "close an interrupted reply"):
+            await self.store.journal.close(entry.question)
+
+    def _start(
+        self, incoming: Incoming, text: str, question: RecordedQuestion, surface: Surface
+    ) -> asyncio.Task[None]:
+        if isinstance(surface, Journaled):
+            surface = JournalingSurface(surface, self.store.journal, question)
         before, turn = self._take_turn(incoming.key)
-        task = asyncio.create_task(self._reply(incoming, text, question, surface, before, turn))
+        return self._own(self._reply(incoming, text, question, surface, before, turn))
+
+    def _own(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -129,20 +174,22 @@ class Responder:
         live = LiveReply(surface.limit, surface.render, size=surface.size)
         answer = _failed_answer(self.policy.model)
         try:
-            await _quietly(surface.start(), "show the first sign")
+            await quietly(surface.start(), "show the first sign")
             if before is not None:
                 await asyncio.shield(before)  # the previous reply in this conversation
             async with self._slots:
                 answer = await self._answer(incoming, text, question, surface, live, started)
         except asyncio.CancelledError:
+            # The reply stays in the journal: the next start finishes it, note or not.
             answer = replace(answer, text=live.text, outcome="interrupted")
-            marked = surface.finish(live.final(NOTE_INTERRUPTED))
-            await _quietly(marked, "mark interrupted", NOTE_TIMEOUT)
+            marked = surface.finish(live.final(NOTE_INTERRUPTED if live.text else
+                                               NOTE_INTERRUPTED.lstrip()))
+            await quietly(marked, "mark interrupted", NOTE_TIMEOUT)
             raise
         except Exception:
             log.exception("reply failed in %s", incoming.key.id)
             note = "\n\n" if live.text else ""
-            await _quietly(surface.finish(live.final(note + unexpected_failure())), "finish")
+            await quietly(surface.finish(live.final(note + unexpected_failure())), "finish")
         finally:
             try:
                 total_ms = (self.clock() - started) * 1000
@@ -208,25 +255,33 @@ class Responder:
     ) -> Answer:
         end: StreamEnd | None = None
         first_text_ms: float | None = None
+        loop = asyncio.get_running_loop()
         try:
-            async with self._painting(live, surface) as wake, contextlib.aclosing(
+            async with painting(live, surface, self.clock) as wake, contextlib.aclosing(
                 llm.stream(prompt)
             ) as stream:
-                async for item in stream:
-                    if isinstance(item, StreamEnd):
-                        end = item
-                        break
-                    if first_text_ms is None:
-                        first_text_ms = (self.clock() - started) * 1000
-                    live.feed(item)
-                    wake.set()
+                try:
+                    # One deadline until the first text, whatever retries and fallback take;
+                    # then each silence of the stream is bounded on its own.
+                    async with asyncio.timeout(self.policy.reply_timeout) as limit:
+                        async for item in stream:
+                            if isinstance(item, StreamEnd):
+                                end = item
+                                break
+                            if first_text_ms is None:
+                                first_text_ms = (self.clock() - started) * 1000
+                            limit.reschedule(loop.time() + self.policy.stall_timeout)
+                            live.feed(item)
+                            wake.set()
+                except TimeoutError:
+                    raise _silence(live.text, self.policy) from None
         except LLMError as error:
             log.warning("model API error: %s %s (request %s)", error.status, error.error_type,
                         error.request_id or "-")
             if isinstance(error, PromptTooLongError) and not live.text:
                 raise
             note = ("\n\n" if live.text else "") + failure_message(error)
-            await _settle(surface, live.final(note))
+            await settle(surface, live.final(note))
             return Answer(live.text, self.policy.model, "error", Usage(), None, first_text_ms,
                           "failed")
         assert end is not None, "stream ended without StreamEnd"
@@ -239,7 +294,7 @@ class Responder:
         if end.stop_reason == "refusal":
             refused = LiveReply(surface.limit, surface.render, size=surface.size)
             refused.feed(REFUSAL)
-            await _settle(surface, refused.final())
+            await settle(surface, refused.final())
             return Answer(REFUSAL, end.model, end.stop_reason, end.usage, cost, first_text_ms,
                           "refused")
         cut = end.stop_reason in ("max_tokens", "model_context_window_exceeded")
@@ -247,56 +302,8 @@ class Responder:
         if not live.text.strip():
             note = NO_TEXT_CUT if cut else NO_TEXT
         snapshot = live.final(note)
-        await _settle(surface, snapshot)
+        await settle(surface, snapshot)
         return Answer(snapshot.text, end.model, end.stop_reason, end.usage, cost, first_text_ms)
-
-    @contextlib.asynccontextmanager
-    async def _painting(self, live: LiveReply, surface: Surface) -> AsyncIterator[asyncio.Event]:
-        """Run the painter beside the stream; on exit let its last update land, then stop it."""
-        wake = asyncio.Event()
-        stop = asyncio.Event()
-        painter = asyncio.create_task(self._paint(live, surface, wake, stop))
-        interrupted = False
-        try:
-            yield wake
-        except asyncio.CancelledError:
-            interrupted = True
-            raise
-        finally:
-            stop.set()
-            wake.set()
-            if interrupted:  # shutdown mid-stream: a write already sent gets a grace, no more
-                await _let_land(painter)
-            else:
-                try:
-                    await asyncio.shield(painter)  # its last update lands before the final
-                except asyncio.CancelledError:  # a shutdown now: the same grace
-                    await _let_land(painter)
-                    raise
-
-    async def _paint(
-        self, live: LiveReply, surface: Surface, wake: asyncio.Event, stop: asyncio.Event
-    ) -> None:
-        """Show the newest text as soon as allowed: first text at once, then once per interval."""
-        while not stop.is_set():
-            now = self.clock()
-            due = live.due_at(surface.interval())
-            if due is None or due > now:
-                wake.clear()
-                timeout = None if due is None else due - now
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), timeout)
-                continue
-            try:
-                shown = await surface.update(live.take(now))
-                pause = min(surface.interval(), SKIPPED_RETRY)
-            except Exception as error:  # a lost partial edit is harmless; the final one retries
-                log.warning("partial update failed: %s", type(error).__name__)
-                shown, pause = False, SKIPPED_RETRY  # never retry a failure in a tight loop
-            if shown is False:  # skipped (no budget) or failed: offer the text again soon
-                live.retract()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), max(pause, 0.01))
 
     def _take_turn(self, key: ConversationKey) -> tuple[asyncio.Future[None] | None, Turnstile]:
         """Queue a reply behind the conversation's previous one, at submit time.
@@ -328,11 +335,16 @@ class Turnstile:
 
 
 def question_text(incoming: Incoming) -> str:
-    """The question as the model sees it: the text plus notes about unreadable attachments."""
-    if not incoming.notes:
-        return incoming.text
-    notes = "\n".join(f"[{note}]" for note in incoming.notes)
-    return f"{incoming.text}\n\n{notes}".strip()
+    """The question as the model sees it: the text plus notes about unreadable attachments.
+
+    Text that cannot be stored as UTF-8 (lone surrogates from a broken terminal or a JSON
+    escape) keeps a replacement character instead of failing the question.
+    """
+    text = incoming.text
+    if incoming.notes:
+        notes = "\n".join(f"[{note}]" for note in incoming.notes)
+        text = f"{text}\n\n{notes}".strip()
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _failed_answer(model: str) -> Answer:
@@ -343,53 +355,13 @@ async def _finish_with(
     surface: Surface, live: LiveReply, text: str, model: str, outcome: str = "answered"
 ) -> Answer:
     live.feed(text)
-    await _settle(surface, live.final())
+    await settle(surface, live.final())
     return Answer(text, model, "end_turn", Usage(), None, None, outcome)
 
 
-async def _settle(surface: Surface, snapshot: Snapshot) -> None:
-    """Show the final text; a shutdown arriving meanwhile waits for it instead of cutting it.
-
-    The platform may apply a write the bot already sent even when the bot stops waiting for
-    the answer; an "interrupted" note written after it would post a second message, or mark
-    a complete answer as cut. So once the final write is on its way the reply completes
-    (within WRITE_GRACE), and the shutdown's cancellation is absorbed.
-    """
-    write = asyncio.ensure_future(surface.finish(snapshot))
-    try:
-        await asyncio.shield(write)
-    except asyncio.CancelledError:
-        if not await _let_land(write):
-            raise
-        current = asyncio.current_task()
-        if current is not None:
-            current.uncancel()
-        log.info("shutdown waited for a final text already being written")
-
-
-async def _let_land(write: asyncio.Future[None]) -> bool:
-    """After a cancel, give a platform write already under way WRITE_GRACE to finish.
-
-    True when it finished without error. It never outlives this call: past the grace, or on
-    a second cancel, it is cancelled and waited for (briefly) before returning.
-    """
-    try:
-        await asyncio.wait({write}, timeout=WRITE_GRACE)
-    finally:
-        if not write.done():
-            write.cancel()
-            await asyncio.wait({write}, timeout=STOP_WAIT)
-    if write.cancelled():
-        return False
-    error = write.exception()
-    if error is not None:
-        log.warning("a write during shutdown failed: %s", type(error).__name__)
-    return error is None
-
-
-async def _quietly(step: Awaitable[None], what: str, timeout: float = FINISH_TIMEOUT) -> None:
-    """Await a surface call whose failure must not stop the reply (it is logged)."""
-    try:
-        await asyncio.wait_for(step, timeout)
-    except Exception as error:
-        log.warning("could not %s: %s", what, type(error).__name__)
+def _silence(shown: str, policy: ReplyPolicy) -> LLMError:
+    """The error for a stream that went quiet: before any text, or in the middle."""
+    if shown:
+        return StreamInterruptedError(
+            f"the model API sent nothing for {policy.stall_timeout:g} s mid-answer")
+    return ReplyTimeoutError(f"no answer from the model API within {policy.reply_timeout:g} s")

@@ -57,8 +57,10 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             max_tokens=settings.max_tokens,
             history_tokens=settings.history_tokens,
             max_concurrent=settings.max_concurrent,
+            reply_timeout=settings.reply_timeout,
+            resume_minutes=settings.resume_minutes,
         )
-        responder = Responder(policy, store, knowledge, llm, PromptBook.load())
+        responder = Responder(policy, store, knowledge, llm, PromptBook.load(settings.prompts_dir))
         try:
             yield Runtime(settings, store, knowledge, responder, llm)
         finally:

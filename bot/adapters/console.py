@@ -13,11 +13,14 @@ import threading
 import uuid
 from typing import TextIO
 
-from bot.conversation import Arrival, ConversationKey, Incoming, Platform
+from bot.adapters.base import Surface
+from bot.conversation import Arrival, ConversationKey, Incoming, PageRef, Place, Platform
 from bot.runtime import Runtime
 from bot.streaming import Snapshot
 
 HELP = "Type a question and press Enter. /reset starts a new conversation, /quit leaves."
+PLACE_KIND = "console"
+RESUMED = "(answering again your question that a restart cut off)\n"
 
 
 class ConsoleSurface:
@@ -25,9 +28,17 @@ class ConsoleSurface:
 
     limit = 1_000_000
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, user: str, intro: str = "") -> None:
         self.out = out
+        self.user = user
+        self.intro = intro
         self.printed = ""
+
+    def where(self) -> Place:
+        return Place.of(PLACE_KIND, user=self.user)
+
+    def pages(self) -> tuple[PageRef, ...]:
+        return ()  # printed lines cannot be found again: a restart prints the answer anew
 
     def interval(self) -> float:
         return 0.05
@@ -39,7 +50,7 @@ class ConsoleSurface:
         return len(text)
 
     async def start(self) -> None:
-        self._write("bot> ")
+        self._write(self.intro + "bot> ")
 
     async def update(self, snapshot: Snapshot) -> None:
         self._catch_up(snapshot.text)
@@ -61,12 +72,17 @@ class ConsoleSurface:
 
 
 def _stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str | None]:
-    """Lines from stdin, read on a daemon thread so a pending read never blocks shutdown."""
+    """Lines from stdin, read on a daemon thread so a pending read never blocks shutdown.
+
+    Bytes are decoded as UTF-8 with replacement: a terminal in another encoding costs a
+    character, never the question.
+    """
     queue: asyncio.Queue[str | None] = asyncio.Queue()
 
     def read() -> None:
-        for line in sys.stdin:
-            loop.call_soon_threadsafe(queue.put_nowait, line.rstrip("\n"))
+        for raw in sys.stdin.buffer:
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            loop.call_soon_threadsafe(queue.put_nowait, line)
         loop.call_soon_threadsafe(queue.put_nowait, None)
 
     threading.Thread(target=read, name="supportbot-stdin", daemon=True).start()
@@ -80,6 +96,8 @@ async def chat(runtime: Runtime, stop: asyncio.Event, out: TextIO = sys.stdout) 
     _banner(runtime, interactive)
     lines = _stdin_lines(asyncio.get_running_loop())
     thread = await runtime.store.get_value(f"console:thread:{user}") or "1"
+    if not await _finished_before(_resumed(runtime, user, out), stop):
+        return
     for _ in range(1_000_000):  # one pass per line typed
         if interactive:
             out.write("you> ")
@@ -102,18 +120,38 @@ async def chat(runtime: Runtime, stop: asyncio.Event, out: TextIO = sys.stdout) 
             event_id=uuid.uuid4().hex,
             arrival=Arrival.DM,
         )
-        task = await runtime.responder.submit(incoming, ConsoleSurface(out))
+        task = await runtime.responder.submit(incoming, ConsoleSurface(out, user))
         if task is not None and not await _finished_before(task, stop):
             await runtime.responder.aclose()  # Ctrl-C mid-answer: end it with a note
             return
 
 
-async def _finished_before(task: asyncio.Task[None], stop: asyncio.Event) -> bool:
+def _resumed(runtime: Runtime, user: str, out: TextIO) -> asyncio.Future[None]:
+    """This user's replies a stop cut off, answered again (or closed) before the prompt."""
+
+    def restore(place: Place, pages: tuple[PageRef, ...]) -> Surface | None:
+        if place.kind != PLACE_KIND or place.get("user") != user:
+            return None
+        return ConsoleSurface(out, user, RESUMED)
+
+    async def run() -> None:
+        tasks = await runtime.responder.resume(Platform.CONSOLE, restore)
+        for task in tasks:  # one after another, as they were asked
+            await task
+
+    return asyncio.ensure_future(run())
+
+
+async def _finished_before(task: asyncio.Future[None], stop: asyncio.Event) -> bool:
     """Wait for the reply; False if `stop` came first (the reply is still running)."""
-    stopper = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    stopper: asyncio.Future[None] = asyncio.ensure_future(_stopped(stop))
+    await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
     stopper.cancel()
     return task.done()
+
+
+async def _stopped(stop: asyncio.Event) -> None:
+    await stop.wait()
 
 
 async def _next_line(lines: asyncio.Queue[str | None], stop: asyncio.Event) -> str | None:

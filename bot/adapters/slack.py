@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import dataclass
@@ -17,21 +18,28 @@ from typing import Any
 import aiohttp
 import httpx
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapters.base import Surface
-from bot.adapters.slack_events import Identity, SlackMessage, person_message, thread_context
+from bot.adapters.slack_events import (
+    Identity,
+    SlackMessage,
+    person_message,
+    request_problem,
+    thread_context,
+)
 from bot.adapters.slack_files import Attachments, FileFetcher
 from bot.adapters.slack_pacing import SlackPacing
 from bot.adapters.slack_stream import NativeStreamSurface
 from bot.adapters.slack_surface import ReplyPlace, SlackSurface, error_code, retry_after
 from bot.config import Settings
-from bot.conversation import Arrival, Incoming
+from bot.conversation import Arrival, Incoming, PageRef, Place, Platform
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -62,6 +70,7 @@ async def serve(runtime: Runtime, stop: asyncio.Event) -> None:
         bridge = SlackBridge(runtime, slack, SlackPacing())
         app = bolt_app(slack, bridge)
         try:
+            await runtime.responder.resume(Platform.SLACK, bridge.restore)
             if settings.slack_app_token:
                 await _socket_mode(app, slack, stop)
             else:
@@ -215,6 +224,16 @@ class SlackBridge:
             return NativeStreamSurface(self.slack.client, place, pacing)
         return SlackSurface(self.slack.client, place, pacing)
 
+    def restore(self, place: Place, pages: tuple[PageRef, ...]) -> Surface | None:
+        """A surface that continues a journaled reply in its messages (see Responder.resume)."""
+        reply_place = ReplyPlace.from_journal(place)
+        if reply_place is None or reply_place.team != self.slack.me.team_id:
+            return None
+        surface = SlackSurface(self.slack.client, reply_place,
+                               self.pacing.workspace(reply_place.team))
+        surface.adopt(pages)
+        return surface
+
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
         self._tasks.add(task)
@@ -276,9 +295,21 @@ def _silenced(logger: logging.Logger) -> Iterator[None]:
 
 async def _socket_mode(app: AsyncApp, slack: SlackConnection, stop: asyncio.Event) -> None:
     handler = AsyncSocketModeHandler(app, app_token=slack.settings.slack_app_token.value)
-    # Open the first URL ourselves so a refused app token stops the bot with a clear message
-    # (the SDK would retry it forever); the SDK uses this URL and fetches later ones itself.
-    handler.client.wss_uri = await socket_url(slack)
+    try:
+        # Open the first URL ourselves so a refused app token stops the bot with a clear
+        # message (the SDK would retry it forever); the SDK fetches later ones itself.
+        handler.client.wss_uri = await socket_url(slack)
+        await _connected_until(handler, slack, stop)
+    finally:
+        try:
+            await handler.close_async()  # type: ignore[no-untyped-call]
+        except (aiohttp.ClientError, OSError) as error:  # the link may already be gone
+            log.warning("closing the Socket Mode connection failed: %s", type(error).__name__)
+
+
+async def _connected_until(
+    handler: AsyncSocketModeHandler, slack: SlackConnection, stop: asyncio.Event
+) -> None:
     # Connecting retries on its own (the SDK reconnects too), so it races with `stop`.
     connecting = asyncio.create_task(handler.connect_async())  # type: ignore[no-untyped-call]
     stopping = asyncio.create_task(stop.wait())
@@ -293,16 +324,24 @@ async def _socket_mode(app: AsyncApp, slack: SlackConnection, stop: asyncio.Even
         for task in (connecting, stopping):
             task.cancel()
         await asyncio.gather(connecting, stopping, return_exceptions=True)
-        try:
-            await handler.close_async()  # type: ignore[no-untyped-call]
-        except (aiohttp.ClientError, OSError) as error:  # the link may already be gone
-            log.warning("closing the Socket Mode connection failed: %s", type(error).__name__)
 
 
 async def _http_mode(app: AsyncApp, settings: Settings, stop: asyncio.Event) -> None:
+    secret = settings.slack_signing_secret.value
+
     async def events(request: web.Request) -> web.Response:
-        response = await app.async_dispatch(await to_bolt_request(request))
-        return await to_aiohttp_response(response)
+        body = await request.read()
+        headers = request.headers
+        problem = request_problem(body, headers.get("X-Slack-Request-Timestamp"),
+                                  headers.get("X-Slack-Signature"), secret, time.time())
+        if problem is not None:
+            # One short line: anyone who reaches the port can send these.
+            log.warning("refused a request to /slack/events: %s", problem)
+            status = 400 if problem == "body is not UTF-8" else 401
+            return web.json_response({"error": problem}, status=status)
+        bolt_request = AsyncBoltRequest(body=body.decode("utf-8"), query=request.query_string,
+                                        headers=dict(headers))
+        return await to_aiohttp_response(await app.async_dispatch(bolt_request))
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"ok": True})

@@ -24,6 +24,7 @@ from bot.adapters.slack_surface import (
     error_code,
     retry_after,
 )
+from bot.conversation import PageRef, Place
 from bot.mrkdwn import defuse_markdown
 from bot.streaming import Snapshot
 
@@ -64,6 +65,14 @@ class NativeStreamSurface:
 
     def size(self, text: str) -> int:
         return self.fallback.size(text)
+
+    def where(self) -> Place:
+        return self.fallback.where()
+
+    def pages(self) -> tuple[PageRef, ...]:
+        if self.streaming:
+            return (PageRef(str(self.ts), self.sent),)
+        return self.fallback.pages()
 
     async def start(self) -> None:
         if self.pacing.native_off or not self.pacing.starts.try_partial():
@@ -152,7 +161,7 @@ class NativeStreamSurface:
                 await self.client.chat_stopStream(channel=self.place.channel, ts=ts)
             except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
                 log.info("could not stop a broken stream: %s", type(error).__name__)
-        self.fallback.adopt(ts)
+        self.fallback.adopt((PageRef(ts),))
 
     def _refused(self, method: str, error: Exception, back_off: _BackOff) -> bool:
         """Log a failed call; True when it was only a rate limit (the budget then waits)."""

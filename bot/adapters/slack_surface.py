@@ -19,6 +19,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapters.slack_pacing import WorkspacePacing
+from bot.conversation import PageRef, Place
 from bot.mrkdwn import to_mrkdwn
 from bot.streaming import TYPING_MARKER, Snapshot, utf8_size
 
@@ -41,6 +42,9 @@ GONE = frozenset({"message_not_found", "cant_update_message", "edit_window_close
                   "msg_too_long", "invalid_blocks", "is_inactive"})
 
 
+PLACE_KIND = "slack-thread"
+
+
 @dataclass(frozen=True)
 class ReplyPlace:
     """Where a reply goes: the workspace, the channel, the thread, and who asked."""
@@ -50,6 +54,17 @@ class ReplyPlace:
     thread_ts: str
     user: str
     message_ts: str  # the question itself (the thread's first message, or a reply in it)
+
+    def journaled(self) -> Place:
+        return Place.of(PLACE_KIND, team=self.team, channel=self.channel,
+                        thread_ts=self.thread_ts, user=self.user, message_ts=self.message_ts)
+
+    @classmethod
+    def from_journal(cls, place: Place) -> ReplyPlace | None:
+        if place.kind != PLACE_KIND:
+            return None
+        return cls(place.get("team"), place.get("channel"), place.get("thread_ts"),
+                   place.get("user"), place.get("message_ts"))
 
 
 def retry_after(error: SlackApiError) -> float | None:
@@ -94,9 +109,22 @@ class SlackSurface:
     def size(self, text: str) -> int:
         return utf8_size(text)
 
+    def where(self) -> Place:
+        return self.place.journaled()
+
+    def pages(self) -> tuple[PageRef, ...]:
+        """The messages posted, with their text ("" while a page shows only the placeholder)."""
+        return tuple(PageRef(ts, "" if text == PLACEHOLDER else text)
+                     for ts, text in zip(self.posted, self.shown, strict=True))
+
     async def start(self) -> None:
-        """Post the placeholder; if the channel's pace delays it, first react to the question."""
+        """Post the placeholder; if the channel's pace delays it, first react to the question.
+
+        A reply continuing in messages it adopted posts nothing: they show that it is coming.
+        """
         self._join()
+        if self.posted:
+            return
         reacted = False
         if self.pacing.channel(self.place.channel).busy(FIRST_SIGN):
             reacted = await self._react(add=True)
@@ -106,10 +134,12 @@ class SlackSurface:
             if reacted:
                 await self._react(add=False)  # the placeholder says the same (or never came)
 
-    def adopt(self, ts: str) -> None:
-        """Continue in a message that already exists (a native stream that failed)."""
+    def adopt(self, pages: tuple[PageRef, ...]) -> None:
+        """Continue in messages that already exist (a native stream that failed, or a reply
+        a restart cut off)."""
         self._join()
-        self.posted, self.shown = [ts], [""]
+        self.posted = [page.id for page in pages]
+        self.shown = [page.text for page in pages]
 
     async def update(self, snapshot: Snapshot) -> bool:
         """Show newer text if budget allows; False when the workspace budget had no room."""

@@ -1,0 +1,94 @@
+"""The reply journal's policy: what a reply records about its messages, and how a reply that
+a stop left unfinished is closed when it is too old to answer again."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+from bot.adapters.base import Surface
+from bot.conversation import PageRef, Place, RecordedQuestion
+from bot.journal_rows import JournalRows
+from bot.streaming import TYPING_MARKER, Snapshot
+
+
+@runtime_checkable
+class Journaled(Protocol):
+    """A Surface whose messages can be found again after a restart."""
+
+    def where(self) -> Place:
+        """Where the reply goes, known before its first write."""
+        ...
+
+    def pages(self) -> tuple[PageRef, ...]:
+        """The platform messages written so far, with the text each was last given."""
+        ...
+
+
+# A platform's way back to a journaled reply: a Surface that continues in its messages, or
+# None when the reply is not this process's to finish (another user's console, say).
+Restore = Callable[[Place, tuple[PageRef, ...]], Surface | None]
+
+
+class JournalingSurface:
+    """Wraps a Journaled surface; after each write it tells the journal what the pages show.
+
+    Platform writes are rate-limited to about one per second per reply, far slower than a
+    local database write, so noting each one costs little and keeps the journal exact.
+    """
+
+    def __init__(self, inner: Surface, journal: JournalRows, question: RecordedQuestion) -> None:
+        self.inner = inner
+        self.journal = journal
+        self.question = question
+        self._noted: tuple[PageRef, ...] = ()
+
+    @property
+    def limit(self) -> int:
+        return self.inner.limit
+
+    def interval(self) -> float:
+        return self.inner.interval()
+
+    def render(self, markdown: str) -> str:
+        return self.inner.render(markdown)
+
+    def size(self, text: str) -> int:
+        return self.inner.size(text)
+
+    async def start(self) -> None:
+        await self.inner.start()
+        await self._note()
+
+    async def update(self, snapshot: Snapshot) -> bool | None:
+        shown = await self.inner.update(snapshot)
+        await self._note()
+        return shown
+
+    async def finish(self, snapshot: Snapshot) -> None:
+        try:
+            await self.inner.finish(snapshot)
+        finally:
+            await self._note()
+
+    async def _note(self) -> None:
+        assert isinstance(self.inner, Journaled)
+        pages = self.inner.pages()
+        if pages != self._noted:
+            self._noted = pages
+            await self.journal.note_pages(self.question, pages)
+
+
+def closing_pages(pages: tuple[PageRef, ...], surface: Surface, note: str) -> Snapshot:
+    """The final look of a reply too old to answer again: the pages as they were, with the
+    typing marker on the last one replaced by `note` (or the note alone on a page of its own
+    when it does not fit there)."""
+    note_text = surface.render(note.strip())
+    texts = [page.text for page in pages] or [""]
+    last = texts[-1].removesuffix(TYPING_MARKER).rstrip()
+    with_note = f"{last}\n\n{note_text}" if last else note_text
+    if surface.size(with_note) <= surface.limit:
+        texts[-1] = with_note
+    else:
+        texts[-1:] = [last, note_text]
+    return Snapshot(pages=tuple(texts), text="\n\n".join(texts), final=True)

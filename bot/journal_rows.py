@@ -1,0 +1,111 @@
+"""The reply journal's rows: which replies have not ended, and where their messages are.
+
+The write that opens a row runs inside the store's question transaction (see Store); the rest
+are small calls of their own. Callers see plain values, never SQL.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from bot.conversation import (
+    Arrival,
+    ConversationKey,
+    Incoming,
+    PageRef,
+    Place,
+    Platform,
+    RecordedQuestion,
+)
+from bot.database import SQLiteThread
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A reply that a stop (a crash, a kill, a shutdown) left without its end."""
+
+    question: RecordedQuestion
+    incoming: Incoming  # as asked, without images (those are not kept)
+    place: Place
+    pages: tuple[PageRef, ...]
+    asked_at: float
+
+
+class JournalRows:
+    """reply_journal, on the store's database thread."""
+
+    def __init__(self, sqlite: SQLiteThread) -> None:
+        self.sqlite = sqlite
+
+    def insert(self, question_id: int, incoming: Incoming, place: Place, now: float) -> None:
+        """Open a reply's row (called inside the question's transaction)."""
+        self.sqlite.db.execute(
+            "INSERT OR REPLACE INTO reply_journal (question_id, conversation_id, event_id,"
+            " author_id, author_name, arrival, place_kind, place, pages, asked_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, '[]', ?, ?)",
+            [question_id, incoming.key.id, incoming.event_id, incoming.author_id,
+             incoming.author_name, incoming.arrival.value, place.kind,
+             json.dumps(dict(place.fields)), now, now],
+        )
+
+    def delete(self, question_id: int) -> None:
+        """Close a reply's row (called inside the answer's transaction)."""
+        self.sqlite.db.execute("DELETE FROM reply_journal WHERE question_id = ?", [question_id])
+
+    async def note_pages(self, question: RecordedQuestion, pages: tuple[PageRef, ...]) -> None:
+        """Remember the platform messages a reply has written so far."""
+        await self.sqlite.call(self._note_pages, question.message_id, pages)
+
+    def _note_pages(self, question_id: int, pages: tuple[PageRef, ...]) -> None:
+        rows = json.dumps([[page.id, page.text] for page in pages])
+        with self.sqlite.db.atomic():
+            self.sqlite.db.execute(
+                "UPDATE reply_journal SET pages = ?, updated_at = ? WHERE question_id = ?",
+                [rows, time.time(), question_id],
+            )
+
+    async def close(self, question: RecordedQuestion) -> None:
+        """Forget a reply that was settled without a new answer (an honest note, say)."""
+        await self.sqlite.call(self._close, question.message_id)
+
+    def _close(self, question_id: int) -> None:
+        with self.sqlite.db.atomic():
+            self.delete(question_id)
+
+    async def unfinished(self, platform: Platform) -> list[Unfinished]:
+        """This platform's replies that have not ended, oldest question first."""
+        return await self.sqlite.call(self._unfinished, platform)
+
+    def _unfinished(self, platform: Platform) -> list[Unfinished]:
+        rows = self.sqlite.db.execute(
+            "SELECT j.question_id, m.position, m.text, m.image_count, c.platform, c.workspace,"
+            " c.channel, c.thread, j.event_id, j.author_id, j.author_name, j.arrival,"
+            " j.place_kind, j.place, j.pages, j.asked_at"
+            " FROM reply_journal j JOIN messages m ON m.id = j.question_id"
+            " JOIN conversations c ON c.id = j.conversation_id"
+            " WHERE c.platform = ? ORDER BY j.question_id",
+            [platform.value],
+        ).fetchall()
+        return [_unfinished(row) for row in rows]
+
+
+def _unfinished(row: tuple[object, ...]) -> Unfinished:
+    (question_id, position, text, image_count, platform, workspace, channel, thread, event_id,
+     author_id, author_name, arrival, kind, place, pages, asked_at) = row
+    key = ConversationKey(Platform(str(platform)), str(workspace), str(channel), str(thread))
+    question = str(text)
+    if image_count:  # images are not stored; say so rather than answer as if there were none
+        question += "\n\n[an image was attached, but it is not available after a restart]"
+    incoming = Incoming(key=key, author_id=str(author_id), text=question.strip(),
+                        event_id=str(event_id), arrival=Arrival(str(arrival)),
+                        author_name=str(author_name))
+    fields = json.loads(str(place))
+    return Unfinished(
+        question=RecordedQuestion(message_id=int(str(question_id)), position=int(str(position))),
+        incoming=incoming,
+        place=Place.of(str(kind), **{str(k): str(v) for k, v in fields.items()}),
+        pages=tuple(PageRef(str(i), str(t)) for i, t in json.loads(str(pages))),
+        asked_at=float(str(asked_at)),
+    )

@@ -1,0 +1,143 @@
+"""A bot killed mid-answer (kill -9) or stopped with questions still queued finishes every
+reply on its next start: answered again into the same message(s), or closed with a note."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+from bot.mrkdwn import to_mrkdwn
+from bot.notices import NOTE_RESTARTED
+from bot.streaming import TYPING_MARKER
+from tests.e2e.processes import BotProcess, bot_env
+from tests.e2e.test_slack import BOT, Bot, bot_posts, env_for, finished
+from tests.fakes import slack_events as ev
+from tests.fakes.anthropic import FakeAnthropic, Reply
+from tests.fakes.slack import FakeSlack
+
+
+async def start_slack_bot(tmp: Path, slack: FakeSlack, model: FakeAnthropic, **env: str) -> Bot:
+    bot = await Bot(BotProcess(tmp, env_for(tmp, slack, model, **env), "run")).start()
+    await slack.wait_connected(20)
+    return bot
+
+
+async def kill(bot: Bot) -> None:
+    proc = bot.process.proc
+    assert proc is not None
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+    await bot.stop()
+
+
+async def test_slack_reply_killed_mid_stream_is_answered_again_in_the_same_message(
+    tmp_path: Path, anthropic: FakeAnthropic
+) -> None:
+    anthropic.script(Reply(words=300, delta_interval=0.05),
+                     Reply(text="Step 1: open **Settings**."))
+    async with FakeSlack() as slack:
+        bot = await start_slack_bot(tmp_path, slack, anthropic)
+        mention = ev.app_mention(f"<@{BOT}> how do I rotate my key?", channel="C1")
+        await slack.push_event(mention)
+        await slack.wait_for(lambda: slack.count("chat.update") >= 1, 20)
+        await kill(bot)
+        [stuck] = bot_posts(slack, "C1", mention["ts"])
+        assert stuck.text.endswith(TYPING_MARKER)  # what a crash leaves behind
+
+        bot = await start_slack_bot(tmp_path, slack, anthropic)
+        try:
+            await slack.wait_for(finished(slack, "C1", mention["ts"]), 20)
+        finally:
+            code = await bot.stop()
+    assert code == 0, "".join(bot.log)
+    [reply] = bot_posts(slack, "C1", mention["ts"])
+    assert reply.ts == stuck.ts  # the same message, never a second answer
+    assert reply.text == "Step 1: open *Settings*."
+    assert len(anthropic.requests) == 2
+    assert anthropic.requests[-1].body["messages"][-1]["content"] == "how do I rotate my key?"
+
+
+async def test_slack_reply_too_old_to_answer_again_gets_a_note_instead_of_the_marker(
+    tmp_path: Path, anthropic: FakeAnthropic
+) -> None:
+    anthropic.script(Reply(words=300, delta_interval=0.05))
+    async with FakeSlack() as slack:
+        bot = await start_slack_bot(tmp_path, slack, anthropic)
+        mention = ev.app_mention(f"<@{BOT}> how do I rotate my key?", channel="C1")
+        await slack.push_event(mention)
+        await slack.wait_for(lambda: slack.count("chat.update") >= 1, 20)
+        await kill(bot)
+        [stuck] = bot_posts(slack, "C1", mention["ts"])
+
+        bot = await start_slack_bot(tmp_path, slack, anthropic, SUPPORTBOT_RESUME_MINUTES="0")
+        try:
+            await slack.wait_for(finished(slack, "C1", mention["ts"]), 20)
+        finally:
+            code = await bot.stop()
+    assert code == 0, "".join(bot.log)
+    [reply] = bot_posts(slack, "C1", mention["ts"])
+    partial = stuck.text.removesuffix(TYPING_MARKER).rstrip()
+    assert reply.ts == stuck.ts and reply.text.startswith(partial)
+    assert reply.text.endswith(to_mrkdwn(NOTE_RESTARTED))
+    assert len(anthropic.requests) == 1  # nothing asked again
+
+
+async def test_sigterm_with_questions_queued_leaves_none_unanswered_after_the_next_start(
+    tmp_path: Path, anthropic: FakeAnthropic
+) -> None:
+    # Five questions in one thread queue behind each other; the stop comes during the first.
+    anthropic.script(Reply(words=300, delta_interval=0.05))
+    async with FakeSlack() as slack:
+        bot = await start_slack_bot(tmp_path, slack, anthropic)
+        first = ev.app_mention(f"<@{BOT}> question 0", channel="C1")
+        await slack.push_event(first)
+        for n in range(1, 5):
+            await slack.push_event(ev.message(f"question {n}", channel="C1",
+                                                    thread_ts=first["ts"]))
+        await slack.wait_for(lambda: slack.count("chat.update") >= 1, 20)
+        code = await bot.stop()
+        assert code == 0, "".join(bot.log)
+
+        stopped = bot_posts(slack, "C1", first["ts"])
+        assert len(stopped) == 5 and not any(TYPING_MARKER in r.text for r in stopped)
+
+        def all_answered() -> bool:
+            texts = [r.text for r in bot_posts(slack, "C1", first["ts"])]
+            expected = [f'Answer to "question {n}"' for n in range(5)]
+            return len(texts) == 5 and all(map(str.startswith, texts, expected))
+
+        bot = await start_slack_bot(tmp_path, slack, anthropic)
+        try:
+            await slack.wait_for(all_answered, 30)
+        finally:
+            code = await bot.stop()
+    assert code == 0, "".join(bot.log)
+    replies = bot_posts(slack, "C1", first["ts"])
+    assert [r.ts for r in replies] == [r.ts for r in stopped]  # in place, none posted twice
+    assert not any(TYPING_MARKER in r.text for r in replies)
+
+
+async def test_console_question_killed_mid_answer_is_answered_on_the_next_chat(
+    tmp_path: Path,
+) -> None:
+    async with FakeAnthropic(delta_interval=0.05, default_words=80) as model:
+        env = bot_env(tmp_path, ANTHROPIC_API_KEY="test-key", ANTHROPIC_BASE_URL=model.base_url)
+        bot = await BotProcess(tmp_path, env).start()
+        try:
+            await bot.send("How do I rotate my key?")
+            await bot.read_until('Answer to "How do I rotate')
+            assert bot.proc is not None
+            bot.proc.send_signal(signal.SIGKILL)
+            await bot.proc.wait()
+        finally:
+            await bot.stop()
+        again = await BotProcess(tmp_path, env).start()
+        try:
+            code, out, err = await again.finish(timeout=30)
+        finally:
+            await again.stop()
+    assert code == 0, err
+    assert "answering again your question that a restart cut off" in out
+    assert f"bot> {model.last_text_sent()}\n\n" in out
+    assert [r.body["messages"][-1]["content"] for r in model.requests] == [
+        "How do I rotate my key?"] * 2
