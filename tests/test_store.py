@@ -1,6 +1,11 @@
 import asyncio
+import logging
+import os
 import sqlite3
+import stat
 from pathlib import Path
+
+import pytest
 
 from bot.conversation import Answer, Arrival, ConversationKey, Incoming, Platform, Usage
 from bot.store import Store
@@ -98,3 +103,34 @@ async def test_usage_and_values(store: Store) -> None:
     await store.set_value("k", "v2")
     assert await store.get_value("k") == "v2"
     assert await store.get_value("missing") is None
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+async def test_the_database_and_its_side_files_are_owner_only(tmp_path: Path) -> None:
+    old = os.umask(0o022)  # the common default, which would give 0644 files
+    try:
+        path = tmp_path / "private.db"
+        store = await Store.open(path)
+        await store.record_question(ask("hello", "E1"), 5)  # writes reach the WAL
+        files = [path, tmp_path / "private.db-wal", tmp_path / "private.db-shm"]
+        assert all(f.exists() for f in files)
+        assert [mode_of(f) for f in files] == [0o600] * 3
+        await store.close()
+    finally:
+        os.umask(old)
+
+
+async def test_an_existing_readable_database_is_tightened_with_a_log_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "old.db"
+    sqlite3.connect(path).close()
+    path.chmod(0o644)
+    with caplog.at_level(logging.WARNING):
+        store = await Store.open(path)
+        await store.close()
+    assert mode_of(path) == 0o600
+    assert f"made {path} readable by its owner only (it was 644)" in caplog.text

@@ -507,3 +507,4 @@ async def test_a_refused_app_token_stops_the_bot_with_a_clear_message(
     assert code != 0
     assert "Slack refused SLACK_APP_TOKEN (invalid_auth)" in err
     assert "xapp-revoked-token" not in err
+    assert "Unclosed" not in err  # every session the Socket Mode handler opened was closed

@@ -46,6 +46,7 @@ from tests.fakes.anthropic_text import (
     split_deltas,
 )
 from tests.fakes.anthropic_wire import (
+    STALL_SECONDS,
     Pace,
     SentText,
     error_response,
@@ -89,6 +90,10 @@ class Reply:
     delta_interval: float | None = None
     error_after_deltas: int | None = None
     drop_after_deltas: int | None = None  # the connection is lost after N deltas, silently
+    # The stream goes quiet after N deltas (0: before any text) and stays open, as a stuck
+    # endpoint does; `silent` accepts the request and never sends even the status line.
+    stall_after_deltas: int | None = None
+    silent: bool = False
     when: str | None = None
 
 
@@ -238,6 +243,7 @@ class FakeAnthropic:
             self.thinking_delay,
             reply.error_after_deltas,
             reply.drop_after_deltas,
+            reply.stall_after_deltas,
         )
 
     # -- /v1 endpoints
@@ -256,6 +262,8 @@ class FakeAnthropic:
                 raise fail_error(step)
         except ApiError as exc:
             return error_response(exc)
+        if step.silent:
+            await asyncio.sleep(STALL_SECONDS)  # until the client gives up and disconnects
         answer = compose_answer(call, step.text, step.words, step.stop_reason, self.default_words)
         usage = self._cache.bill(call.prompt, call.spec.min_cacheable)
         if payload.get("stream") is True:

@@ -36,6 +36,10 @@ class Pace:
     thinking_delay: float
     error_after_deltas: int | None = None
     drop_after_deltas: int | None = None  # close the connection with no error event
+    stall_after_deltas: int | None = None  # go quiet, connection open, for STALL_SECONDS
+
+
+STALL_SECONDS = 600.0
 
 
 @dataclass
@@ -177,6 +181,8 @@ async def _send_text(
     if pace.drop_after_deltas is not None:
         limit = pace.drop_after_deltas
     for n, piece in enumerate(split_deltas(text)):
+        if n == pace.stall_after_deltas:
+            await asyncio.sleep(STALL_SECONDS)
         if limit is not None and n >= limit:
             break
         await asyncio.sleep(pace.first_token_delay if n == 0 else pace.delta_interval)

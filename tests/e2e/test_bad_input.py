@@ -1,0 +1,131 @@
+"""Bad input from a user or an operator gets one clear line, never a traceback, and loses
+nothing: the commands as a subprocess, and Slack's HTTP endpoint hit with junk."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.e2e.processes import BotProcess, bot_env
+from tests.e2e.test_slack import SECRET, Bot, env_for, free_port, wait_healthy
+from tests.fakes import slack_events as ev
+from tests.fakes.anthropic import FakeAnthropic, Reply
+from tests.fakes.slack import FakeSlack
+
+
+async def run(workdir: Path, env: dict[str, str], *args: str, stdin: bytes = b""
+              ) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", *args, cwd=workdir, env=env,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_console_input_that_is_not_utf8_is_answered(
+    tmp_path: Path, anthropic: FakeAnthropic
+) -> None:
+    anthropic.script(Reply(text="It is open."))
+    env = bot_env(tmp_path, ANTHROPIC_API_KEY="test-key", ANTHROPIC_BASE_URL=anthropic.base_url)
+    code, out, err = await run(tmp_path, env, "chat", stdin=b"caf\xe9 ok?\n")
+    assert code == 0, err
+    assert "bot> It is open." in out
+    assert "Traceback" not in err
+    assert anthropic.requests[-1].body["messages"][-1]["content"] == "caf\ufffd ok?"
+
+
+@pytest.mark.parametrize("command", [("run",), ("stats",), ("kb", "list"), ("check",)])
+async def test_a_database_in_a_missing_folder_is_named_at_start(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    env = bot_env(tmp_path, SUPPORTBOT_DB="/nonexistent/dir/x.db")
+    code, out, err = await run(tmp_path, env, *command)
+    assert code != 0
+    assert "SUPPORTBOT_DB" in err and "/nonexistent/dir does not exist" in err
+    assert "Traceback" not in err and "all checks passed" not in out
+
+
+async def test_an_unusable_database_file_is_named_by_check_and_run(tmp_path: Path) -> None:
+    (tmp_path / "not-a-db.db").write_bytes(b"this is not an SQLite file" * 100)
+    env = bot_env(tmp_path, SUPPORTBOT_DB=str(tmp_path / "not-a-db.db"))
+    code, out, err = await run(tmp_path, env, "check")
+    assert code == 1 and "database: FAILED — SUPPORTBOT_DB=" in out
+    assert "some checks failed" in out
+    code, out, err = await run(tmp_path, env, "run", stdin=b"hello\n")
+    assert code == 1 and err.startswith("supportbot: SUPPORTBOT_DB=") and "Traceback" not in err
+
+
+async def test_kb_commands_explain_themselves(tmp_path: Path) -> None:
+    env = bot_env(tmp_path)
+    code, out, err = await run(tmp_path, env, "kb", stdin=b"a question\n")
+    assert code == 2 and "usage: supportbot kb" in err and "chatting" not in err + out
+    code, _, err = await run(tmp_path, env, "kb", "index", str(tmp_path / "missing"))
+    assert code == 2 and f"{tmp_path / 'missing'} does not exist" in err
+    code, _, err = await run(tmp_path, env, "kb", "add", str(tmp_path / "missing"))
+    assert code == 2 and "does not exist" in err
+    code, _, err = await run(tmp_path, env, "stats", "--days", "-1")
+    assert code == 2 and "must be a positive number of days" in err
+
+
+async def test_check_names_the_prompts_folder_and_prints_paths_as_paths(tmp_path: Path) -> None:
+    prompts = tmp_path / "our-prompts"
+    prompts.mkdir()
+    (prompts / "system.md").write_text("You are the ACME helper.")
+    env = bot_env(tmp_path, SUPPORTBOT_PROMPTS=str(prompts))
+    code, out, err = await run(tmp_path, env, "check")
+    assert code == 0, out + err
+    assert f"prompts: {prompts} (SUPPORTBOT_PROMPTS)" in out
+    assert f"db_path                  {tmp_path / 'bot.db'}\n" in out and "PosixPath" not in out
+
+
+async def test_a_prompts_folder_without_system_md_fails_at_start(tmp_path: Path) -> None:
+    env = bot_env(tmp_path, SUPPORTBOT_PROMPTS=str(tmp_path))
+    code, _, err = await run(tmp_path, env, "chat")
+    assert code != 0 and "SUPPORTBOT_PROMPTS" in err and "has no system.md" in err
+
+
+async def test_slack_http_junk_is_refused_with_one_line_and_signed_events_still_work(
+    tmp_path: Path, anthropic: FakeAnthropic
+) -> None:
+    anthropic.script(Reply(text="Still here."))
+    port = free_port()
+    async with FakeSlack() as slack:
+        env = env_for(tmp_path, slack, anthropic, SLACK_APP_TOKEN="", SLACK_SIGNING_SECRET=SECRET,
+                      PORT=str(port), SLACK_HTTP_HOST="127.0.0.1")
+        bot = await Bot(BotProcess(tmp_path, env, "run")).start()
+        url = f"http://127.0.0.1:{port}/slack/events"
+        try:
+            await wait_healthy(f"http://127.0.0.1:{port}/healthz")
+            async with aiohttp.ClientSession() as http:
+                unsigned = await http.post(url, data=b"caf\xe9=\xff\xfe")
+                stamp = str(int(time.time()))
+                junk = b"\xff\xfe not utf-8"
+                headers = {"X-Slack-Request-Timestamp": stamp,
+                           "X-Slack-Signature": ev.signature(junk, SECRET, int(stamp))}
+                signed_junk = await http.post(url, data=junk, headers=headers)
+                bad_stamp = await http.post(url, data=b"{}", headers={
+                    "X-Slack-Request-Timestamp": "soon", "X-Slack-Signature": "v0=00"})
+            mention = ev.app_mention("<@UBOT> still there?", channel="C1")
+            await ev.send_signed_event(url, ev.event_callback(mention), SECRET)
+            await slack.wait_for(lambda: any(
+                m.text == "Still here." for m in slack.messages("C1", mention["ts"])), 20)
+        finally:
+            code = await bot.stop()
+    log = "".join(bot.log)
+    assert code == 0, log
+    assert (unsigned.status, signed_junk.status, bad_stamp.status) == (401, 400, 401)
+    assert "Traceback" not in log
+    refusals = [line for line in bot.log if "refused a request to /slack/events" in line]
+    assert len(refusals) == 3 and all(len(line) < 200 for line in refusals)
