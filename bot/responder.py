@@ -86,7 +86,9 @@ class Responder:
         self.clock = clock
         self._slots = asyncio.Semaphore(policy.max_concurrent)
         self._tails: dict[str, asyncio.Future[None]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Insertion-ordered, so a shutdown cancels replies (and posts their notes) in the
+        # order the questions came.
+        self._tasks: dict[asyncio.Task[None], None] = {}
         self._closing = False
 
     @property
@@ -95,15 +97,19 @@ class Responder:
 
     async def submit(self, incoming: Incoming, surface: Surface) -> asyncio.Task[None] | None:
         """Record the question and start its reply; None when seen before or shutting down."""
-        if self._closing:
-            log.info("shutting down; not taking %s", incoming.event_id)
-            return None
         text = question_text(incoming)
         tokens = estimate_tokens(text, self.model, len(incoming.images))
         place = surface.where() if isinstance(surface, Journaled) else None
+        if self._closing and place is None:
+            log.warning("shutting down; a question arrived that cannot be kept (%s)",
+                        incoming.event_id)
+            return None
         question = await self.store.record_question(replace(incoming, text=text), tokens, place)
         if question is None:
             log.info("event %s already handled; not answering twice", incoming.event_id)
+            return None
+        if self._closing:  # journaled above: the next start answers it
+            log.info("shutting down; %s is kept for the next start", incoming.event_id)
             return None
         return self._start(incoming, text, question, surface)
 
@@ -145,9 +151,12 @@ class Responder:
 
     def _own(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[task] = None
+        task.add_done_callback(self._forget)
         return task
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
 
     async def aclose(self, timeout: float = FINISH_TIMEOUT) -> None:
         """Finish replies in flight with an 'interrupted' note, then return (idempotent).
@@ -156,7 +165,7 @@ class Responder:
         """
         if not self._closing:
             self._closing = True
-            for task in self._tasks:
+            for task in list(self._tasks):
                 task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=timeout)

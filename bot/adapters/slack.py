@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 CONTEXT_MESSAGES = 50  # conversations.replies is Tier 1 for new apps: one bounded page, once
 SHUTDOWN_TIMEOUT = 12.0
+PREPARE_GRACE = 2.0  # on shutdown, events still being prepared get this long to be journaled
 
 
 class SlackStartError(RuntimeError):
@@ -245,7 +246,10 @@ class SlackBridge:
             log.error("handling a Slack event failed", exc_info=task.exception())
 
     async def aclose(self, timeout: float = SHUTDOWN_TIMEOUT) -> None:
-        """Drop events still being prepared; end replies in flight with the interrupted note."""
+        """Let events being prepared reach the journal (briefly), then end replies in flight
+        with the interrupted note. Slack has their acks, so none may simply be dropped."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=PREPARE_GRACE)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -13,7 +13,7 @@ from tests.e2e.processes import BotProcess, bot_env
 from tests.e2e.test_slack import BOT, Bot, bot_posts, env_for, finished
 from tests.fakes import slack_events as ev
 from tests.fakes.anthropic import FakeAnthropic, Reply
-from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import FakeMessage, FakeSlack
 
 
 async def start_slack_bot(tmp: Path, slack: FakeSlack, model: FakeAnthropic, **env: str) -> Bot:
@@ -30,27 +30,34 @@ async def kill(bot: Bot) -> None:
     await bot.stop()
 
 
+async def killed_mid_answer(
+    tmp: Path, slack: FakeSlack, anthropic: FakeAnthropic
+) -> tuple[str, FakeMessage]:
+    """A mention whose answer is streaming when the bot is killed: its ts and the stuck reply."""
+    bot = await start_slack_bot(tmp, slack, anthropic)
+    mention = ev.app_mention(f"<@{BOT}> how do I rotate my key?", channel="C1")
+    await slack.push_event(mention)
+    await slack.wait_for(lambda: slack.count("chat.update") >= 1, 20)
+    await kill(bot)
+    [stuck] = bot_posts(slack, "C1", mention["ts"])
+    assert stuck.text.endswith(TYPING_MARKER)  # what a crash leaves behind
+    return mention["ts"], stuck
+
+
 async def test_slack_reply_killed_mid_stream_is_answered_again_in_the_same_message(
     tmp_path: Path, anthropic: FakeAnthropic
 ) -> None:
     anthropic.script(Reply(words=300, delta_interval=0.05),
                      Reply(text="Step 1: open **Settings**."))
     async with FakeSlack() as slack:
-        bot = await start_slack_bot(tmp_path, slack, anthropic)
-        mention = ev.app_mention(f"<@{BOT}> how do I rotate my key?", channel="C1")
-        await slack.push_event(mention)
-        await slack.wait_for(lambda: slack.count("chat.update") >= 1, 20)
-        await kill(bot)
-        [stuck] = bot_posts(slack, "C1", mention["ts"])
-        assert stuck.text.endswith(TYPING_MARKER)  # what a crash leaves behind
-
+        thread, stuck = await killed_mid_answer(tmp_path, slack, anthropic)
         bot = await start_slack_bot(tmp_path, slack, anthropic)
         try:
-            await slack.wait_for(finished(slack, "C1", mention["ts"]), 20)
+            await slack.wait_for(finished(slack, "C1", thread), 20)
         finally:
             code = await bot.stop()
     assert code == 0, "".join(bot.log)
-    [reply] = bot_posts(slack, "C1", mention["ts"])
+    [reply] = bot_posts(slack, "C1", thread)
     assert reply.ts == stuck.ts  # the same message, never a second answer
     assert reply.text == "Step 1: open *Settings*."
     assert len(anthropic.requests) == 2
@@ -62,20 +69,14 @@ async def test_slack_reply_too_old_to_answer_again_gets_a_note_instead_of_the_ma
 ) -> None:
     anthropic.script(Reply(words=300, delta_interval=0.05))
     async with FakeSlack() as slack:
-        bot = await start_slack_bot(tmp_path, slack, anthropic)
-        mention = ev.app_mention(f"<@{BOT}> how do I rotate my key?", channel="C1")
-        await slack.push_event(mention)
-        await slack.wait_for(lambda: slack.count("chat.update") >= 1, 20)
-        await kill(bot)
-        [stuck] = bot_posts(slack, "C1", mention["ts"])
-
+        thread, stuck = await killed_mid_answer(tmp_path, slack, anthropic)
         bot = await start_slack_bot(tmp_path, slack, anthropic, SUPPORTBOT_RESUME_MINUTES="0")
         try:
-            await slack.wait_for(finished(slack, "C1", mention["ts"]), 20)
+            await slack.wait_for(finished(slack, "C1", thread), 20)
         finally:
             code = await bot.stop()
     assert code == 0, "".join(bot.log)
-    [reply] = bot_posts(slack, "C1", mention["ts"])
+    [reply] = bot_posts(slack, "C1", thread)
     partial = stuck.text.removesuffix(TYPING_MARKER).rstrip()
     assert reply.ts == stuck.ts and reply.text.startswith(partial)
     assert reply.text.endswith(to_mrkdwn(NOTE_RESTARTED))
