@@ -30,7 +30,7 @@ from bot.llm import AnthropicClient, ModelOptions
 from bot.prompts import PromptBook
 from bot.responder import ReplyPolicy, Responder
 from bot.store import Store
-from bot.streaming import Snapshot
+from bot.surface import Snapshot
 
 REPLIES = 40
 RUNS = 5

@@ -39,11 +39,11 @@ from bench.common import median, percentile, write_result
 from bot.adapters import slack
 from bot.adapters.slack_surface import retry_after
 from bot.config import load_settings
-from bot.conversation import Platform, Turn
-from bot.llm import AnthropicClient, ModelOptions, StreamEnd
+from bot.conversation import Platform, Prompt, StreamEnd, Turn
+from bot.llm import AnthropicClient, ModelOptions
 from bot.logs import configure_logging
 from bot.mrkdwn import to_mrkdwn
-from bot.prompts import Prompt, PromptBook
+from bot.prompts import PromptBook
 from bot.runtime import open_runtime
 from bot.streaming import TYPING_MARKER, split_pages, utf8_size
 from tests.fakes import slack_events as ev

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bot.config import Secret, Settings
 from bot.database import StoreError
-from bot.llm import LLMError
+from bot.errors import LLMError
 from bot.logs import redact
 from bot.models import profile
 from bot.prompts import PromptBook, shipped_prompts

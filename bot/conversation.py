@@ -94,6 +94,34 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class StreamEnd:
+    """The end of a model's answer: why it stopped, what it used, which model answered."""
+
+    stop_reason: str
+    usage: Usage
+    model: str
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A piece of the team's docs, found for the current question."""
+
+    source: str
+    heading: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """Model-independent request content; the model client adds the model's own parameters."""
+
+    system: str  # stable across requests, so it can be cached
+    context: str  # this question's docs passages ("" when none)
+    turns: tuple[Turn, ...]
+    max_tokens: int
+
+
+@dataclass(frozen=True)
 class Answer:
     """A finished reply: exactly what the user saw, and what it cost."""
 

@@ -3,31 +3,10 @@ a stop left unfinished is closed when it is too old to answer again."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol, runtime_checkable
-
-from bot.adapters.base import Surface
-from bot.conversation import PageRef, Place, RecordedQuestion
+from bot.conversation import PageRef, RecordedQuestion
 from bot.journal_rows import JournalRows
-from bot.streaming import TYPING_MARKER, Snapshot
-
-
-@runtime_checkable
-class Journaled(Protocol):
-    """A Surface whose messages can be found again after a restart."""
-
-    def where(self) -> Place:
-        """Where the reply goes, known before its first write."""
-        ...
-
-    def pages(self) -> tuple[PageRef, ...]:
-        """The platform messages written so far, with the text each was last given."""
-        ...
-
-
-# A platform's way back to a journaled reply: a Surface that continues in its messages, or
-# None when the reply is not this process's to finish (another user's console, say).
-Restore = Callable[[Place, tuple[PageRef, ...]], Surface | None]
+from bot.streaming import TYPING_MARKER
+from bot.surface import Journaled, Snapshot, Surface
 
 
 class JournalingSurface:

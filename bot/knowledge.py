@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
+from bot.conversation import Passage
 from bot.database import SQLiteThread
-from bot.prompts import Passage
 
 DOC_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm")
 PASSAGE_CHARS = 1200

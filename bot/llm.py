@@ -19,85 +19,25 @@ from typing import Any
 import httpx
 from httpx_sse import EventSource
 
-from bot.conversation import Turn, Usage
+from bot.conversation import Prompt, StreamEnd, Turn, Usage
+from bot.errors import (
+    AuthenticationError,
+    BadRequestError,
+    LLMError,
+    OverloadedError,
+    PromptTooLongError,
+    RateLimitError,
+    StreamInterruptedError,
+    UnavailableError,
+)
 from bot.models import ModelProfile, profile
-from bot.prompts import Prompt
 from bot.transport import AiohttpTransport
 
 log = logging.getLogger(__name__)
 
 API_VERSION = "2023-06-01"
 MAX_RETRIES = 3
-RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504, 529})
 _TOO_LONG = re.compile(r"prompt is too long: (\d+) tokens > (\d+) maximum")
-
-
-class LLMError(Exception):
-    """An error from the model API, built from its error body."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int = 0,
-        error_type: str = "",
-        request_id: str = "",
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.error_type = error_type
-        self.request_id = request_id
-        self.retry_after = retry_after
-
-    @property
-    def retryable(self) -> bool:
-        return self.status in RETRYABLE_STATUS or self.status == 0
-
-
-class AuthenticationError(LLMError):
-    """The key is missing, wrong or not allowed to use this model."""
-
-
-class BadRequestError(LLMError):
-    """The request itself is wrong; retrying the same request will not help."""
-
-
-class PromptTooLongError(BadRequestError):
-    def __init__(self, message: str, tokens: int, maximum: int, **kw: Any) -> None:
-        super().__init__(message, **kw)
-        self.tokens = tokens
-        self.maximum = maximum
-
-
-class RateLimitError(LLMError):
-    pass
-
-
-class OverloadedError(LLMError):
-    pass
-
-
-class UnavailableError(LLMError):
-    """A 5xx, a timeout or a connection failure."""
-
-
-class StreamInterruptedError(LLMError):
-    """The stream broke after some text was already delivered."""
-
-
-class ReplyTimeoutError(UnavailableError):
-    """No text within the reply's deadline (every attempt and the fallback included)."""
-
-
-@dataclass(frozen=True)
-class StreamEnd:
-    """The last item of a stream: why it stopped, what it used, which model answered."""
-
-    stop_reason: str
-    usage: Usage
-    model: str
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@ answers, refusals, model failures, and the docs-only fallback. Pure text, no I/O
 
 from __future__ import annotations
 
-from bot.llm import (
+from bot.conversation import Passage
+from bot.errors import (
     AuthenticationError,
     BadRequestError,
     LLMError,
@@ -11,7 +12,6 @@ from bot.llm import (
     ReplyTimeoutError,
     StreamInterruptedError,
 )
-from bot.prompts import Passage
 
 EMPTY_QUESTION = (
     "Hi! Ask me your question in the same message, for example: "

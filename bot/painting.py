@@ -12,8 +12,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from bot.adapters.base import Surface
-from bot.streaming import LiveReply, Snapshot
+from bot.streaming import LiveReply
+from bot.surface import Snapshot, Surface
 
 log = logging.getLogger(__name__)
 

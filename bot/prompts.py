@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.conversation import Platform, Turn
+from bot.conversation import Passage, Platform, Prompt, Turn
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -22,25 +22,6 @@ def shipped_prompts() -> Path:
     if (installed / "system.md").is_file():
         return installed
     return _PACKAGE.parent / "prompts"
-
-
-@dataclass(frozen=True)
-class Passage:
-    """A piece of the team's docs, found for the current question."""
-
-    source: str
-    heading: str
-    text: str
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """Model-independent request content; llm.py adds the model's own parameters."""
-
-    system: str  # stable across requests, so it can be cached
-    context: str  # this question's docs passages ("" when none)
-    turns: tuple[Turn, ...]
-    max_tokens: int
 
 
 @dataclass(frozen=True)

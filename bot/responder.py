@@ -15,19 +15,22 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
 
-from bot.adapters.base import Surface
-from bot.conversation import Answer, ConversationKey, Incoming, Platform, RecordedQuestion, Usage
-from bot.journal import Journaled, JournalingSurface, Restore, closing_pages
+from bot.conversation import (
+    Answer,
+    ConversationKey,
+    Incoming,
+    Passage,
+    Platform,
+    Prompt,
+    RecordedQuestion,
+    StreamEnd,
+    Usage,
+)
+from bot.errors import LLMError, PromptTooLongError, ReplyTimeoutError, StreamInterruptedError
+from bot.journal import JournalingSurface, closing_pages
 from bot.journal_rows import Unfinished
 from bot.knowledge import Knowledge
-from bot.llm import (
-    AnthropicClient,
-    LLMError,
-    PromptTooLongError,
-    ReplyTimeoutError,
-    StreamEnd,
-    StreamInterruptedError,
-)
+from bot.llm import AnthropicClient
 from bot.models import ModelProfile, cost_usd, estimate_tokens, profile
 from bot.notices import (
     EMPTY_QUESTION,
@@ -42,9 +45,10 @@ from bot.notices import (
     unexpected_failure,
 )
 from bot.painting import FINISH_TIMEOUT, NOTE_TIMEOUT, painting, quietly, settle
-from bot.prompts import Passage, Prompt, PromptBook, build_prompt
+from bot.prompts import PromptBook, build_prompt
 from bot.store import Store
 from bot.streaming import LiveReply
+from bot.surface import Journaled, Restore, Surface
 from bot.trimming import history_budget, history_window
 
 log = logging.getLogger(__name__)

@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bot.surface import Snapshot
+
 TYPING_MARKER = " ▍"
 FENCE_CLOSE = "\n```"
 _FENCE_LINE = re.compile(r"^ {0,3}(```+|~~~+)(.*)$")
@@ -26,15 +28,6 @@ class Page:
 
     body: str
     text: str
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What to show now: one string per platform message, and whether this is the last word."""
-
-    pages: tuple[str, ...]
-    text: str
-    final: bool
 
 
 def split_pages(

@@ -6,7 +6,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from bot.streaming import Snapshot
+from bot.surface import Snapshot
 
 
 @dataclass

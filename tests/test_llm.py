@@ -3,19 +3,16 @@ import time
 
 import pytest
 
-from bot.conversation import Image, Turn
-from bot.llm import (
-    AnthropicClient,
+from bot.conversation import Image, Prompt, StreamEnd, Turn
+from bot.errors import (
     AuthenticationError,
     LLMError,
-    ModelOptions,
     OverloadedError,
     PromptTooLongError,
-    StreamEnd,
     StreamInterruptedError,
     UnavailableError,
 )
-from bot.prompts import Prompt
+from bot.llm import AnthropicClient, ModelOptions
 from tests.fakes.anthropic import Fail, FakeAnthropic, Reply
 
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489")

@@ -13,10 +13,9 @@ import threading
 import uuid
 from typing import TextIO
 
-from bot.adapters.base import Surface
 from bot.conversation import Arrival, ConversationKey, Incoming, PageRef, Place, Platform
 from bot.runtime import Runtime
-from bot.streaming import Snapshot
+from bot.surface import Snapshot, Surface
 
 HELP = "Type a question and press Enter. /reset starts a new conversation, /quit leaves."
 PLACE_KIND = "console"

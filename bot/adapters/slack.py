@@ -26,7 +26,6 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.adapters.base import Surface
 from bot.adapters.slack_events import (
     Identity,
     SlackMessage,
@@ -41,6 +40,7 @@ from bot.adapters.slack_surface import ReplyPlace, SlackSurface, error_code, ret
 from bot.config import Settings
 from bot.conversation import Arrival, Incoming, PageRef, Place, Platform
 from bot.runtime import Runtime
+from bot.surface import Surface
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from bot.adapters.slack_surface import (
 )
 from bot.conversation import PageRef, Place
 from bot.mrkdwn import defuse_markdown
-from bot.streaming import Snapshot
+from bot.surface import Snapshot
 
 log = logging.getLogger(__name__)
 

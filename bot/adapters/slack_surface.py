@@ -21,7 +21,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.adapters.slack_pacing import WorkspacePacing
 from bot.conversation import PageRef, Place
 from bot.mrkdwn import to_mrkdwn
-from bot.streaming import TYPING_MARKER, Snapshot, utf8_size
+from bot.streaming import TYPING_MARKER, utf8_size
+from bot.surface import Snapshot
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,72 @@
+"""The seam between the responder and a platform: a Surface shows one reply as it grows.
+
+Platforms implement these protocols; the core depends on them and never on an adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from bot.conversation import PageRef, Place
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What to show now: one string per platform message, and whether this is the last word."""
+
+    pages: tuple[str, ...]
+    text: str
+    final: bool
+
+
+class Surface(Protocol):
+    """One reply on one platform: a first visible sign, edits while streaming, a final text.
+
+    Implementations own their platform's limits: `limit` is the most characters one message
+    may hold, `interval()` the seconds to wait between edits right now (it may grow when a
+    shared rate-limit budget is busy), and `render()` turns the model's Markdown into the
+    platform's format with mentions made harmless.
+    """
+
+    @property
+    def limit(self) -> int: ...
+
+    def interval(self) -> float: ...
+
+    def render(self, markdown: str) -> str: ...
+
+    def size(self, text: str) -> int:
+        """How the platform measures text against `limit` (characters, or UTF-8 bytes)."""
+        ...
+
+    async def start(self) -> None:
+        """Show that an answer is coming (placeholder message, typing indicator, deferral)."""
+        ...
+
+    async def update(self, snapshot: Snapshot) -> bool | None:
+        """Show a newer partial text; return False if it was skipped (no budget right now)."""
+        ...
+
+    async def finish(self, snapshot: Snapshot) -> None:
+        """Show the final text exactly; must not give up while the platform is reachable."""
+        ...
+
+
+@runtime_checkable
+class Journaled(Protocol):
+    """A Surface whose messages can be found again after a restart."""
+
+    def where(self) -> Place:
+        """Where the reply goes, known before its first write."""
+        ...
+
+    def pages(self) -> tuple[PageRef, ...]:
+        """The platform messages written so far, with the text each was last given."""
+        ...
+
+
+# A platform's way back to a journaled reply: a Surface that continues in its messages, or
+# None when the reply is not this process's to finish (another user's console, say).
+Restore = Callable[[Place, tuple[PageRef, ...]], Surface | None]
