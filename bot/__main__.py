@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import logging
 import signal
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 from bot.config import ConfigError, Settings, load_settings
 from bot.database import StoreError
 from bot.logs import configure_logging
+from bot.platforms import console_chat, enabled
 from bot.runtime import Runtime, open_runtime
 
 log = logging.getLogger("supportbot")
@@ -99,7 +99,8 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
-    if not (settings.slack_enabled or settings.discord_enabled):
+    platforms = enabled(settings)
+    if not platforms:
         return await _chat(settings, args)
     stop = _stop_on_signals()
     adapters_stop = asyncio.Event()
@@ -115,9 +116,8 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(wind_down())
-                for name in _platforms(settings):
-                    adapter = importlib.import_module(f"bot.adapters.{name}")
-                    group.create_task(adapter.serve(runtime, adapters_stop))
+                for platform in platforms:
+                    group.create_task(platform.serve(runtime, adapters_stop))
         except* Exception as failures:
             failed = True
             for failure in failures.exceptions:
@@ -125,21 +125,10 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _platforms(settings: Settings) -> list[str]:
-    names = []
-    if settings.slack_enabled:
-        names.append("slack")
-    if settings.discord_enabled:
-        names.append("discord")
-    return names
-
-
 async def _chat(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.adapters.console import chat
-
     stop = _stop_on_signals()
     async with open_runtime(settings) as runtime:
-        await chat(runtime, stop)
+        await console_chat(runtime, stop)
     return 0
 
 

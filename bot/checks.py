@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import fields
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from bot.database import StoreError
 from bot.errors import LLMError
 from bot.logs import redact
 from bot.models import profile
+from bot.platforms import PlatformEntry, enabled
 from bot.prompts import PromptBook, shipped_prompts
 from bot.runtime import model_client
 from bot.store import Store
@@ -36,9 +36,8 @@ async def run_checks(settings: Settings) -> int:
     ok = _check_prompts(settings)
     ok = await _check_store(settings) and ok
     ok = await _check_model(settings) and ok
-    for name, enabled in (("slack", settings.slack_enabled), ("discord", settings.discord_enabled)):
-        if enabled:
-            ok = await _check_platform(name, settings) and ok
+    for platform in enabled(settings):
+        ok = await _check_platform(platform, settings) and ok
     print("all checks passed" if ok else "some checks failed")
     return 0 if ok else 1
 
@@ -82,12 +81,12 @@ async def _check_model(settings: Settings) -> bool:
         await client.aclose()
 
 
-async def _check_platform(name: str, settings: Settings) -> bool:
-    module = importlib.import_module(f"bot.adapters.{name}")
+async def _check_platform(platform: PlatformEntry, settings: Settings) -> bool:
     try:
-        for line in await module.check(settings):
-            print(f"{name}: {line}")
+        for line in await platform.check(settings):
+            print(f"{platform.name}: {line}")
         return True
     except Exception as error:
-        print(f"{name}: FAILED — {redact(str(error), settings.secrets())}")
+        print(f"{platform.name}: FAILED — {redact(str(error), settings.secrets())} "
+              f"(see {platform.setup})")
         return False
