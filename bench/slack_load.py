@@ -36,8 +36,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bench.common import median, percentile, write_result
-from bot.adapters import slack
-from bot.adapters.slack_surface import retry_after
+from bot.adapters.slack import app as slack
+from bot.adapters.slack.surface import retry_after
 from bot.config import load_settings
 from bot.conversation import Platform, Prompt, StreamEnd, Turn
 from bot.llm import AnthropicClient, ModelOptions

@@ -30,13 +30,13 @@ class PlatformEntry:
 
 
 async def _serve_slack(runtime: Runtime, stop: asyncio.Event) -> None:
-    from bot.adapters.slack import serve
+    from bot.adapters.slack.app import serve
 
     await serve(runtime, stop)
 
 
 async def _check_slack(settings: Settings) -> list[str]:
-    from bot.adapters.slack import check
+    from bot.adapters.slack.app import check
 
     return await check(settings)
 

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from bot.adapters.slack_events import (
+from bot.adapters.slack.events import (
     Identity,
     SlackFile,
     files_of,

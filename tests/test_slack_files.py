@@ -5,8 +5,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from bot.adapters.slack_events import SlackFile, files_of
-from bot.adapters.slack_files import MAX_IMAGE_DOWNLOAD, FileFetcher, unreadable
+from bot.adapters.slack.events import SlackFile, files_of
+from bot.adapters.slack.files import MAX_IMAGE_DOWNLOAD, FileFetcher, unreadable
 from bot.conversation import Image
 from tests.fakes.slack import FakeSlack
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from bot.adapters.slack_pacing import ChannelPacer, EditBudget, SlackPacing
+from bot.adapters.slack.pacing import ChannelPacer, EditBudget, SlackPacing
 
 
 class Clock:

@@ -5,9 +5,9 @@ from collections.abc import AsyncIterator
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.adapters.slack_pacing import SlackPacing, Tiers
-from bot.adapters.slack_stream import NativeStreamSurface
-from bot.adapters.slack_surface import PLACEHOLDER, ReplyPlace, SlackSurface
+from bot.adapters.slack.pacing import SlackPacing, Tiers
+from bot.adapters.slack.stream import NativeStreamSurface
+from bot.adapters.slack.surface import PLACEHOLDER, ReplyPlace, SlackSurface
 from bot.mrkdwn import defuse_markdown, to_mrkdwn
 from bot.streaming import TYPING_MARKER, LiveReply
 from tests.fakes.slack import FakeSlack

@@ -18,7 +18,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.adapters.slack_pacing import WorkspacePacing
+from bot.adapters.slack.pacing import WorkspacePacing
 from bot.conversation import PageRef, Place
 from bot.mrkdwn import to_mrkdwn
 from bot.streaming import TYPING_MARKER, utf8_size

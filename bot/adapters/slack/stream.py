@@ -15,8 +15,8 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.adapters.slack_pacing import WorkspacePacing
-from bot.adapters.slack_surface import (
+from bot.adapters.slack.pacing import WorkspacePacing
+from bot.adapters.slack.surface import (
     FINISH_TIMEOUT,
     MAX_ATTEMPTS,
     ReplyPlace,

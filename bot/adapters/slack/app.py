@@ -26,17 +26,17 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.adapters.slack_events import (
+from bot.adapters.slack.events import (
     Identity,
     SlackMessage,
     person_message,
     request_problem,
     thread_context,
 )
-from bot.adapters.slack_files import Attachments, FileFetcher
-from bot.adapters.slack_pacing import SlackPacing
-from bot.adapters.slack_stream import NativeStreamSurface
-from bot.adapters.slack_surface import ReplyPlace, SlackSurface, error_code, retry_after
+from bot.adapters.slack.files import Attachments, FileFetcher
+from bot.adapters.slack.pacing import SlackPacing
+from bot.adapters.slack.stream import NativeStreamSurface
+from bot.adapters.slack.surface import ReplyPlace, SlackSurface, error_code, retry_after
 from bot.config import Settings
 from bot.conversation import Arrival, Incoming, PageRef, Place, Platform
 from bot.runtime import Runtime

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 
 import httpx
 
-from bot.adapters.slack_events import SlackFile
+from bot.adapters.slack.events import SlackFile
 from bot.conversation import IMAGE_MEDIA_TYPES, MAX_IMAGE_BYTES, Image
 
 log = logging.getLogger(__name__)
