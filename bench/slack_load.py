@@ -252,7 +252,7 @@ async def run_ours(fakes: LoopThread, fake: FakeSlack, anthropic_url: str, convo
     async with open_runtime(settings) as runtime:
         timed = TimedClient(anthropic_url, streams)
         runtime.responder.llm = timed  # same client, with delta times noted
-        serving = asyncio.create_task(slack.serve(runtime, stop))
+        serving = asyncio.create_task(slack.serve(runtime.ports(Platform.SLACK), stop))
         try:
             await fakes.run(fake.wait_connected(20))
             for convo in convos:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.config import Settings
+from bot.conversation import Platform
 from bot.runtime import Runtime
 
 Serve = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
@@ -32,7 +33,7 @@ class PlatformEntry:
 async def _serve_slack(runtime: Runtime, stop: asyncio.Event) -> None:
     from bot.adapters.slack.app import serve
 
-    await serve(runtime, stop)
+    await serve(runtime.ports(Platform.SLACK), stop)
 
 
 async def _check_slack(settings: Settings) -> list[str]:
@@ -70,4 +71,4 @@ async def console_chat(runtime: Runtime, stop: asyncio.Event) -> None:
     """The terminal chat: what `run` starts when no platform is configured."""
     from bot.adapters.console import chat
 
-    await chat(runtime, stop)
+    await chat(runtime.ports(Platform.CONSOLE), stop)

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from bot.config import Settings
+from bot.conversation import Platform
+from bot.inbound import Inbound
 from bot.knowledge import Knowledge
 from bot.llm import AnthropicClient, ModelOptions
+from bot.ports import PlatformState, Ports
 from bot.prompts import PromptBook
 from bot.responder import ReplyPolicy, Responder
 from bot.store import Store
+from bot.surface import Restore
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +29,25 @@ class Runtime:
     knowledge: Knowledge
     responder: Responder
     llm: AnthropicClient | None
+    inbound: Inbound
+
+    def ports(self, platform: Platform) -> Ports:
+        """What the adapter of `platform` is given (see bot/ports.py)."""
+        responder = self.responder
+
+        async def resume(restore: Restore) -> list[asyncio.Task[None]]:
+            return await responder.resume(platform, restore)
+
+        return Ports(
+            settings=self.settings,
+            inbound=self.inbound,
+            state=PlatformState(self.store, platform),
+            known=self.store.conversation_exists,
+            last_asked=self.store.conversation_updated_at,
+            resume=resume,
+            finish_replies=responder.aclose,
+            model_ready=self.llm is not None,
+        )
 
 
 def model_client(settings: Settings) -> AnthropicClient | None:
@@ -61,9 +85,11 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             resume_minutes=settings.resume_minutes,
         )
         responder = Responder(policy, store, knowledge, llm, PromptBook.load(settings.prompts_dir))
+        inbound = Inbound(responder.submit, store.event_seen)
         try:
-            yield Runtime(settings, store, knowledge, responder, llm)
+            yield Runtime(settings, store, knowledge, responder, llm, inbound)
         finally:
+            await inbound.aclose()
             await responder.aclose()
     finally:
         if llm is not None:

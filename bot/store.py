@@ -19,6 +19,7 @@ from bot.conversation import (
     ConversationKey,
     Incoming,
     Place,
+    Platform,
     RecordedQuestion,
     Turn,
 )
@@ -218,6 +219,14 @@ class Store:
                     now,
                 ],
             )
+
+    async def event_seen(self, platform: Platform, event_id: str) -> bool:
+        """True when this event was taken in before (a quick look before slow preparation)."""
+        return await self.sqlite.call(self._event_seen, f"{platform.value}:{event_id}")
+
+    def _event_seen(self, key: str) -> bool:
+        row = self.sqlite.db.execute("SELECT 1 FROM events WHERE key = ?", [key]).fetchone()
+        return row is not None
 
     async def conversation_exists(self, key: ConversationKey) -> bool:
         return await self.sqlite.call(self._conversation_updated, key) is not None

@@ -14,7 +14,9 @@ import uuid
 from typing import TextIO
 
 from bot.conversation import Arrival, ConversationKey, Incoming, PageRef, Place, Platform
-from bot.runtime import Runtime
+from bot.inbound import Prepared
+from bot.painting import FINISH_TIMEOUT
+from bot.ports import Ports
 from bot.surface import Snapshot, Surface
 
 HELP = "Type a question and press Enter. /reset starts a new conversation, /quit leaves."
@@ -88,14 +90,14 @@ def _stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str | None]:
     return queue
 
 
-async def chat(runtime: Runtime, stop: asyncio.Event, out: TextIO = sys.stdout) -> None:
+async def chat(ports: Ports, stop: asyncio.Event, out: TextIO = sys.stdout) -> None:
     """Run the terminal chat until EOF, /quit or `stop`."""
     user = getpass.getuser()
     interactive = sys.stdin.isatty()
-    _banner(runtime, interactive)
+    _banner(ports, interactive)
     lines = _stdin_lines(asyncio.get_running_loop())
-    thread = await runtime.store.get_value(f"console:thread:{user}") or "1"
-    if not await _finished_before(_resumed(runtime, user, out), stop):
+    thread = await ports.state.get(f"thread:{user}") or "1"
+    if not await _finished_before(_resumed(ports, user, out), stop):
         return
     for _ in range(1_000_000):  # one pass per line typed
         if interactive:
@@ -106,26 +108,38 @@ async def chat(runtime: Runtime, stop: asyncio.Event, out: TextIO = sys.stdout) 
             return
         if line.strip() == "/reset":
             thread = str(int(thread) + 1)
-            await runtime.store.set_value(f"console:thread:{user}", thread)
+            await ports.state.set(f"thread:{user}", thread)
             out.write("(new conversation)\n\n")
             continue
-        if not line.strip():
-            continue
-        incoming = Incoming(
-            key=ConversationKey(Platform.CONSOLE, "local", user, thread),
-            author_id=user,
-            author_name=user,
-            text=line,
-            event_id=uuid.uuid4().hex,
-            arrival=Arrival.DM,
-        )
-        task = await runtime.responder.submit(incoming, ConsoleSurface(out, user))
-        if task is not None and not await _finished_before(task, stop):
-            await runtime.responder.aclose()  # Ctrl-C mid-answer: end it with a note
+        if line.strip() and not await _answered(ports, _question(user, thread, line), out, stop):
+            await ports.finish_replies(FINISH_TIMEOUT)  # Ctrl-C mid-answer: end it with a note
             return
 
 
-def _resumed(runtime: Runtime, user: str, out: TextIO) -> asyncio.Future[None]:
+def _question(user: str, thread: str, line: str) -> Incoming:
+    return Incoming(
+        key=ConversationKey(Platform.CONSOLE, "local", user, thread),
+        author_id=user,
+        author_name=user,
+        text=line,
+        event_id=uuid.uuid4().hex,
+        arrival=Arrival.DM,
+    )
+
+
+async def _answered(ports: Ports, incoming: Incoming, out: TextIO, stop: asyncio.Event) -> bool:
+    """Hand one line in and wait for its answer; False if `stop` came first."""
+
+    async def prepared() -> Prepared:
+        return Prepared(incoming, ConsoleSurface(out, incoming.author_id))
+
+    taking = ports.inbound.accept(Platform.CONSOLE, incoming.event_id, incoming.author_id,
+                                  prepared)
+    reply = await taking if taking is not None else None
+    return reply is None or await _finished_before(reply, stop)
+
+
+def _resumed(ports: Ports, user: str, out: TextIO) -> asyncio.Future[None]:
     """This user's replies a stop cut off, answered again (or closed) before the prompt."""
 
     def restore(place: Place, pages: tuple[PageRef, ...]) -> Surface | None:
@@ -134,8 +148,7 @@ def _resumed(runtime: Runtime, user: str, out: TextIO) -> asyncio.Future[None]:
         return ConsoleSurface(out, user, RESUMED)
 
     async def run() -> None:
-        tasks = await runtime.responder.resume(Platform.CONSOLE, restore)
-        for task in tasks:  # one after another, as they were asked
+        for task in await ports.resume(restore):  # one after another, as they were asked
             await task
 
     return asyncio.ensure_future(run())
@@ -162,9 +175,9 @@ async def _next_line(lines: asyncio.Queue[str | None], stop: asyncio.Event) -> s
     return getter.result() if getter in done else None
 
 
-def _banner(runtime: Runtime, interactive: bool) -> None:
-    settings = runtime.settings
-    if runtime.llm is None:
+def _banner(ports: Ports, interactive: bool) -> None:
+    settings = ports.settings
+    if not ports.model_ready:
         print(
             "supportbot: no ANTHROPIC_API_KEY is set, so I answer from the knowledge base only.\n"
             "  Put ANTHROPIC_API_KEY=sk-ant-... in .env (see .env.example) for AI answers.",

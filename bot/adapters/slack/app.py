@@ -10,8 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-import weakref
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,14 +38,14 @@ from bot.adapters.slack.stream import NativeStreamSurface
 from bot.adapters.slack.surface import ReplyPlace, SlackSurface, error_code, retry_after
 from bot.config import Settings
 from bot.conversation import Arrival, Incoming, PageRef, Place, Platform
-from bot.runtime import Runtime
+from bot.inbound import Prepared
+from bot.ports import Ports
 from bot.surface import Surface
 
 log = logging.getLogger(__name__)
 
 CONTEXT_MESSAGES = 50  # conversations.replies is Tier 1 for new apps: one bounded page, once
 SHUTDOWN_TIMEOUT = 12.0
-PREPARE_GRACE = 2.0  # on shutdown, events still being prepared get this long to be journaled
 
 
 class SlackStartError(RuntimeError):
@@ -64,14 +63,14 @@ class SlackConnection:
     me: Identity
 
 
-async def serve(runtime: Runtime, stop: asyncio.Event) -> None:
+async def serve(ports: Ports, stop: asyncio.Event) -> None:
     """Answer on Slack until `stop` is set."""
-    settings = runtime.settings
+    settings = ports.settings
     async with connect(settings) as slack:
-        bridge = SlackBridge(runtime, slack, SlackPacing())
+        bridge = SlackBridge(ports, slack, SlackPacing())
         app = bolt_app(slack, bridge)
         try:
-            await runtime.responder.resume(Platform.SLACK, bridge.restore)
+            await ports.resume(bridge.restore)
             if settings.slack_app_token:
                 await _socket_mode(app, slack, stop)
             else:
@@ -148,40 +147,25 @@ async def whoami(client: AsyncWebClient) -> Identity:
 class SlackBridge:
     """Bolt's events in, replies out: translation first, slow work in tasks it owns."""
 
-    def __init__(self, runtime: Runtime, slack: SlackConnection, pacing: SlackPacing) -> None:
-        self.runtime = runtime
+    def __init__(self, ports: Ports, slack: SlackConnection, pacing: SlackPacing) -> None:
+        self.ports = ports
         self.slack = slack
         self.pacing = pacing
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._in_flight: set[str] = set()
-        # Weak values: a channel's lock lives only while its events are being prepared.
-        self._arrivals: weakref.WeakValueDictionary[str, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
 
     async def on_event(self, body: dict[str, Any]) -> None:
-        """Bolt listener for app_mention and message events; returns at once so Bolt acks."""
-        message = person_message(body, self.slack.me)
-        if message is None or message.event_id in self._in_flight:
-            return  # the mention and its message.channels twin: one is enough
-        self._in_flight.add(message.event_id)
-        self._spawn(self._handle(message))
+        """Bolt listener for app_mention and message events; returns at once so Bolt acks.
 
-    async def _handle(self, message: SlackMessage) -> None:
-        # Events of one channel reach the responder in arrival order, whatever each waits for
-        # first (a file download, a thread read): tasks start in order and the lock is FIFO.
-        lock = self._arrivals.setdefault(message.channel, asyncio.Lock())
-        try:
-            async with lock:
-                store = self.runtime.store
-                if message.arrival is Arrival.FOLLOW_UP and not await store.conversation_exists(
-                    message.key
-                ):
-                    return  # a thread the bot is not part of
-                incoming = await self._incoming(message)
-                await self.runtime.responder.submit(incoming, self.surface(message))
-        finally:
-            self._in_flight.discard(message.event_id)
+        The mention and its message.channels twin carry the same event id: one is taken.
+        """
+        message = person_message(body, self.slack.me)
+        if message is not None:
+            self.ports.inbound.accept(Platform.SLACK, message.event_id, message.channel,
+                                      lambda: self._prepared(message))
+
+    async def _prepared(self, message: SlackMessage) -> Prepared | None:
+        if message.arrival is Arrival.FOLLOW_UP and not await self.ports.known(message.key):
+            return None  # a thread the bot is not part of
+        return Prepared(await self._incoming(message), self.surface(message))
 
     async def _incoming(self, message: SlackMessage) -> Incoming:
         context = await self._thread_context(message) if message.joins_thread else ""
@@ -198,11 +182,10 @@ class SlackBridge:
 
     async def _thread_context(self, message: SlackMessage) -> str:
         """A thread the bot is mentioned into: read once (one bounded page), kept in the store."""
-        store = self.runtime.store
-        if await store.conversation_exists(message.key):
+        if await self.ports.known(message.key):
             return ""  # history comes from the store
-        cache = f"slack:thread-context:{message.key.id}"
-        cached = await store.get_value(cache)
+        cache = f"thread-context:{message.key.id}"
+        cached = await self.ports.state.get(cache)
         if cached is not None:
             return cached
         try:
@@ -213,7 +196,7 @@ class SlackBridge:
             log.warning("could not read the thread: %s", type(error).__name__)
             return ""
         text = thread_context(page.get("messages") or [], message.ts, self.slack.me)
-        await store.set_value(cache, text)
+        await self.ports.state.set(cache, text)
         return text
 
     def surface(self, message: SlackMessage) -> Surface:
@@ -235,26 +218,11 @@ class SlackBridge:
         surface.adopt(pages)
         return surface
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._settled)
-
-    def _settled(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("handling a Slack event failed", exc_info=task.exception())
-
     async def aclose(self, timeout: float = SHUTDOWN_TIMEOUT) -> None:
-        """Let events being prepared reach the journal (briefly), then end replies in flight
-        with the interrupted note. Slack has their acks, so none may simply be dropped."""
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=PREPARE_GRACE)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        # The responder owns the replies and cancels each once, so its note is never cut.
-        await self.runtime.responder.aclose(timeout)
+        """Let events being taken in reach the journal, then end replies in flight with the
+        interrupted note (each is cancelled once, so its note is never cut)."""
+        await self.ports.inbound.aclose()
+        await self.ports.finish_replies(timeout)
 
 
 def bolt_app(slack: SlackConnection, bridge: SlackBridge) -> AsyncApp:

@@ -1,0 +1,97 @@
+"""The one way in: every platform hands its events here, and the same rules apply to all.
+
+An event is taken once while it is being prepared (a platform may deliver one message as two
+events, or twice); the store is asked before any slow preparation whether the event was
+answered already (its unique key stays the guarantee); events of one arrival queue (a channel,
+a DM) reach the responder in the order they came, whatever each waits for first; and every
+task is owned here, so a shutdown can let them finish or cancel them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bot.conversation import Incoming, Platform
+from bot.surface import Surface
+
+log = logging.getLogger(__name__)
+
+PREPARE_GRACE = 2.0  # on shutdown, events being prepared get this long to reach the journal
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A platform event made ready: the complete question, and where its reply is shown."""
+
+    incoming: Incoming
+    surface: Surface
+
+
+Prepare = Callable[[], Awaitable[Prepared | None]]
+Submit = Callable[[Incoming, Surface], Awaitable["asyncio.Task[None] | None"]]
+Seen = Callable[[Platform, str], Awaitable[bool]]
+
+
+class Inbound:
+    """Takes platform events in and hands complete questions to the responder."""
+
+    def __init__(self, submit: Submit, seen: Seen) -> None:
+        self.submit = submit
+        self.seen = seen
+        self._taking: set[str] = set()
+        self._tasks: dict[asyncio.Task[asyncio.Task[None] | None], None] = {}
+        # Weak values: a queue's lock lives only while its events are being taken in.
+        self._queues: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def accept(
+        self, platform: Platform, event_id: str, queue: str, prepare: Prepare
+    ) -> asyncio.Task[asyncio.Task[None] | None] | None:
+        """Start taking one event in; None when the same event is being taken in already.
+
+        The task's result is the reply's task (None: answered before, or nothing to answer).
+        """
+        key = f"{platform.value}:{event_id}"
+        if key in self._taking:
+            return None
+        self._taking.add(key)
+        lock = self._queues.setdefault(f"{platform.value}:{queue}", asyncio.Lock())
+        task = asyncio.create_task(self._take(platform, event_id, key, lock, prepare))
+        self._tasks[task] = None
+        task.add_done_callback(self._settled)
+        return task
+
+    async def _take(
+        self, platform: Platform, event_id: str, key: str, lock: asyncio.Lock, prepare: Prepare
+    ) -> asyncio.Task[None] | None:
+        try:
+            async with lock:  # asyncio locks are FIFO: arrival order within the queue
+                if await self.seen(platform, event_id):
+                    log.info("event %s already handled; not answering twice", event_id)
+                    return None
+                prepared = await prepare()
+                if prepared is None:
+                    return None
+                return await self.submit(prepared.incoming, prepared.surface)
+        finally:
+            self._taking.discard(key)
+
+    def _settled(self, task: asyncio.Task[asyncio.Task[None] | None]) -> None:
+        self._tasks.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("taking an event in failed", exc_info=task.exception())
+
+    async def aclose(self, grace: float = PREPARE_GRACE) -> None:
+        """Let events being prepared reach the responder (and its journal) for `grace`
+        seconds, then cancel the rest: the platform has their acks, so none is dropped
+        lightly."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
