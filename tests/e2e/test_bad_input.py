@@ -11,8 +11,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.e2e.processes import BotProcess, bot_env
-from tests.e2e.test_slack import SECRET, Bot, env_for, free_port, wait_healthy
+from tests.e2e.processes import bot_env
+from tests.e2e.test_slack import SECRET, http_mode_bot
 from tests.fakes import slack_events as ev
 from tests.fakes.anthropic import FakeAnthropic, Reply
 from tests.fakes.slack import FakeSlack
@@ -100,14 +100,9 @@ async def test_slack_http_junk_is_refused_with_one_line_and_signed_events_still_
     tmp_path: Path, anthropic: FakeAnthropic
 ) -> None:
     anthropic.script(Reply(text="Still here."))
-    port = free_port()
     async with FakeSlack() as slack:
-        env = env_for(tmp_path, slack, anthropic, SLACK_APP_TOKEN="", SLACK_SIGNING_SECRET=SECRET,
-                      PORT=str(port), SLACK_HTTP_HOST="127.0.0.1")
-        bot = await Bot(BotProcess(tmp_path, env, "run")).start()
-        url = f"http://127.0.0.1:{port}/slack/events"
+        bot, url = await http_mode_bot(tmp_path, slack, anthropic)
         try:
-            await wait_healthy(f"http://127.0.0.1:{port}/healthz")
             async with aiohttp.ClientSession() as http:
                 unsigned = await http.post(url, data=b"caf\xe9=\xff\xfe")
                 stamp = str(int(time.time()))

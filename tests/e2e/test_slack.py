@@ -257,13 +257,8 @@ async def test_http_mode_checks_signatures_and_answers_signed_events(
 ) -> None:
     # A slow model: were the answer worked out before the ack, the ack would take 2 s.
     anthropic.script(Reply(text="Hello over HTTP.", first_token_delay=2.0))
-    port = free_port()
-    env = env_for(tmp_path, slack, anthropic, SLACK_APP_TOKEN="", SLACK_SIGNING_SECRET=SECRET,
-                  PORT=str(port), SLACK_HTTP_HOST="127.0.0.1")
-    bot = await Bot(BotProcess(tmp_path, env, "run")).start()
-    url = f"http://127.0.0.1:{port}/slack/events"
+    bot, url = await http_mode_bot(tmp_path, slack, anthropic)
     try:
-        await wait_healthy(f"http://127.0.0.1:{port}/healthz")
         mention = ev.app_mention(f"<@{BOT}> hello over HTTP", channel="C1")
         body = ev.event_callback(mention)
         forged = await ev.send_signed_event(url, body, SECRET, bad_signature=True)
@@ -280,6 +275,22 @@ async def test_http_mode_checks_signatures_and_answers_signed_events(
     assert signed.elapsed < 1.0  # acknowledged at once, long before Slack's 3 s and the model
     assert len(bot_posts(slack, "C1", mention["ts"])) == 1 and len(anthropic.requests) == 1
     assert code == 0, "".join(bot.log)
+
+
+async def http_mode_bot(
+    tmp: Path, slack: FakeSlack, anthropic: FakeAnthropic
+) -> tuple[Bot, str]:
+    """The bot in HTTP mode on a free local port, healthy; and its Events API URL."""
+    port = free_port()
+    env = env_for(tmp, slack, anthropic, SLACK_APP_TOKEN="", SLACK_SIGNING_SECRET=SECRET,
+                  PORT=str(port), SLACK_HTTP_HOST="127.0.0.1")
+    bot = await Bot(BotProcess(tmp, env, "run")).start()
+    try:
+        await wait_healthy(f"http://127.0.0.1:{port}/healthz")
+    except BaseException:
+        await bot.stop()
+        raise
+    return bot, f"http://127.0.0.1:{port}/slack/events"
 
 
 def free_port() -> int:
