@@ -31,11 +31,12 @@ from bot.adapters.discord import SupportClient, local_endpoints
 from bot.adapters.discord_pacing import WriteBudget
 from bot.adapters.discord_surface import Interaction, InteractionPages, PageWriter, safe_mentions
 from bot.config import Settings, load_settings
-from bot.conversation import Platform, Turn
+from bot.conversation import Platform, Prompt, StreamEnd, Turn
 from bot.formatting import neutralise_discord
+from bot.inbound import Inbound
 from bot.knowledge import Knowledge
-from bot.llm import AnthropicClient, ModelOptions, StreamEnd
-from bot.prompts import Prompt, PromptBook, build_prompt
+from bot.llm import AnthropicClient, ModelOptions
+from bot.prompts import PromptBook, build_prompt
 from bot.responder import ReplyPolicy, Responder
 from bot.runtime import Runtime
 from bot.store import Store
@@ -157,7 +158,8 @@ async def ours(settings: Settings, model: RecordingModel) -> AsyncIterator[disco
     policy = ReplyPolicy("claude-haiku-5-5", 1024, 20_000, 64)
     knowledge = Knowledge(store.sqlite)
     responder = Responder(policy, store, knowledge, model, PromptBook.load())
-    runtime = Runtime(settings, store, knowledge, responder, model)
+    inbound = Inbound(responder.submit, store.event_seen)
+    runtime = Runtime(settings, store, knowledge, responder, model, inbound)
     try:
         yield SupportClient(runtime, guild_ready_timeout=0.05)
     finally:

@@ -129,7 +129,7 @@ class Responder:
             if age > ABANDON_AFTER:  # unreachable for a day: nobody is waiting any more
                 await self.store.journal.close(entry.question)
                 continue
-            surface = restore(entry.place, entry.pages)
+            surface = await restore(entry.place, entry.pages)
             if surface is None or self._closing:
                 continue  # not ours to finish, or shutting down: the next start takes it
             if age < self.policy.resume_minutes * 60:

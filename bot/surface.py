@@ -5,7 +5,7 @@ Platforms implement these protocols; the core depends on them and never on an ad
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -69,4 +69,4 @@ class Journaled(Protocol):
 
 # A platform's way back to a journaled reply: a Surface that continues in its messages, or
 # None when the reply is not this process's to finish (another user's console, say).
-Restore = Callable[[Place, tuple[PageRef, ...]], Surface | None]
+Restore = Callable[[Place, tuple[PageRef, ...]], Awaitable[Surface | None]]

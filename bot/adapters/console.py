@@ -142,7 +142,7 @@ async def _answered(ports: Ports, incoming: Incoming, out: TextIO, stop: asyncio
 def _resumed(ports: Ports, user: str, out: TextIO) -> asyncio.Future[None]:
     """This user's replies a stop cut off, answered again (or closed) before the prompt."""
 
-    def restore(place: Place, pages: tuple[PageRef, ...]) -> Surface | None:
+    async def restore(place: Place, pages: tuple[PageRef, ...]) -> Surface | None:
         if place.kind != PLACE_KIND or place.get("user") != user:
             return None
         return ConsoleSurface(out, user, RESUMED)

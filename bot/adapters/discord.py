@@ -30,9 +30,11 @@ from bot.adapters.discord_events import (
     thread_name,
 )
 from bot.adapters.discord_replies import DiscordTiming, Replies
+from bot.adapters.discord_resume import restore
 from bot.config import Settings
-from bot.conversation import Arrival, ConversationKey, Incoming
+from bot.conversation import Arrival, ConversationKey, Incoming, PageRef, Place, Platform
 from bot.runtime import Runtime
+from bot.surface import Surface
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,11 @@ class SupportClient(discord.Client):
 
     async def setup_hook(self) -> None:
         await sync_if_changed(self.tree, self.runtime.store, self.runtime.settings.discord_guild_id)
+        # Logged in, so REST works: finish what a stop cut off before new questions come.
+        await self.runtime.responder.resume(Platform.DISCORD, self._restore)
+
+    async def _restore(self, place: Place, pages: tuple[PageRef, ...]) -> Surface | None:
+        return await restore(self, self.replies, place, pages)
 
     async def on_ready(self) -> None:
         log.info("connected to Discord as %s in %d servers", self.user, len(self.guilds))

@@ -20,8 +20,9 @@ import aiohttp
 import discord
 
 from bot.adapters.discord_pacing import Clock, Priority, WriteBudget
+from bot.conversation import PageRef, Place
 from bot.formatting import neutralise_discord
-from bot.streaming import Snapshot
+from bot.surface import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ FINAL_TRIES = 3
 TYPING_RENEWALS = 90  # at most 12 minutes of "typing…" before any text
 NOTE_CONTINUED = "_(This answer continues in a new message below.)_"
 TOKEN_ERRORS = frozenset({10015, 50027})  # Unknown Webhook, Invalid Webhook Token
+CHANNEL_PLACE = "discord-channel"
+INTERACTION_PLACE = "discord-interaction"
 TRANSIENT = (discord.DiscordServerError, aiohttp.ClientError, OSError, TimeoutError)
 
 Interaction = discord.Interaction[discord.Client]
@@ -63,6 +66,19 @@ def safe_mentions(asker_id: int | None) -> discord.AllowedMentions:
     return discord.AllowedMentions(everyone=False, roles=False, users=users, replied_user=True)
 
 
+def channel_id(channel: discord.abc.Messageable) -> int:
+    """The id of a channel, thread, DM or partial messageable."""
+    ident = getattr(channel, "id", None)
+    if not isinstance(ident, int):
+        raise TypeError("a Discord channel without an id")
+    return ident
+
+
+def partial_message(channel: discord.abc.Messageable, message_id: int) -> discord.PartialMessage:
+    """A message known only by its id, which can still be edited and deleted."""
+    return discord.PartialMessage(channel=channel, id=message_id)  # type: ignore[arg-type]
+
+
 def is_token_error(error: Exception) -> bool:
     """The interaction token is gone (expired or unknown): only channel messages remain."""
     return isinstance(error, discord.HTTPException) and error.code in TOKEN_ERRORS
@@ -90,7 +106,7 @@ class ChannelPages:
         self.channel = channel
         self.mentions = mentions
         self.reply_to = reply_to
-        self.messages: list[discord.Message] = []
+        self.messages: list[discord.Message | discord.PartialMessage] = []
 
     async def create(self, index: int, text: str) -> None:
         if self.reply_to is not None and index == 0:
@@ -120,6 +136,10 @@ class InteractionPages:
         self.private = private
         self.mentions = mentions
         self.followups: list[discord.WebhookMessage] = []
+
+    def ids(self) -> list[str]:
+        """Each page's id: the original response, then the followups."""
+        return ["@original", *(str(message.id) for message in self.followups)]
 
     async def create(self, index: int, text: str) -> None:
         if index == 0:  # the deferred response already exists
@@ -261,11 +281,32 @@ class MessageSurface(_DiscordText):
         reply_to: discord.MessageReference | None = None,
     ) -> None:
         self.channel = channel
+        self.asker_id = asker_id
         self.writer = PageWriter(ChannelPages(channel, safe_mentions(asker_id), reply_to), budget)
         self.typing = typing
         self._renewal: asyncio.Task[None] | None = None
         self._started = False
         self._left = False
+
+    def where(self) -> Place:
+        reply_to = self.writer.target.reply_to if isinstance(self.writer.target, ChannelPages) \
+            else None
+        return Place.of(CHANNEL_PLACE, channel=str(channel_id(self.channel)),
+                        asker=str(self.asker_id or ""),
+                        reply_to=str(reply_to.message_id or "") if reply_to else "")
+
+    def pages(self) -> tuple[PageRef, ...]:
+        assert isinstance(self.writer.target, ChannelPages)
+        messages = self.writer.target.messages
+        return tuple(PageRef(str(message.id), text)
+                     for message, text in zip(messages, self.writer.shown, strict=False))
+
+    def adopt(self, pages: tuple[PageRef, ...]) -> None:
+        """Continue in messages that already exist (a reply a restart cut off)."""
+        assert isinstance(self.writer.target, ChannelPages)
+        target = self.writer.target
+        target.messages = [partial_message(self.channel, int(page.id)) for page in pages]
+        self.writer.shown = [page.text for page in pages]
 
     async def start(self) -> None:
         """Show typing (later calls do nothing), and count this reply in the channel."""
@@ -332,9 +373,28 @@ class AskSurface(_DiscordText):
         self.continuation = continuation
         self.clock = clock
         self.handoff_at = clock() + handoff_after
+        self.deferred_at = time.time()  # the interaction token lives 15 minutes from here
         self.offset = 0  # pages before this stay in the interaction; the rest go to the channel
         self._budgets: list[WriteBudget] = []
         self._handed_over = False
+
+    def where(self) -> Place:
+        interaction = self.interaction
+        return Place.of(
+            INTERACTION_PLACE, application=str(interaction.application_id),
+            token=interaction.token, private="1" if self.private else "",
+            channel=str(interaction.channel_id or ""), guild=str(interaction.guild_id or ""),
+            user=str(interaction.user.id), deferred_at=f"{self.deferred_at:.0f}",
+        )
+
+    def pages(self) -> tuple[PageRef, ...]:
+        target = self.writer.target
+        if isinstance(target, InteractionPages):
+            ids = target.ids()
+        else:  # handed over: the pages in the interaction are done; the channel ones stream
+            assert isinstance(target, ChannelPages)
+            ids = [str(message.id) for message in target.messages]
+        return tuple(PageRef(i, text) for i, text in zip(ids, self.writer.shown, strict=False))
 
     async def start(self) -> None:
         """Defer (ephemeral when private): Discord shows "thinking…" well within its 3 s."""

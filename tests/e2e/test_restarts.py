@@ -6,13 +6,17 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+from bot.adapters.discord_surface import NOTE_CONTINUED
 from bot.mrkdwn import to_mrkdwn
 from bot.notices import NOTE_RESTARTED
 from bot.streaming import TYPING_MARKER
 from tests.e2e.processes import BotProcess, bot_env
+from tests.e2e.test_discord import _identified as identified
+from tests.e2e.test_discord import answered, bot_messages
 from tests.e2e.test_slack import BOT, Bot, bot_posts, env_for, finished
 from tests.fakes import slack_events as ev
 from tests.fakes.anthropic import FakeAnthropic, Reply
+from tests.fakes.discord import FakeDiscord
 from tests.fakes.slack import FakeMessage, FakeSlack
 
 
@@ -146,3 +150,77 @@ async def test_console_question_killed_mid_answer_is_answered_on_the_next_chat(
     assert f"bot> {model.last_text_sent()}\n\n" in out
     assert [r.body["messages"][-1]["content"] for r in model.requests] == [
         "How do I rotate my key?"] * 2
+
+
+# ----- Discord ------------------------------------------------------------------------------
+
+
+async def start_discord_bot(tmp: Path, fake: FakeDiscord, model: FakeAnthropic) -> BotProcess:
+    before = fake.identify
+    settings = bot_env(tmp, ANTHROPIC_API_KEY="test-key", ANTHROPIC_BASE_URL=model.base_url,
+                       DISCORD_BOT_TOKEN=fake.token, DISCORD_API_URL=fake.api_url,
+                       DISCORD_GATEWAY_URL=fake.gateway_url)
+    bot = await BotProcess(tmp, settings, "run").start()
+    await identified(bot, fake, before)
+    return bot
+
+
+async def kill_process(bot: BotProcess) -> None:
+    assert bot.proc is not None
+    bot.proc.send_signal(signal.SIGKILL)
+    await bot.stop()
+
+
+async def test_discord_mention_killed_mid_stream_is_answered_again_in_the_same_message(
+    tmp_path: Path, anthropic: FakeAnthropic
+) -> None:
+    anthropic.script(Reply(words=300, delta_interval=0.05), Reply(text="Open **Settings**."))
+    async with FakeDiscord() as fake:
+        channel = fake.channel_ids[0]
+        bot = await start_discord_bot(tmp_path, fake, anthropic)
+        try:
+            await fake.dispatch_message("how do I rotate my key?", mentions_bot=True)
+            await fake.wait_for(lambda: any(len(m.history) >= 2
+                                            for m in bot_messages(fake, channel)), 20)
+        finally:
+            await kill_process(bot)
+        [stuck] = bot_messages(fake, channel)
+        assert stuck.content.endswith(TYPING_MARKER)
+
+        bot = await start_discord_bot(tmp_path, fake, anthropic)
+        try:
+            await fake.wait_for(answered(fake, channel, "Open **Settings**."), 20)
+        finally:
+            await bot.stop()
+        [reply] = bot_messages(fake, channel)
+    assert reply.id == stuck.id and reply.content == "Open **Settings**."
+    assert [r.body["messages"][-1]["content"] for r in anthropic.requests] == [
+        "how do I rotate my key?"] * 2
+
+
+async def test_discord_ask_killed_mid_stream_is_answered_in_its_channel_and_pointed_to(
+    tmp_path: Path, anthropic: FakeAnthropic
+) -> None:
+    anthropic.script(Reply(words=300, delta_interval=0.05), Reply(text="Open **Settings**."))
+    async with FakeDiscord() as fake:
+        channel = fake.channel_ids[0]
+        bot = await start_discord_bot(tmp_path, fake, anthropic)
+        try:
+            ask = await fake.dispatch_slash("ask", {"question": "how do I rotate my key?"})
+
+            def streaming() -> bool:
+                original = fake.interaction_original(ask.id)
+                return original is not None and original.content.endswith(TYPING_MARKER)
+
+            await fake.wait_for(streaming, 20)
+        finally:
+            await kill_process(bot)
+
+        bot = await start_discord_bot(tmp_path, fake, anthropic)
+        try:
+            await fake.wait_for(answered(fake, channel, "Open **Settings**."), 20)
+        finally:
+            await bot.stop()
+    original = fake.interaction_original(ask.id)
+    assert original is not None and original.content == NOTE_CONTINUED  # no marker left
+    assert [m.content for m in bot_messages(fake, channel)] == ["Open **Settings**."]

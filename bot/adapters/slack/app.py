@@ -208,7 +208,7 @@ class SlackBridge:
             return NativeStreamSurface(self.slack.client, place, pacing)
         return SlackSurface(self.slack.client, place, pacing)
 
-    def restore(self, place: Place, pages: tuple[PageRef, ...]) -> Surface | None:
+    async def restore(self, place: Place, pages: tuple[PageRef, ...]) -> Surface | None:
         """A surface that continues a journaled reply in its messages (see Responder.resume)."""
         reply_place = ReplyPlace.from_journal(place)
         if reply_place is None or reply_place.team != self.slack.me.team_id:
