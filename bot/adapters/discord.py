@@ -13,6 +13,7 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import discord
 import yarl
 from discord.gateway import DiscordWebSocket
@@ -212,13 +213,27 @@ async def serve(runtime: Runtime, stop: asyncio.Event) -> None:
         finally:
             stopper.cancel()
             await client.close()
-            await _finished(runner)
+            await _finished(runner, settings)
 
 
-async def _finished(runner: asyncio.Task[None]) -> None:
+class DiscordStartError(RuntimeError):
+    """Discord could not be reached or refused the setup; the message says which setting."""
+
+
+def unreachable(settings: Settings, error: aiohttp.ClientConnectionError) -> DiscordStartError:
+    """The error for a REST API that does not answer, naming the variable to check."""
+    return DiscordStartError(
+        f"cannot reach DISCORD_API_URL={settings.discord_api_url} ({type(error).__name__}); "
+        "check the URL, or unset it to use Discord's"
+    )
+
+
+async def _finished(runner: asyncio.Task[None], settings: Settings) -> None:
     """Wait for the client task to end; explain the failures people can fix themselves."""
     try:
         await asyncio.wait_for(runner, 15)
+    except aiohttp.ClientConnectionError as error:
+        raise unreachable(settings, error) from None
     except discord.PrivilegedIntentsRequired:
         log.error(CONTENT_INTENT_HELP)
         raise
@@ -236,6 +251,8 @@ async def check(settings: Settings) -> list[str]:
             await client.login(settings.discord_bot_token.value)
             me = client.user
             app = await client.application_info()
+        except aiohttp.ClientConnectionError as error:
+            raise unreachable(settings, error) from None
         finally:
             await client.close()
     lines = [

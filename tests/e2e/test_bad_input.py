@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from tests.e2e.processes import bot_env
-from tests.e2e.test_slack import SECRET, http_mode_bot
+from tests.e2e.test_slack import SECRET, free_port, http_mode_bot
 from tests.fakes import slack_events as ev
 from tests.fakes.anthropic import FakeAnthropic, Reply
 from tests.fakes.slack import FakeSlack
@@ -124,3 +124,14 @@ async def test_slack_http_junk_is_refused_with_one_line_and_signed_events_still_
     assert "Traceback" not in log
     refusals = [line for line in bot.log if "refused a request to /slack/events" in line]
     assert len(refusals) == 3 and all(len(line) < 200 for line in refusals)
+
+
+@pytest.mark.parametrize("command", ["run", "check"])
+async def test_an_unreachable_discord_api_is_named(tmp_path: Path, command: str) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"  # bound once, then released: nobody listens
+    env = bot_env(tmp_path, DISCORD_BOT_TOKEN="not-a-real-token",
+                  DISCORD_API_URL=f"{closed}/api/v10", DISCORD_GATEWAY_URL=f"ws{closed[4:]}/gw")
+    code, out, err = await run(tmp_path, env, command)
+    assert code == 1
+    assert f"cannot reach DISCORD_API_URL={closed}/api/v10" in out + err
+    assert "Traceback" not in err and "Unclosed" not in err
