@@ -1,8 +1,9 @@
 """The one way in: every platform hands its events here, and the same rules apply to all.
 
 An event is taken once while it is being prepared (a platform may deliver one message as two
-events, or twice); the store is asked before any slow preparation whether the event was
-answered already (its unique key stays the guarantee); events of one arrival queue (a channel,
+events, or twice); before a costly preparation (a download, a thread read) the store is asked
+whether the event was answered already, while a cheap one goes straight to the store, whose
+unique key is the guarantee either way; events of one arrival queue (a channel,
 a DM) reach the responder in the order they came, whatever each waits for first; and every
 task is owned here, so a shutdown can let them finish or cancel them.
 """
@@ -50,28 +51,32 @@ class Inbound:
         )
 
     def accept(
-        self, platform: Platform, event_id: str, queue: str, prepare: Prepare
+        self, platform: Platform, event_id: str, queue: str, prepare: Prepare,
+        costly: bool = True,
     ) -> asyncio.Task[asyncio.Task[None] | None] | None:
         """Start taking one event in; None when the same event is being taken in already.
 
-        The task's result is the reply's task (None: answered before, or nothing to answer).
+        `costly`: preparing it downloads or reads something, so a redelivery is looked up
+        first. The task's result is the reply's task (None: answered before, or nothing to
+        answer).
         """
         key = f"{platform.value}:{event_id}"
         if key in self._taking:
             return None
         self._taking.add(key)
         lock = self._queues.setdefault(f"{platform.value}:{queue}", asyncio.Lock())
-        task = asyncio.create_task(self._take(platform, event_id, key, lock, prepare))
+        task = asyncio.create_task(self._take(platform, event_id, key, lock, prepare, costly))
         self._tasks[task] = None
         task.add_done_callback(self._settled)
         return task
 
     async def _take(
-        self, platform: Platform, event_id: str, key: str, lock: asyncio.Lock, prepare: Prepare
+        self, platform: Platform, event_id: str, key: str, lock: asyncio.Lock, prepare: Prepare,
+        costly: bool,
     ) -> asyncio.Task[None] | None:
         try:
             async with lock:  # asyncio locks are FIFO: arrival order within the queue
-                if await self.seen(platform, event_id):
+                if costly and await self.seen(platform, event_id):
                     log.info("event %s already handled; not answering twice", event_id)
                     return None
                 prepared = await prepare()

@@ -134,7 +134,7 @@ async def _answered(ports: Ports, incoming: Incoming, out: TextIO, stop: asyncio
         return Prepared(incoming, ConsoleSurface(out, incoming.author_id))
 
     taking = ports.inbound.accept(Platform.CONSOLE, incoming.event_id, incoming.author_id,
-                                  prepared)
+                                  prepared, costly=False)
     reply = await taking if taking is not None else None
     return reply is None or await _finished_before(reply, stop)
 

@@ -159,8 +159,9 @@ class SlackBridge:
         """
         message = person_message(body, self.slack.me)
         if message is not None:
+            costly = bool(message.files) or message.joins_thread  # downloads, a thread read
             self.ports.inbound.accept(Platform.SLACK, message.event_id, message.channel,
-                                      lambda: self._prepared(message))
+                                      lambda: self._prepared(message), costly)
 
     async def _prepared(self, message: SlackMessage) -> Prepared | None:
         if message.arrival is Arrival.FOLLOW_UP and not await self.ports.known(message.key):
