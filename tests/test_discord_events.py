@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bot.adapters.discord_events import (
@@ -11,7 +13,7 @@ from bot.adapters.discord_events import (
     Route,
     ask_key,
     attachment_note,
-    commands_fingerprint,
+    commands_differ,
     dm_key,
     dm_session,
     guild_key,
@@ -125,10 +127,36 @@ def test_invite_url_has_both_scopes_and_the_permissions() -> None:
     )
 
 
-def test_commands_fingerprint_changes_with_definitions_and_scope() -> None:
-    ask = [{"name": "ask", "description": "Ask", "options": []}]
-    same = commands_fingerprint(1, None, [{"options": [], "description": "Ask", "name": "ask"}])
-    assert commands_fingerprint(1, None, ask) == same
-    assert commands_fingerprint(1, 5, ask) != same
-    assert commands_fingerprint(2, None, ask) != same
-    assert commands_fingerprint(1, None, [{**ask[0], "description": "Ask us"}]) != same
+# What discord.py sends for /ask, and the same command as a GET may answer it: with ids and a
+# version, and defaults spelled out or left out.
+Payload = list[dict[str, Any]]
+WANTED: Payload = [{
+    "name": "ask", "description": "Ask", "type": 1, "nsfw": False, "dm_permission": True,
+    "default_member_permissions": None, "contexts": None, "integration_types": None,
+    "options": [{"type": 3, "name": "question", "description": "Q", "required": True},
+                {"type": 5, "name": "private", "description": "P", "required": False}],
+}]
+HELD: Payload = [{
+    "id": "1", "application_id": "2", "version": "3", "name": "ask", "description": "Ask",
+    "type": 1, "nsfw": False, "dm_permission": True, "default_member_permissions": None,
+    "integration_types": [0], "name_localizations": {}, "description_localizations": {},
+    "options": [{"type": 3, "name": "question", "description": "Q", "required": True},
+                {"type": 5, "name": "private", "description": "P"}],
+}]
+
+
+def test_commands_as_discord_holds_them_are_no_difference() -> None:
+    assert not commands_differ(WANTED, HELD, in_guild=False)
+    assert not commands_differ(WANTED, [{**HELD[0], "guild_id": "4", "contexts": [0, 1]}],
+                               in_guild=True)  # contexts only matter for global commands
+
+
+def test_a_missing_or_changed_command_is_a_difference() -> None:
+    assert commands_differ(WANTED, [], in_guild=False)  # deleted in the developer portal
+    assert commands_differ(WANTED, [{**HELD[0], "description": "Ask us"}], in_guild=False)
+    assert commands_differ(WANTED, [*HELD, {**HELD[0], "name": "old"}], in_guild=False)
+    question, private = HELD[0]["options"]
+    options = [question, {**private, "required": True}]
+    assert commands_differ(WANTED, [{**HELD[0], "options": options}], in_guild=False)
+    admins_only = {**HELD[0], "default_member_permissions": "0"}
+    assert commands_differ(WANTED, [admins_only], in_guild=False)

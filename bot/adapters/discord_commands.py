@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import discord
 from discord import app_commands
 
-from bot.adapters.discord_events import ask_key, commands_fingerprint, guild_key, thread_name
+from bot.adapters.discord_events import ask_key, commands_differ, guild_key, thread_name
 from bot.adapters.discord_replies import Replies
 from bot.adapters.discord_surface import Interaction, safe_mentions
 from bot.config import ConfigError
@@ -155,37 +156,53 @@ async def _new_thread(channel: discord.TextChannel, name: str) -> discord.Thread
 
 
 async def sync_if_changed(tree: Tree, store: Store, guild_id: int | None) -> bool:
-    """Register the commands (in one guild when set, else globally) unless already registered.
+    """Register the commands (in one guild when set, else globally) unless Discord already has
+    exactly these: one look at what the application has now, a write only on a difference.
 
-    Guild copies left from an earlier DISCORD_GUILD_ID are removed once the bot registers
-    globally, so that guild does not list every command twice.
+    What Discord holds is the truth, not a note of our own: commands deleted in the developer
+    portal, or replaced by another deployment of the same application, come back on the next
+    start. Guild copies left from an earlier DISCORD_GUILD_ID are removed once the bot
+    registers globally, so that guild does not list every command twice.
     """
-    application_id = tree.client.application_id or 0
     guild = discord.Object(guild_id) if guild_id is not None else None
     if guild is not None:
         tree.copy_global_to(guild=guild)
-    payload = [command.to_dict(tree) for command in tree.get_commands(guild=guild)]
-    fingerprint = commands_fingerprint(application_id, guild_id, payload)
-    name = f"discord:commands:{application_id}:{guild_id or 'global'}"
-    changed = await store.get_value(name) != fingerprint
-    if changed:
-        try:
+    desired = [command.to_dict(tree) for command in tree.get_commands(guild=guild)]
+    try:
+        registered = await _registered(tree.client, guild_id)
+        changed = commands_differ(desired, registered, in_guild=guild is not None)
+        if changed:
             await tree.sync(guild=guild)
-        except (discord.Forbidden, discord.NotFound) as error:
-            if guild_id is None:
-                raise
-            raise ConfigError(
-                f"DISCORD_GUILD_ID={guild_id}: Discord refused the commands there (HTTP "
-                f"{error.status}, code {error.code}). Invite the bot to that server with the URL "
-                "from `supportbot check`, or unset DISCORD_GUILD_ID"
-            ) from None
-        await store.set_value(name, fingerprint)
-        log.info("registered %d slash commands %s", len(payload),
-                 f"in guild {guild_id}" if guild_id else "globally (may take a while to appear)")
+    except (discord.Forbidden, discord.NotFound) as error:
+        if guild_id is None:
+            raise
+        raise ConfigError(
+            f"DISCORD_GUILD_ID={guild_id}: Discord refused the commands there (HTTP "
+            f"{error.status}, code {error.code}). Invite the bot to that server with the URL "
+            "from `supportbot check`, or unset DISCORD_GUILD_ID"
+        ) from None
+    where = f"in guild {guild_id}" if guild_id else "globally (may take a while to appear)"
+    if changed:
+        log.info("registered %d slash commands %s (Discord had %d, not these)",
+                 len(desired), where, len(registered))
     else:
-        log.info("slash commands unchanged; not registering them again")
-    await _remember_guilds(tree, store, application_id, guild_id)
+        log.info("slash commands already registered %s; not registering them again", where)
+    await _remember_guilds(tree, store, tree.client.application_id or 0, guild_id)
     return changed
+
+
+async def _registered(client: discord.Client, guild_id: int | None) -> list[dict[str, Any]]:
+    """The commands Discord holds for the application, as it sent them (one GET).
+
+    Raw rather than tree.fetch_commands(): its AppCommand objects lose fields on the way
+    (AppCommand.to_dict leaves out nsfw and permissions, and integration_types comes out empty).
+    """
+    application_id = client.application_id or 0
+    if guild_id is None:
+        held = await client.http.get_global_commands(application_id)
+    else:
+        held = await client.http.get_guild_commands(application_id, guild_id)
+    return [dict(command) for command in held]
 
 
 async def _remember_guilds(
@@ -208,7 +225,6 @@ async def _remember_guilds(
                         "next start", old, error.status)
             failed.append(old)
             continue
-        await store.set_value(f"discord:commands:{application_id}:{old}", "")
         log.info("removed the development copies of the commands from guild %s", old)
     if noted:
         await store.set_value(name, ",".join(map(str, failed)))

@@ -6,10 +6,8 @@ decide, so every rule can be tested with plain values.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -153,7 +151,78 @@ def invite_url(application_id: int, permissions: int) -> str:
     return f"{AUTHORIZE_URL}?client_id={application_id}&scope={scope}&permissions={permissions}"
 
 
-def commands_fingerprint(application_id: int, guild_id: int | None, payload: list[Any]) -> str:
-    """A stable hash of the command definitions and where they are registered."""
-    scope = {"application": application_id, "guild": guild_id, "commands": payload}
-    return hashlib.sha256(json.dumps(scope, sort_keys=True).encode()).hexdigest()
+# How Discord spells a field it was not given; a value equal to its default is no difference.
+# integration_types defaults to GUILD_INSTALL ([0]) (discord-api-docs, application-commands.mdx,
+# "Application Command Object"); the other defaults are the documented ones or discord.py's.
+_COMMAND_DEFAULTS: dict[str, Any] = {
+    "type": 1,
+    "description": "",
+    "options": [],
+    "nsfw": False,
+    "dm_permission": True,
+    "default_member_permissions": None,
+    "contexts": None,
+    "integration_types": [0],
+    "name_localizations": {},
+    "description_localizations": {},
+}
+_GLOBAL_ONLY = ("dm_permission", "contexts", "integration_types")  # ignored on guild commands
+_OPTION_DEFAULTS: dict[str, Any] = {
+    "description": "",
+    "required": False,
+    "autocomplete": False,
+    "choices": [],
+    "channel_types": [],
+    "options": [],
+    "min_value": None,
+    "max_value": None,
+    "min_length": None,
+    "max_length": None,
+    "name_localizations": {},
+    "description_localizations": {},
+}
+
+
+def commands_differ(
+    desired: Sequence[Mapping[str, Any]], registered: Sequence[Mapping[str, Any]], in_guild: bool
+) -> bool:
+    """True when the registered commands are not the desired ones, in what users see of them.
+
+    Fields Discord adds (id, version, application_id, guild_id) and defaults spelled out on
+    one side only are no difference; order of the commands is none either.
+    """
+    def shapes(commands: Sequence[Mapping[str, Any]]) -> dict[tuple[int, str], dict[str, Any]]:
+        shaped = [_command_shape(command, in_guild) for command in commands]
+        return {(shape["type"], shape["name"]): shape for shape in shaped}
+
+    return len(desired) != len(registered) or shapes(desired) != shapes(registered)
+
+
+def _command_shape(command: Mapping[str, Any], in_guild: bool) -> dict[str, Any]:
+    shape = _with_defaults(command, _COMMAND_DEFAULTS, "name")
+    if shape["default_member_permissions"] is not None:
+        shape["default_member_permissions"] = str(shape["default_member_permissions"])
+    for field in _GLOBAL_ONLY if in_guild else ():
+        del shape[field]
+    shape["options"] = [_option_shape(option) for option in shape["options"]]
+    return shape
+
+
+def _option_shape(option: Mapping[str, Any]) -> dict[str, Any]:
+    shape = _with_defaults(option, _OPTION_DEFAULTS, "name", "type")
+    shape["channel_types"] = sorted(shape["channel_types"])
+    shape["choices"] = [_with_defaults(c, {"name_localizations": {}}, "name", "value")
+                        for c in shape["choices"]]
+    shape["options"] = [_option_shape(sub) for sub in shape["options"]]
+    return shape
+
+
+def _with_defaults(
+    data: Mapping[str, Any], defaults: Mapping[str, Any], *required: str
+) -> dict[str, Any]:
+    """The fields in `defaults` and `required` only; a missing or null one takes its default."""
+    shaped = {name: data.get(name) for name in required}
+    for name, default in defaults.items():
+        value = data.get(name)
+        shaped[name] = default if value is None else value
+    return shaped

@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from bot.streaming import TYPING_MARKER
@@ -342,6 +343,37 @@ async def test_commands_are_registered_once_and_not_again_on_restart(tmp_path: P
     assert len(logins) == 3  # it did start three times
 
 
+async def test_commands_the_application_lost_are_registered_again(tmp_path: Path) -> None:
+    model = FakeAnthropic()
+    async with FakeDiscord() as fake, model:
+        global_path = f"/applications/{fake.application_id}/commands"
+        async with discord_bot(tmp_path, fake, model):
+            pass
+        fake.delete_commands()  # deleted in the developer portal; the bot's DB still has them
+        async with discord_bot(tmp_path, fake, model):
+            pass
+        # Another deployment of the same application, with its own database, replaces them.
+        async with aiohttp.ClientSession() as session:
+            other = [{"name": "ask", "description": "Ask the old bot", "type": 1}]
+            auth = {"Authorization": f"Bot {fake.token}"}
+            async with session.put(fake.api_url + global_path, json=other, headers=auth) as put:
+                assert put.status == 200
+        async with discord_bot(tmp_path, fake, model):
+            pass
+        async with discord_bot(tmp_path, fake, model):  # nothing changed: nothing written
+            pass
+
+    puts = [c for c in fake.calls if c.method == "PUT" and c.path == global_path]
+    gets = [c for c in fake.calls if c.method == "GET" and c.path == global_path]
+    assert len(gets) == 4  # one look per start
+    assert len(puts) == 4  # first start, after the deletion, the other deployment's, after it
+    assert puts[-1].time < gets[-1].time  # the last start found its commands and wrote none
+    held = {c["name"]: c["description"] for c in fake.registered_commands}
+    assert held == {"ask": "Ask the support bot a question",
+                    "support": "Open a private support thread with the bot",
+                    "reset": "Start a fresh conversation in DMs"}
+
+
 async def test_a_guild_that_refuses_the_commands_is_named_and_retried(tmp_path: Path) -> None:
     model = FakeAnthropic()
     async with FakeDiscord() as fake, model:
@@ -368,8 +400,10 @@ async def test_a_guild_that_refuses_the_commands_is_named_and_retried(tmp_path: 
 
     assert code != 0 and f"DISCORD_GUILD_ID={real_guild}" in failure  # named, with the fix
     guild_path = f"/applications/{fake.application_id}/guilds/{real_guild}/commands"
+    guild_gets = [c.status for c in fake.calls if c.method == "GET" and c.path == guild_path]
     guild_puts = [c.status for c in fake.calls if c.method == "PUT" and c.path == guild_path]
-    assert guild_puts == [200, 403, 403, 200]  # registered, refused, clear refused, cleared
+    assert guild_gets == [200, 403]  # what the guild holds: read, then refused
+    assert guild_puts == [200, 403, 200]  # registered, clear refused, cleared
     assert not any("guild_id" in c for c in fake.registered_commands)
 
 

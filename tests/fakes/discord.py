@@ -135,6 +135,12 @@ class FakeDiscord(DiscordRouting):
             raise TimeoutError(f"condition not met within {timeout}s")
 
     # --- what tests drive -----------------------------------------------------------------
+
+    def delete_commands(self, guild_id: int | None = None) -> None:
+        """Drop the application's commands (global ones, or one guild's), as deleting them in
+        the developer portal does."""
+        self._commands.pop(guild_id, None)
+
     async def dispatch_message(
         self,
         content: str,

@@ -130,6 +130,10 @@ class DiscordRest(DiscordState):
         }
         if scope is not None:
             command["guild_id"] = str(scope)
+        elif command.get("integration_types") is None:
+            # Unset, a global command is installable to guilds only (application-commands.mdx,
+            # Application Command Object: integration_types "defaults to GUILD_INSTALL ([0])").
+            command["integration_types"] = [0]
         return command
 
     async def _get_commands(self, request: web.Request) -> web.Response:
