@@ -206,6 +206,60 @@ async def test_spent_channel_bucket_answers_429_with_headers_and_changes_nothing
     assert [m.content for m in fake.messages(fake.channel_ids[0])] == ["m0", "m1", "m2", "later"]
 
 
+async def test_channel_buckets_slide_one_request_free_per_step() -> None:
+    # Discord's route limits are sliding windows since 2022 (discord-api-docs#7680).
+    fake = FakeDiscord(channel_bucket_limit=4, channel_bucket_window=0.4)
+    async with fake, aiohttp.ClientSession() as session:
+        url = f"{fake.api_url}/channels/{fake.channel_ids[0]}/messages"
+        burst = [await rest(session, "POST", url, {"content": f"m{i}"}) for i in range(5)]
+        await asyncio.sleep(0.12)  # one step (0.1 s) frees one request, not the whole window
+        one_more, _, headers = await rest(session, "POST", url, {"content": "one more"})
+        refused, body, _ = await rest(session, "POST", url, {"content": "too soon"})
+
+    assert [status for status, _, _ in burst] == [200, 200, 200, 200, 429]
+    resets = [float(h["X-RateLimit-Reset-After"]) for _, _, h in burst[:4]]
+    assert resets == sorted(resets) and resets[-1] > 0.3  # the reset moves out with each write
+    assert 0 < burst[4][1]["retry_after"] <= 0.11  # the next free request, not the whole window
+    assert one_more == 200 and headers["X-RateLimit-Remaining"] == "0"
+    assert refused == 429 and body["retry_after"] <= 0.11
+
+
+async def test_creates_and_edits_share_a_bucket_hash_but_count_apart() -> None:
+    # discord-api-docs#8073: one X-RateLimit-Bucket, separate counters per method.
+    fake = FakeDiscord(channel_bucket_limit=2, channel_bucket_window=5.0)
+    async with fake, aiohttp.ClientSession() as session:
+        url = f"{fake.api_url}/channels/{fake.channel_ids[0]}/messages"
+        posts = [await rest(session, "POST", url, {"content": f"m{i}"}) for i in range(3)]
+        message = posts[0][1]["id"]
+        edits = [await rest(session, "PATCH", f"{url}/{message}", {"content": f"e{i}"})
+                 for i in range(3)]
+        deleted, _, deletion = await rest(session, "DELETE", f"{url}/{posts[1][1]['id']}")
+
+    assert [p[0] for p in posts] == [200, 200, 429] and [e[0] for e in edits] == [200, 200, 429]
+    assert posts[0][2]["X-RateLimit-Bucket"] == edits[0][2]["X-RateLimit-Bucket"]
+    assert edits[0][2]["X-RateLimit-Remaining"] == "1"  # the creates did not spend the edits
+    assert deleted == 204 and deletion["X-RateLimit-Bucket"] != posts[0][2]["X-RateLimit-Bucket"]
+
+
+async def test_the_global_limit_counts_every_route_but_interaction_endpoints() -> None:
+    fake = FakeDiscord(global_limit=3)
+    async with fake, aiohttp.ClientSession() as session:
+        me = [await rest(session, "GET", f"{fake.api_url}/users/@me") for _ in range(2)]
+        typing = f"{fake.api_url}/channels/{fake.channel_ids[0]}/typing"
+        statuses = [(await rest(session, "POST", typing))[0] for _ in range(2)]
+        async with session.post(typing, headers=AUTH) as response:
+            refused, body, headers = response.status, await response.json(), response.headers
+        interaction = await fake.dispatch_slash("ask", {})
+        callback = f"{fake.api_url}/interactions/{interaction.id}/{interaction.token}/callback"
+        exempt, _, _ = await rest(session, "POST", callback, {"type": 5})
+
+    assert [status for status, _, _ in me] == [200, 200] and statuses == [204, 429]
+    assert refused == 429 and body["global"] is True
+    assert headers["X-RateLimit-Global"] == "true" and headers["X-RateLimit-Scope"] == "global"
+    assert "X-RateLimit-Bucket" not in headers and int(headers["Retry-After"]) >= 1
+    assert exempt == 204  # interaction endpoints are not bound by the global limit
+
+
 async def test_allowed_mentions_are_recorded_and_respected() -> None:
     async with FakeDiscord() as fake, aiohttp.ClientSession() as session:
         url = f"{fake.api_url}/channels/{fake.channel_ids[0]}/messages"

@@ -278,16 +278,23 @@ def ceil_ms(seconds: float) -> float:
     return math.ceil(seconds * 1000) / 1000
 
 
-def rate_limit_body(retry_after: float) -> Json:
-    """The 429 body Discord sends for a per-route limit."""
+def rate_limit_body(retry_after: float, is_global: bool = False) -> Json:
+    """The 429 body Discord sends: retry_after is the wait until one more request is allowed."""
     return {
         "message": "You are being rate limited.",
         "retry_after": ceil_ms(retry_after),
-        "global": False,
+        "global": is_global,
     }
 
 
 # --- rate limits --------------------------------------------------------------------------
+#
+# Since 2022 Discord's route limits are sliding windows (a leaky bucket), not fixed windows:
+# X-RateLimit-Reset-After "is now a moving timestamp" (the time until the bucket is whole
+# again, pushed out by every request) and Retry-After "is the next time that you'll have 1
+# resource available" (Discord's announcement, quoted in discord/discord-api-docs#7680;
+# hikari-py/hikari#2427 dates the rollout to 2022-11-02). A bucket of `limit` per `window`
+# frees one request every window/limit seconds.
 
 
 @dataclass(frozen=True)
@@ -297,8 +304,9 @@ class RateVerdict:
     allowed: bool
     limit: int
     remaining: int
-    reset_after: float
+    reset_after: float  # until the bucket is whole again
     bucket_hash: str
+    retry_after: float = 0.0  # when refused: until one request is allowed again
 
     def headers(self) -> dict[str, str]:
         """X-RateLimit-* headers (plus Retry-After/Scope on a 429), as Discord sends them."""
@@ -311,28 +319,31 @@ class RateVerdict:
             "X-RateLimit-Bucket": self.bucket_hash,
         }
         if not self.allowed:
-            headers["Retry-After"] = str(math.ceil(reset_after))
+            headers["Retry-After"] = str(math.ceil(self.retry_after))
             headers["X-RateLimit-Scope"] = "user"
         return headers
 
 
 class Bucket:
-    """A fixed-window limit: `limit` requests per `window` seconds from the window's first call."""
+    """A sliding-window limit: `limit` requests per `window` seconds, one freed every
+    window/limit seconds (see above). Several buckets may share one `name` (and so one
+    X-RateLimit-Bucket hash) while counting apart."""
 
     def __init__(self, name: str, limit: int, window: float) -> None:
         self.limit = limit
         self.window = window
         # The hash names the route family, not the resource, as Discord's bucket header does.
         self.hash = hashlib.sha1(name.encode()).hexdigest()[:32]
-        self._start = -math.inf
-        self._used = 0
+        self._step = window / limit
+        self._whole_at = -math.inf  # when every request spent so far has been freed again
 
     def take(self, now: float) -> RateVerdict:
-        """Spend one request if the window has room; a refused request spends nothing."""
-        if now >= self._start + self.window:
-            self._start, self._used = now, 0
-        reset_after = self._start + self.window - now
-        if self._used >= self.limit:
-            return RateVerdict(False, self.limit, 0, reset_after, self.hash)
-        self._used += 1
-        return RateVerdict(True, self.limit, self.limit - self._used, reset_after, self.hash)
+        """Spend one request if one is free; a refused request spends nothing."""
+        whole_at = max(self._whole_at, now)
+        if whole_at + self._step - now > self.window + 1e-9:
+            retry_after = whole_at + self._step - self.window - now
+            return RateVerdict(False, self.limit, 0, whole_at - now, self.hash, retry_after)
+        self._whole_at = whole_at + self._step
+        reset_after = self._whole_at - now
+        remaining = max(0, math.floor((self.window - reset_after) / self._step + 1e-9))
+        return RateVerdict(True, self.limit, remaining, reset_after, self.hash)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 from aiohttp import web
@@ -69,16 +70,37 @@ class DiscordRouting(DiscordInteractions):
             ), None
         if not self._authorized(request, route):
             return json_response(401, error_body(0, "401: Unauthorized")), None
+        refused = self._over_global_limit(route, now)
+        if refused is not None:
+            return refused, None
         verdict = self._bucket(request, route).take(now)
         if not verdict.allowed:
             # A refused call changes nothing: the handler never runs.
             self.rate_limited += 1
-            return json_response(429, rate_limit_body(verdict.reset_after)), verdict
+            return json_response(429, rate_limit_body(verdict.retry_after)), verdict
         try:
             request[BODY] = await read_body(request)
             return await handler(request), verdict
         except DiscordError as exc:
             return json_response(exc.status, exc.body), verdict
+
+    def _over_global_limit(self, route: str, now: float) -> web.Response | None:
+        """A bot makes at most 50 requests a second over all routes; interaction endpoints
+        are not bound by it (docs: topics/rate-limits.mdx, "Global Rate Limit"). The 429 has
+        no route headers, only Retry-After, X-RateLimit-Global and X-RateLimit-Scope."""
+        if route.split(" ", 1)[1].startswith(("/webhooks/", "/interactions/")):
+            return None
+        verdict = self._global_bucket.take(now)
+        if verdict.allowed:
+            return None
+        self.rate_limited += 1
+        response = json_response(429, rate_limit_body(verdict.retry_after, is_global=True))
+        response.headers.update({
+            "Retry-After": str(math.ceil(verdict.retry_after)),
+            "X-RateLimit-Global": "true",
+            "X-RateLimit-Scope": "global",
+        })
+        return response
 
     def _route_name(self, request: web.Request) -> str:
         resource = request.match_info.route.resource
@@ -95,18 +117,20 @@ class DiscordRouting(DiscordInteractions):
     def _bucket(self, request: web.Request, route: str) -> Bucket:
         method, path = route.split(" ", 1)
         info = request.match_info
+        counter = ""
         if method in WRITES and path in CHANNEL_MESSAGE_ROUTES:
-            name, major, (limit, window) = (
-                "channel-messages",
-                info["channel_id"],
-                self.channel_limit,
-            )
+            # Creating and editing messages answer with one X-RateLimit-Bucket hash, yet count
+            # apart: each has its own `limit` per `window` in a channel (discord/discord-api-docs
+            # #8073, 2026-01-17; the shared hash since #1442). Deleting has a hash of its own
+            # (discord-api-docs#1135).
+            name = "channel-message-delete" if method == "DELETE" else "channel-message-write"
+            major, (limit, window), counter = info["channel_id"], self.channel_limit, method
         elif method in WRITES and path.startswith("/webhooks/{application_id}/{token}"):
             name, major, (limit, window) = "interaction-webhook", info["token"], self.webhook_limit
         else:
             major = info.get("channel_id") or info.get("guild_id") or info.get("token") or ""
             name, (limit, window) = route, DEFAULT_ROUTE_LIMIT
-        key = (name, major)
+        key = (name, major, counter)
         if key not in self._buckets:
             self._buckets[key] = Bucket(name, limit, window)
         return self._buckets[key]

@@ -80,6 +80,7 @@ class DiscordState:
         interaction_deadline: float = 3.0,
         interaction_token_ttl: float = 900.0,
         private_threads_allowed: bool = True,
+        global_limit: int = 50,
     ) -> None:
         self.token = token
         self.application_id = application_id
@@ -110,7 +111,8 @@ class DiscordState:
         self._tokens: dict[str, int] = {}
         self._commands: dict[int | None, list[Json]] = {}
         self._files: dict[int, tuple[str, str, bytes]] = {}
-        self._buckets: dict[tuple[str, str], Bucket] = {}
+        self._buckets: dict[tuple[str, str, str], Bucket] = {}
+        self._global_bucket = Bucket("global", global_limit, 1.0)
         self._hub = GatewayHub(token, self._on_identify, self._on_request_members)
         self._server: LocalServer | None = None
         self._seed()
