@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+
+import pytest
 
 from bot.adapters.discord_pacing import ChannelBudgets, Priority, WriteBudget
 
@@ -91,6 +94,41 @@ async def test_a_cancelled_waiter_leaves_the_queue() -> None:
     budget.release()
     await asyncio.sleep(0.06)
     assert budget.try_take()
+
+
+async def test_an_impatient_waiter_keeps_its_turn_when_it_comes_back() -> None:
+    budget = WriteBudget(2, 0.05)
+    assert budget.try_take()  # the only write, in flight
+    mine = budget.place()
+    assert not await budget.take(Priority.NEW_PAGE, mine, patience=0.02)  # gave up in time
+    order: list[str] = []
+
+    async def later() -> None:
+        await budget.take(Priority.NEW_PAGE)
+        order.append("later")
+        budget.release()
+
+    other = asyncio.create_task(later())  # joined the line after `mine` was handed out
+    await asyncio.sleep(0.01)
+    budget.release()
+    assert await asyncio.wait_for(budget.take(Priority.NEW_PAGE, mine), 2)
+    order.append("mine")
+    budget.release()
+    await asyncio.wait_for(other, 2)
+    assert order == ["mine", "later"]
+
+
+async def test_a_write_that_waited_too_long_is_logged_then_sent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A write that never comes back holds the bucket; the next one must not wait in silence.
+    budget = WriteBudget(2, 10.0, name="channel 7", max_wait=0.05)
+    assert budget.try_take()  # in flight, never released
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="bot.adapters.discord_pacing"):
+        await asyncio.wait_for(budget.take(Priority.FINAL), 2)
+    assert 0.04 <= time.monotonic() - started < 1.0
+    assert "no free write to channel 7 after 0.05 s (1 in flight, 0 waiting)" in caplog.text
 
 
 def test_channel_budgets_are_shared_per_channel_and_idle_ones_dropped() -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+
+import pytest
 
 from bot.adapters.discord import SupportClient, check, local_endpoints
 from bot.adapters.discord_events import invite_permissions
@@ -115,6 +118,61 @@ async def test_many_replies_in_one_channel_share_its_bucket_without_429(tmp_path
         question = message.history[-1].split('"')[1]
         assert message.content.startswith(f'Answer to "{question}":')
         assert message.content.endswith(".")
+
+
+async def test_replies_waiting_in_line_keep_typing_and_are_written_once_whole(
+    tmp_path: Path,
+) -> None:
+    # One write a second for six replies whose answers stream for ~1 s: most wait in line
+    # past their model's end. They must not post their first words then edit (two writes
+    # where one does), and the channel must not look idle meanwhile.
+    fake = FakeDiscord(channel_bucket_limit=2, channel_bucket_window=1.0)
+    model = FakeAnthropic(delta_interval=0.03, default_words=60)
+    timing = DiscordTiming(channel_writes=2, channel_window=1.0, typing_every=0.3)
+    async with fake, model:
+        settings = settings_for(tmp_path, fake, model)
+        async with live_client(settings, fake, timing):
+            for i in range(6):
+                await fake.dispatch_message(f"question {i}?", mentions_bot=True)
+            channel = fake.channel_ids[0]
+
+            def replies() -> list[FakeMessage]:
+                return [m for m in fake.messages(channel) if m.author_bot]
+
+            await fake.wait_for(lambda: len(replies()) == 6 and all(map(done, replies())), 30)
+
+    writes = sum(len(m.history) for m in replies())
+    assert writes <= 6 + 2  # at most the first ones streamed; the rest went out whole, once
+    for message in replies():
+        question = message.content.split('"')[1]
+        assert message.content.startswith(f'Answer to "{question}":')
+        assert message.content.endswith(".")
+    last = max(m.created_at for m in replies())
+    typing = [at for channel_id, at in fake.typing if channel_id == channel]
+    assert any(last - 1.0 < at < last for at in typing)  # still "typing…" until the last one
+    assert fake.rate_limited == 0
+
+
+async def test_a_write_discord_is_slow_to_answer_is_logged_and_still_awaited(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = FakeDiscord()
+    model = FakeAnthropic()
+    model.script(Reply(text="Slow but whole."))
+    async with fake, model:
+        fake.write_delay = 0.5  # Discord applies each write at once but answers late
+        settings = settings_for(tmp_path, fake, model)
+        with caplog.at_level(logging.WARNING, logger="bot.adapters.discord_surface"):
+            async with live_client(settings, fake, DiscordTiming(slow_write=0.15)):
+                await fake.dispatch_message("slow?", mentions_bot=True)
+                channel = fake.channel_ids[0]
+                await fake.wait_for(lambda: "Slow but whole." in shown(fake.messages(channel)), 10)
+                await asyncio.sleep(0.6)  # the last answer comes back too
+
+    assert f"Discord has not answered the create of page 1 in channel {channel} for 0.15 s" \
+        in caplog.text  # said, not silent...
+    (reply,) = [m for m in fake.messages(channel) if m.author_bot]
+    assert reply.content == "Slow but whole." and fake.rate_limited == 0  # ...and not cut
 
 
 async def test_ask_continues_in_the_channel_before_the_token_expires(tmp_path: Path) -> None:

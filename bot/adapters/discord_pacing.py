@@ -16,14 +16,17 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from enum import IntEnum
 
+log = logging.getLogger(__name__)
+
 Clock = Callable[[], float]
 MIN_INTERVAL = 1.0  # one reply alone edits about once a second
-MAX_WAIT = 120.0  # past this a write goes anyway and discord.py's limiter takes over
+MAX_WAIT = 120.0  # past this a write goes anyway (logged) and discord.py's limiter decides
 _WAKE_STEPS = 100_000  # bound on wake-ups while waiting for one write
 
 
@@ -37,9 +40,18 @@ class Priority(IntEnum):
 class WriteBudget:
     """At most `limit - 1` writes in any `window` seconds for a bucket of `limit` (see above)."""
 
-    def __init__(self, limit: int, window: float, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        clock: Clock = time.monotonic,
+        name: str = "a Discord bucket",
+        max_wait: float = MAX_WAIT,
+    ) -> None:
         if limit < 1 or window <= 0:
             raise ValueError("a budget needs a positive limit and window")
+        self.name = name
+        self.max_wait = max_wait
         self.limit = limit
         self.spendable = max(1, limit - 1)
         self.window = window
@@ -77,22 +89,42 @@ class WriteBudget:
         self._in_flight += 1
         return True
 
-    async def take(self, priority: Priority) -> None:
-        """Wait for a write; finals before new pages, each in arrival order."""
-        ticket = (int(priority), next(self._tickets))
+    def place(self) -> int:
+        """A place in line to keep across several take() calls (see `take`)."""
+        return next(self._tickets)
+
+    async def take(
+        self, priority: Priority, place: int | None = None, patience: float | None = None
+    ) -> bool:
+        """Wait for a write; finals before new pages, each in arrival order.
+
+        With `patience`, give up after that many seconds and return False (no write taken);
+        a caller that comes back with the same `place` keeps its turn meanwhile.
+        """
+        ticket = (int(priority), self.place() if place is None else place)
         heapq.heappush(self._queue, ticket)
-        deadline = self.clock() + MAX_WAIT
+        now = self.clock()
+        deadline = now + self.max_wait
+        give_up = deadline if patience is None else min(deadline, now + patience)
         try:
             for _ in range(_WAKE_STEPS):
                 now = self.clock()
-                if (self._queue[0] == ticket and self._has_room(now)) or now >= deadline:
+                if self._queue[0] == ticket and self._has_room(now):
                     break
-                await self._pause(self._wait_time(now, deadline))
+                if patience is not None and now >= give_up:
+                    return False
+                if now >= deadline:  # never wait in silence: say so, then send anyway
+                    log.warning("no free write to %s after %.3g s (%d in flight, %d waiting); "
+                                "sending anyway", self.name, self.max_wait, self._in_flight,
+                                len(self._queue) - 1)
+                    break
+                await self._pause(self._wait_time(now, give_up))
         finally:
             self._queue.remove(ticket)
             heapq.heapify(self._queue)
             self._notify()
         self._in_flight += 1
+        return True
 
     def release(self) -> None:
         """A write taken with take/try_take got its response (or failed)."""
@@ -146,7 +178,9 @@ class ChannelBudgets:
         for other in [c for c, b in self._budgets.items() if c != channel_id and b.idle()]:
             del self._budgets[other]
         if channel_id not in self._budgets:
-            self._budgets[channel_id] = WriteBudget(self.limit, self.window, self.clock)
+            self._budgets[channel_id] = WriteBudget(
+                self.limit, self.window, self.clock, name=f"channel {channel_id}"
+            )
         budget = self._budgets[channel_id]
         budget.touched = self.clock()  # a reply about to join keeps it from being dropped
         return budget

@@ -21,7 +21,13 @@ from bot.adapters.discord_events import (
     media_type,
 )
 from bot.adapters.discord_pacing import ChannelBudgets, WriteBudget
-from bot.adapters.discord_surface import AskSurface, ChannelTyping, Interaction, MessageSurface
+from bot.adapters.discord_surface import (
+    SLOW_WRITE,
+    AskSurface,
+    ChannelTyping,
+    Interaction,
+    MessageSurface,
+)
 from bot.conversation import ConversationKey, Image, Incoming
 from bot.runtime import Runtime
 
@@ -39,6 +45,7 @@ class DiscordTiming:
     handoff_after: float = 14 * 60.0  # interaction tokens live 15 minutes
     typing_every: float = 8.0  # "typing…" lasts about 10 s per trigger
     close_timeout: float = 10.0
+    slow_write: float = SLOW_WRITE  # a page write still out after this is logged
 
 
 class DiscordSurface(Surface, Protocol):
@@ -65,7 +72,8 @@ class Replies:
     ) -> MessageSurface:
         """A reply as messages in `channel`, sharing the channel's write budget."""
         typing = self._typing(channel, channel_id)
-        return MessageSurface(channel, self.channels(channel_id), typing, asker_id, reply_to)
+        return MessageSurface(channel, self.channels(channel_id), typing, asker_id, reply_to,
+                              slow_write=self.timing.slow_write)
 
     def _typing(self, channel: discord.abc.Messageable, channel_id: int) -> ChannelTyping:
         """The channel's shared typing indicator; ones idle for a minute are dropped."""
@@ -79,7 +87,8 @@ class Replies:
     def ask_surface(self, interaction: Interaction, private: bool) -> AskSurface:
         """A reply in the interaction's response, with its own webhook budget."""
         timing = self.timing
-        budget = WriteBudget(timing.webhook_writes, timing.webhook_window)
+        budget = WriteBudget(timing.webhook_writes, timing.webhook_window,
+                             name=f"interaction {interaction.id}")
 
         async def continuation() -> tuple[discord.abc.Messageable, WriteBudget]:
             channel_id = interaction.channel_id

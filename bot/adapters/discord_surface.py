@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 MESSAGE_LIMIT = 2000
 FINAL_TRIES = 3
 TYPING_RENEWALS = 90  # at most 12 minutes of "typing…" before any text
+CREATE_PATIENCE = 1.0  # how long one partial update waits in line for a new page
+SLOW_WRITE = 30.0  # a Discord write still out after this is logged, then at doubling waits
+SLOW_REPORTS = 6  # 30 s to 32 min of reports; past that it waits without more
 NOTE_CONTINUED = "_(This answer continues in a new message below.)_"
 TOKEN_ERRORS = frozenset({10015, 50027})  # Unknown Webhook, Invalid Webhook Token
 CHANNEL_PLACE = "discord-channel"
@@ -170,21 +173,35 @@ class InteractionPages:
 class PageWriter:
     """Shows snapshots' pages on a target, spending writes from a budget."""
 
-    def __init__(self, target: PageTarget, budget: WriteBudget, shown: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        target: PageTarget,
+        budget: WriteBudget,
+        shown: Sequence[str] = (),
+        slow: float = SLOW_WRITE,
+    ) -> None:
         self.target = target
         self.budget = budget
         self.shown = list(shown)
+        self.slow = slow  # seconds after which a write still out is logged
+        self._place: int | None = None  # a new page's turn in line while it waits
 
     async def partial(self, pages: Sequence[str]) -> bool:
-        """Create new pages (waiting for room); edit others only if a write is free now.
+        """Create new pages (in line for room, briefly); edit others only if a write is free.
 
-        False when every edit was skipped, so the caller can offer the text again soon.
+        False when every edit was skipped or a new page is still waiting, so the caller
+        offers newer text soon: a page created late then carries what is known by then,
+        and once the answer is complete its pages go out at final priority instead.
         """
         ops = page_ops(self.shown, pages, final=False)
         applied = 0
         for op in ops:
             if op.kind == "create":
-                await self.budget.take(Priority.NEW_PAGE)
+                if self._place is None:  # the turn in line is kept across attempts
+                    self._place = self.budget.place()
+                if not await self.budget.take(Priority.NEW_PAGE, self._place, CREATE_PATIENCE):
+                    return False
+                self._place = None
             elif not self.budget.try_take():
                 continue
             await self._apply(op)
@@ -212,18 +229,43 @@ class PageWriter:
 
     async def _apply(self, op: PageOp) -> None:
         """Run one write already taken from the budget, and remember what is shown."""
+        what = f"the {op.kind} of page {op.index + 1} in {self.budget.name}"
         try:
             if op.kind == "create":
-                await self.target.create(op.index, op.text)
+                await reported_if_slow(self.target.create(op.index, op.text), what, self.slow)
                 self.shown.append(op.text)
             elif op.kind == "edit":
-                await self.target.edit(op.index, op.text)
+                await reported_if_slow(self.target.edit(op.index, op.text), what, self.slow)
                 self.shown[op.index] = op.text
             else:
-                await self.target.delete(op.index)
+                await reported_if_slow(self.target.delete(op.index), what, self.slow)
                 del self.shown[op.index]
         finally:
             self.budget.release()
+
+
+async def reported_if_slow(write: Awaitable[None], what: str, after: float = SLOW_WRITE) -> None:
+    """Await one Discord write; if it has not come back after `after` seconds, say so, and
+    again each time the wait doubles. It is never cut short here: a request stopped inside
+    discord.py's limiter can leave it waiting for good, and a write Discord applies after
+    we stopped waiting would land on top of a later one."""
+    task = asyncio.ensure_future(write)
+    try:
+        waited, wait = 0.0, after
+        for _ in range(SLOW_REPORTS):
+            done, _ = await asyncio.wait({task}, timeout=wait)
+            if done:
+                break
+            waited += wait
+            log.warning("Discord has not answered %s for %.3g s; still waiting", what, waited)
+            wait *= 2
+    except asyncio.CancelledError:  # a shutdown: the write is cancelled with us, as before
+        task.cancel()
+        await asyncio.wait({task})
+        if not task.cancelled():
+            task.exception()  # retrieved: it failed while unwinding, which no one needs
+        raise
+    await task
 
 
 class _DiscordText:
@@ -279,10 +321,12 @@ class MessageSurface(_DiscordText):
         typing: ChannelTyping,
         asker_id: int | None,
         reply_to: discord.MessageReference | None = None,
+        slow_write: float = SLOW_WRITE,
     ) -> None:
         self.channel = channel
         self.asker_id = asker_id
-        self.writer = PageWriter(ChannelPages(channel, safe_mentions(asker_id), reply_to), budget)
+        pages = ChannelPages(channel, safe_mentions(asker_id), reply_to)
+        self.writer = PageWriter(pages, budget, slow=slow_write)
         self.typing = typing
         self._renewal: asyncio.Task[None] | None = None
         self._started = False
@@ -318,12 +362,13 @@ class MessageSurface(_DiscordText):
         self._renewal = asyncio.create_task(self._keep_typing())
 
     async def update(self, snapshot: Snapshot) -> bool:
-        self._stop_typing()
-        return await self.writer.partial(snapshot.pages)
+        shown = await self.writer.partial(snapshot.pages)
+        if self.writer.shown:  # text is visible: "typing…" has done its job
+            self._stop_typing()
+        return shown
 
     async def finish(self, snapshot: Snapshot) -> None:
-        self._stop_typing()
-        try:
+        try:  # "typing…" goes on while a reply with nothing shown yet waits for its turn
             await self.writer.final(snapshot.pages)
         finally:
             self.discard()

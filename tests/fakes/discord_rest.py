@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Sequence
@@ -229,6 +230,7 @@ class DiscordRest(DiscordState):
             flags=int(body.get("flags") or 0) & KEPT_CREATE_FLAGS & ~FLAG_EPHEMERAL,
         )
         await self._broadcast_message("MESSAGE_CREATE", record)
+        await asyncio.sleep(self.write_delay)
         return json_response(200, record.to_json(self._users))
 
     async def _get_message(self, request: web.Request) -> web.Response:
@@ -242,6 +244,7 @@ class DiscordRest(DiscordState):
             raise fail(403, 50005, "Cannot edit a message authored by another user")
         self._apply_edit(record, body)
         await self._broadcast_message("MESSAGE_UPDATE", record)
+        await asyncio.sleep(self.write_delay)
         return json_response(200, record.to_json(self._users))
 
     async def _delete_message(self, request: web.Request) -> web.Response:

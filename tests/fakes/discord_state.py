@@ -96,6 +96,9 @@ class DiscordState:
         self.interaction_token_ttl = interaction_token_ttl
         self.private_threads_allowed = private_threads_allowed
         self.attachment_delay = 0.0  # seconds before an attachment download answers
+        # Seconds before a channel message create or edit answers; the write itself applies
+        # at once, as when Discord's answer is slow to come back.
+        self.write_delay = 0.0
         self.calls: list[RestCall] = []
         self.rate_limited = 0
         self.typing: list[tuple[int, float]] = []
