@@ -13,7 +13,7 @@ import pytest
 
 from bot.streaming import TYPING_MARKER
 from tests.e2e.processes import BotProcess, bot_env
-from tests.fakes.anthropic import FakeAnthropic, Reply
+from tests.fakes.anthropic import FakeAnthropic, Reply, default_text
 from tests.fakes.discord import FakeDiscord, FakeMessage
 
 EPHEMERAL = 1 << 6
@@ -268,6 +268,64 @@ async def test_long_answer_is_split_in_three_with_code_fences_intact(tmp_path: P
     assert all(page.count("```") % 2 == 0 for page in shown)  # every page's fences close
     assert shown[1].startswith("```python\n")  # the fence reopened after the break
     assert content_lines("\n".join(shown)) == content_lines(text)  # nothing lost or repeated
+
+
+async def test_a_mention_answer_over_two_messages_ends_final_in_both(tmp_path: Path) -> None:
+    # ~600 tokens (~2,800 characters): page 2 starts near the end of the stream.
+    model = FakeAnthropic(first_token_delay=0.4, delta_interval=0.01, default_words=450)
+    question = "How do I export everything?"
+    answer = default_text(question, 450)
+    assert 2000 < len(answer) < 4000
+    async with FakeDiscord() as fake, model, discord_bot(tmp_path, fake, model):
+        channel = fake.channel_ids[0]
+        asked_id = await fake.dispatch_message(question, mentions_bot=True)
+
+        def pages() -> list[FakeMessage]:
+            return bot_messages(fake, channel)
+
+        def whole() -> bool:  # the answer in full, every page without the marker
+            return "".join(page.content for page in pages()) == answer
+
+        await fake.wait_for(whole, 30)
+        await asyncio.sleep(0.3)  # any further (wrong) edit would land now
+
+    first, second = pages()
+    assert first.message_reference is not None
+    assert first.message_reference["message_id"] == str(asked_id)
+    assert len(first.content) <= 2000 and len(second.content) <= 2000
+    assert first.content + second.content == answer  # whole, in order, no marker left
+    assert fake.rate_limited == 0
+
+
+async def test_a_dm_answer_over_several_messages_ends_final_in_all(tmp_path: Path) -> None:
+    code = "\n".join(f"    rows = export(part={i}, fmt='csv')  # step {i}" for i in range(50))
+    prose = " ".join(["Open Settings, choose Export, then wait for the e-mail."] * 16)
+    text = f"{prose}\n\n```python\ndef export_all():\n{code}\n```\n\n{prose}\n\n{prose}"
+    assert 4500 <= len(text) <= 5500
+    model = FakeAnthropic(first_token_delay=0.4, delta_interval=0.003)  # ~400 tokens/s
+    model.script(Reply(text=text))
+    async with FakeDiscord() as fake, model, discord_bot(
+        tmp_path, fake, model, SUPPORTBOT_MAX_TOKENS="4096"
+    ):
+        dm = fake.dm_channel()
+        await fake.dispatch_message("Show me the export script", guild=False)
+
+        def pages() -> list[FakeMessage]:
+            return bot_messages(fake, dm)
+
+        def whole() -> bool:  # the answer's text in full, every page without the marker
+            joined = "\n".join(page.content for page in pages())
+            return all(map(done, pages())) and content_lines(joined) == content_lines(text)
+
+        await fake.wait_for(whole, 30)
+        await asyncio.sleep(0.3)  # any further (wrong) edit would land now
+
+    shown = [page.content for page in pages()]
+    assert len(shown) >= 3 and all(len(page) <= 2000 for page in shown)
+    assert all(page.count("```") % 2 == 0 for page in shown)  # every page's fences close
+    assert shown[1].startswith("```python\n")  # the block crossed the break and reopened
+    assert content_lines("\n".join(shown)) == content_lines(text)  # nothing lost or repeated
+    assert fake.rate_limited == 0
 
 
 async def test_everyone_in_model_output_does_not_ping(tmp_path: Path) -> None:
