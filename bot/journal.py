@@ -58,13 +58,17 @@ class JournalingSurface:
             await self.journal.note_pages(self.question, pages)
 
 
-def closing_pages(pages: tuple[PageRef, ...], surface: Surface, note: str) -> Snapshot:
+def closing_pages(
+    pages: tuple[PageRef, ...], surface: Surface, note: str, replaces: str = ""
+) -> Snapshot:
     """The final look of a reply too old to answer again: the pages as they were, with the
-    typing marker on the last one replaced by `note` (or the note alone on a page of its own
-    when it does not fit there)."""
+    typing marker on the last one (or an earlier note, `replaces`, that promised more) replaced
+    by `note`, or the note alone on a page of its own when it does not fit there."""
     note_text = surface.render(note.strip())
     texts = [page.text for page in pages] or [""]
     last = texts[-1].removesuffix(TYPING_MARKER).rstrip()
+    if replaces:
+        last = last.removesuffix(surface.render(replaces.strip())).rstrip()
     with_note = f"{last}\n\n{note_text}" if last else note_text
     if surface.size(with_note) <= surface.limit:
         texts[-1] = with_note

@@ -129,7 +129,12 @@ class Responder:
             if age > ABANDON_AFTER:  # unreachable for a day: nobody is waiting any more
                 await self.store.journal.close(entry.question)
                 continue
-            surface = await restore(entry.place, entry.pages)
+            try:
+                surface = await restore(entry.place, entry.pages)
+            except Exception as error:  # one unreachable reply must not stop the others
+                log.warning("could not reach an unfinished reply (%s); the next start tries "
+                            "again", type(error).__name__)
+                continue
             if surface is None or self._closing:
                 continue  # not ours to finish, or shutting down: the next start takes it
             if age < self.policy.resume_minutes * 60:
@@ -141,8 +146,8 @@ class Responder:
         return tasks
 
     async def _close_old(self, entry: Unfinished, surface: Surface) -> None:
-        if await quietly(surface.finish(closing_pages(entry.pages, surface, NOTE_RESTARTED)),
-                         "close an interrupted reply"):
+        closing = closing_pages(entry.pages, surface, NOTE_RESTARTED, NOTE_INTERRUPTED)
+        if await quietly(surface.finish(closing), "close an interrupted reply"):
             await self.store.journal.close(entry.question)
 
     def _start(
@@ -231,7 +236,9 @@ class Responder:
         for attempt in range(2):  # one retry with a tighter window on "prompt is too long"
             turns = await self.store.history(incoming.key, question, budget)
             if turns:
-                turns[-1] = replace(turns[-1], images=incoming.images)
+                # The question as the model should see it (a resumed one says its image is
+                # gone), with this reply's images.
+                turns[-1] = replace(turns[-1], text=text, images=incoming.images)
             window = history_window(turns, budget, self.model)
             prompt = build_prompt(
                 self.book, incoming.key.platform, passages, window, self.policy.max_tokens

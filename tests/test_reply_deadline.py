@@ -12,7 +12,7 @@ from bot.prompts import PromptBook
 from bot.responder import ReplyPolicy, Responder
 from bot.store import Store
 from bot.streaming import TYPING_MARKER
-from tests.fakes.anthropic import FakeAnthropic, Reply
+from tests.fakes.anthropic import Fail, FakeAnthropic, Reply
 from tests.surfaces import RecordingSurface
 from tests.test_responder import ask
 
@@ -46,6 +46,18 @@ async def test_an_endpoint_that_never_answers_ends_the_reply_at_the_deadline(
     assert surface.final.text == "⚠️ The AI service did not answer in time. " \
         "Please try again in a few minutes."
     assert TYPING_MARKER not in "".join(surface.final.pages)
+
+
+async def test_the_deadline_covers_retries_and_the_fallback_together(
+    store: Store, anthropic: FakeAnthropic
+) -> None:
+    # Every attempt is refused as overloaded with a 0.3 s retry-after: one model's retries
+    # alone would take 1.2 s, both models' 2.4 s; the 1 s deadline ends it first.
+    anthropic.script(*[Fail(529, "overloaded_error", retry_after=0.3) for _ in range(10)])
+    surface = RecordingSurface()
+    took = await reply_in(responder(store, anthropic, "claude-sonnet-5-5"), surface, "hello")
+    assert took < 1.6 and len(anthropic.requests) >= 3  # it did retry, within the deadline
+    assert surface.final.text.startswith("⚠️ The AI service did not answer in time.")
 
 
 async def test_a_stream_that_goes_quiet_mid_answer_keeps_its_text_and_says_so(

@@ -56,7 +56,8 @@ def _in_channel(
 async def _after_interaction(
     client: discord.Client, replies: Replies, place: Place, pages: tuple[PageRef, ...]
 ) -> Surface:
-    in_interaction = bool(pages) and pages[0].id == ORIGINAL
+    # No pages: deferred ("thinking…") but nothing shown yet, or journaled during a stop.
+    in_interaction = not pages or pages[0].id == ORIGINAL
     if in_interaction and time.time() - float(place.get("deferred_at") or 0) < (
         TOKEN_LIFE - TOKEN_MARGIN
     ):

@@ -112,6 +112,8 @@ async def test_slack_http_junk_is_refused_with_one_line_and_signed_events_still_
                 signed_junk = await http.post(url, data=junk, headers=headers)
                 bad_stamp = await http.post(url, data=b"{}", headers={
                     "X-Slack-Request-Timestamp": "soon", "X-Slack-Signature": "v0=00"})
+                not_ascii = await http.post(url, data=b"{}", headers={
+                    "X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": "v0=\u00e9"})
             mention = ev.app_mention("<@UBOT> still there?", channel="C1")
             await ev.send_signed_event(url, ev.event_callback(mention), SECRET)
             await slack.wait_for(lambda: any(
@@ -120,10 +122,11 @@ async def test_slack_http_junk_is_refused_with_one_line_and_signed_events_still_
             code = await bot.stop()
     log = "".join(bot.log)
     assert code == 0, log
-    assert (unsigned.status, signed_junk.status, bad_stamp.status) == (401, 400, 401)
+    statuses = (unsigned.status, signed_junk.status, bad_stamp.status, not_ascii.status)
+    assert statuses == (401, 400, 401, 401)
     assert "Traceback" not in log
     refusals = [line for line in bot.log if "refused a request to /slack/events" in line]
-    assert len(refusals) == 3 and all(len(line) < 200 for line in refusals)
+    assert len(refusals) == 4 and all(len(line) < 200 for line in refusals)
 
 
 @pytest.mark.parametrize("command", ["run", "check"])

@@ -90,6 +90,42 @@ async def test_slack_reply_too_old_to_answer_again_gets_a_note_instead_of_the_ma
     assert len(anthropic.requests) == 1  # nothing asked again
 
 
+async def test_a_resumed_answer_shorter_than_the_cut_one_leaves_one_message(
+    tmp_path: Path, anthropic: FakeAnthropic
+) -> None:
+    # Cut off after its second 4,000-byte page; the second answer fits in one message.
+    anthropic.script(Reply(words=900, delta_interval=0.03), Reply(text="Short answer."),
+                     Reply(text="Noted."))
+    async with FakeSlack() as slack:
+        bot = await start_slack_bot(tmp_path, slack, anthropic)
+        mention = ev.app_mention(f"<@{BOT}> tell me everything", channel="C1")
+        await slack.push_event(mention)
+        def second_page_streaming() -> bool:
+            posts = bot_posts(slack, "C1", mention["ts"])
+            return len(posts) == 2 and posts[1].text.endswith(TYPING_MARKER)
+
+        await slack.wait_for(second_page_streaming, 30)
+        await kill(bot)
+        first, _ = bot_posts(slack, "C1", mention["ts"])[:2]
+
+        bot = await start_slack_bot(tmp_path, slack, anthropic)
+        try:
+            await slack.wait_for(finished(slack, "C1", mention["ts"]), 20)
+            posts = bot_posts(slack, "C1", mention["ts"])
+            assert len(posts) == 1, [(p.ts, p.text[:40], p.text[-40:]) for p in posts]
+            [reply] = posts
+            follow_up = ev.message("and then?", channel="C1", thread_ts=mention["ts"])
+            await slack.push_event(follow_up)
+            await slack.wait_for(lambda: len(anthropic.requests) == 3, 20)
+        finally:
+            code = await bot.stop()
+    assert code == 0, "".join(bot.log)
+    assert reply.ts == first.ts and reply.text == "Short answer."  # the extra page is gone
+    # Recorded as answered: the follow-up's history holds it.
+    history = [m["content"] for m in anthropic.requests[-1].body["messages"]]
+    assert history[-2:] == ["Short answer.", "and then?"]
+
+
 async def test_sigterm_with_questions_queued_leaves_none_unanswered_after_the_next_start(
     tmp_path: Path, anthropic: FakeAnthropic
 ) -> None:

@@ -160,7 +160,8 @@ class SlackBridge:
         message = person_message(body, self.slack.me)
         if message is not None:
             costly = bool(message.files) or message.joins_thread  # downloads, a thread read
-            self.ports.inbound.accept(Platform.SLACK, message.event_id, message.channel,
+            # Ordered per conversation: a slow download holds back only its own thread.
+            self.ports.inbound.accept(Platform.SLACK, message.event_id, message.key.id,
                                       lambda: self._prepared(message), costly)
 
     async def _prepared(self, message: SlackMessage) -> Prepared | None:

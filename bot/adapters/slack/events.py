@@ -213,7 +213,8 @@ def request_problem(
         return "stale signature timestamp"
     base = b"v0:" + timestamp.encode() + b":" + body
     expected = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, signature):
+    # Bytes, not str: compare_digest refuses non-ASCII text, which any sender may put there.
+    if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
         return "bad signature"
     try:
         body.decode("utf-8")

@@ -170,6 +170,7 @@ class SlackSurface:
             for ts in self.posted[len(snapshot.pages):]:
                 await self._delete(ts)
             del self.posted[len(snapshot.pages):]
+            del self.shown[len(snapshot.pages):]
         finally:
             self._leave()
 
