@@ -2,7 +2,8 @@
 
 Each reply is a list of pages (Discord messages of at most 2,000 characters). A PageWriter
 turns each snapshot into the few writes that change what is shown, within a WriteBudget:
-new pages and final edits wait for room, partial edits are skipped when the bucket is busy.
+final edits wait for room, new pages wait in line briefly (keeping their turn) so they go
+out with the newest text, and partial edits are skipped when the bucket is busy.
 """
 
 from __future__ import annotations
@@ -246,9 +247,10 @@ class PageWriter:
 
 async def reported_if_slow(write: Awaitable[None], what: str, after: float = SLOW_WRITE) -> None:
     """Await one Discord write; if it has not come back after `after` seconds, say so, and
-    again each time the wait doubles. It is never cut short here: a request stopped inside
-    discord.py's limiter can leave it waiting for good, and a write Discord applies after
-    we stopped waiting would land on top of a later one."""
+    again each time the wait doubles. It is never cut short here: a write Discord applies
+    after we stopped waiting would land on top of a later one, and a request cancelled
+    while discord.py sleeps out a global 429 leaves every later request waiting for good
+    (its http.py sets the global event again only after that sleep)."""
     task = asyncio.ensure_future(write)
     try:
         waited, wait = 0.0, after
