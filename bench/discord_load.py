@@ -1,20 +1,29 @@
-"""Discord load benchmark: 30 /ask conversations streaming ~600-token answers at once in one
-channel, against the fake Discord with real-style buckets (5 writes per 2 s per interaction
-webhook), side by side with a naive policy that edits on every 20th delta.
+"""Discord load benchmark, three ways an answer reaches Discord, against the out-of-process
+fake Discord (its buckets slide like Discord's: 5 writes per 5 s per channel, creates and
+edits counted apart; 5 per 2 s per interaction webhook; 50 requests/s overall).
 
-Both policies run in this process on discord.py against the same out-of-process fakes, with
-the same page splitting and rendering; only when they write differs. Figures per run: 429s,
-final texts that differ from the model's answer, time to the first visible sign, staleness
-(how long each received delta waits until Discord shows it) and edits per reply; the
-reported figure is the median over runs.
+- /ask: 30 conversations streaming ~600-token answers at once in one channel, each in its
+  own interaction webhook, side by side with a naive policy that edits on every 20th delta
+  (both on discord.py in this process, same page splitting and rendering).
+- mention: 1, then 30 mentions in one channel, all replies sharing that channel's bucket.
+- dm: 1, then 30 DMs at once, each in its own DM channel.
 
-Run: python -m bench.discord_load
+Mentions and DMs stream ~600-token answers (> 2,000 characters, so two messages each) at
+80 tokens/s after 0.4 s. Figures per run: 429s, replies unfinished at the end (pages not
+whole, or a typing marker left), staleness (how long each received delta waits until
+Discord shows it), edits per reply and the lag from the model's last token to the full
+text on Discord; the reported figure is the median over runs (fewer runs for the ~1.5
+minute "30 mentions" case).
+
+Run: python -m bench.discord_load [ask|mention|dm ...]   (default: all three)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import sys
 import tempfile
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -26,10 +35,18 @@ import discord
 import httpx
 from discord import app_commands
 
-from bench.common import FakeProcess, median, percentile, write_result
+from bench.common import RESULTS, FakeProcess, median, percentile, write_result
 from bot.adapters.discord import SupportClient, local_endpoints
 from bot.adapters.discord_pacing import WriteBudget
-from bot.adapters.discord_surface import Interaction, InteractionPages, PageWriter, safe_mentions
+from bot.adapters.discord_replies import DiscordTiming, Replies
+from bot.adapters.discord_surface import (
+    Interaction,
+    InteractionPages,
+    MessageSurface,
+    PageWriter,
+    channel_id,
+    safe_mentions,
+)
 from bot.config import Settings, load_settings
 from bot.conversation import Platform, Prompt, StreamEnd, Turn
 from bot.formatting import neutralise_discord
@@ -46,6 +63,9 @@ REPLIES = 30
 RUNS = 5
 WORDS = 450  # about 600 output tokens
 DELTA_INTERVAL = 0.015  # ~180 tokens/s, a brisk Haiku
+CHANNEL_DELTA_INTERVAL = 0.0333  # ~80 tokens/s (deltas of 1-3 words, ~2.7 tokens each)
+FIRST_TOKEN_DELAY = 0.4
+CHANNEL_CASES = (("mention", 1, 5), ("mention", 30, 3), ("dm", 1, 5), ("dm", 30, 5))
 NAIVE_BATCH = 20
 TOKEN = "test-discord-token"
 FINISH_TIMEOUT = 180.0
@@ -296,44 +316,211 @@ def seen_after(writes: list[tuple[float, int]], at: float, size: int) -> float:
     return FINISH_TIMEOUT
 
 
-async def main() -> None:
-    anthropic_args = ("--default-words", str(WORDS), "--delta-interval", str(DELTA_INTERVAL))
-    policies: dict[str, Policy] = {"ours": ours, "naive": naive}
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in policies}
+# --- mentions and DMs: replies as channel messages ------------------------------------------
+
+
+class RecordingReplies(Replies):
+    """The adapter's Replies, also noting each message surface by asker (to find the pages)."""
+
+    def __init__(self, runtime: Runtime, timing: DiscordTiming) -> None:
+        super().__init__(runtime, timing)
+        self.surfaces: dict[int, MessageSurface] = {}
+
+    def message_surface(
+        self,
+        channel: discord.abc.Messageable,
+        channel_id: int,
+        asker_id: int,
+        reply_to: discord.MessageReference | None = None,
+    ) -> MessageSurface:
+        surface = super().message_surface(channel, channel_id, asker_id, reply_to)
+        self.surfaces[asker_id] = surface
+        return surface
+
+
+async def channel_run(kind: str, replies: int, fakes: Fakes, run: int, folder: Path
+                      ) -> dict[str, float]:
+    """`replies` mentions in one channel, or DMs from as many people, answered at once."""
+    settings = bot_settings(fakes, folder)
+    model = RecordingModel(fakes.anthropic_url)
+    asked = {1_100_000_000_000_000_400 + i: f"Run {run} {kind} {i}: how do I export?"
+             for i in range(replies)}
+    async with httpx.AsyncClient(base_url=fakes.discord_url, timeout=30) as http:
+        before = (await http.get("/_fake/stats")).json()["rate_limited"]
+        since = (await http.get("/_fake/calls", params={"since": 10**9})).json()["next"]
+        async with ours(settings, model) as client, connected(client):
+            assert isinstance(client, SupportClient)
+            recording = RecordingReplies(client.runtime, client.replies.timing)
+            client.replies = recording  # mentions and DMs go through it from now on
+            for author, question in asked.items():
+                body = {"content": question, "author_id": str(author),
+                        "mentions_bot": kind == "mention", "guild": kind == "mention"}
+                await http.post("/_fake/message", json=body)
+            pages = await whole(http, recording.surfaces, asked, model)
+        calls = (await http.get("/_fake/calls", params={"since": since})).json()["calls"]
+        limited = (await http.get("/_fake/stats")).json()["rate_limited"] - before
+    await model.aclose()
+    return channel_figures(asked, pages, calls, model, limited)
+
+
+Pages = dict[int, list[dict[str, Any]]]  # asker -> the reply's messages as the fake has them
+
+
+async def whole(http: httpx.AsyncClient, surfaces: dict[int, MessageSurface],
+                asked: dict[int, str], model: RecordingModel) -> Pages:
+    """Poll until every reply shows the model's whole answer, or the timeout passes."""
+    deadline = time.monotonic() + FINISH_TIMEOUT
+    pages: Pages = {}
+    while time.monotonic() < deadline:
+        pages = await reply_pages(http, surfaces)
+        if all(text_of(pages.get(a, [])) == model.texts.get(q) for a, q in asked.items()):
+            break
+        await asyncio.sleep(0.25)
+    return pages
+
+
+async def reply_pages(http: httpx.AsyncClient, surfaces: dict[int, MessageSurface]) -> Pages:
+    found: Pages = {}
+    by_channel: dict[int, list[dict[str, Any]]] = {}
+    for asker, surface in list(surfaces.items()):
+        channel = channel_id(surface.channel)
+        if channel not in by_channel:
+            response = await http.get("/_fake/messages", params={"channel": channel})
+            by_channel[channel] = response.json()
+        ids = {page.id for page in surface.pages()}
+        found[asker] = [m for m in by_channel[channel] if m["id"] in ids]
+    return found
+
+
+def text_of(messages: list[dict[str, Any]]) -> str | None:
+    """The reply's text as shown, or None while a page still has the typing marker."""
+    contents = [m["content"] for m in messages]
+    return None if any(TYPING_MARKER in c for c in contents) else "".join(contents)
+
+
+def channel_figures(asked: dict[int, str], pages: Pages, calls: list[dict[str, Any]],
+                    model: RecordingModel, limited: int) -> dict[str, float]:
+    staleness, edits, lags = [], [], []
+    unfinished = 0
+    for asker, question in asked.items():
+        messages = pages.get(asker, [])
+        writes = message_writes(messages, calls)
+        deltas = model.deltas.get(question, [])
+        staleness += [seen_after(writes, at, size) for at, size in deltas]
+        ids = {m["id"] for m in messages}
+        edits.append(sum(1 for c in calls
+                         if c["method"] == "PATCH" and c["path"].rsplit("/", 1)[1] in ids))
+        finished = text_of(messages) == model.texts.get(question)
+        unfinished += not finished
+        if deltas and writes and finished:
+            lags.append((writes[-1][0] - deltas[-1][0]) * 1000)
+    return {
+        "rate_limited_429": float(limited),
+        "unfinished_replies": float(unfinished),
+        "staleness_ms_p50": percentile(staleness, 50) * 1000,
+        "staleness_ms_p95": percentile(staleness, 95) * 1000,
+        "edits_per_reply": sum(edits) / len(edits),
+        "finish_lag_ms_p50": percentile(lags, 50) if lags else float("inf"),
+        "finish_lag_ms_p95": percentile(lags, 95) if lags else float("inf"),
+    }
+
+
+def message_writes(messages: list[dict[str, Any]], calls: list[dict[str, Any]]
+                   ) -> list[tuple[float, int]]:
+    """(time, characters of the answer shown) after each write of one reply's pages."""
+    changes = [(m["created_at"], m["id"], m["history"][0]) for m in messages if m["history"]]
+    ids = {m["id"] for m in messages}
+    for call in calls:
+        target = call["path"].rsplit("/", 1)[1]
+        if call["method"] == "PATCH" and target in ids and call["status"] < 300:
+            changes.append((call["time"], target, (call["json"] or {}).get("content", "")))
+    shown: dict[str, str] = {}
+    writes: list[tuple[float, int]] = []
+    for at, message, content in sorted(changes):
+        shown[message] = content
+        writes.append((at, sum(len(c.removesuffix(TYPING_MARKER)) for c in shown.values())))
+    return writes
+
+
+# --- running and reporting ---------------------------------------------------------------
+
+
+async def main(modes: list[str]) -> None:
+    ask_args = ("--default-words", str(WORDS), "--delta-interval", str(DELTA_INTERVAL))
+    channel_args = ("--default-words", str(WORDS), "--delta-interval",
+                    str(CHANNEL_DELTA_INTERVAL), "--first-token-delay", str(FIRST_TOKEN_DELAY))
+    figures: dict[str, Any] = {}
     async with (
         FakeProcess("tests.fakes.discord") as discord_fake,
-        FakeProcess("tests.fakes.anthropic", *anthropic_args) as anthropic_fake,
+        FakeProcess("tests.fakes.anthropic", *ask_args) as ask_model,
+        FakeProcess("tests.fakes.anthropic", *channel_args) as channel_model,
     ):
-        fakes = Fakes(discord_fake.base_url, anthropic_fake.base_url)
-        with tempfile.TemporaryDirectory() as folder, local_endpoints(
-            bot_settings(fakes, Path(folder))
-        ):
-            for run in range(RUNS):
-                for name, policy in policies.items():  # interleaved, so drift hits both
-                    runs[name].append(await run_once(policy, fakes, run, Path(folder)))
-                    print(f"run {run + 1}/{RUNS} {name}: {runs[name][-1]}", flush=True)
-    report(runs)
+        with tempfile.TemporaryDirectory() as folder:
+            fakes = Fakes(discord_fake.base_url, ask_model.base_url)
+            with local_endpoints(bot_settings(fakes, Path(folder))):
+                if "ask" in modes:
+                    figures["ask"] = await ask_mode(fakes, Path(folder))
+                channel_fakes = Fakes(discord_fake.base_url, channel_model.base_url)
+                for kind, replies, runs in CHANNEL_CASES:
+                    if kind in modes:
+                        name = f"{kind}_{replies}"
+                        figures[name] = await channel_mode(kind, replies, runs, channel_fakes,
+                                                           Path(folder))
+    save(figures)
 
 
-def report(runs: dict[str, list[dict[str, float]]]) -> None:
-    figures = {
-        name: {key: round(median([r[key] for r in per_run]), 1) for key in per_run[0]}
-        for name, per_run in runs.items()
-    }
+async def ask_mode(fakes: Fakes, folder: Path) -> dict[str, Any]:
+    policies: dict[str, Policy] = {"ours": ours, "naive": naive}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in policies}
+    for run in range(RUNS):
+        for name, policy in policies.items():  # interleaved, so drift hits both
+            runs[name].append(await run_once(policy, fakes, run, folder))
+            print(f"/ask run {run + 1}/{RUNS} {name}: {runs[name][-1]}", flush=True)
+    figures = {name: medians(per_run) for name, per_run in runs.items()}
     print(f"\n{REPLIES} /ask replies of ~{WORDS} words at once in one channel, "
           f"median of {RUNS} runs:")
     print(f"  {'figure':<24}{'ours':>12}{'naive (every 20 deltas)':>26}")
     for key in figures["ours"]:
         print(f"  {key:<24}{figures['ours'][key]:>12}{figures['naive'][key]:>26}")
-    path = write_result(
-        "discord_load",
-        {"replies_per_run": REPLIES, "runs": RUNS, "words_per_reply": WORDS,
-         "delta_interval_s": DELTA_INTERVAL, "naive_batch_deltas": NAIVE_BATCH,
-         "buckets": "webhook 5 per 2 s per interaction, channel 5 per 5 s",
-         **figures, "per_run": runs},
-    )
-    print(f"wrote {path}")
+    return {"replies_per_run": REPLIES, "runs": RUNS, "delta_interval_s": DELTA_INTERVAL,
+            "naive_batch_deltas": NAIVE_BATCH, **figures, "per_run": runs}
+
+
+async def channel_mode(kind: str, replies: int, runs: int, fakes: Fakes, folder: Path
+                       ) -> dict[str, Any]:
+    per_run = []
+    for run in range(runs):
+        per_run.append(await channel_run(kind, replies, fakes, run, folder))
+        print(f"{kind} x{replies} run {run + 1}/{runs}: {per_run[-1]}", flush=True)
+    figures = medians(per_run)
+    what = f"{replies} mention{'s in one channel' if replies > 1 else ''}"
+    if kind == "dm":
+        what = f"{replies} DM{'s at once, each in its own channel' if replies > 1 else ''}"
+    print(f"\n{what}, ~{WORDS}-word answers at ~80 tokens/s, median of {runs} runs:")
+    for key, value in figures.items():
+        print(f"  {key:<24}{value:>12}")
+    return {"replies_per_run": replies, "runs": runs, **figures, "per_run": per_run}
+
+
+def medians(per_run: list[dict[str, float]]) -> dict[str, float]:
+    return {key: round(median([r[key] for r in per_run]), 1) for key in per_run[0]}
+
+
+def save(figures: dict[str, Any]) -> None:
+    """Write bench/results/discord_load.json; modes not run this time keep their figures."""
+    path = RESULTS / "discord_load.json"
+    kept = json.loads(path.read_text()) if path.exists() else {}
+    modes = {key: kept[key] for key in ("ask", *(f"{k}_{n}" for k, n, _ in CHANNEL_CASES))
+             if key in kept}
+    written = write_result("discord_load", {
+        "words_per_reply": WORDS,
+        "channel_workload": "80 tokens/s after 0.4 s",
+        "buckets": "channel 5 per 5 s (creates and edits apart), webhook 5 per 2 s, "
+                   "50 requests/s overall; sliding windows",
+        **modes, **figures,
+    })
+    print(f"wrote {written}")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(sys.argv[1:] or ["ask", "mention", "dm"]))
