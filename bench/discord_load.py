@@ -38,15 +38,9 @@ from discord import app_commands
 from bench.common import RESULTS, FakeProcess, median, percentile, write_result
 from bot.adapters.discord import SupportClient, local_endpoints
 from bot.adapters.discord_pacing import WriteBudget
+from bot.adapters.discord_pages import Interaction, InteractionPages, PageWriter
 from bot.adapters.discord_replies import DiscordTiming, Replies
-from bot.adapters.discord_surface import (
-    Interaction,
-    InteractionPages,
-    MessageSurface,
-    PageWriter,
-    channel_id,
-    safe_mentions,
-)
+from bot.adapters.discord_surface import MessageSurface, channel_id, safe_mentions
 from bot.config import Settings, load_settings
 from bot.conversation import Platform, Prompt, StreamEnd, Turn
 from bot.formatting import neutralise_discord

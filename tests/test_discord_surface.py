@@ -13,8 +13,8 @@ import pytest
 
 from bot.adapters.discord import SupportClient, check, local_endpoints
 from bot.adapters.discord_events import invite_permissions
+from bot.adapters.discord_pages import NOTE_CONTINUED, PageOp, page_ops
 from bot.adapters.discord_replies import DiscordTiming, Replies
-from bot.adapters.discord_surface import NOTE_CONTINUED, PageOp, page_ops
 from bot.config import Settings, load_settings
 from bot.conversation import Arrival, Incoming
 from bot.runtime import open_runtime

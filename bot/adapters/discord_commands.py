@@ -9,8 +9,9 @@ import discord
 from discord import app_commands
 
 from bot.adapters.discord_events import ask_key, commands_differ, guild_key, thread_name
+from bot.adapters.discord_pages import Interaction
 from bot.adapters.discord_replies import Replies
-from bot.adapters.discord_surface import Interaction, safe_mentions
+from bot.adapters.discord_surface import safe_mentions
 from bot.config import ConfigError
 from bot.conversation import Arrival, ConversationKey, Image, Incoming
 from bot.formatting import neutralise_discord

@@ -21,13 +21,8 @@ from bot.adapters.discord_events import (
     media_type,
 )
 from bot.adapters.discord_pacing import ChannelBudgets, WriteBudget
-from bot.adapters.discord_surface import (
-    SLOW_WRITE,
-    AskSurface,
-    ChannelTyping,
-    Interaction,
-    MessageSurface,
-)
+from bot.adapters.discord_pages import SLOW_WRITE, Interaction
+from bot.adapters.discord_surface import AskSurface, ChannelTyping, MessageSurface
 from bot.conversation import ConversationKey, Image, Incoming
 from bot.runtime import Runtime
 

@@ -15,11 +15,11 @@ from typing import cast
 
 import discord
 
+from bot.adapters.discord_pages import NOTE_CONTINUED
 from bot.adapters.discord_replies import Replies
 from bot.adapters.discord_surface import (
     CHANNEL_PLACE,
     INTERACTION_PLACE,
-    NOTE_CONTINUED,
     MessageSurface,
     channel_id,
 )

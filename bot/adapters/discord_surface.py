@@ -1,9 +1,7 @@
 """Discord Surfaces: a reply streamed into channel messages, or into an interaction's response.
 
-Each reply is a list of pages (Discord messages of at most 2,000 characters). A PageWriter
-turns each snapshot into the few writes that change what is shown, within a WriteBudget:
-final edits wait for room, new pages wait in line briefly (keeping their turn) so they go
-out with the newest text, and partial edits are skipped when the bucket is busy.
+Each reply is a list of pages (Discord messages of at most 2,000 characters) that a
+PageWriter (discord_pages.py) keeps showing the newest text within the bucket's budget.
 """
 
 from __future__ import annotations
@@ -14,13 +12,18 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Literal, Protocol
 
-import aiohttp
 import discord
 
-from bot.adapters.discord_pacing import Clock, Priority, WriteBudget
+from bot.adapters.discord_pacing import Clock, WriteBudget
+from bot.adapters.discord_pages import (
+    NOTE_CONTINUED,
+    SLOW_WRITE,
+    ChannelPages,
+    Interaction,
+    InteractionPages,
+    PageWriter,
+)
 from bot.conversation import PageRef, Place
 from bot.formatting import neutralise_discord
 from bot.surface import Snapshot
@@ -28,38 +31,11 @@ from bot.surface import Snapshot
 log = logging.getLogger(__name__)
 
 MESSAGE_LIMIT = 2000
-FINAL_TRIES = 3
 TYPING_RENEWALS = 90  # at most 12 minutes of "typing…" before any text
-CREATE_PATIENCE = 1.0  # how long one partial update waits in line for a new page
-SLOW_WRITE = 30.0  # a Discord write still out after this is logged, then at doubling waits
-SLOW_REPORTS = 6  # 30 s to 32 min of reports; past that it waits without more
-NOTE_CONTINUED = "_(This answer continues in a new message below.)_"
 TOKEN_ERRORS = frozenset({10015, 50027})  # Unknown Webhook, Invalid Webhook Token
 CHANNEL_PLACE = "discord-channel"
 INTERACTION_PLACE = "discord-interaction"
-TRANSIENT = (discord.DiscordServerError, aiohttp.ClientError, OSError, TimeoutError)
-
-Interaction = discord.Interaction[discord.Client]
 Continuation = Callable[[], Awaitable[tuple[discord.abc.Messageable, WriteBudget]]]
-
-
-@dataclass(frozen=True)
-class PageOp:
-    kind: Literal["create", "edit", "delete"]
-    index: int
-    text: str = ""
-
-
-def page_ops(shown: Sequence[str], pages: Sequence[str], final: bool) -> list[PageOp]:
-    """The writes that turn the `shown` pages into `pages`; extra pages go only when final."""
-    ops = [
-        PageOp("create" if i >= len(shown) else "edit", i, text)
-        for i, text in enumerate(pages)
-        if i >= len(shown) or shown[i] != text
-    ]
-    if final:
-        ops += [PageOp("delete", i) for i in reversed(range(len(pages), len(shown)))]
-    return ops
 
 
 def safe_mentions(asker_id: int | None) -> discord.AllowedMentions:
@@ -86,188 +62,6 @@ def partial_message(channel: discord.abc.Messageable, message_id: int) -> discor
 def is_token_error(error: Exception) -> bool:
     """The interaction token is gone (expired or unknown): only channel messages remain."""
     return isinstance(error, discord.HTTPException) and error.code in TOKEN_ERRORS
-
-
-class PageTarget(Protocol):
-    """Where pages live: create, edit or delete page `index`."""
-
-    async def create(self, index: int, text: str) -> None: ...
-
-    async def edit(self, index: int, text: str) -> None: ...
-
-    async def delete(self, index: int) -> None: ...
-
-
-class ChannelPages:
-    """Pages as messages in a channel, thread or DM; the first may reply to the question."""
-
-    def __init__(
-        self,
-        channel: discord.abc.Messageable,
-        mentions: discord.AllowedMentions,
-        reply_to: discord.MessageReference | None = None,
-    ) -> None:
-        self.channel = channel
-        self.mentions = mentions
-        self.reply_to = reply_to
-        self.messages: list[discord.Message | discord.PartialMessage] = []
-
-    async def create(self, index: int, text: str) -> None:
-        if self.reply_to is not None and index == 0:
-            sent = await self.channel.send(
-                text, reference=self.reply_to, allowed_mentions=self.mentions
-            )
-        else:
-            sent = await self.channel.send(text, allowed_mentions=self.mentions)
-        self.messages.append(sent)
-
-    async def edit(self, index: int, text: str) -> None:
-        self.messages[index] = await self.messages[index].edit(
-            content=text, allowed_mentions=self.mentions
-        )
-
-    async def delete(self, index: int) -> None:
-        await self.messages.pop(index).delete()
-
-
-class InteractionPages:
-    """Pages as the interaction's original response plus followup messages."""
-
-    def __init__(
-        self, interaction: Interaction, private: bool, mentions: discord.AllowedMentions
-    ) -> None:
-        self.interaction = interaction
-        self.private = private
-        self.mentions = mentions
-        self.followups: list[discord.WebhookMessage] = []
-
-    def ids(self) -> list[str]:
-        """Each page's id: the original response, then the followups."""
-        return ["@original", *(str(message.id) for message in self.followups)]
-
-    async def create(self, index: int, text: str) -> None:
-        if index == 0:  # the deferred response already exists
-            await self.edit(0, text)
-            return
-        sent = await self.interaction.followup.send(
-            text, ephemeral=self.private, allowed_mentions=self.mentions, wait=True
-        )
-        self.followups.append(sent)
-
-    async def edit(self, index: int, text: str) -> None:
-        if index == 0:
-            await self.interaction.edit_original_response(
-                content=text, allowed_mentions=self.mentions
-            )
-            return
-        self.followups[index - 1] = await self.followups[index - 1].edit(
-            content=text, allowed_mentions=self.mentions
-        )
-
-    async def delete(self, index: int) -> None:
-        if index == 0:
-            await self.edit(0, NOTE_CONTINUED)
-            return
-        await self.followups.pop(index - 1).delete()
-
-
-class PageWriter:
-    """Shows snapshots' pages on a target, spending writes from a budget."""
-
-    def __init__(
-        self,
-        target: PageTarget,
-        budget: WriteBudget,
-        shown: Sequence[str] = (),
-        slow: float = SLOW_WRITE,
-    ) -> None:
-        self.target = target
-        self.budget = budget
-        self.shown = list(shown)
-        self.slow = slow  # seconds after which a write still out is logged
-        self._place: int | None = None  # a new page's turn in line while it waits
-
-    async def partial(self, pages: Sequence[str]) -> bool:
-        """Create new pages (in line for room, briefly); edit others only if a write is free.
-
-        False when every edit was skipped or a new page is still waiting, so the caller
-        offers newer text soon: a page created late then carries what is known by then,
-        and once the answer is complete its pages go out at final priority instead.
-        """
-        ops = page_ops(self.shown, pages, final=False)
-        applied = 0
-        for op in ops:
-            if op.kind == "create":
-                if self._place is None:  # the turn in line is kept across attempts
-                    self._place = self.budget.place()
-                if not await self.budget.take(Priority.NEW_PAGE, self._place, CREATE_PATIENCE):
-                    return False
-                self._place = None
-            elif not self.budget.try_take():
-                continue
-            await self._apply(op)
-            applied += 1
-        return applied > 0 or not ops
-
-    async def final(self, pages: Sequence[str]) -> None:
-        """Make the shown pages exactly `pages`, ahead of other replies' partial writes."""
-        for op in page_ops(self.shown, pages, final=True):
-            for attempt in range(FINAL_TRIES):
-                await self.budget.take(Priority.FINAL)
-                try:
-                    await self._apply(op)
-                    break
-                except TRANSIENT as error:
-                    if attempt == FINAL_TRIES - 1:
-                        raise
-                    log.warning("final edit failed (%s); retrying", type(error).__name__)
-                    await asyncio.sleep(1 + attempt)
-
-    async def replace(self, index: int, text: str) -> None:
-        """Overwrite one shown page at final priority (e.g. with a pointer elsewhere)."""
-        await self.budget.take(Priority.FINAL)
-        await self._apply(PageOp("edit", index, text))
-
-    async def _apply(self, op: PageOp) -> None:
-        """Run one write already taken from the budget, and remember what is shown."""
-        what = f"the {op.kind} of page {op.index + 1} in {self.budget.name}"
-        try:
-            if op.kind == "create":
-                await reported_if_slow(self.target.create(op.index, op.text), what, self.slow)
-                self.shown.append(op.text)
-            elif op.kind == "edit":
-                await reported_if_slow(self.target.edit(op.index, op.text), what, self.slow)
-                self.shown[op.index] = op.text
-            else:
-                await reported_if_slow(self.target.delete(op.index), what, self.slow)
-                del self.shown[op.index]
-        finally:
-            self.budget.release()
-
-
-async def reported_if_slow(write: Awaitable[None], what: str, after: float = SLOW_WRITE) -> None:
-    """Await one Discord write; if it has not come back after `after` seconds, say so, and
-    again each time the wait doubles. It is never cut short here: a write Discord applies
-    after we stopped waiting would land on top of a later one, and a request cancelled
-    while discord.py sleeps out a global 429 leaves every later request waiting for good
-    (its http.py sets the global event again only after that sleep)."""
-    task = asyncio.ensure_future(write)
-    try:
-        waited, wait = 0.0, after
-        for _ in range(SLOW_REPORTS):
-            done, _ = await asyncio.wait({task}, timeout=wait)
-            if done:
-                break
-            waited += wait
-            log.warning("Discord has not answered %s for %.3g s; still waiting", what, waited)
-            wait *= 2
-    except asyncio.CancelledError:  # a shutdown: the write is cancelled with us, as before
-        task.cancel()
-        await asyncio.wait({task})
-        if not task.cancelled():
-            task.exception()  # retrieved: it failed while unwinding, which no one needs
-        raise
-    await task
 
 
 class _DiscordText:
