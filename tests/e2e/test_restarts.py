@@ -207,6 +207,17 @@ async def kill_process(bot: BotProcess) -> None:
     await bot.stop()
 
 
+async def answered_after_restart(
+    tmp: Path, fake: FakeDiscord, model: FakeAnthropic, text: str
+) -> None:
+    """Start the bot again and wait until a bot message in the channel says `text`."""
+    bot = await start_discord_bot(tmp, fake, model)
+    try:
+        await fake.wait_for(answered(fake, fake.channel_ids[0], text), 20)
+    finally:
+        await bot.stop()
+
+
 async def test_discord_mention_killed_mid_stream_is_answered_again_in_the_same_message(
     tmp_path: Path, anthropic: FakeAnthropic
 ) -> None:
@@ -223,11 +234,7 @@ async def test_discord_mention_killed_mid_stream_is_answered_again_in_the_same_m
         [stuck] = bot_messages(fake, channel)
         assert stuck.content.endswith(TYPING_MARKER)
 
-        bot = await start_discord_bot(tmp_path, fake, anthropic)
-        try:
-            await fake.wait_for(answered(fake, channel, "Open **Settings**."), 20)
-        finally:
-            await bot.stop()
+        await answered_after_restart(tmp_path, fake, anthropic, "Open **Settings**.")
         [reply] = bot_messages(fake, channel)
     assert reply.id == stuck.id and reply.content == "Open **Settings**."
     assert [r.body["messages"][-1]["content"] for r in anthropic.requests] == [
@@ -252,11 +259,7 @@ async def test_discord_ask_killed_mid_stream_is_answered_in_its_channel_and_poin
         finally:
             await kill_process(bot)
 
-        bot = await start_discord_bot(tmp_path, fake, anthropic)
-        try:
-            await fake.wait_for(answered(fake, channel, "Open **Settings**."), 20)
-        finally:
-            await bot.stop()
+        await answered_after_restart(tmp_path, fake, anthropic, "Open **Settings**.")
     original = fake.interaction_original(ask.id)
     assert original is not None and original.content == NOTE_CONTINUED  # no marker left
     assert [m.content for m in bot_messages(fake, channel)] == ["Open **Settings**."]
