@@ -36,17 +36,18 @@ import httpx
 from discord import app_commands
 
 from bench.common import RESULTS, FakeProcess, median, percentile, write_result
-from bot.adapters.discord import SupportClient, local_endpoints
-from bot.adapters.discord_pacing import WriteBudget
-from bot.adapters.discord_pages import Interaction, InteractionPages, PageWriter
-from bot.adapters.discord_replies import DiscordTiming, Replies
-from bot.adapters.discord_surface import MessageSurface, channel_id, safe_mentions
+from bot.adapters.discord.client import SupportClient, local_endpoints
+from bot.adapters.discord.pacing import WriteBudget
+from bot.adapters.discord.pages import Interaction, InteractionPages, PageWriter
+from bot.adapters.discord.replies import DiscordTiming, Replies
+from bot.adapters.discord.surface import MessageSurface, channel_id, safe_mentions
 from bot.config import Settings, load_settings
 from bot.conversation import Platform, Prompt, StreamEnd, Turn
 from bot.formatting import neutralise_discord
 from bot.inbound import Inbound
 from bot.knowledge import Knowledge
 from bot.llm import AnthropicClient, ModelOptions
+from bot.ports import Ports
 from bot.prompts import PromptBook, build_prompt
 from bot.responder import ReplyPolicy, Responder
 from bot.runtime import Runtime
@@ -175,8 +176,9 @@ async def ours(settings: Settings, model: RecordingModel) -> AsyncIterator[disco
     inbound = Inbound(responder.submit, store.event_seen)
     runtime = Runtime(settings, store, knowledge, responder, model, inbound)
     try:
-        yield SupportClient(runtime, guild_ready_timeout=0.05)
+        yield SupportClient(runtime.ports(Platform.DISCORD), guild_ready_timeout=0.05)
     finally:
+        await inbound.aclose()
         await responder.aclose()
         await store.close()
 
@@ -316,8 +318,8 @@ def seen_after(writes: list[tuple[float, int]], at: float, size: int) -> float:
 class RecordingReplies(Replies):
     """The adapter's Replies, also noting each message surface by asker (to find the pages)."""
 
-    def __init__(self, runtime: Runtime, timing: DiscordTiming) -> None:
-        super().__init__(runtime, timing)
+    def __init__(self, ports: Ports, timing: DiscordTiming) -> None:
+        super().__init__(ports, timing)
         self.surfaces: dict[int, MessageSurface] = {}
 
     def message_surface(
@@ -344,7 +346,7 @@ async def channel_run(kind: str, replies: int, fakes: Fakes, run: int, folder: P
         since = (await http.get("/_fake/calls", params={"since": 10**9})).json()["next"]
         async with ours(settings, model) as client, connected(client):
             assert isinstance(client, SupportClient)
-            recording = RecordingReplies(client.runtime, client.replies.timing)
+            recording = RecordingReplies(client.ports, client.replies.timing)
             client.replies = recording  # mentions and DMs go through it from now on
             for author, question in asked.items():
                 body = {"content": question, "author_id": str(author),

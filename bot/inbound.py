@@ -30,6 +30,7 @@ class Prepared:
 
     incoming: Incoming
     surface: Surface
+    on_refused: Callable[[], None] | None = None  # the responder did not take it (or failed)
 
 
 Prepare = Callable[[], Awaitable[Prepared | None]]
@@ -82,9 +83,18 @@ class Inbound:
                 prepared = await prepare()
                 if prepared is None:
                     return None
-                return await self.submit(prepared.incoming, prepared.surface)
+                return await self._submit(prepared)
         finally:
             self._taking.discard(key)
+
+    async def _submit(self, prepared: Prepared) -> asyncio.Task[None] | None:
+        task = None
+        try:
+            task = await self.submit(prepared.incoming, prepared.surface)
+        finally:
+            if task is None and prepared.on_refused is not None:
+                prepared.on_refused()
+        return task
 
     def _settled(self, task: asyncio.Task[asyncio.Task[None] | None]) -> None:
         self._tasks.pop(task, None)

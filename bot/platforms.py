@@ -43,13 +43,13 @@ async def _check_slack(settings: Settings) -> list[str]:
 
 
 async def _serve_discord(runtime: Runtime, stop: asyncio.Event) -> None:
-    from bot.adapters.discord import serve
+    from bot.adapters.discord.client import serve
 
-    await serve(runtime, stop)
+    await serve(runtime.ports(Platform.DISCORD), stop)
 
 
 async def _check_discord(settings: Settings) -> list[str]:
-    from bot.adapters.discord import check
+    from bot.adapters.discord.client import check
 
     return await check(settings)
 

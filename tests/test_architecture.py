@@ -13,6 +13,9 @@ VALUES = {"bot.conversation", "bot.errors", "bot.surface"}
 POLICY = {"bot.trimming", "bot.streaming", "bot.formatting", "bot.mrkdwn", "bot.notices",
           "bot.models", "bot.prompts"}
 REGISTRY = "bot.platforms"
+# What adapters are handed through bot.ports instead of reaching for it themselves.
+BEHIND_PORTS = {"bot.runtime", "bot.store", "bot.database", "bot.responder", "bot.knowledge",
+                "bot.llm", "bot.journal", "bot.journal_rows"}
 
 
 def module_name(path: Path) -> str:
@@ -56,6 +59,28 @@ def test_only_the_registry_reaches_into_the_adapters() -> None:
         assert not inside, f"{module} imports {sorted(inside)}"
 
 
+def platform_of(module: str) -> str | None:
+    """"slack" for bot.adapters.slack.events, "console" for bot.adapters.console."""
+    parts = module.split(".")
+    return parts[2] if len(parts) > 2 and parts[:2] == ["bot", "adapters"] else None
+
+
+def test_adapters_get_ports_not_the_runtime() -> None:
+    for module, imported in graph().items():
+        if platform_of(module) is not None:
+            reached = imported & BEHIND_PORTS
+            assert not reached, f"{module} imports {sorted(reached)}"
+
+
+def test_platforms_do_not_import_each_other() -> None:
+    for module, imported in graph().items():
+        mine = platform_of(module)
+        if mine is None:
+            continue
+        others = {name for name in imported if platform_of(name) not in (None, mine)}
+        assert not others, f"{module} imports {sorted(others)}"
+
+
 def test_no_import_cycles() -> None:
     edges = graph()
     done: set[str] = set()
@@ -77,4 +102,5 @@ def test_no_import_cycles() -> None:
 def test_the_checks_see_every_module() -> None:
     # A rename that leaves a layer's name behind would make the rules above pass vacuously.
     modules = set(graph())
-    assert VALUES | POLICY | {REGISTRY} <= modules
+    assert VALUES | POLICY | BEHIND_PORTS | {REGISTRY} <= modules
+    assert {platform_of(m) for m in modules} >= {"slack", "discord", "console"}

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bot.adapters.discord_events import (
+from bot.adapters.discord.events import (
     IMAGE_LIMIT,
     AttachmentFacts,
     MessageFacts,

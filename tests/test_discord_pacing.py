@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from bot.adapters.discord_pacing import ChannelBudgets, Priority, WriteBudget
+from bot.adapters.discord.pacing import ChannelBudgets, Priority, WriteBudget
 
 
 def test_partial_writes_stop_one_short_of_the_limit_until_the_window_passes() -> None:
@@ -125,7 +125,7 @@ async def test_a_write_that_waited_too_long_is_logged_then_sent(
     budget = WriteBudget(2, 10.0, name="channel 7", max_wait=0.05)
     assert budget.try_take()  # in flight, never released
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="bot.adapters.discord_pacing"):
+    with caplog.at_level(logging.WARNING, logger="bot.adapters.discord.pacing"):
         await asyncio.wait_for(budget.take(Priority.FINAL), 2)
     assert 0.04 <= time.monotonic() - started < 1.0
     assert "no free write to channel 7 after 0.05 s (1 in flight, 0 waiting)" in caplog.text

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapters.discord import SupportClient, check, local_endpoints
-from bot.adapters.discord_events import invite_permissions
-from bot.adapters.discord_pages import NOTE_CONTINUED, PageOp, page_ops
-from bot.adapters.discord_replies import DiscordTiming, Replies
+from bot.adapters.discord.client import SupportClient, check, local_endpoints
+from bot.adapters.discord.events import invite_permissions
+from bot.adapters.discord.pages import NOTE_CONTINUED, PageOp, page_ops
+from bot.adapters.discord.replies import DiscordTiming, Replies
 from bot.config import Settings, load_settings
-from bot.conversation import Arrival, Incoming
+from bot.conversation import Arrival, Incoming, Platform
 from bot.runtime import open_runtime
 from bot.streaming import TYPING_MARKER
 from tests.fakes.anthropic import FakeAnthropic, Reply
@@ -50,7 +50,8 @@ async def live_client(settings: Settings, fake: FakeDiscord, timing: DiscordTimi
     """SupportClient connected to the fake in this process, closed cleanly afterwards."""
     async with open_runtime(settings) as runtime:
         with local_endpoints(settings):
-            client = SupportClient(runtime, timing, guild_ready_timeout=0.05)
+            client = SupportClient(runtime.ports(Platform.DISCORD), timing,
+                                   guild_ready_timeout=0.05)
             task = asyncio.create_task(client.start(fake.token))
             try:
                 await fake.wait_ready(10)
@@ -162,7 +163,7 @@ async def test_a_write_discord_is_slow_to_answer_is_logged_and_still_awaited(
     async with fake, model:
         fake.write_delay = 0.5  # Discord applies each write at once but answers late
         settings = settings_for(tmp_path, fake, model)
-        with caplog.at_level(logging.WARNING, logger="bot.adapters.discord_surface"):
+        with caplog.at_level(logging.WARNING, logger="bot.adapters.discord.surface"):
             async with live_client(settings, fake, DiscordTiming(slow_write=0.15)):
                 await fake.dispatch_message("slow?", mentions_bot=True)
                 channel = fake.channel_ids[0]
@@ -231,7 +232,7 @@ async def test_dm_conversation_starts_over_after_the_idle_gap(tmp_path: Path) ->
     async with FakeDiscord() as fake, FakeAnthropic() as model:
         idle = settings_for(tmp_path, fake, model, SUPPORTBOT_SESSION_IDLE_HOURS="0.00002")
         async with open_runtime(idle) as runtime:
-            replies = Replies(runtime, DiscordTiming())
+            replies = Replies(runtime.ports(Platform.DISCORD), DiscordTiming())
             first = await replies.dm_conversation(7, 70)
             assert await replies.dm_conversation(7, 70) == first  # nothing said yet
             incoming = Incoming(first, "7", "hello", "m1", Arrival.DM)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from bot.adapters.discord_pages import NOTE_CONTINUED
+from bot.adapters.discord.pages import NOTE_CONTINUED
 from bot.mrkdwn import to_mrkdwn
 from bot.notices import NOTE_RESTARTED
 from bot.streaming import TYPING_MARKER

@@ -8,14 +8,15 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot.adapters.discord_events import ask_key, commands_differ, guild_key, thread_name
-from bot.adapters.discord_pages import Interaction
-from bot.adapters.discord_replies import Replies
-from bot.adapters.discord_surface import safe_mentions
+from bot.adapters.discord.events import ask_key, commands_differ, guild_key, thread_name
+from bot.adapters.discord.pages import Interaction
+from bot.adapters.discord.replies import Replies
+from bot.adapters.discord.surface import safe_mentions
 from bot.config import ConfigError
 from bot.conversation import Arrival, ConversationKey, Image, Incoming
 from bot.formatting import neutralise_discord
-from bot.store import Store
+from bot.inbound import Prepared
+from bot.ports import PlatformState
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +79,15 @@ class SlashCommands:
         private: bool,
         image: discord.Attachment | None,
     ) -> None:
-        surface = self.replies.ask_surface(interaction, private)
-        if await self.replies.first_sign(surface):
-            await self.replies.submit(surface, self._question(interaction, question, image))
+        async def prepare() -> Prepared | None:
+            surface = self.replies.ask_surface(interaction, private)
+            return await self.replies.prepared(
+                surface, lambda: self._question(interaction, question, image)
+            )
+
+        # Its own queue: the 3 s to defer never wait behind another question. Interactions
+        # are delivered once, so no look-up comes before the deferral.
+        self.replies.take_in(str(interaction.id), f"ask-{interaction.id}", prepare, costly=False)
 
     async def _question(
         self, interaction: Interaction, question: str, image: discord.Attachment | None
@@ -99,10 +106,17 @@ class SlashCommands:
         thread = await _support_thread(interaction, channel, topic)
         if thread is None:
             return
-        surface = self.replies.message_surface(thread, thread.id, interaction.user.id)
-        if await self.replies.first_sign(surface):
-            key = guild_key(channel.guild.id, channel.id, thread.id)
-            await self.replies.submit(surface, _incoming(interaction, key, topic))
+        key = guild_key(channel.guild.id, channel.id, thread.id)
+
+        async def question() -> Incoming:
+            return _incoming(interaction, key, topic)
+
+        async def prepare() -> Prepared | None:
+            surface = self.replies.message_surface(thread, thread.id, interaction.user.id)
+            return await self.replies.prepared(surface, question)
+
+        # The thread's queue: a follow-up written there at once comes after the topic.
+        self.replies.take_in(str(interaction.id), str(thread.id), prepare, costly=False)
 
     async def reset(self, interaction: Interaction) -> None:
         await self.replies.reset_dm(interaction.user.id)
@@ -156,7 +170,7 @@ async def _new_thread(channel: discord.TextChannel, name: str) -> discord.Thread
         return await channel.create_thread(name=name, type=discord.ChannelType.public_thread)
 
 
-async def sync_if_changed(tree: Tree, store: Store, guild_id: int | None) -> bool:
+async def sync_if_changed(tree: Tree, state: PlatformState, guild_id: int | None) -> bool:
     """Register the commands (in one guild when set, else globally) unless Discord already has
     exactly these: one look at what the application has now, a write only on a difference.
 
@@ -188,7 +202,7 @@ async def sync_if_changed(tree: Tree, store: Store, guild_id: int | None) -> boo
                  len(desired), where, len(registered))
     else:
         log.info("slash commands already registered %s; not registering them again", where)
-    await _remember_guilds(tree, store, tree.client.application_id or 0, guild_id)
+    await _remember_guilds(tree, state, tree.client.application_id or 0, guild_id)
     return changed
 
 
@@ -207,14 +221,14 @@ async def _registered(client: discord.Client, guild_id: int | None) -> list[dict
 
 
 async def _remember_guilds(
-    tree: Tree, store: Store, application_id: int, guild_id: int | None
+    tree: Tree, state: PlatformState, application_id: int, guild_id: int | None
 ) -> None:
     """Note the development guild in use; once global, clear the guilds noted before."""
-    name = f"discord:commands:{application_id}:guilds"
-    noted = {int(g) for g in (await store.get_value(name) or "").split(",") if g}
+    name = f"commands:{application_id}:guilds"  # stored as discord:commands:…
+    noted = {int(g) for g in (await state.get(name) or "").split(",") if g}
     if guild_id is not None:
         if guild_id not in noted:
-            await store.set_value(name, ",".join(map(str, sorted(noted | {guild_id}))))
+            await state.set(name, ",".join(map(str, sorted(noted | {guild_id}))))
         return
     failed: list[int] = []
     for old in sorted(noted):
@@ -228,4 +242,4 @@ async def _remember_guilds(
             continue
         log.info("removed the development copies of the commands from guild %s", old)
     if noted:
-        await store.set_value(name, ",".join(map(str, failed)))
+        await state.set(name, ",".join(map(str, failed)))

@@ -5,26 +5,27 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 import aiohttp
 import discord
 
-from bot.adapters.base import Surface
-from bot.adapters.discord_events import (
+from bot.adapters.discord.events import (
     AttachmentFacts,
     attachment_note,
     dm_key,
     dm_session,
     media_type,
 )
-from bot.adapters.discord_pacing import ChannelBudgets, WriteBudget
-from bot.adapters.discord_pages import SLOW_WRITE, Interaction
-from bot.adapters.discord_surface import AskSurface, ChannelTyping, MessageSurface
-from bot.conversation import ConversationKey, Image, Incoming
-from bot.runtime import Runtime
+from bot.adapters.discord.pacing import ChannelBudgets, WriteBudget
+from bot.adapters.discord.pages import SLOW_WRITE, Interaction
+from bot.adapters.discord.surface import AskSurface, ChannelTyping, MessageSurface
+from bot.conversation import ConversationKey, Image, Incoming, Platform
+from bot.inbound import Prepare, Prepared
+from bot.ports import Ports
+from bot.surface import Surface
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,8 @@ class DiscordSurface(Surface, Protocol):
 class Replies:
     """Builds surfaces on shared budgets and owns the reply tasks until they end."""
 
-    def __init__(self, runtime: Runtime, timing: DiscordTiming) -> None:
-        self.runtime = runtime
+    def __init__(self, ports: Ports, timing: DiscordTiming) -> None:
+        self.ports = ports
         self.timing = timing
         self.channels = ChannelBudgets(timing.channel_writes, timing.channel_window)
         self._typings: dict[int, ChannelTyping] = {}
@@ -108,44 +109,47 @@ class Replies:
             surface.discard()
             return False
 
-    async def submit(
-        self, surface: DiscordSurface, question: Incoming | Awaitable[Incoming]
-    ) -> bool:
-        """Hand the question to the responder; False when this event was answered before.
+    def take_in(self, event_id: str, queue: str, prepare: Prepare, costly: bool) -> None:
+        """Hand one event to the one way in (dedupe, arrival order within `queue`, owned
+        task); its reply, if any, goes on in the background."""
+        self.ports.inbound.accept(Platform.DISCORD, event_id, queue, prepare, costly)
 
-        The surface stops counting as streaming if the question never becomes a reply.
-        """
+    async def prepared(
+        self, surface: DiscordSurface, question: Callable[[], Awaitable[Incoming]]
+    ) -> Prepared | None:
+        """The first visible sign, then the question (threads, downloads); None when Discord
+        refused the sign. The surface stops counting as streaming if no reply comes of it."""
+        if not await self.first_sign(surface):
+            return None
         try:
-            incoming = question if isinstance(question, Incoming) else await question
-            task = await self.runtime.responder.submit(incoming, surface)
+            incoming = await question()
         except BaseException:
             surface.discard()
             raise
-        if task is None:
-            surface.discard()
-            return False
-        return True
+        return Prepared(incoming, surface, on_refused=surface.discard)
 
     async def aclose(self) -> None:
-        """Interrupt replies still streaming; each ends with a note while Discord is reachable."""
-        await self.runtime.responder.aclose(self.timing.close_timeout)
+        """Let events being taken in reach the journal, then interrupt replies still
+        streaming; each ends with a note while Discord is reachable."""
+        await self.ports.inbound.aclose()
+        await self.ports.finish_replies(self.timing.close_timeout)
 
     async def dm_conversation(self, user_id: int, channel_id: int) -> ConversationKey:
         """The DM conversation to continue, or a new one after the idle gap."""
-        store, name = self.runtime.store, _session_name(user_id)
-        current = int(await store.get_value(name) or "1")
-        updated = await store.conversation_updated_at(dm_key(channel_id, current))
-        idle_hours = self.runtime.settings.session_idle_hours
+        state, name = self.ports.state, _session_name(user_id)
+        current = int(await state.get(name) or "1")
+        updated = await self.ports.last_asked(dm_key(channel_id, current))
+        idle_hours = self.ports.settings.session_idle_hours
         session = dm_session(current, updated, time.time(), idle_hours)
         if session != current:
-            await store.set_value(name, str(session))
+            await state.set(name, str(session))
         return dm_key(channel_id, session)
 
     async def reset_dm(self, user_id: int) -> None:
         """Start a fresh DM conversation for this user (their next DM begins it)."""
-        store, name = self.runtime.store, _session_name(user_id)
-        current = int(await store.get_value(name) or "1")
-        await store.set_value(name, str(current + 1))
+        state, name = self.ports.state, _session_name(user_id)
+        current = int(await state.get(name) or "1")
+        await state.set(name, str(current + 1))
 
     async def read_attachments(
         self, attachments: Sequence[discord.Attachment]
@@ -174,4 +178,4 @@ async def _read(attachment: discord.Attachment) -> Image | str:
 
 
 def _session_name(user_id: int) -> str:
-    return f"discord:dm_session:{user_id}"
+    return f"dm_session:{user_id}"  # stored as discord:dm_session:… (see PlatformState)

@@ -1,7 +1,7 @@
 """Discord Surfaces: a reply streamed into channel messages, or into an interaction's response.
 
 Each reply is a list of pages (Discord messages of at most 2,000 characters) that a
-PageWriter (discord_pages.py) keeps showing the newest text within the bucket's budget.
+PageWriter (pages.py) keeps showing the newest text within the bucket's budget.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import discord
 
-from bot.adapters.discord_pacing import Clock, WriteBudget
-from bot.adapters.discord_pages import (
+from bot.adapters.discord.pacing import Clock, WriteBudget
+from bot.adapters.discord.pages import (
     NOTE_CONTINUED,
     SLOW_WRITE,
     ChannelPages,

@@ -15,9 +15,9 @@ from typing import cast
 
 import discord
 
-from bot.adapters.discord_pages import NOTE_CONTINUED
-from bot.adapters.discord_replies import Replies
-from bot.adapters.discord_surface import (
+from bot.adapters.discord.pages import NOTE_CONTINUED
+from bot.adapters.discord.replies import Replies
+from bot.adapters.discord.surface import (
     CHANNEL_PLACE,
     INTERACTION_PLACE,
     MessageSurface,

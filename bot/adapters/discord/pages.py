@@ -14,7 +14,7 @@ from typing import Literal, Protocol
 import aiohttp
 import discord
 
-from bot.adapters.discord_pacing import Priority, WriteBudget
+from bot.adapters.discord.pacing import Priority, WriteBudget
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The Discord adapter: slash commands, mentions, thread follow-ups and DMs, on discord.py.
 
 It translates gateway events into Incoming values and hands them to the responder with a
-Surface that streams the answer within Discord's limits (see discord_surface.py).
+Surface that streams the answer within Discord's limits (see surface.py).
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,8 +17,8 @@ import discord
 import yarl
 from discord.gateway import DiscordWebSocket
 
-from bot.adapters.discord_commands import build_tree, sync_if_changed
-from bot.adapters.discord_events import (
+from bot.adapters.discord.commands import build_tree, sync_if_changed
+from bot.adapters.discord.events import (
     MessageFacts,
     Route,
     guild_key,
@@ -30,11 +29,12 @@ from bot.adapters.discord_events import (
     strip_mentions,
     thread_name,
 )
-from bot.adapters.discord_replies import DiscordTiming, Replies
-from bot.adapters.discord_resume import restore
+from bot.adapters.discord.replies import DiscordTiming, Replies
+from bot.adapters.discord.resume import restore
 from bot.config import Settings
-from bot.conversation import Arrival, ConversationKey, Incoming, PageRef, Place, Platform
-from bot.runtime import Runtime
+from bot.conversation import Arrival, ConversationKey, Incoming, PageRef, Place
+from bot.inbound import Prepared
+from bot.ports import Ports
 from bot.surface import Surface
 
 log = logging.getLogger(__name__)
@@ -77,27 +77,21 @@ def intents_for(settings: Settings) -> discord.Intents:
 class SupportClient(discord.Client):
     """discord.Client wired to the responder: one handler per kind of event."""
 
-    def __init__(
-        self, runtime: Runtime, timing: DiscordTiming | None = None, **options: Any
-    ) -> None:
+    def __init__(self, ports: Ports, timing: DiscordTiming | None = None, **options: Any) -> None:
         quiet_voice()
         super().__init__(
-            intents=intents_for(runtime.settings),
+            intents=intents_for(ports.settings),
             allowed_mentions=discord.AllowedMentions.none(),
             **options,
         )
-        self.runtime = runtime
-        self.replies = Replies(runtime, timing or DiscordTiming())
-        # Weak values: a channel's lock lives only while messages of it are being taken in.
-        self._arrivals: weakref.WeakValueDictionary[int, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
+        self.ports = ports
+        self.replies = Replies(ports, timing or DiscordTiming())
         self.tree = build_tree(self, self.replies)
 
     async def setup_hook(self) -> None:
-        await sync_if_changed(self.tree, self.runtime.store, self.runtime.settings.discord_guild_id)
+        await sync_if_changed(self.tree, self.ports.state, self.ports.settings.discord_guild_id)
         # Logged in, so REST works: finish what a stop cut off before new questions come.
-        await self.runtime.responder.resume(Platform.DISCORD, self._restore)
+        await self.ports.resume(self._restore)
 
     async def _restore(self, place: Place, pages: tuple[PageRef, ...]) -> Surface | None:
         return await restore(self, self.replies, place, pages)
@@ -113,17 +107,28 @@ class SupportClient(discord.Client):
         if route is Route.IGNORE:
             return
         # Messages of one channel reach the responder in arrival order, whatever each one
-        # waits for first (store look-ups, typing, attachment downloads).
-        lock = self._arrivals.setdefault(message.channel.id, asyncio.Lock())
-        async with lock:
-            key = await self._conversation(message, route)
-            if key is None:
-                return
-            try:
-                await self._answer(message, route, key, me.id)
-            except discord.HTTPException as error:
-                log.warning("could not answer a message (HTTP %s, code %s)", error.status,
-                            error.code)
+        # waits for first (store look-ups, typing, attachment downloads). Attachments are
+        # costly, so a redelivery is looked up before downloading them.
+        self.replies.take_in(str(message.id), str(message.channel.id),
+                             lambda: self._prepared(message, route, me.id),
+                             costly=bool(message.attachments))
+
+    async def _prepared(self, message: discord.Message, route: Route, me: int) -> Prepared | None:
+        key = await self._conversation(message, route)
+        if key is None:
+            return None
+        channel, mention = message.channel, route is Route.MENTION
+        reply_to = message.to_reference(fail_if_not_exists=False) if mention else None
+        surface = self.replies.message_surface(channel, channel.id, message.author.id, reply_to)
+        try:
+            # Typing is the first visible sign, so it goes before threads and downloads.
+            return await self.replies.prepared(
+                surface, lambda: self._question(message, route, key, me)
+            )
+        except discord.HTTPException as error:
+            log.warning("could not answer a message (HTTP %s, code %s)", error.status,
+                        error.code)
+            return None
 
     def _facts(self, message: discord.Message, me: int) -> MessageFacts:
         guild, author = message.guild, message.author
@@ -147,21 +152,11 @@ class SupportClient(discord.Client):
             return await self.replies.dm_conversation(message.author.id, channel.id)
         if isinstance(channel, discord.Thread):
             key = guild_key(message.guild.id, channel.parent_id, channel.id)
-            if route is Route.THREAD and not await self.runtime.store.conversation_exists(key):
+            if route is Route.THREAD and not await self.ports.known(key):
                 return None
             return key
         # A mention in a channel: the thread made from this message will carry follow-ups.
         return guild_key(message.guild.id, channel.id, message.id)
-
-    async def _answer(
-        self, message: discord.Message, route: Route, key: ConversationKey, me: int
-    ) -> None:
-        channel, mention = message.channel, route is Route.MENTION
-        reply_to = message.to_reference(fail_if_not_exists=False) if mention else None
-        surface = self.replies.message_surface(channel, channel.id, message.author.id, reply_to)
-        # Typing is the first visible sign, so it goes before threads and downloads.
-        if await self.replies.first_sign(surface):
-            await self.replies.submit(surface, self._question(message, route, key, me))
 
     async def _question(
         self, message: discord.Message, route: Route, key: ConversationKey, me: int
@@ -201,11 +196,11 @@ async def _thread_from(message: discord.Message, channel: discord.TextChannel, t
         log.info("no thread on the question (HTTP %s, code %s)", error.status, error.code)
 
 
-async def serve(runtime: Runtime, stop: asyncio.Event) -> None:
+async def serve(ports: Ports, stop: asyncio.Event) -> None:
     """Answer on Discord until `stop` is set."""
-    settings = runtime.settings
+    settings = ports.settings
     with local_endpoints(settings):
-        client = SupportClient(runtime)
+        client = SupportClient(ports)
         runner = asyncio.create_task(client.start(settings.discord_bot_token.value))
         stopper = asyncio.create_task(stop.wait())
         try:

@@ -1,0 +1,1 @@
+"""The Discord adapter, on discord.py: client.py wires gateway events to the bot."""
