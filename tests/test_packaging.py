@@ -108,3 +108,20 @@ async def test_supportbot_prompts_replaces_the_shipped_ones(
     assert "bot> Hi from ACME." in out
     assert model.requests[-1].body["system"][0]["text"] == "You are the ACME helper. " \
         "Answer in one line."
+
+
+async def test_every_module_of_the_checkout_is_in_the_wheel(installed: Path, tmp_path: Path) -> None:
+    # A package left out of pyproject.toml's list imports fine from a checkout, and not at all
+    # from the wheel (it happened to bot.adapters.discord).
+    modules = sorted(
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for path in (ROOT / "bot").rglob("*.py")
+    )
+    script = "import importlib, sys\nfor name in sys.argv[1:]: importlib.import_module(name)\n"
+    proc = await asyncio.create_subprocess_exec(
+        str(installed / "python"), "-c", script, *modules, cwd=tmp_path,
+        env=clean_env(tmp_path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()[-600:]
+    assert "bot.adapters.discord.client" in modules
