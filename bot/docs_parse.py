@@ -1,0 +1,434 @@
+"""Docs files to passages (pure): front matter, headings, code fences, MDX, reStructuredText.
+
+A passage is a section of a few hundred tokens titled by its heading path ("Guide › Listeners
+› Acknowledging requests"). What a docs site shows as a heading is a heading; what a code
+block shows is code: a `# comment` inside a fence never starts a section, and no passage ends
+inside a fence (a block longer than a passage is cut into fences closed and reopened).
+HTML pages arrive here already turned into Markdown (see html_docs.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+PASSAGE_CHARS = 2000  # about 450 tokens of English prose (tuned on the pip set, see bench/kb.py)
+PATH_SEPARATOR = " › "
+MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdx")
+DOC_SUFFIXES = (*MARKDOWN_SUFFIXES, ".rst", ".txt", ".html", ".htm")
+
+_FENCE = re.compile(r"^(\s{0,3})(`{3,}|~{3,}|:{3,})(.*)$")
+_ATX = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
+_ANCHOR = re.compile(r"\s*\{\s*#([\w.:-]+)[^}]*\}\s*$")
+_SETEXT = re.compile(r"^\s{0,3}(=+|-+)\s*$")
+_SHORTCODE = re.compile(r"\{\{[<%].*?[%>]\}\}")
+_JSX_LINE = re.compile(r"^\s*(import\s.+\sfrom\s|export\s)")
+_JSX_TAG = re.compile(r"</?[A-Z][\w.]*(\s[^<>]*)?/?>")
+_MKDOCS_DIRECTIVE = re.compile(r"^\s*:::\s+[\w.]+\s*$")
+_ADMONITION = re.compile(r'^(\s*)(?:!!!|\?\?\?\+?)\s*[\w-]+(?:\s+"([^"]*)")?\s*$')
+_RST_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+:._])\1{2,}\s*$")
+_RST_ROLE = re.compile(r":[\w:-]+:`([^`<]*?)\s*(?:<[^`>]*>)?`")
+_RST_DIRECTIVE = re.compile(r"^(\s*)\.\.\s+([\w:-]+)::\s*(.*)$")
+_CODE_DIRECTIVES = frozenset({"code-block", "code", "sourcecode", "literalinclude", "prompt"})
+_SKIP_DIRECTIVES = frozenset({"toctree", "image", "figure", "include", "raw", "contents",
+                              "automodule", "autoclass", "autofunction", "autodata", "meta",
+                              "only", "tab-set-code", "literalinclude"})
+_SLUG_DROP = re.compile(r"[^\w\- ]")
+
+
+@dataclass(frozen=True)
+class Section:
+    """One passage: where it sits in the document, and its text."""
+
+    path: tuple[str, ...]  # the heading path, document title first
+    anchor: str  # the deepest heading's anchor ("" for text before any heading)
+    text: str
+
+    @property
+    def heading(self) -> str:
+        return PATH_SEPARATOR.join(self.path)
+
+
+@dataclass(frozen=True)
+class ParsedDoc:
+    title: str
+    url: str | None  # from front matter (`url`, `permalink`) or the HTML canonical link
+    description: str | None
+    sections: list[Section] = field(default_factory=list)
+
+
+@dataclass
+class _Block:
+    """A paragraph or a code fence, under the heading path it belongs to."""
+
+    path: tuple[str, ...]
+    anchor: str
+    text: str
+    fence: str = ""  # the opening line when the block is code ("```python")
+
+
+def parse_document(name: str, text: str, url: str | None = None) -> ParsedDoc:
+    """A docs file by its name's suffix; plain text for anything unknown."""
+    suffix = PurePosixPath(name).suffix.lower()
+    if suffix in (".html", ".htm"):
+        from bot.html_docs import html_page  # a module of its own: HTML is a parser's job
+
+        page = html_page(text, url or name)
+        doc = parse_markdown(page.markdown, page.title, page.description)
+        return ParsedDoc(doc.title, page.canonical or url, doc.description, doc.sections)
+    meta, body = front_matter(text)
+    stem = PurePosixPath(name).stem
+    if suffix == ".mdx":
+        body = strip_jsx(body)
+    if suffix == ".rst":
+        body = rst_to_markdown(body)
+    if suffix in (*MARKDOWN_SUFFIXES, ".rst"):
+        title, blocks = markdown_blocks(body, meta.get("title"))
+    else:
+        title, blocks = meta.get("title") or _first_line(body) or stem, _paragraphs(body)
+    title = title or stem.replace("-", " ").replace("_", " ")
+    sections = passages(blocks, title)
+    page_url = meta.get("url") or meta.get("permalink") or url
+    return ParsedDoc(title, page_url, meta.get("description"), sections)
+
+
+def parse_markdown(markdown: str, title: str, description: str | None = None) -> ParsedDoc:
+    """A page already turned into Markdown (an HTML page of a docs site)."""
+    doc_title, blocks = markdown_blocks(markdown, None)
+    title = title or doc_title or "Untitled page"
+    return ParsedDoc(title, None, description, passages(blocks, doc_title or title))
+
+
+def front_matter(text: str) -> tuple[dict[str, str], str]:
+    """YAML (---) or TOML (+++) front matter's top-level scalars, and the text after it."""
+    text = text.lstrip("\ufeff")
+    for mark, sep in (("---", ":"), ("+++", "=")):
+        if not text.startswith(mark + "\n"):
+            continue
+        end = text.find("\n" + mark, len(mark))
+        if end < 0:
+            break
+        meta: dict[str, str] = {}
+        for line in text[len(mark) + 1 : end].splitlines():
+            key, found, value = line.partition(sep)
+            if found and key and not key[0].isspace():
+                meta[key.strip().lower()] = value.strip().strip("'\"")
+        rest = text[end + len(mark) + 1 :]
+        return {k: v for k, v in meta.items() if v}, rest.lstrip("\n")
+    return {}, text
+
+
+def strip_jsx(text: str) -> str:
+    """MDX as Markdown: import/export lines and component tags go, their children stay."""
+    out: list[str] = []
+    for line, in_code in _lines_with_fences(text):
+        if in_code:
+            out.append(line)
+        elif not _JSX_LINE.match(line):
+            out.append(_JSX_TAG.sub("", line))
+    return "\n".join(out)
+
+
+def heading_text(raw: str) -> tuple[str, str]:
+    """A heading's words and its anchor: `{#anchor}` is kept for the link, not the title."""
+    match = _ANCHOR.search(raw)
+    anchor = match.group(1) if match else ""
+    title = _ANCHOR.sub("", raw).strip()
+    title = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", title)  # [text](link) → text
+    return title, anchor or slug(title)
+
+
+def slug(title: str) -> str:
+    """The anchor most docs generators give a heading (lower case, hyphens)."""
+    return "-".join(_SLUG_DROP.sub("", title.lower().replace("`", "")).split())
+
+
+def markdown_blocks(text: str, title: str | None) -> tuple[str, list[_Block]]:
+    """The document title and its paragraphs and code blocks, each with its heading path."""
+    stack: list[tuple[int, str, str]] = []  # (level, title, anchor)
+    blocks: list[_Block] = []
+    para: list[str] = []
+    code: list[str] | None = None
+    fence = ""
+    doc_title = title
+
+    def path() -> tuple[str, ...]:
+        return tuple(t for _, t, _ in stack)
+
+    def anchor() -> str:
+        return stack[-1][2] if stack else ""
+
+    def flush() -> None:
+        joined = "\n".join(para).strip()
+        if joined:
+            blocks.append(_Block(path(), anchor(), joined))
+        para.clear()
+
+    def heading(level: int, raw: str) -> None:
+        nonlocal doc_title
+        flush()
+        words, mark = heading_text(raw)
+        if not words:
+            return
+        if doc_title is None and level == 1:
+            doc_title = words
+        while stack and stack[-1][0] >= level:
+            stack.pop()
+        stack.append((level, words, mark))
+
+    lines = _clean_lines(text)
+    for index, line in enumerate(lines):
+        opened = _FENCE.match(line)
+        if code is not None:
+            code.append(line)
+            if opened and _closes(fence, opened):
+                blocks.extend(_fence_blocks(path(), anchor(), fence, code))
+                code = None
+            continue
+        if opened:
+            flush()
+            fence, code = line.strip(), []
+            continue
+        atx = _ATX.match(line)
+        if atx:
+            heading(len(atx.group(1)), atx.group(2))
+        elif _SETEXT.match(line) and para and index > 0 and lines[index - 1].strip():
+            raw = para.pop()
+            heading(1 if line.strip()[0] == "=" else 2, raw)
+        elif not line.strip():
+            flush()
+        else:
+            para.append(line)
+    if code is not None:  # an unclosed fence runs to the end of the file
+        code.append(fence[: _fence_mark_length(fence)])
+        blocks.extend(_fence_blocks(path(), anchor(), fence, code))
+    flush()
+    return doc_title or "", blocks
+
+
+def _clean_lines(text: str) -> list[str]:
+    """Lines without site-generator markup: Hugo shortcodes, MkDocs API directives and
+    admonition openers (their indented content stays, dedented)."""
+    out: list[str] = []
+    indent: str | None = None
+    for line, in_code in _lines_with_fences(text):
+        if in_code:
+            out.append(line)
+            continue
+        line = _SHORTCODE.sub("", line)
+        if _MKDOCS_DIRECTIVE.match(line):
+            continue
+        admonition = _ADMONITION.match(line)
+        if admonition:
+            indent = admonition.group(1) + "    "
+            out.append(f"**{admonition.group(2)}**" if admonition.group(2) else "")
+            continue
+        if indent is not None:
+            if line.startswith(indent):
+                line = line[len(indent) :]
+            elif line.strip():
+                indent = None
+        out.append(line)
+    return out
+
+
+def _lines_with_fences(text: str) -> Iterator[tuple[str, bool]]:
+    """Each line, and whether it is inside a code fence (fence lines count as inside)."""
+    fence = ""
+    for line in text.splitlines():
+        opened = _FENCE.match(line)
+        if fence:
+            if opened and _closes(fence, opened):
+                fence = ""
+            yield line, True
+        elif opened and not opened.group(2).startswith(":"):
+            fence = line.strip()
+            yield line, True
+        else:
+            yield line, False
+
+
+def _fence_mark_length(fence: str) -> int:
+    return len(fence) - len(fence.lstrip(fence[0]))
+
+
+def _closes(fence: str, line: re.Match[str]) -> bool:
+    mark = line.group(2)
+    long_enough = len(mark) >= _fence_mark_length(fence)
+    return mark[0] == fence[0] and long_enough and not line.group(3).strip()
+
+
+def _fence_blocks(
+    path: tuple[str, ...], anchor: str, fence: str, lines: list[str]
+) -> list[_Block]:
+    """A fenced block: code stays code; a MyST directive such as ```{note} or :::{tip} is
+    prose, so its content joins the text (code-block directives stay code)."""
+    body = lines[:-1] if lines else []
+    info = fence.lstrip(fence[0]).strip()
+    directive = re.match(r"\{([\w-]+)\}\s*(.*)", info)
+    if directive and directive.group(1) not in _CODE_DIRECTIVES:
+        content = [line for line in body if not re.match(r"^\s*:[\w-]+:", line)]
+        _, inner = markdown_blocks("\n".join(content), "")  # it may hold code of its own
+        return [_Block(path + b.path, b.anchor or anchor, b.text, b.fence) for b in inner]
+    if directive:
+        fence = fence[: _fence_mark_length(fence)] + directive.group(2).strip()
+    if fence[0] == ":":
+        fence = "```" + fence.lstrip(":")
+    return [_Block(path, anchor, "\n".join(body), fence=fence)]
+
+
+def _paragraphs(text: str) -> list[_Block]:
+    return [_Block((), "", p.strip()) for p in re.split(r"\n\s*\n", text) if p.strip()]
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")[:100]
+
+
+def passages(blocks: Sequence[_Block], title: str) -> list[Section]:
+    """Blocks packed into passages of about PASSAGE_CHARS, never across a heading, never
+    ending inside a fence."""
+    out: list[Section] = []
+    parts: list[str] = []
+    size = 0
+    current: tuple[tuple[str, ...], str] | None = None
+
+    def emit() -> None:
+        nonlocal size
+        if parts and current is not None:
+            out.append(Section(_full_path(current[0], title), current[1], "\n\n".join(parts)))
+        parts.clear()
+        size = 0
+
+    for block in blocks:
+        if current != (block.path, block.anchor):
+            emit()
+            current = (block.path, block.anchor)
+        for piece in _pieces(block):
+            if parts and size + len(piece) + 2 > PASSAGE_CHARS:
+                emit()
+            parts.append(piece)
+            size += len(piece) + 2
+    emit()
+    return out
+
+
+def _full_path(path: tuple[str, ...], title: str) -> tuple[str, ...]:
+    return path if path and path[0] == title else (title, *path)
+
+
+def _pieces(block: _Block) -> list[str]:
+    """The block as pieces no longer than a passage: prose by sentences, code by lines with
+    each piece fenced on its own."""
+    if not block.fence:
+        if len(block.text) <= PASSAGE_CHARS:
+            return [block.text]
+        sentences = re.split(r"(?<=[.!?])\s+", block.text)
+        return _packed(sentences, " ", PASSAGE_CHARS)
+    close = block.fence[: _fence_mark_length(block.fence)]
+    room = PASSAGE_CHARS - len(block.fence) - len(close) - 2
+    chunks = _packed(block.text.split("\n"), "\n", room) or [""]
+    return [f"{block.fence}\n{chunk}\n{close}" for chunk in chunks]
+
+
+def _packed(items: Sequence[str], joiner: str, limit: int) -> list[str]:
+    """Items joined into strings of at most `limit` characters; an over-long item is cut."""
+    out: list[str] = []
+    current = ""
+    for item in items:
+        while len(item) > limit:
+            if current:
+                out.append(current)
+                current = ""
+            out.append(item[:limit])
+            item = item[limit:]
+        candidate = f"{current}{joiner}{item}" if current else item
+        if current and len(candidate) > limit:
+            out.append(current)
+            candidate = item
+        current = candidate
+    if current:
+        out.append(current)
+    return out
+
+
+def rst_to_markdown(text: str) -> str:
+    """reStructuredText as Markdown: underlined (and overlined) titles become `#` headings in
+    the order their styles first appear; literal blocks and code directives become fences;
+    roles keep their text; directives that only point elsewhere are dropped."""
+    lines = text.splitlines()
+    styles: list[str] = []
+    out: list[str] = []
+    i = 0
+    while i < len(lines) and len(out) < 10 * len(lines) + 10:
+        line = lines[i]
+        nxt = lines[i + 1] if i + 1 < len(lines) else ""
+        over = _RST_UNDERLINE.match(line)
+        if over and i + 2 < len(lines) and _RST_UNDERLINE.match(lines[i + 2]) and nxt.strip():
+            out.append(_rst_heading(nxt.strip(), "o" + over.group(1), styles))
+            i += 3
+            continue
+        under = _RST_UNDERLINE.match(nxt)
+        if line.strip() and under and not line.startswith(" ") and len(nxt.rstrip()) >= len(
+            line.rstrip()
+        ) and not _RST_UNDERLINE.match(line):
+            out.append(_rst_heading(line.strip(), under.group(1), styles))
+            i += 2
+            continue
+        directive = _RST_DIRECTIVE.match(line)
+        if directive or line.rstrip().endswith("::") and not line.strip().startswith(".."):
+            i = _rst_block(lines, i, directive, out)
+            continue
+        if line.strip().startswith(".. ") or line.strip() == "..":
+            i = _skip_indented(lines, i + 1)  # comments, link targets, substitutions
+            continue
+        out.append(_RST_ROLE.sub(lambda m: f"`{m.group(1)}`", line))
+        i += 1
+    return "\n".join(out)
+
+
+def _rst_heading(title: str, style: str, styles: list[str]) -> str:
+    if style not in styles:
+        styles.append(style)
+    level = min(styles.index(style) + 1, 6)
+    return "\n" + "#" * level + " " + _RST_ROLE.sub(lambda m: m.group(1), title) + "\n"
+
+
+def _rst_block(lines: list[str], i: int, directive: re.Match[str] | None, out: list[str]) -> int:
+    """A directive or a `::` literal block at lines[i]; returns the index after it."""
+    end = _skip_indented(lines, i + 1)
+    body = lines[i + 1 : end]
+    content = _dedent([line for line in body if not re.match(r"^\s+:[\w-]+:", line)])
+    if directive is None:  # "text::" then an indented literal block
+        out.append(_RST_ROLE.sub(lambda m: f"`{m.group(1)}`", lines[i].rstrip()[:-1]))
+        out.extend(["", "```", *content, "```", ""])
+        return end
+    name, argument = directive.group(2), directive.group(3).strip()
+    if name in _CODE_DIRECTIVES and name != "literalinclude":
+        out.extend(["", "```" + argument.split(" ")[0], *content, "```", ""])
+    elif name not in _SKIP_DIRECTIVES:  # note, tab, warning...: prose (and code) inside
+        out.extend(["", argument, *rst_to_markdown("\n".join(content)).splitlines(), ""])
+    return end
+
+
+def _skip_indented(lines: list[str], start: int) -> int:
+    """The index of the first line after the indented (or blank) block starting at start."""
+    i = start
+    while i < len(lines) and (not lines[i].strip() or lines[i][:1] in (" ", "\t")):
+        i += 1
+    while i > start and not lines[i - 1].strip():
+        i -= 1
+    return i
+
+
+def _dedent(lines: list[str]) -> list[str]:
+    indents = [len(line) - len(line.lstrip()) for line in lines if line.strip()]
+    cut = min(indents) if indents else 0
+    body = [line[cut:] for line in lines]
+    while body and not body[0].strip():
+        body.pop(0)
+    while body and not body[-1].strip():
+        body.pop()
+    return body

@@ -1,0 +1,178 @@
+"""Docs files to passages: what a reader sees as a heading is one, code stays whole."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from bot.docs_parse import PASSAGE_CHARS, parse_document, rst_to_markdown, strip_jsx
+
+GUIDE = """---
+title: "Listeners guide"
+url: https://docs.example.com/guide/listeners
+description: How listeners work
+---
+
+# Listeners {#listeners}
+
+Listeners react to events.
+
+## Acknowledging requests {#ack}
+
+Call ack() within three seconds.
+
+```python
+# this comment is not a heading
+app.ack()
+## neither is this
+```
+
+After the block, still acknowledging.
+
+### Lazy listeners
+
+Work that takes longer goes to a lazy listener.
+"""
+
+
+def test_front_matter_headings_anchors_and_fences() -> None:
+    doc = parse_document("guide/listeners.md", GUIDE)
+    assert doc.title == "Listeners guide"
+    assert doc.url == "https://docs.example.com/guide/listeners"
+    assert doc.description == "How listeners work"
+    headings = [s.heading for s in doc.sections]
+    assert headings == [
+        "Listeners guide › Listeners",
+        "Listeners guide › Listeners › Acknowledging requests",
+        "Listeners guide › Listeners › Acknowledging requests › Lazy listeners",
+    ]
+    ack = doc.sections[1]
+    assert ack.anchor == "ack"  # {#ack} kept for the link, gone from the title
+    assert "# this comment is not a heading" in ack.text
+    assert "After the block, still acknowledging." in ack.text
+    assert doc.sections[2].anchor == "lazy-listeners"  # the generator's slug
+    assert "title:" not in " ".join(s.text for s in doc.sections)  # front matter not indexed
+
+
+def test_a_long_code_block_is_cut_into_closed_fences() -> None:
+    code = "\n".join(f"line_{i} = compute({i})  # step {i}" for i in range(300))
+    doc = parse_document("big.md", f"# Big\n\nIntro.\n\n```python\n{code}\n```\n\nOutro.\n")
+    assert len(doc.sections) > 3
+    for section in doc.sections:
+        assert len(section.text) <= PASSAGE_CHARS
+        assert section.text.count("```") % 2 == 0  # no passage ends inside a fence
+    fenced = [s.text for s in doc.sections if "```python" in s.text]
+    assert len(fenced) >= 3  # reopened with its language each time
+    body = "".join(re.sub(r"```(python)?\n?", "", t) for t in fenced)
+    assert all(f"line_{i} = compute({i})" in body for i in range(300))  # nothing lost
+
+
+def test_an_unclosed_fence_runs_to_the_end_and_is_closed() -> None:
+    doc = parse_document("x.md", "# X\n\ntext\n\n```\n# not a heading\ncode")
+    assert [s.heading for s in doc.sections] == ["X"]
+    assert doc.sections[0].text.count("```") == 2
+
+
+def test_setext_headings_and_title_from_first_heading() -> None:
+    doc = parse_document("s.md", "Setup\n=====\n\nInstall it.\n\nUsage\n-----\n\nRun it.\n")
+    assert doc.title == "Setup"
+    assert [s.heading for s in doc.sections] == ["Setup", "Setup › Usage"]
+
+
+def test_mdx_keeps_children_of_components_and_drops_imports() -> None:
+    mdx = (
+        "import Tabs from '@theme/Tabs';\nexport const x = 1;\n\n# Install\n\n"
+        "<Tabs>\n<TabItem value=\"pip\">\n\nRun pip install acme.\n\n</TabItem>\n</Tabs>\n\n"
+        "```jsx\n<Tabs>kept in code</Tabs>\n```\n"
+    )
+    doc = parse_document("install.mdx", mdx)
+    text = doc.sections[0].text
+    assert "Run pip install acme." in text
+    assert "import Tabs" not in text and "<TabItem" not in text
+    assert "<Tabs>kept in code</Tabs>" in text
+    assert strip_jsx("a <Note type=\"x\">b</Note> c") == "a b c"
+
+
+RST = """\
+=========
+User Guide
+=========
+
+Running pip
+===========
+
+pip is a command line program::
+
+    # a shell comment in a literal block
+    python -m pip install SomePackage
+
+Proxies
+-------
+
+Use :ref:`the proxy option <proxy>` or set ``HTTP_PROXY``.
+
+.. tab:: Unix
+
+   .. code-block:: console
+
+      $ pip show sphinx
+      ---
+      Name: Sphinx
+
+.. note::
+
+   Notes are prose.
+
+.. _a-target:
+
+Caching
+=======
+
+Cache lives in ~/.cache/pip.
+"""
+
+
+def test_restructuredtext_headings_literal_blocks_and_directives() -> None:
+    doc = parse_document("user_guide.rst", RST)
+    assert doc.title == "User Guide"
+    headings = [s.heading for s in doc.sections]
+    assert headings == ["User Guide › Running pip", "User Guide › Running pip › Proxies",
+                        "User Guide › Caching"]
+    running, proxies, caching = (s.text for s in doc.sections)
+    assert "```\n# a shell comment in a literal block" in running  # code, not a heading
+    assert "`the proxy option`" in proxies and ":ref:" not in proxies
+    assert "$ pip show sphinx\n---\nName: Sphinx" in proxies  # "---" in code is no heading
+    assert "Notes are prose." in proxies
+    assert "_a-target" not in caching and "~/.cache/pip" in caching
+
+
+def test_rst_converter_handles_overlines_and_mixed_levels() -> None:
+    md = rst_to_markdown("####\nTop\n####\n\nAlpha\n=====\n\ntext\n\nBeta\n----\n\nmore\n")
+    assert re.findall(r"^#+ .*$", md, re.M) == ["# Top", "## Alpha", "### Beta"]
+
+
+def test_myst_directives_are_prose_and_code_block_directives_stay_code() -> None:
+    md = ("# Cache\n\n```{note}\nThe cache can be disabled.\n```\n\n"
+          "```{code-block} shell\n# not a heading\npip cache purge\n```\n\n"
+          ":::{tip}\nUse --no-cache-dir.\n:::\n")
+    text = parse_document("caching.md", md).sections[0].text
+    assert "The cache can be disabled." in text and "{note}" not in text
+    assert "```shell\n# not a heading\npip cache purge\n```" in text
+    assert "Use --no-cache-dir." in text and ":::" not in text
+
+
+def test_site_generator_markup_is_dropped() -> None:
+    md = ("# Config\n\n{{% note %}}\nHugo note text.\n{{% /note %}}\n\n::: starlette.config\n\n"
+          '!!! warning "Careful"\n    Indented admonition body.\n\nAfter.\n')
+    text = parse_document("config.md", md).sections[0].text
+    assert "{{%" not in text and "::: starlette" not in text
+    assert "Hugo note text." in text and "**Careful**" in text
+    assert "\nIndented admonition body." in text and "After." in text
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "README"])
+def test_plain_text_is_paragraphs_titled_by_its_first_line(name: str) -> None:
+    doc = parse_document(name, "Release notes\n\nVersion 2 adds exports.\n\n# not markdown here")
+    assert doc.title == "Release notes"
+    assert any("Version 2 adds exports." in s.text for s in doc.sections)
