@@ -9,12 +9,12 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.database import StoreError
+from bot.knowledge import keep_fresh
 from bot.logs import configure_logging
 from bot.platforms import console_chat, enabled
 from bot.runtime import Runtime, open_runtime
@@ -48,26 +48,15 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("chat", help="chat in the terminal").set_defaults(func=_chat)
     sub.add_parser("check", help="validate the configuration and reach each service"
                    ).set_defaults(func=_check)
-    _kb_parser(sub.add_parser("kb", help="manage the knowledge base"))
+    kb = sub.add_parser("kb", help="manage the knowledge base: docs folders and websites")
+    from bot.kb_cli import add_parser
+
+    add_parser(kb, _usage(kb))
     stats = sub.add_parser("stats", help="usage and cost")
     stats.add_argument("--days", type=_positive_days, default=30.0,
                        help="how many days back (default 30)")
     stats.set_defaults(func=_stats)
     return parser
-
-
-def _kb_parser(kb: argparse.ArgumentParser) -> None:
-    commands = kb.add_subparsers(dest="kb")
-    kb.set_defaults(func=_usage(kb))  # `supportbot kb` alone explains itself
-    add = commands.add_parser("add", aliases=["index"],
-                              help="index a folder of .md/.txt/.html docs")
-    add.add_argument("folder", nargs="?", type=Path, help="default: SUPPORTBOT_KB")
-    add.set_defaults(func=_kb_index)
-    commands.add_parser("list", help="list indexed documents").set_defaults(func=_kb_list)
-    search = commands.add_parser("search", help="show the passages a question would get")
-    search.add_argument("query")
-    search.set_defaults(func=_kb_search)
-    commands.add_parser("clear", help="remove every indexed document").set_defaults(func=_kb_clear)
 
 
 def _usage(parser: argparse.ArgumentParser) -> Callable[[Settings, argparse.Namespace],
@@ -98,13 +87,29 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
+@contextlib.asynccontextmanager
+async def _knowledge_kept_fresh(runtime: Runtime, stop: asyncio.Event) -> AsyncIterator[None]:
+    """`run` indexes SUPPORTBOT_KB (and sources added with `kb add`) in the background."""
+    settings = runtime.settings
+    task = asyncio.create_task(keep_fresh(runtime.knowledge, settings.kb_sources,
+                                          settings.kb_refresh_minutes, stop))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
     platforms = enabled(settings)
-    if not platforms:
-        return await _chat(settings, args)
     stop = _stop_on_signals()
+    if not platforms:
+        async with open_runtime(settings) as runtime, _knowledge_kept_fresh(runtime, stop):
+            await console_chat(runtime, stop)
+        return 0
     adapters_stop = asyncio.Event()
-    async with open_runtime(settings) as runtime:
+    async with open_runtime(settings) as runtime, _knowledge_kept_fresh(runtime, stop):
 
         async def wind_down() -> None:
             await stop.wait()
@@ -141,57 +146,6 @@ async def _check(settings: Settings, args: argparse.Namespace) -> int:
 async def _with_runtime(settings: Settings, job: Callable[[Runtime], Awaitable[int]]) -> int:
     async with open_runtime(settings) as runtime:
         return await job(runtime)
-
-
-async def _kb_index(settings: Settings, args: argparse.Namespace) -> int:
-    folder: Path | None = args.folder or settings.kb_path
-    if folder is None:
-        print("supportbot: give a folder of docs, or set SUPPORTBOT_KB", file=sys.stderr)
-        return 2
-    if not folder.is_dir():
-        what = "is not a folder" if folder.exists() else "does not exist"
-        print(f"supportbot: {folder} {what}; give a folder of docs", file=sys.stderr)
-        return 2
-
-    async def job(runtime: Runtime) -> int:
-        report = await runtime.knowledge.index_folder(folder)
-        print(f"indexed {folder}: {report.added} new, {report.updated} changed, "
-              f"{report.removed} removed, {report.unchanged} unchanged; "
-              f"{report.passages} passages written")
-        return 0
-
-    return await _with_runtime(settings, job)
-
-
-async def _kb_list(settings: Settings, args: argparse.Namespace) -> int:
-    async def job(runtime: Runtime) -> int:
-        documents = await runtime.knowledge.documents()
-        for doc in documents:
-            print(f"{doc.path}\t{doc.passages} passages\t{doc.title}")
-        print(f"{len(documents)} documents")
-        return 0
-
-    return await _with_runtime(settings, job)
-
-
-async def _kb_search(settings: Settings, args: argparse.Namespace) -> int:
-    async def job(runtime: Runtime) -> int:
-        passages = await runtime.knowledge.search(args.query)
-        for passage in passages:
-            print(f"== {passage.source} — {passage.heading}\n{passage.text[:400]}\n")
-        if not passages:
-            print("no matching passage")
-        return 0
-
-    return await _with_runtime(settings, job)
-
-
-async def _kb_clear(settings: Settings, args: argparse.Namespace) -> int:
-    async def job(runtime: Runtime) -> int:
-        print(f"removed {await runtime.knowledge.clear()} documents")
-        return 0
-
-    return await _with_runtime(settings, job)
 
 
 async def _stats(settings: Settings, args: argparse.Namespace) -> int:

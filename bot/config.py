@@ -61,7 +61,8 @@ class Settings:
     effort: str
     history_tokens: int
     db_path: Path
-    kb_path: Path | None
+    kb_sources: tuple[str, ...]  # folders (absolute paths) and docs-site URLs
+    kb_refresh_minutes: float  # `run` refreshes the sources this often (0: only at start)
     prompts_dir: Path | None  # None: the prompts shipped in the package
     reply_timeout: float
     resume_minutes: float
@@ -234,7 +235,8 @@ def _settings_from(r: _Reader) -> Settings:
         effort=r.choice("SUPPORTBOT_EFFORT", "low", EFFORTS),
         history_tokens=r.positive_int("SUPPORTBOT_HISTORY_TOKENS", 20_000),
         db_path=_db_path(r),
-        kb_path=_kb_path(r),
+        kb_sources=_kb_sources(r),
+        kb_refresh_minutes=_kb_refresh(r),
         prompts_dir=_prompts_dir(r),
         reply_timeout=r.parsed(
             "SUPPORTBOT_REPLY_TIMEOUT", 60.0, _positive_seconds, "a positive number of seconds"
@@ -271,14 +273,39 @@ def _port(text: str) -> int:
     return value
 
 
-def _kb_path(r: _Reader) -> Path | None:
-    text = r.raw("SUPPORTBOT_KB")
-    if not text:
-        return None
-    path = Path(text)
-    if not path.is_dir():
-        raise ConfigError(f'SUPPORTBOT_KB must be a folder of docs, got "{text}" (no such folder)')
-    return path
+def _kb_sources(r: _Reader) -> tuple[str, ...]:
+    """SUPPORTBOT_KB: folders and docs-site URLs, separated by commas."""
+    sources: list[str] = []
+    for text in (r.raw("SUPPORTBOT_KB") or "").split(","):
+        text = text.strip()
+        if not text:
+            continue
+        if text.startswith(("http://", "https://")):
+            sources.append(text)
+            continue
+        if "://" in text:
+            raise ConfigError(f'SUPPORTBOT_KB: "{text}" is neither a folder nor an http(s) URL')
+        path = Path(text).expanduser()
+        if not path.is_dir():
+            raise ConfigError(
+                f'SUPPORTBOT_KB must be a folder of docs or a docs-site URL (several: separate '
+                f'them with commas), got "{text}" (no such folder)'
+            )
+        sources.append(str(path.resolve()))
+    return tuple(dict.fromkeys(sources))
+
+
+def _kb_refresh(r: _Reader) -> float:
+    text = r.raw("SUPPORTBOT_KB_REFRESH_MINUTES") or "60"
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 7 * 24 * 60:
+        raise ConfigError(
+            f'SUPPORTBOT_KB_REFRESH_MINUTES must be minutes between 0 and 10080, got "{text}"'
+        )
+    return value
 
 
 def _db_path(r: _Reader) -> Path:

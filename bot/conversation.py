@@ -106,9 +106,11 @@ class StreamEnd:
 class Passage:
     """A piece of the team's docs, found for the current question."""
 
-    source: str
-    heading: str
+    source: str  # the document's path in its folder, or the page's URL
+    heading: str  # the heading path: "Guide › Listeners › Acknowledging requests"
     text: str
+    url: str = ""  # where a reader finds it (with the section's anchor), when known
+    score: float = 0.0  # how well it matched, higher is better (comparable within a search)
 
 
 @dataclass(frozen=True)

@@ -110,3 +110,45 @@ def m004_reply_journal(db: Database) -> None:
         pk="question_id",
         foreign_keys=[("question_id", "messages", "id")],
     )
+
+
+@migrations(name="m005_knowledge_sources")
+def m005_knowledge_sources(db: Database) -> None:
+    # The index is derived from its sources, so it is rebuilt rather than converted: `run`
+    # indexes SUPPORTBOT_KB again, and folders added by hand are added again with `kb add`.
+    db["kb_passages"].disable_fts()  # type: ignore[union-attr]
+    db["kb_passages"].drop()
+    db["kb_documents"].drop()
+    db["kb_sources"].create(  # type: ignore[union-attr]
+        {"id": str, "kind": str, "added_at": float, "refreshed_at": float, "problem": str},
+        pk="id",
+    )
+    db["kb_documents"].create(  # type: ignore[union-attr]
+        {
+            "id": int,
+            "source": str,  # a folder's absolute path or a site's URL, as kb_sources.id
+            "path": str,  # relative to the folder, or the page URL
+            "title": str,
+            "url": str,  # where a reader finds it: front matter, canonical link, or the page
+            "sha256": str,
+            "etag": str,
+            "last_modified": str,
+            "indexed_at": float,
+        },
+        pk="id",
+        foreign_keys=[("source", "kb_sources", "id")],
+    )
+    db["kb_documents"].create_index(["source", "path"], unique=True)  # type: ignore[union-attr]
+    db["kb_passages"].create(  # type: ignore[union-attr]
+        {"id": int, "document_id": int, "heading": str, "anchor": str, "text": str},
+        pk="id",
+        foreign_keys=[("document_id", "kb_documents", "id")],
+    )
+    db["kb_passages"].create_index(["document_id"])  # type: ignore[union-attr]
+    db["kb_passages"].enable_fts(  # type: ignore[union-attr]
+        ["heading", "text"], create_triggers=True, tokenize="porter"
+    )
+    # One row per passage when the semantic signal is installed: float32 unit vectors.
+    db["kb_vectors"].create(  # type: ignore[union-attr]
+        {"passage_id": int, "model": str, "vector": bytes}, pk="passage_id"
+    )

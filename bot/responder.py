@@ -229,7 +229,9 @@ class Responder:
     ) -> Answer:
         if not incoming.text.strip() and not incoming.images:
             return await _finish_with(surface, live, EMPTY_QUESTION, self.policy.model)
-        passages = await self.knowledge.search(text, self.policy.passages)
+        # A follow-up ("and in async?") searches with the thread's earlier questions too.
+        earlier = await self.store.earlier_questions(incoming.key, question)
+        passages = await self.knowledge.search(text, self.policy.passages, earlier)
         if self.llm is None:
             return await _finish_with(surface, live, kb_only_answer(passages), "", "kb_only")
         budget = self._budget(incoming, passages)

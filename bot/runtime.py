@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from bot.config import Settings
 from bot.conversation import Platform
+from bot.embedding import Embedder
 from bot.inbound import Inbound
 from bot.knowledge import Knowledge
 from bot.llm import AnthropicClient, ModelOptions
@@ -70,12 +71,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     """Open the store (migrating it), index the docs folder, and wire the responder."""
     store = await Store.open(settings.db_path)
     llm = model_client(settings)
-    knowledge = Knowledge(store.sqlite)
+    knowledge = Knowledge(store.sqlite, Embedder.load)  # loaded on first use, if installed
     try:
-        if settings.kb_path is not None:
-            report = await knowledge.index_folder(settings.kb_path)
-            log.info("knowledge base: %d new, %d changed, %d removed, %d unchanged documents",
-                     report.added, report.updated, report.removed, report.unchanged)
         policy = ReplyPolicy(
             model=settings.model,
             max_tokens=settings.max_tokens,

@@ -162,6 +162,19 @@ class Store:
         turns.reverse()
         return turns
 
+    async def earlier_questions(
+        self, key: ConversationKey, before: RecordedQuestion, count: int = 2
+    ) -> list[str]:
+        """The thread's last `count` questions before this one, oldest first (for search)."""
+        rows = await self.sqlite.call(
+            lambda: self.sqlite.db.execute(
+                "SELECT text FROM messages WHERE conversation_id = ? AND position < ?"
+                " AND role = 'user' ORDER BY position DESC LIMIT ?",
+                [key.id, before.position, count],
+            ).fetchall()
+        )
+        return [str(row[0]) for row in reversed(rows)]
+
     async def record_answer(
         self,
         key: ConversationKey,

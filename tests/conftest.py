@@ -5,6 +5,7 @@ import pytest
 
 from bot.store import Store
 from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.docs_site import DocsSite
 
 
 @pytest.fixture
@@ -18,3 +19,19 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     opened = await Store.open(tmp_path / "bot.db")
     yield opened
     await opened.close()
+
+
+@pytest.fixture
+async def elsewhere() -> AsyncIterator[DocsSite]:
+    other = DocsSite()
+    other.url = await other.server.start()
+    yield other
+    await other.server.stop()
+
+
+@pytest.fixture
+async def site(elsewhere: DocsSite) -> AsyncIterator[DocsSite]:
+    docs = DocsSite(elsewhere.url)
+    docs.url = await docs.server.start()
+    yield docs
+    await docs.server.stop()

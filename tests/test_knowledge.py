@@ -1,16 +1,41 @@
+"""The knowledge base: sources in, scored passages out, and no passages when the docs are
+silent."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
 from pathlib import Path
 
-from bot.knowledge import Knowledge, fts_query, html_to_markdown, split_sections
+from bot.embedding import Embedder
+from bot.knowledge import Knowledge
+from bot.retrieval import folded, rrf
 from bot.store import Store
+
+SSO = "# Single sign-on\n\n## Configure SSO\n\nSSO is configured under Admin > Security.\n"
+EXPORT = ("---\ntitle: Reports\nurl: https://docs.acme.test/reports\n---\n\n# Reports\n\n"
+          "## Exporting a report {#export}\n\nOpen the report and press Export; choose CSV "
+          "or PDF. Large reports are emailed when ready.\n\n"
+          "## Scheduling reports\n\nA report can be sent every Monday.\n")
+ASYNC = "# Python SDK\n\n## Async client\n\nUse AsyncClient with await for every call.\n"
+
+
+def write(folder: Path, files: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return folder
 
 
 async def test_index_search_update_and_remove(store: Store, tmp_path: Path) -> None:
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "reset.md").write_text("# Passwords\n\n## Reset\n\nUse the Forgot password link.\n")
+    docs = write(tmp_path / "docs", {"reset.md": "# Passwords\n\n## Reset\n\nUse the Forgot "
+                                     "password link.\n"})
     (docs / "billing.html").write_text(
-        "<html><head><title>x</title></head><body><h1>Billing</h1>"
-        "<p>Refunds take 5 business days.</p><script>var refunds = 1;</script></body></html>"
+        "<html><head><title>x</title></head><body><nav>Menu refunds</nav><main><h1>Billing</h1>"
+        "<p>Refunds take 5 business days.</p></main><script>var refunds = 1;</script>"
+        "</body></html>"
     )
     kb = Knowledge(store.sqlite)
     report = await kb.index_folder(docs)
@@ -18,6 +43,7 @@ async def test_index_search_update_and_remove(store: Store, tmp_path: Path) -> N
     hits = await kb.search("How long do refunds take?")
     assert hits[0].source == "billing.html"
     assert "5 business days" in hits[0].text and "var refunds" not in hits[0].text
+    assert "Menu" not in hits[0].text  # navigation is not content
     assert (await kb.index_folder(docs)).unchanged == 2
     (docs / "reset.md").write_text("# Passwords\n\n## Reset\n\nAsk an admin to reset it.\n")
     (docs / "billing.html").unlink()
@@ -28,17 +54,133 @@ async def test_index_search_update_and_remove(store: Store, tmp_path: Path) -> N
     assert [d.path for d in await kb.documents()] == ["reset.md"]
 
 
-def test_query_keeps_meaningful_words_and_is_safe() -> None:
-    assert fts_query('How do I "reset" my password?') == '"reset" OR "password"'
-    assert fts_query("the a of") == ""
-    assert fts_query("NEAR(x) AND *") == '"near"'
+async def test_results_carry_heading_path_link_and_score(store: Store, tmp_path: Path) -> None:
+    kb = Knowledge(store.sqlite)
+    await kb.index_folder(write(tmp_path / "docs", {"reports.md": EXPORT, "sso.md": SSO}))
+    hits = await kb.search("how do I export a report as CSV?")
+    best = hits[0]
+    assert best.heading == "Reports › Exporting a report"
+    assert best.url == "https://docs.acme.test/reports#export"
+    assert best.score > 0
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
-def test_sections_follow_headings() -> None:
-    title, sections = split_sections("# Guide\n\nintro\n\n## Setup\n\nstep one", "guide")
-    assert title == "Guide"
-    assert sections == [("Guide", "intro"), ("Setup", "step one")]
+async def test_a_question_the_docs_do_not_answer_gets_no_passages(
+    store: Store, tmp_path: Path
+) -> None:
+    kb = Knowledge(store.sqlite)
+    await kb.index_folder(write(tmp_path / "docs", {"reports.md": EXPORT, "sso.md": SSO}))
+    question = "Which Kubernetes ingress annotations tune gRPC keepalive for the report exporter?"
+    ranked = await kb.rank(question)
+    assert ranked.passages  # BM25 finds something that shares a word...
+    assert not ranked.confident and ranked.confidence < 0.2  # ...but far too little of it
+    assert await kb.search(question) == []
+    assert (await kb.rank("how do I export a report")).confident
 
 
-def test_html_headings_become_markdown() -> None:
-    assert "## Setup" in html_to_markdown("<h2>Setup</h2><p>x</p>")
+async def test_a_follow_up_searches_with_the_thread_s_earlier_question(
+    store: Store, tmp_path: Path
+) -> None:
+    kb = Knowledge(store.sqlite)
+    await kb.index_folder(write(tmp_path / "docs", {"reports.md": EXPORT, "sdk.md": ASYNC,
+                                                    "sso.md": SSO}))
+    alone = await kb.search("What about the other format?")
+    follow_up = await kb.search("What about the other format?",
+                                earlier=["How do I export a report?"])
+    assert alone == []  # on its own it names nothing the docs hold
+    assert follow_up[0].heading == "Reports › Exporting a report"
+    assert folded("and in async?", ["How do I export?"]) == ["async", "export"]
+
+
+async def test_headings_weigh_more_than_a_passing_mention(store: Store, tmp_path: Path) -> None:
+    filler = " ".join(f"Paragraph {i} talks about dashboards and widgets." for i in range(20))
+    kb = Knowledge(store.sqlite)
+    await kb.index_folder(write(tmp_path / "docs", {
+        "webhooks.md": "# Webhooks\n\n## Signing secret\n\nEach delivery carries a header.\n",
+        "misc.md": f"# Dashboards\n\n{filler} A signing secret is mentioned here once.\n",
+    }))
+    assert (await kb.search("webhook signing secret"))[0].source == "webhooks.md"
+
+
+async def test_sources_live_side_by_side_and_are_removed_alone(
+    store: Store, tmp_path: Path
+) -> None:
+    kb = Knowledge(store.sqlite)
+    first = write(tmp_path / "a", {"sso.md": SSO})
+    second = write(tmp_path / "b", {"sso.md": EXPORT})  # the same file name in another source
+    await kb.index_folder(first)
+    await kb.index_folder(second)
+    rows = {row.id: row for row in await kb.sources()}
+    assert {str(first.resolve()), str(second.resolve())} == set(rows)
+    assert rows[str(first.resolve())].documents == 1 and rows[str(first.resolve())].passages == 1
+    assert await kb.remove(str(first)) == 1
+    assert await kb.search("configure SSO security") == []
+    assert (await kb.search("export a report"))[0].source == "sso.md"
+    assert await kb.remove(str(tmp_path / "nothing")) is None
+
+
+async def test_a_source_that_vanished_keeps_its_documents(store: Store, tmp_path: Path) -> None:
+    kb = Knowledge(store.sqlite)
+    docs = write(tmp_path / "docs", {"sso.md": SSO})
+    await kb.index_folder(docs)
+    (docs / "sso.md").unlink()
+    docs.rmdir()
+    results = await kb.refresh()
+    assert "not a folder" in str(results[str(docs.resolve())])
+    assert (await kb.search("configure SSO"))[0].source == "sso.md"
+    assert "not a folder" in (await kb.sources())[0].problem
+
+
+async def test_the_semantic_signal_stores_vectors_and_joins_the_ranking(
+    store: Store, tmp_path: Path
+) -> None:
+    embedder = Embedder.load()
+    assert embedder is not None  # the dev install has the semantic extra
+    kb = Knowledge(store.sqlite, lambda: embedder)
+    await kb.index_folder(write(tmp_path / "docs", {"reports.md": EXPORT, "sso.md": SSO}))
+    vectors = store.sqlite.db.execute("SELECT count(*) FROM kb_vectors").fetchone()[0]
+    passages = store.sqlite.db.execute("SELECT count(*) FROM kb_passages").fetchone()[0]
+    assert vectors == passages == 3
+    semantic = await kb._semantic("sign in with the company identity provider")
+    assert semantic[0][1] > semantic[-1][1]
+    ids = {pid for pid, _ in semantic}
+    assert len(ids) == 3  # every passage ranked by meaning, words shared or not
+    assert (await kb.search("how do I export a report"))[0].heading.endswith("Exporting a report")
+
+
+def test_rrf_rewards_agreement_and_respects_weights() -> None:
+    fused = rrf([[1, 2, 3], [3, 1]], [1.0, 0.5])
+    assert max(fused, key=lambda k: fused[k]) == 1
+    assert fused[3] > fused[2]  # found by both beats found by one
+
+
+def test_the_semantic_model_loads_with_no_network() -> None:
+    script = (
+        "import socket\n"
+        "def refuse(*a, **k): raise OSError('network used')\n"
+        "socket.socket.connect = refuse\nsocket.create_connection = refuse\n"
+        "socket.getaddrinfo = refuse\n"
+        "from bot.embedding import Embedder\n"
+        "e = Embedder.load()\nv = e.embed(['hello world'])\n"
+        "print(v.shape, round(float((v * v).sum()), 3))\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HOME": "/nonexistent"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.strip() == "(1, 256) 1.0"
+
+
+async def test_commands_that_never_search_do_not_load_the_model(store: Store) -> None:
+    loads: list[int] = []
+
+    def loader() -> Embedder | None:
+        loads.append(1)
+        return None
+
+    kb = Knowledge(store.sqlite, loader)
+    await kb.sources()
+    await kb.documents()
+    assert loads == []
+    await asyncio.gather(kb.search("anything"), kb.search("else"))
+    assert loads == [1]

@@ -110,7 +110,9 @@ async def test_supportbot_prompts_replaces_the_shipped_ones(
         "Answer in one line."
 
 
-async def test_every_module_of_the_checkout_is_in_the_wheel(installed: Path, tmp_path: Path) -> None:
+async def test_every_module_of_the_checkout_is_in_the_wheel(
+    installed: Path, tmp_path: Path
+) -> None:
     # A package left out of pyproject.toml's list imports fine from a checkout, and not at all
     # from the wheel (it happened to bot.adapters.discord).
     modules = sorted(

@@ -1,10 +1,10 @@
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bot.conversation import Arrival, ConversationKey, Incoming, Platform
+from bot.conversation import Arrival, ConversationKey, Incoming, Passage, Platform
 from bot.knowledge import Knowledge
 from bot.llm import AnthropicClient, ModelOptions
 from bot.notices import EMPTY_QUESTION, NOTE_CUT, NOTE_INTERRUPTED, REFUSAL
@@ -405,3 +405,48 @@ async def test_a_second_cancel_stops_the_final_write_before_the_note(
     assert surface.most_in_flight == 1  # the note started only after the cut write ended
     assert surface.final.text.endswith(NOTE_INTERRUPTED)
     await r.llm.aclose()  # type: ignore[union-attr]
+
+
+class SlowKnowledge(Knowledge):
+    """A knowledge base whose search takes a while, noting what the asker saw meanwhile."""
+
+    def __init__(self, store: Store, surface: RecordingSurface) -> None:
+        super().__init__(store.sqlite)
+        self.surface = surface
+        self.seen_during_search: list[str] = []
+
+    async def search(self, question: str, limit: int = 4,
+                     earlier: Sequence[str] = ()) -> list[Passage]:
+        self.seen_during_search = list(self.surface.kinds)
+        await asyncio.sleep(0.2)
+        return await super().search(question, limit, earlier)
+
+
+async def test_the_first_sign_goes_up_before_the_docs_are_searched(
+    store: Store, tmp_path: Path
+) -> None:
+    async with FakeAnthropic(delta_interval=0.01, default_words=10) as fake:
+        r = responder(store, fake)
+        surface = RecordingSurface()
+        r.knowledge = SlowKnowledge(store, surface)
+        await answer(r, ask("How do I rotate my API key?", "E1"), surface)
+        assert r.knowledge.seen_during_search == ["start"]
+        assert surface.kinds[-1] == "finish"
+        await r.llm.aclose()  # type: ignore[union-attr]
+
+
+async def test_a_follow_up_hands_the_thread_s_earlier_questions_to_search(
+    store: Store, tmp_path: Path
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "reports.md").write_text("# Reports\n\n## Exporting a report\n\nPress Export and "
+                                     "pick CSV or PDF.\n")
+    async with FakeAnthropic(delta_interval=0.01, default_words=10) as fake:
+        r = responder(store, fake)
+        await r.knowledge.index_folder(docs)
+        await answer(r, ask("How do I export a report?", "E1"), RecordingSurface())
+        await answer(r, ask("and what about the other format?", "E2"), RecordingSurface())
+        system = fake.requests[-1].body["system"]
+        assert "Press Export and pick CSV or PDF." in system[1]["text"]
+        await r.llm.aclose()  # type: ignore[union-attr]

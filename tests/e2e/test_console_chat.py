@@ -152,7 +152,7 @@ async def test_kb_commands_index_and_search(tmp_path: Path) -> None:
     for args, expected in (
         (("kb", "index", str(docs)), "1 new"),
         (("kb", "search", "configure SSO"), "Admin > Security"),
-        (("kb", "list"), "sso.md"),
+        (("kb", "list", "--documents"), "sso.md"),
         (("stats",), "0 replies"),
     ):
         bot = await BotProcess(tmp_path, env, *args).start()

@@ -1,0 +1,214 @@
+"""`supportbot kb …`: add, remove, list, search and evaluate the knowledge base's sources."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from bot.config import Settings
+from bot.embedding import Embedder
+from bot.kb_sites import SiteError
+from bot.kb_store import IndexReport
+from bot.knowledge import Knowledge, Progress
+from bot.runtime import Runtime, open_runtime
+from bot.store import Store
+
+Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def add_parser(kb: argparse.ArgumentParser, usage: Command) -> None:
+    commands = kb.add_subparsers(dest="kb")
+    kb.set_defaults(func=usage)  # `supportbot kb` alone explains itself
+    add = commands.add_parser(
+        "add", aliases=["index"],
+        help="add and index folders of docs or docs websites (sitemap.xml or a start page)",
+    )
+    add.add_argument("sources", nargs="*", metavar="FOLDER_OR_URL",
+                     help="default: the sources in SUPPORTBOT_KB")
+    add.set_defaults(func=_add)
+    remove = commands.add_parser("remove", help="remove a source and its documents")
+    remove.add_argument("source", metavar="FOLDER_OR_URL")
+    remove.set_defaults(func=_remove)
+    listing = commands.add_parser("list", help="list sources (with --documents, each document)")
+    listing.add_argument("--documents", action="store_true")
+    listing.set_defaults(func=_list)
+    search = commands.add_parser("search", help="show the passages a question would get")
+    search.add_argument("query")
+    search.add_argument("--json", action="store_true", help="machine-readable output")
+    search.add_argument("--limit", type=int, default=4, choices=range(1, 21), metavar="1-20")
+    search.set_defaults(func=_search)
+    evaluate = commands.add_parser(
+        "eval", help="measure search on a question set (JSON lines) beside a BM25 baseline")
+    evaluate.add_argument("questions", type=Path)
+    evaluate.add_argument("--docs", type=Path,
+                          help="evaluate on this folder in a throwaway index instead")
+    evaluate.add_argument("--json", action="store_true", help="machine-readable output")
+    evaluate.set_defaults(func=_eval)
+    commands.add_parser("clear", help="remove every source and document").set_defaults(
+        func=_clear)
+
+
+def terminal_progress(label: str) -> Progress | None:
+    """Files or pages done / total on one updating line, when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        end = "\n" if done >= total else ""
+        print(f"\r{label}: {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+    return show
+
+
+def _describe(report: IndexReport) -> str:
+    text = (f"{report.added} new, {report.updated} changed, {report.removed} removed, "
+            f"{report.unchanged} unchanged; {report.passages} passages written")
+    return text + (f"; {report.failed} pages could not be fetched" if report.failed else "")
+
+
+def _is_url(text: str) -> bool:
+    return text.startswith(("http://", "https://"))
+
+
+async def _with_runtime(settings: Settings, job: Callable[[Runtime], Awaitable[int]]) -> int:
+    async with open_runtime(settings) as runtime:
+        return await job(runtime)
+
+
+async def _add(settings: Settings, args: argparse.Namespace) -> int:
+    sources: list[str] = list(args.sources) or list(settings.kb_sources)
+    if not sources:
+        print("supportbot: give a folder of docs or a docs-site URL, or set SUPPORTBOT_KB",
+              file=sys.stderr)
+        return 2
+    for source in sources:
+        if not _is_url(source) and not Path(source).is_dir():
+            what = "is not a folder" if Path(source).exists() else "does not exist"
+            print(f"supportbot: {source} {what}; give a folder of docs or an http(s) URL",
+                  file=sys.stderr)
+            return 2
+
+    async def job(runtime: Runtime) -> int:
+        failed = 0
+        for source in sources:
+            progress = terminal_progress(source)
+            try:
+                if _is_url(source):
+                    report = await runtime.knowledge.add_site(source, progress)
+                else:
+                    report = await runtime.knowledge.index_folder(Path(source), progress)
+            except SiteError as error:
+                print(f"supportbot: {error}", file=sys.stderr)
+                failed += 1
+                continue
+            print(f"indexed {source}: {_describe(report)}")
+        return 1 if failed else 0
+
+    return await _with_runtime(settings, job)
+
+
+async def _remove(settings: Settings, args: argparse.Namespace) -> int:
+    async def job(runtime: Runtime) -> int:
+        removed = await runtime.knowledge.remove(args.source)
+        if removed is None:
+            print(f"supportbot: no source {args.source}; `supportbot kb list` shows them",
+                  file=sys.stderr)
+            return 2
+        print(f"removed {args.source} and its {removed} documents")
+        return 0
+
+    return await _with_runtime(settings, job)
+
+
+async def _list(settings: Settings, args: argparse.Namespace) -> int:
+    async def job(runtime: Runtime) -> int:
+        sources = await runtime.knowledge.sources()
+        now = time.time()
+        for row in sources:
+            age = _age(now - row.refreshed_at) if row.refreshed_at else "never indexed"
+            problem = f"\tlast refresh failed: {row.problem}" if row.problem else ""
+            print(f"{row.id}\t{row.kind}\t{row.documents} documents\t{row.passages} passages"
+                  f"\t{age}{problem}")
+        if args.documents:
+            for doc in await runtime.knowledge.documents():
+                print(f"  {doc.path}\t{doc.passages} passages\t{doc.title}")
+        print(f"{len(sources)} sources" if sources else
+              "no sources yet: `supportbot kb add FOLDER_OR_URL` adds one")
+        return 0
+
+    return await _with_runtime(settings, job)
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            return f"refreshed {seconds / size:.0f} {unit} ago"
+    return "refreshed just now"
+
+
+async def _search(settings: Settings, args: argparse.Namespace) -> int:
+    async def job(runtime: Runtime) -> int:
+        found = await runtime.knowledge.rank(args.query, args.limit)
+        if args.json:
+            print(json.dumps({
+                "confident": found.confident,
+                "confidence": round(found.confidence, 3),
+                "passages": [dataclasses.asdict(p) for p in found.passages],
+            }, indent=2))
+            return 0
+        for passage in found.passages:
+            link = f" <{passage.url}>" if passage.url else ""
+            print(f"== {passage.source} — {passage.heading}{link} (score {passage.score:.4f})"
+                  f"\n{passage.text[:400]}\n")
+        if not found.passages:
+            print("no matching passage")
+        elif not found.confident:
+            print(f"(the best passage holds {found.confidence:.0%} of the question's weight: "
+                  "too little, so the bot treats this as a question the docs do not answer)")
+        return 0
+
+    return await _with_runtime(settings, job)
+
+
+async def _eval(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.kb_eval import EvalError, as_json, as_text, evaluate, load_questions
+
+    try:
+        questions = load_questions(args.questions)
+    except (OSError, EvalError) as error:
+        print(f"supportbot: {error}", file=sys.stderr)
+        return 2
+    if args.docs is not None and not args.docs.is_dir():
+        print(f"supportbot: --docs {args.docs} is not a folder", file=sys.stderr)
+        return 2
+
+    async def run(knowledge: Knowledge) -> int:
+        report = await evaluate(knowledge, questions)
+        print(as_json(report) if args.json else as_text(report))
+        return 0
+
+    if args.docs is None:
+        return await _with_runtime(settings, lambda runtime: run(runtime.knowledge))
+    with tempfile.TemporaryDirectory() as folder:  # the bot's own index is left alone
+        store = await Store.open(Path(folder) / "eval.db")
+        try:
+            knowledge = Knowledge(store.sqlite, Embedder.load)
+            await knowledge.index_folder(args.docs, terminal_progress(str(args.docs)))
+            return await run(knowledge)
+        finally:
+            await store.close()
+
+
+async def _clear(settings: Settings, args: argparse.Namespace) -> int:
+    async def job(runtime: Runtime) -> int:
+        print(f"removed {await runtime.knowledge.clear()} documents")
+        return 0
+
+    return await _with_runtime(settings, job)

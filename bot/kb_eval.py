@@ -1,0 +1,259 @@
+"""`supportbot kb eval`: how well search finds the page that answers, beside a plain baseline.
+
+A question set is JSON lines: {"question", "expected": [doc paths relative to the source],
+"section": heading (optional), "answerable": true by default}. The baseline is what a team
+could write in an afternoon, run in the same process on the same files: each file split at
+its `#` heading lines (a reStructuredText file stays whole), one SQLite FTS5 row per section
+with its heading path written before the text, default tokenizer, the question's words
+OR-ed, ranked by plain BM25. A site source, whose files are not on disk, enters the baseline
+with supportbot's own sections.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bot.conversation import Passage
+from bot.docs_parse import PATH_SEPARATOR
+from bot.knowledge import Knowledge, doc_files
+from bot.retrieval import fts_query, terms
+
+KS = (1, 3, 5)
+DEPTH = 10  # results looked at for MRR
+
+
+class EvalError(ValueError):
+    """The question file is not what `kb eval` reads; the message names the line."""
+
+
+@dataclass(frozen=True)
+class EvalQuestion:
+    question: str
+    expected: tuple[str, ...]
+    section: str | None
+    answerable: bool
+
+
+@dataclass
+class Figures:
+    """One system's figures over a question set."""
+
+    hit: dict[int, float] = field(default_factory=dict)
+    section_hit: dict[int, float] = field(default_factory=dict)
+    mrr: float = 0.0
+    latency_p50_ms: float = 0.0
+    latency_p95_ms: float = 0.0
+
+
+@dataclass
+class Report:
+    questions: int
+    answerable: int
+    ours: Figures
+    baseline: Figures
+    gate_precision: float  # of the questions it declined, the share the docs cannot answer
+    gate_recall: float  # of the questions the docs cannot answer, the share it declined
+    declined_answerable: float  # share of answerable questions it wrongly declined
+    misses: list[str] = field(default_factory=list)  # answerable questions with no hit@5
+
+
+def load_questions(path: Path) -> list[EvalQuestion]:
+    questions: list[EvalQuestion] = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            answerable = bool(data.get("answerable", True))
+            expected = tuple(str(p) for p in data.get("expected") or ())
+            question = str(data["question"]).strip()
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
+            raise EvalError(f"{path}:{number}: not a question line ({error})") from None
+        if not question or (answerable and not expected):
+            raise EvalError(f"{path}:{number}: an answerable question needs 'expected' paths")
+        questions.append(EvalQuestion(question, expected, data.get("section"), answerable))
+    if not questions:
+        raise EvalError(f"{path}: no questions")
+    return questions
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.replace("`", "").replace("*", "").lower().split())
+
+
+def rank_of(passages: Sequence[Passage], want: EvalQuestion, section: bool) -> int | None:
+    """1-based rank of the first passage from an expected document (and section)."""
+    for rank, passage in enumerate(passages, start=1):
+        if passage.source not in want.expected:
+            continue
+        if not section:
+            return rank
+        headings = [_norm(h) for h in passage.heading.split(PATH_SEPARATOR)]
+        if want.section and _norm(want.section) in headings:
+            return rank
+    return None
+
+
+def figures(ranked: Sequence[Sequence[Passage]], questions: Sequence[EvalQuestion],
+            latencies: Sequence[float]) -> Figures:
+    pairs = [(p, q) for p, q in zip(ranked, questions, strict=True) if q.answerable]
+    with_section = [(p, q) for p, q in pairs if q.section]
+    out = Figures()
+    for k in KS:
+        out.hit[k] = _share(pairs, lambda p, q, k=k: (rank_of(p, q, False) or 99) <= k)
+        out.section_hit[k] = _share(with_section,
+                                    lambda p, q, k=k: (rank_of(p, q, True) or 99) <= k)
+    out.mrr = statistics.fmean(1 / (rank_of(p, q, False) or float("inf")) for p, q in pairs) \
+        if pairs else 0.0
+    ordered = sorted(latencies)
+    out.latency_p50_ms = round(statistics.median(ordered) * 1000, 2) if ordered else 0.0
+    out.latency_p95_ms = round(ordered[int(0.95 * (len(ordered) - 1))] * 1000, 2) \
+        if ordered else 0.0
+    return out
+
+
+def _share(pairs: Sequence[tuple[Sequence[Passage], EvalQuestion]], test: object) -> float:
+    if not pairs:
+        return 0.0
+    assert callable(test)
+    return round(sum(1 for p, q in pairs if test(p, q)) / len(pairs), 3)
+
+
+async def evaluate(knowledge: Knowledge, questions: Sequence[EvalQuestion]) -> Report:
+    """Both systems over the question set, in this process, one after the other."""
+    ours: list[list[Passage]] = []
+    confident: list[bool] = []
+    timings: list[float] = []
+    for question in questions:
+        started = time.perf_counter()
+        found = await knowledge.rank(question.question, DEPTH)
+        timings.append(time.perf_counter() - started)
+        ours.append(found.passages)
+        confident.append(found.confident)
+    baseline = await Baseline.build(knowledge)
+    plain: list[list[Passage]] = []
+    plain_timings: list[float] = []
+    for question in questions:
+        started = time.perf_counter()
+        plain.append(baseline.search(question.question, DEPTH))
+        plain_timings.append(time.perf_counter() - started)
+    baseline.close()
+    unanswerable = [not q.answerable for q in questions]
+    declined = [not c for c in confident]
+    true_declines = sum(1 for d, u in zip(declined, unanswerable, strict=True) if d and u)
+    answerable = len(questions) - sum(unanswerable)
+    return Report(
+        questions=len(questions),
+        answerable=answerable,
+        ours=figures(ours, questions, timings),
+        baseline=figures(plain, questions, plain_timings),
+        gate_precision=round(true_declines / sum(declined), 3) if any(declined) else 0.0,
+        gate_recall=round(true_declines / sum(unanswerable), 3) if any(unanswerable) else 0.0,
+        declined_answerable=round(
+            sum(1 for d, u in zip(declined, unanswerable, strict=True) if d and not u)
+            / answerable, 3) if answerable else 0.0,
+        misses=[q.question for p, q in zip(ours, questions, strict=True)
+                if q.answerable and (rank_of(p, q, False) or 99) > 5],
+    )
+
+
+class Baseline:
+    """Plain BM25, one row per section, in a throwaway in-memory database."""
+
+    def __init__(self, sections: Sequence[tuple[str, str, str]]) -> None:
+        self.db = sqlite3.connect(":memory:")
+        self.db.execute("CREATE VIRTUAL TABLE s USING fts5(path UNINDEXED, heading UNINDEXED,"
+                        " body)")
+        self.db.executemany("INSERT INTO s (path, heading, body) VALUES (?, ?, ?)",
+                            [(p, h, f"{h}\n{t}") for p, h, t in sections])
+
+    @classmethod
+    async def build(cls, knowledge: Knowledge) -> Baseline:
+        rows: list[tuple[str, str, str]] = []
+        sources = await knowledge.sources()
+        for source in sources:
+            if source.kind == "folder":
+                rows.extend(afternoon_sections(Path(source.id)))
+        if any(source.kind != "folder" for source in sources):
+            folders = {row[0] for row in rows}
+            rows.extend(r for r in await knowledge.sections() if r[0] not in folders)
+        return cls(rows)
+
+    def search(self, question: str, limit: int) -> list[Passage]:
+        query = fts_query(terms(question))
+        if not query:
+            return []
+        rows = self.db.execute(
+            "SELECT path, heading, body FROM s WHERE s MATCH ? ORDER BY rank LIMIT ?",
+            [query, limit],
+        ).fetchall()
+        return [Passage(source=r[0], heading=r[1], text=r[2]) for r in rows]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+_HEADING_LINE = re.compile(r"^(#{1,6})\s+(.*)$")
+
+
+def afternoon_sections(folder: Path) -> list[tuple[str, str, str]]:
+    """The baseline's sections: split at every line that starts with `#`, as a first try
+    would (it cannot tell a heading from a comment in a code block)."""
+    rows: list[tuple[str, str, str]] = []
+    for file in doc_files(folder):
+        name = file.relative_to(folder).as_posix()
+        text = file.read_text(errors="replace")
+        if file.suffix.lower() in (".html", ".htm"):
+            text = re.sub(r"<[^>]+>", " ", text)
+        if file.suffix.lower() == ".rst":
+            rows.append((name, file.stem, text))
+            continue
+        stack: list[tuple[int, str]] = []
+        body: list[str] = []
+        for line in [*text.splitlines(), "# end"]:
+            match = _HEADING_LINE.match(line)
+            if not match:
+                body.append(line)
+                continue
+            heading = PATH_SEPARATOR.join(t for _, t in stack) or file.stem
+            if "".join(body).strip():
+                rows.append((name, heading, "\n".join(body)))
+            body = []
+            level = len(match.group(1))
+            stack = [(lv, t) for lv, t in stack if lv < level] + [(level, match.group(2))]
+    return rows
+
+
+def as_json(report: Report) -> str:
+    return json.dumps(asdict(report), indent=2)
+
+
+def as_text(report: Report) -> str:
+    lines = [f"{report.questions} questions ({report.answerable} answerable)", "",
+             f"{'':24}{'supportbot':>12}{'baseline':>12}"]
+    for label, ours, base in _rows(report):
+        lines.append(f"{label:24}{ours:>12}{base:>12}")
+    lines += ["", f"don't-know gate on the {report.questions - report.answerable} unanswerable:"
+              f" precision {report.gate_precision:.2f}, recall {report.gate_recall:.2f};"
+              f" answerable ones declined: {report.declined_answerable:.2f}"]
+    if report.misses:
+        lines += ["", "answerable, not in the top 5:", *(f"  - {q}" for q in report.misses)]
+    return "\n".join(lines)
+
+
+def _rows(report: Report) -> list[tuple[str, str, str]]:
+    ours, base = report.ours, report.baseline
+    rows = [(f"hit@{k}", f"{ours.hit[k]:.2f}", f"{base.hit[k]:.2f}") for k in KS]
+    rows += [(f"section hit@{k}", f"{ours.section_hit[k]:.2f}", f"{base.section_hit[k]:.2f}")
+             for k in KS]
+    rows.append(("MRR", f"{ours.mrr:.2f}", f"{base.mrr:.2f}"))
+    rows.append(("search p50 / p95 (ms)", f"{ours.latency_p50_ms:g} / {ours.latency_p95_ms:g}",
+                 f"{base.latency_p50_ms:g} / {base.latency_p95_ms:g}"))
+    return rows

@@ -1,0 +1,255 @@
+"""Every SQL statement of the knowledge base: sources, documents, passages, vectors, search.
+
+Runs on the database thread (called through SQLiteThread.call), so nothing here awaits.
+Kept in one module so the knowledge base can move to another engine in one place.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlite_utils import Database
+
+from bot.docs_parse import Section
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    """What one refresh of a source did."""
+
+    added: int
+    updated: int
+    removed: int
+    unchanged: int
+    passages: int
+    failed: int = 0  # pages that could not be fetched (they keep their old passages)
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    id: str
+    kind: str  # "folder" or "site"
+    added_at: float
+    refreshed_at: float
+    problem: str  # why the last refresh failed, "" when it did not
+    documents: int
+    passages: int
+
+
+@dataclass(frozen=True)
+class DocumentRow:
+    source: str
+    path: str
+    title: str
+    url: str
+    passages: int
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the index holds of one document, to tell whether it changed."""
+
+    sha256: str
+    etag: str
+    last_modified: str
+
+
+@dataclass(frozen=True)
+class Hit:
+    passage_id: int
+    path: str
+    heading: str
+    anchor: str
+    text: str
+    url: str
+    score: float  # higher is better
+
+
+class KbTables:
+    """The knowledge base's tables in one SQLite database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # --- sources ------------------------------------------------------------------------
+
+    def add_source(self, source: str, kind: str) -> bool:
+        """Register a source; False when it was there already."""
+        if self.db.execute("SELECT 1 FROM kb_sources WHERE id = ?", [source]).fetchone():
+            return False
+        self.db.execute(
+            "INSERT INTO kb_sources (id, kind, added_at, refreshed_at, problem)"
+            " VALUES (?, ?, ?, 0, '')",
+            [source, kind, time.time()],
+        )
+        return True
+
+    def sources(self) -> list[SourceRow]:
+        rows = self.db.execute(
+            "SELECT s.id, s.kind, s.added_at, s.refreshed_at, s.problem, count(DISTINCT d.id),"
+            " count(p.id) FROM kb_sources s LEFT JOIN kb_documents d ON d.source = s.id"
+            " LEFT JOIN kb_passages p ON p.document_id = d.id GROUP BY s.id ORDER BY s.id"
+        ).fetchall()
+        return [SourceRow(r[0], r[1], r[2], r[3], r[4] or "", int(r[5]), int(r[6])) for r in rows]
+
+    def refreshed(self, source: str, problem: str = "") -> None:
+        self.db.execute(
+            "UPDATE kb_sources SET refreshed_at = ?, problem = ? WHERE id = ?",
+            [time.time(), problem, source],
+        )
+
+    def remove_source(self, source: str) -> int:
+        """Forget a source and everything indexed from it; the number of documents removed."""
+        with self.db.atomic():
+            paths = [r[0] for r in self.db.execute(
+                "SELECT path FROM kb_documents WHERE source = ?", [source]).fetchall()]
+            self.remove_documents(source, paths)
+            self.db.execute("DELETE FROM kb_sources WHERE id = ?", [source])
+        return len(paths)
+
+    # --- documents ----------------------------------------------------------------------
+
+    def known(self, source: str) -> dict[str, Known]:
+        rows = self.db.execute(
+            "SELECT path, sha256, etag, last_modified FROM kb_documents WHERE source = ?",
+            [source],
+        ).fetchall()
+        return {r[0]: Known(r[1], r[2] or "", r[3] or "") for r in rows}
+
+    def replace_document(
+        self, source: str, path: str, title: str, url: str, known: Known,
+        sections: Sequence[Section],
+    ) -> list[int]:
+        """Write one document's passages in place of its old ones; their new ids."""
+        db = self.db
+        with db.atomic():
+            self._delete_passages(source, [path])
+            db.execute(
+                "INSERT INTO kb_documents (source, path, title, url, sha256, etag,"
+                " last_modified, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (source, path) DO UPDATE SET title = excluded.title,"
+                " url = excluded.url, sha256 = excluded.sha256, etag = excluded.etag,"
+                " last_modified = excluded.last_modified, indexed_at = excluded.indexed_at",
+                [source, path, title, url, known.sha256, known.etag, known.last_modified,
+                 time.time()],
+            )
+            doc_id = db.execute(
+                "SELECT id FROM kb_documents WHERE source = ? AND path = ?", [source, path]
+            ).fetchone()[0]
+            ids: list[int] = []
+            for section in sections:
+                cursor = db.execute(
+                    "INSERT INTO kb_passages (document_id, heading, anchor, text)"
+                    " VALUES (?, ?, ?, ?)",
+                    [doc_id, section.heading, section.anchor, section.text],
+                )
+                ids.append(int(cursor.lastrowid or 0))
+        return ids
+
+    def remove_documents(self, source: str, paths: Sequence[str]) -> None:
+        with self.db.atomic():
+            self._delete_passages(source, paths)
+            for path in paths:
+                self.db.execute(
+                    "DELETE FROM kb_documents WHERE source = ? AND path = ?", [source, path]
+                )
+
+    def _delete_passages(self, source: str, paths: Sequence[str]) -> None:
+        for path in paths:
+            ids = "SELECT p.id FROM kb_passages p JOIN kb_documents d ON d.id = p.document_id" \
+                  " WHERE d.source = ? AND d.path = ?"
+            self.db.execute(f"DELETE FROM kb_vectors WHERE passage_id IN ({ids})", [source, path])
+            self.db.execute(f"DELETE FROM kb_passages WHERE id IN ({ids})", [source, path])
+
+    def documents(self) -> list[DocumentRow]:
+        rows = self.db.execute(
+            "SELECT d.source, d.path, d.title, d.url, count(p.id) FROM kb_documents d"
+            " LEFT JOIN kb_passages p ON p.document_id = d.id GROUP BY d.id"
+            " ORDER BY d.source, d.path"
+        ).fetchall()
+        return [DocumentRow(r[0], r[1], r[2], r[3] or "", int(r[4])) for r in rows]
+
+    def clear(self) -> int:
+        with self.db.atomic():
+            count = int(self.db.execute("SELECT count(*) FROM kb_documents").fetchone()[0])
+            for table in ("kb_vectors", "kb_passages", "kb_documents", "kb_sources"):
+                self.db.execute(f"DELETE FROM {table}")
+        return count
+
+    # --- search -------------------------------------------------------------------------
+
+    def bm25(self, query: str, limit: int, heading_weight: float) -> list[Hit]:
+        """Passages matching the FTS5 query, best first; score = -bm25 (higher is better)."""
+        rows = self.db.execute(
+            "SELECT p.id, d.path, p.heading, p.anchor, p.text, d.url,"
+            " -bm25(kb_passages_fts, ?, 1.0) AS score"
+            " FROM kb_passages_fts f JOIN kb_passages p ON p.id = f.rowid"
+            " JOIN kb_documents d ON d.id = p.document_id"
+            " WHERE kb_passages_fts MATCH ? ORDER BY score DESC LIMIT ?",
+            [heading_weight, query, limit],
+        ).fetchall()
+        return [Hit(int(r[0]), r[1], r[2], r[3] or "", r[4], r[5] or "", float(r[6]))
+                for r in rows]
+
+    def hits(self, passage_ids: Sequence[int]) -> dict[int, Hit]:
+        """The passages with these ids (score 0), for results found by another signal."""
+        found: dict[int, Hit] = {}
+        for start in range(0, len(passage_ids), 500):
+            chunk = list(passage_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                "SELECT p.id, d.path, p.heading, p.anchor, p.text, d.url FROM kb_passages p"
+                f" JOIN kb_documents d ON d.id = p.document_id WHERE p.id IN ({marks})",
+                chunk,
+            ).fetchall()
+            found.update({int(r[0]): Hit(int(r[0]), r[1], r[2], r[3] or "", r[4], r[5] or "",
+                                         0.0) for r in rows})
+        return found
+
+    def sections(self) -> list[tuple[str, str, str]]:
+        """(document path, heading path, whole text) of every section, its passages joined."""
+        rows = self.db.execute(
+            "SELECT d.path, p.heading, group_concat(p.text, char(10) || char(10))"
+            " FROM kb_passages p JOIN kb_documents d ON d.id = p.document_id"
+            " GROUP BY p.document_id, p.heading ORDER BY min(p.id)"
+        ).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def frequencies(self, words: Sequence[str]) -> tuple[int, dict[str, int]]:
+        """How many passages there are, and how many contain each word (as FTS5 matches it)."""
+        total = int(self.db.execute("SELECT count(*) FROM kb_passages").fetchone()[0])
+        counts = {
+            word: int(self.db.execute(
+                "SELECT count(*) FROM kb_passages_fts WHERE kb_passages_fts MATCH ?",
+                ['"' + word.replace('"', "") + '"'],
+            ).fetchone()[0])
+            for word in words if word.replace('"', "")
+        }
+        return total, counts
+
+    # --- vectors ------------------------------------------------------------------------
+
+    def missing_vectors(self, model: str) -> list[tuple[int, str]]:
+        """(id, heading + text) of passages with no vector from `model`."""
+        rows = self.db.execute(
+            "SELECT p.id, p.heading, p.text FROM kb_passages p LEFT JOIN kb_vectors v"
+            " ON v.passage_id = p.id AND v.model = ? WHERE v.passage_id IS NULL",
+            [model],
+        ).fetchall()
+        return [(int(r[0]), f"{r[1]}\n{r[2]}") for r in rows]
+
+    def save_vectors(self, model: str, vectors: Sequence[tuple[int, bytes]]) -> None:
+        with self.db.atomic():
+            self.db.conn.executemany(
+                "INSERT OR REPLACE INTO kb_vectors (passage_id, model, vector) VALUES (?, ?, ?)",
+                [(pid, model, blob) for pid, blob in vectors],
+            )
+
+    def vectors(self, model: str) -> list[tuple[int, bytes]]:
+        rows = self.db.execute(
+            "SELECT passage_id, vector FROM kb_vectors WHERE model = ? ORDER BY passage_id",
+            [model],
+        ).fetchall()
+        return [(int(r[0]), bytes(r[1])) for r in rows]

@@ -1,0 +1,100 @@
+"""How a question becomes a search, and how rankings combine (pure).
+
+BM25 finds passages that share the question's words; a semantic ranking finds ones that say
+the same thing in other words; reciprocal rank fusion merges the two without having to make
+their scores comparable. A follow-up ("and in async?") borrows the words of the thread's
+earlier questions, so it searches for what the thread is about.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+_WORD = re.compile(r"[\w][\w'-]*", re.UNICODE)
+STOPWORDS = frozenset(
+    "the a an and or but if of to in on at for with from by is are was were be been do does "
+    "did how what why when where who which can could should would i you we my our your it "
+    "its this that these those me us not no yes have has had get got am there their them "
+    "they he she his her so as into than then just also any some all about will way use "
+    "using want need make sure still like does doesn't don't can't cannot i'm it's".split()
+)
+MAX_TERMS = 16
+RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al., 2009)
+
+
+def terms(text: str) -> list[str]:
+    """The question's meaningful words, lower case, first occurrence order."""
+    found: list[str] = []
+    for word in _WORD.findall(text.lower()):
+        word = word.strip("'-_")
+        if len(word) < 2 or word in STOPWORDS or word in found:
+            continue
+        found.append(word)
+    return found
+
+
+def folded(question: str, earlier: Sequence[str], max_terms: int = MAX_TERMS) -> list[str]:
+    """The question's words, then words of the thread's earlier questions (newest first)
+    while there is room: a short follow-up searches for what the thread is about."""
+    words = terms(question)[:max_terms]
+    for previous in reversed(earlier[-2:]):
+        for word in terms(previous):
+            if len(words) >= max_terms:
+                return words
+            if word not in words:
+                words.append(word)
+    return words
+
+
+def fts_query(words: Iterable[str]) -> str:
+    """An FTS5 query matching any of the words (quoted, so no word is FTS syntax)."""
+    return " OR ".join('"' + w.replace('"', "") + '"' for w in words if w.replace('"', ""))
+
+
+def rrf(
+    rankings: Sequence[Sequence[int]], weights: Sequence[float] = (), k: int = RRF_K
+) -> dict[int, float]:
+    """Reciprocal rank fusion: each ranking gives weight / (k + rank) to the ids it ranks."""
+    fused: dict[int, float] = {}
+    for index, ranking in enumerate(rankings):
+        weight = weights[index] if index < len(weights) else 1.0
+        for rank, item in enumerate(ranking, start=1):
+            fused[item] = fused.get(item, 0.0) + weight / (k + rank)
+    return fused
+
+
+@dataclass(frozen=True)
+class Ranked:
+    id: int
+    document: str
+    score: float
+
+
+def diversified(ranked: Sequence[Ranked], limit: int, per_document: int) -> list[Ranked]:
+    """The best `limit` results with at most `per_document` from one document, so one long
+    page cannot crowd out the page that answers; the rest fill up if too few remain."""
+    picked: list[Ranked] = []
+    spare: list[Ranked] = []
+    counts: dict[str, int] = {}
+    for item in ranked:
+        if counts.get(item.document, 0) < per_document:
+            counts[item.document] = counts.get(item.document, 0) + 1
+            picked.append(item)
+        else:
+            spare.append(item)
+        if len(picked) == limit:
+            return picked
+    return picked + spare[: limit - len(picked)]
+
+
+def coverage(words: Sequence[str], text: str, idf: Mapping[str, float]) -> float:
+    """The share of the question's weight (by IDF) that the text contains, matching words by
+    their first five letters so "exporting" finds "export"."""
+    if not words:
+        return 0.0
+    have = {w[:5] for w in terms(text)}
+    total = sum(idf.get(w, 1.0) for w in words)
+    found = sum(idf.get(w, 1.0) for w in words if w[:5] in have)
+    return found / total if total else 0.0

@@ -1,0 +1,108 @@
+"""`supportbot kb …` and the docs kept fresh by `run`, as a subprocess, against a folder in
+tests/data and the docs site in tests/data/site served on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+from tests.e2e.processes import BotProcess, bot_env
+from tests.e2e.test_bad_input import run
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.docs_site import DocsSite
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+
+
+async def indexed(db: Path, source: str, documents: int, timeout: float = 30.0) -> None:
+    """Wait until the running bot has indexed `documents` pages of `source`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(sqlite3.OperationalError):  # not created or migrated yet
+            with contextlib.closing(sqlite3.connect(db)) as conn:
+                row = conn.execute("SELECT count(*) FROM kb_documents WHERE source = ?",
+                                   [source]).fetchone()
+                if row[0] >= documents:
+                    return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"{source} not indexed within {timeout} s")
+
+
+async def test_a_folder_and_a_site_side_by_side(tmp_path: Path, site: DocsSite) -> None:
+    env = bot_env(tmp_path)
+    sitemap = site.url + "/sitemap.xml"
+    code, out, err = await run(tmp_path, env, "kb", "add", str(DATA / "docs"), sitemap)
+    assert code == 0, err
+    assert "4 new" in out and "5 new" in out
+    code, out, _ = await run(tmp_path, env, "kb", "list")
+    assert code == 0 and "2 sources" in out
+    assert f"{sitemap}\tsite\t5 documents" in out and "\tfolder\t4 documents" in out
+    code, out, _ = await run(tmp_path, env, "kb", "search", "--json",
+                             "shortest refresh interval of a widget")
+    found = json.loads(out)
+    assert found["confident"] is True
+    best = found["passages"][0]
+    assert set(best) == {"source", "heading", "text", "url", "score"}
+    assert best["score"] > 0 and best["heading"].endswith("Refresh intervals")
+    code, out, _ = await run(tmp_path, env, "kb", "remove", sitemap)
+    assert code == 0 and "its 5 documents" in out
+    code, out, _ = await run(tmp_path, env, "kb", "search", "--json", "revoke a shared link")
+    assert json.loads(out)["passages"][0]["source"] == "guide/sharing.mdx"
+    assert json.loads(out)["passages"][0]["url"] == ""  # a folder file has no web address
+    code, _, err = await run(tmp_path, env, "kb", "remove", sitemap)
+    assert code == 2 and "no source" in err
+
+
+async def test_kb_eval_prints_both_systems_and_the_gate(tmp_path: Path) -> None:
+    questions = DATA / "docs-questions.jsonl"
+    code, out, err = await run(tmp_path, bot_env(tmp_path), "kb", "eval", str(questions),
+                               "--docs", str(DATA / "docs"), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["questions"] == 7 and report["answerable"] == 5
+    assert report["ours"]["hit"]["5"] == 1.0  # each question finds its page
+    assert set(report["baseline"]["hit"]) == {"1", "3", "5"}
+    assert 0 <= report["gate_recall"] <= 1 and report["ours"]["latency_p50_ms"] > 0
+    code, out, _ = await run(tmp_path, bot_env(tmp_path), "kb", "eval", str(questions),
+                             "--docs", str(DATA / "docs"))
+    assert "supportbot" in out and "baseline" in out and "section hit@5" in out
+    assert not (tmp_path / "bot.db").exists()  # --docs leaves the bot's own index alone
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "x"}\nnot json\n')
+    code, _, err = await run(tmp_path, bot_env(tmp_path), "kb", "eval", str(bad))
+    assert code == 2 and "bad.jsonl:1" in err and "Traceback" not in err
+
+
+async def test_run_indexes_in_the_background_and_other_commands_never_crawl(
+    tmp_path: Path, site: DocsSite
+) -> None:
+    site.delay = 1.0  # a slow site must not hold up anything but its own indexing
+    env = bot_env(tmp_path, SUPPORTBOT_KB=f"{DATA / 'docs'},{site.url}/sitemap.xml")
+    for command in (("stats",), ("kb", "list"), ("check",)):
+        code, out, err = await run(tmp_path, env, *command)
+        assert code == 0, err
+    assert site.requests == []  # only `run` indexes; these start at once
+    async with FakeAnthropic(delta_interval=0.01, default_words=10) as model:
+        env.update(ANTHROPIC_API_KEY="test-key", ANTHROPIC_BASE_URL=model.base_url)
+        bot = await BotProcess(tmp_path, env, "run").start()
+        try:
+            await bot.send("hello, are you there?")  # answered while the site is crawled
+            await bot.read_until("\n\n", 20)
+            assert len(model.requests) == 1
+            assert not any(path.startswith("/docs") for path, _ in site.answers)
+            await indexed(tmp_path / "bot.db", site.url + "/sitemap.xml", 5)
+            await bot.send("which version added dark mode for widgets?")
+            await bot.read_until("\n\n", 20)
+            system = model.requests[-1].body["system"][1]["text"]
+            assert "Dark mode for every widget" in system  # from the site's changelog
+            await bot.send("how do I revoke a shared link?")
+            await bot.read_until("\n\n", 20)
+            system = model.requests[-1].body["system"][1]["text"]
+            assert "Press **Revoke** next to the link" in system  # from the folder
+        finally:
+            await bot.stop()
+    assert {path for path, _ in site.requests} >= {"/docs/configuration.html"}
