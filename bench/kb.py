@@ -51,6 +51,9 @@ SETS = (
     EvalSet("starlette", "starlette==0.47.3",
             "6bc94f839cc176c4858894f1f8908f0ab79dfec1a6b8402f6da9be26ebea52e9",
             "starlette-0.47.3/docs", tuned=False),
+    EvalSet("black", "black==25.1.0",
+            "33496d5cd1222ad73391352b4ae8da15253c5de89b93a80b3e2c8d9a19ec2666",
+            "black-25.1.0/docs", tuned=False),
 )
 
 

@@ -3,6 +3,8 @@ answers, refusals, model failures, and the docs-only fallback. Pure text, no I/O
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from bot.conversation import Passage
 from bot.errors import (
     AuthenticationError,
@@ -37,16 +39,50 @@ NO_TEXT_CUT = (
 )
 
 
-def kb_only_answer(passages: list[Passage]) -> str:
-    """What to say without a model: the best passages, and that this is all we can do."""
-    intro = "I can't reach the AI model right now (no ANTHROPIC_API_KEY is set)"
+NO_KEY = "I can't reach the AI model right now (no ANTHROPIC_API_KEY is set)"
+DOCS_LABEL = "**From the docs** (the closest sections, not a written answer):"
+MATCHING_LINES = 3
+
+
+def kb_only_answer(passages: list[Passage], words: Sequence[str] = (), why: str = NO_KEY) -> str:
+    """What to say without a model: the closest sections of the docs, each with its title,
+    its link and the lines that match the question, under a label that says what this is.
+    `passages` come through the search's don't-know gate: none when the docs are silent."""
     if not passages:
-        return f"{intro}, and I found nothing in the docs about this. A person will need to help."
-    parts = [f"{intro}, so here is what the docs say:"]
+        return f"{why}, and I found nothing in the docs about this. A person will need to help."
+    return f"{why}.\n\n{docs_sections(passages, words)}"
+
+
+def docs_sections(passages: Sequence[Passage], words: Sequence[str]) -> str:
+    """The labelled list of the closest sections (for offline answers and failures)."""
+    parts = [DOCS_LABEL]
     for passage in passages[:3]:
-        excerpt = passage.text if len(passage.text) <= 600 else passage.text[:600] + "…"
-        parts.append(f"**{passage.heading}** ({passage.source})\n{excerpt}")
+        title = passage.heading or passage.source
+        link = f" — {passage.url}" if passage.url else f" ({passage.source})"
+        lines = "\n".join(f"> {line}" for line in matching_lines(passage.text, words))
+        parts.append(f"**{title}**{link}\n{lines}")
     return "\n\n".join(parts)
+
+
+def matching_lines(text: str, words: Sequence[str], most: int = MATCHING_LINES) -> list[str]:
+    """The passage's lines that contain the question's words (by their first five letters),
+    best first in the passage's order; its first lines when none do."""
+    stems = {w[:5] for w in words}
+    lines = [line.strip() for line in text.splitlines()
+             if line.strip() and not line.strip().startswith(("```", "~~~"))]
+
+    def hits(line: str) -> int:
+        lowered = line.lower()
+        return sum(1 for stem in stems if stem in lowered)
+
+    ranked = sorted(range(len(lines)), key=lambda i: -hits(lines[i]))
+    chosen = sorted(i for i in ranked[:most] if hits(lines[i]) > 0) or list(range(len(lines)))[
+        :most]
+    return [_clip(lines[i]) for i in chosen]
+
+
+def _clip(line: str, limit: int = 240) -> str:
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
 
 
 def failure_message(error: LLMError) -> str:

@@ -40,12 +40,14 @@ from bot.notices import (
     NOTE_INTERRUPTED,
     NOTE_RESTARTED,
     REFUSAL,
+    docs_sections,
     failure_message,
     kb_only_answer,
     unexpected_failure,
 )
 from bot.painting import FINISH_TIMEOUT, NOTE_TIMEOUT, painting, quietly, settle
 from bot.prompts import PromptBook, build_prompt
+from bot.retrieval import terms
 from bot.store import Store
 from bot.streaming import LiveReply
 from bot.surface import Journaled, Restore, Surface
@@ -233,7 +235,10 @@ class Responder:
         earlier = await self.store.earlier_questions(incoming.key, question)
         passages = await self.knowledge.search(text, self.policy.passages, earlier)
         if self.llm is None:
-            return await _finish_with(surface, live, kb_only_answer(passages), "", "kb_only")
+            offline = kb_only_answer(passages, terms(text))
+            return await _finish_with(surface, live, offline, "", "kb_only")
+        # If the model cannot be reached, the closest sections still help the asker.
+        fallback = docs_sections(passages, terms(text)) if passages else ""
         budget = self._budget(incoming, passages)
         for attempt in range(2):  # one retry with a tighter window on "prompt is too long"
             turns = await self.store.history(incoming.key, question, budget)
@@ -246,7 +251,7 @@ class Responder:
                 self.book, incoming.key.platform, passages, window, self.policy.max_tokens
             )
             try:
-                return await self._stream(self.llm, prompt, surface, live, started)
+                return await self._stream(self.llm, prompt, surface, live, started, fallback)
             except PromptTooLongError as error:
                 if attempt == 1 or live.text:
                     raise
@@ -274,6 +279,7 @@ class Responder:
         surface: Surface,
         live: LiveReply,
         started: float,
+        fallback: str = "",
     ) -> Answer:
         end: StreamEnd | None = None
         first_text_ms: float | None = None
@@ -303,6 +309,8 @@ class Responder:
             if isinstance(error, PromptTooLongError) and not live.text:
                 raise
             note = ("\n\n" if live.text else "") + failure_message(error)
+            if fallback and not live.text:
+                note += "\n\n" + fallback
             await settle(surface, live.final(note))
             return Answer(live.text, self.policy.model, "error", Usage(), None, first_text_ms,
                           "failed")

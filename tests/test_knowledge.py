@@ -184,3 +184,11 @@ async def test_commands_that_never_search_do_not_load_the_model(store: Store) ->
     assert loads == []
     await asyncio.gather(kb.search("anything"), kb.search("else"))
     assert loads == [1]
+
+
+async def test_indexing_reports_progress_file_by_file(store: Store, tmp_path: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    docs = write(tmp_path / "docs", {"a.md": SSO, "b.md": EXPORT, "c.md": ASYNC})
+    await Knowledge(store.sqlite).index_folder(docs, lambda done, total: calls.append(
+        (done, total)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]

@@ -1,0 +1,77 @@
+"""Answers without the model: the closest sections with their titles, links and the lines that
+match, under a clear label, and nothing when the docs are silent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.conversation import Passage
+from bot.notices import DOCS_LABEL, kb_only_answer, matching_lines
+from bot.store import Store
+from tests.fakes.anthropic import Fail, FakeAnthropic
+from tests.surfaces import RecordingSurface
+from tests.test_responder import answer, ask, responder
+
+KEYS = ("---\ntitle: API keys\nurl: https://docs.acme.test/keys\n---\n\n# API keys\n\n"
+        "## Rotating a key {#rotate}\n\nKeys live under Settings.\nOpen Settings > API keys "
+        "and press Rotate.\nThe old key stops working after 24 hours.\nBilling is separate.\n")
+
+
+def docs(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "keys.md").write_text(KEYS)
+    return folder
+
+
+def test_the_lines_that_match_come_first_and_nothing_else() -> None:
+    text = "Intro line.\nPress Rotate to rotate a key.\n```\nacme login\n```\nUnrelated."
+    assert matching_lines(text, ["rotate", "key"]) == ["Press Rotate to rotate a key."]
+    assert matching_lines("One.\nTwo.\nThree.\nFour.", ["absent"]) == ["One.", "Two.", "Three."]
+    passage = Passage("keys.md", "API keys › Rotating a key", "Press Rotate.",
+                      url="https://docs.acme.test/keys#rotate")
+    reply = kb_only_answer([passage], ["rotate"])
+    assert DOCS_LABEL in reply
+    assert "**API keys › Rotating a key** — https://docs.acme.test/keys#rotate" in reply
+    assert "> Press Rotate." in reply
+
+
+async def test_without_a_key_the_reply_shows_sections_and_links(
+    store: Store, tmp_path: Path
+) -> None:
+    r = responder(store, None)
+    await r.knowledge.index_folder(docs(tmp_path))
+    surface = RecordingSurface()
+    await answer(r, ask("how do I rotate a key?", "E1"), surface)
+    text = surface.final.text
+    assert "no ANTHROPIC_API_KEY is set" in text and DOCS_LABEL in text
+    assert "https://docs.acme.test/keys#rotate" in text
+    assert "> Open Settings > API keys and press Rotate." in text
+    assert "Billing is separate." not in text  # only the lines that match
+
+
+async def test_without_a_key_a_question_the_docs_do_not_answer_gets_no_sections(
+    store: Store, tmp_path: Path
+) -> None:
+    r = responder(store, None)
+    await r.knowledge.index_folder(docs(tmp_path))
+    surface = RecordingSurface()
+    await answer(r, ask("Which Kubernetes ingress annotations tune gRPC keepalive?", "E1"),
+                 surface)
+    assert "found nothing in the docs" in surface.final.text
+    assert DOCS_LABEL not in surface.final.text
+
+
+async def test_when_the_model_is_unreachable_the_docs_still_help(
+    store: Store, tmp_path: Path
+) -> None:
+    async with FakeAnthropic() as fake:
+        fake.script(*[Fail(529, "overloaded_error") for _ in range(8)])
+        r = responder(store, fake)
+        await r.knowledge.index_folder(docs(tmp_path))
+        surface = RecordingSurface()
+        await answer(r, ask("how do I rotate a key?", "E1"), surface)
+        await r.llm.aclose()  # type: ignore[union-attr]
+    text = surface.final.text
+    assert text.startswith("⚠️ The AI service is unavailable right now")
+    assert DOCS_LABEL in text and "https://docs.acme.test/keys#rotate" in text
