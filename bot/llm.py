@@ -30,7 +30,7 @@ from bot.errors import (
     StreamInterruptedError,
     UnavailableError,
 )
-from bot.models import ModelProfile, profile
+from bot.models import ModelProfile, estimate_tokens, profile
 from bot.transport import AiohttpTransport
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class ModelOptions:
     fallback_model: str | None
     temperature: float
     effort: str  # low / medium / high / off
+    prompt_caching: bool = True  # cache breakpoints (off only to measure what they save)
 
 
 class AnthropicClient:
@@ -264,17 +265,29 @@ def _seconds(value: str | None) -> float | None:
 def _body(
     prompt: Prompt, model: ModelProfile, options: ModelOptions, *, stream: bool
 ) -> dict[str, Any]:
-    """The JSON body for one model: only the parameters that model accepts."""
-    system: list[dict[str, Any]] = [
-        {"type": "text", "text": prompt.system, "cache_control": {"type": "ephemeral"}}
-    ]
-    if prompt.context:
-        system.append({"type": "text", "text": prompt.context})
+    """The JSON body for one model: only the parameters that model accepts.
+
+    Stable parts first, so they can be read from the prompt cache: the system prompt, then
+    the conversation so far, then this turn's passages with the question. A breakpoint goes
+    on the system prompt and at the end of the history, each only where the prefix reaches
+    the model's minimum cacheable length (shorter marks are ignored by the API).
+    """
+    caching = options.prompt_caching
+    system_block: dict[str, Any] = {"type": "text", "text": prompt.system}
+    prefix = estimate_tokens(prompt.system, model)
+    if caching and prefix >= model.min_cacheable:
+        system_block["cache_control"] = {"type": "ephemeral"}
+    *history, current = prompt.turns or (Turn(role="user", text="", tokens=0),)
+    messages = [_message(turn) for turn in history]
+    prefix += sum(estimate_tokens(t.text, model, len(t.images)) for t in history)
+    if caching and messages and prefix >= model.min_cacheable:
+        _mark_end(messages[-1])
+    messages.append(_message(current, prompt.context))
     body: dict[str, Any] = {
         "model": model.id,
         "max_tokens": min(prompt.max_tokens, model.max_output),
-        "system": system,
-        "messages": [_message(turn) for turn in prompt.turns],
+        "system": [system_block],
+        "messages": messages,
         "stream": stream,
     }
     if model.sampling in ("all", "one"):
@@ -288,9 +301,18 @@ def _body(
     return body
 
 
-def _message(turn: Turn) -> dict[str, Any]:
+def _mark_end(message: dict[str, Any]) -> None:
+    """A cache breakpoint on the last block of a message."""
+    content = message["content"]
+    if isinstance(content, str):
+        content = message["content"] = [{"type": "text", "text": content}]
+    content[-1]["cache_control"] = {"type": "ephemeral"}
+
+
+def _message(turn: Turn, context: str = "") -> dict[str, Any]:
+    """One turn as a message; `context` (this turn's docs passages) goes before its text."""
     text = turn.text if turn.text.strip() else "(no text)"
-    if not turn.images:
+    if not turn.images and not context:
         return {"role": turn.role, "content": text}
     blocks: list[dict[str, Any]] = [
         {
@@ -303,5 +325,7 @@ def _message(turn: Turn) -> dict[str, Any]:
         }
         for image in turn.images
     ]
+    if context:
+        blocks.append({"type": "text", "text": context})
     blocks.append({"type": "text", "text": text})
     return {"role": turn.role, "content": blocks}

@@ -55,8 +55,8 @@ def context_block(passages: Sequence[Passage]) -> str:
             "\n</documentation>"
         )
     parts = [
-        f'<passage source="{p.source}" section="{p.heading}">\n{p.text}\n</passage>'
-        for p in passages
+        f'<passage index="{n}" source="{p.source}" section="{p.heading}">\n{p.text}\n</passage>'
+        for n, p in enumerate(passages, start=1)
     ]
     return "<documentation>\n" + "\n".join(parts) + "\n</documentation>"
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
 
+from bot.citations import Grounding
 from bot.conversation import (
     Answer,
     ConversationKey,
@@ -40,7 +41,6 @@ from bot.notices import (
     NOTE_INTERRUPTED,
     NOTE_RESTARTED,
     REFUSAL,
-    docs_sections,
     failure_message,
     kb_only_answer,
     unexpected_failure,
@@ -237,8 +237,7 @@ class Responder:
         if self.llm is None:
             offline = kb_only_answer(passages, terms(text))
             return await _finish_with(surface, live, offline, "", "kb_only")
-        # If the model cannot be reached, the closest sections still help the asker.
-        fallback = docs_sections(passages, terms(text)) if passages else ""
+        grounding = Grounding(passages, terms(text), incoming.key.platform)
         budget = self._budget(incoming, passages)
         for attempt in range(2):  # one retry with a tighter window on "prompt is too long"
             turns = await self.store.history(incoming.key, question, budget)
@@ -251,7 +250,7 @@ class Responder:
                 self.book, incoming.key.platform, passages, window, self.policy.max_tokens
             )
             try:
-                return await self._stream(self.llm, prompt, surface, live, started, fallback)
+                return await self._stream(self.llm, prompt, surface, live, started, grounding)
             except PromptTooLongError as error:
                 if attempt == 1 or live.text:
                     raise
@@ -279,7 +278,7 @@ class Responder:
         surface: Surface,
         live: LiveReply,
         started: float,
-        fallback: str = "",
+        grounding: Grounding,
     ) -> Answer:
         end: StreamEnd | None = None
         first_text_ms: float | None = None
@@ -309,16 +308,17 @@ class Responder:
             if isinstance(error, PromptTooLongError) and not live.text:
                 raise
             note = ("\n\n" if live.text else "") + failure_message(error)
-            if fallback and not live.text:
-                note += "\n\n" + fallback
+            if grounding.passages and not live.text:  # the closest sections still help
+                note += "\n\n" + grounding.fallback()
             await settle(surface, live.final(note))
             return Answer(live.text, self.policy.model, "error", Usage(), None, first_text_ms,
                           "failed")
         assert end is not None, "stream ended without StreamEnd"
-        return await self._conclude(end, surface, live, first_text_ms)
+        return await self._conclude(end, surface, live, first_text_ms, grounding)
 
     async def _conclude(
-        self, end: StreamEnd, surface: Surface, live: LiveReply, first_text_ms: float | None
+        self, end: StreamEnd, surface: Surface, live: LiveReply, first_text_ms: float | None,
+        grounding: Grounding,
     ) -> Answer:
         cost = cost_usd(end.usage, profile(end.model))
         if end.stop_reason == "refusal":
@@ -328,10 +328,11 @@ class Responder:
             return Answer(REFUSAL, end.model, end.stop_reason, end.usage, cost, first_text_ms,
                           "refused")
         cut = end.stop_reason in ("max_tokens", "model_context_window_exceeded")
-        note = NOTE_CUT if cut else ""
+        text, sources = grounding.closing(live.text)
+        note = (NOTE_CUT if cut else "") + sources
         if not live.text.strip():
             note = NO_TEXT_CUT if cut else NO_TEXT
-        snapshot = live.final(note)
+        snapshot = live.final(note, text)
         await settle(surface, snapshot)
         return Answer(snapshot.text, end.model, end.stop_reason, end.usage, cost, first_text_ms)
 

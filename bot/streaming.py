@@ -177,9 +177,10 @@ class LiveReply:
         """Forget the last take: the surface skipped it, so that text is still news."""
         self._shown_len, self._shown_at = self._before_take
 
-    def final(self, note: str = "") -> Snapshot:
-        """The exact final text (plus an optional note), split the same way, no marker."""
-        text = self._text + note
+    def final(self, note: str = "", text: str | None = None) -> Snapshot:
+        """The exact final text (plus an optional note), split the same way, no marker.
+        `text` replaces what was streamed (the answer with its citations checked)."""
+        text = (self._text if text is None else text) + note
         shown = self.render(text)
         reserve = self.size(self.marker)
         pages = tuple(p.text for p in split_pages(shown, self.limit, reserve, self.size))

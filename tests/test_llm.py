@@ -63,7 +63,54 @@ async def test_streams_only_text_blocks_and_reports_usage(anthropic: FakeAnthrop
     # Haiku 5.5 takes no sampling parameters; effort goes in output_config.
     assert "temperature" not in body and body["output_config"] == {"effort": "low"}
     assert body["stream"] is True
+    # A 5-word system prompt is far below the 512-token minimum: a breakpoint would be wasted.
+    assert "cache_control" not in body["system"][0]
+
+
+def thread(turns: int, system_words: int = 0) -> Prompt:
+    """A thread of `turns` questions and answers, then this turn's question and passages."""
+    history: list[Turn] = []
+    for n in range(turns):
+        history += [Turn("user", f"Question {n} about exports and reports?", 20),
+                    Turn("assistant", f"Answer {n}: " + "open the report and export it. " * 40,
+                         300)]
+    return Prompt(
+        system="You are a support assistant. " + "Follow the house rules. " * system_words,
+        context="<documentation>\n<passage index=\"1\">Press Export.</passage>\n"
+                "</documentation>",
+        turns=(*history, Turn("user", "And as PDF?", 10)),
+        max_tokens=512,
+    )
+
+
+async def test_cache_breakpoints_only_above_the_minimum_and_passages_last(
+    anthropic: FakeAnthropic
+) -> None:
+    c = client(anthropic)
+    await collect(c, thread(0))  # short system, no history: no breakpoint at all
+    body = anthropic.requests[-1].body
+    assert "cache_control" not in body["system"][0]
+    assert body["messages"][-1]["content"][0]["text"].startswith("<documentation>")
+    assert "cache_control" not in str(body["messages"])
+    await collect(c, thread(3, system_words=400))  # both prefixes are long enough
+    body = anthropic.requests[-1].body
     assert body["system"][0]["cache_control"] == {"type": "ephemeral"}
+    history_end = body["messages"][-2]["content"][-1]
+    assert history_end["cache_control"] == {"type": "ephemeral"}
+    last = body["messages"][-1]["content"]  # the passages and the question, after the marks
+    assert [b["text"][:15] for b in last] == ["<documentation>", "And as PDF?"]
+    assert all("cache_control" not in block for block in last)
+    await c.aclose()
+
+
+async def test_a_thread_reads_its_history_from_the_cache(anthropic: FakeAnthropic) -> None:
+    c = client(anthropic)
+    _, first = await collect(c, thread(3))
+    _, second = await collect(c, thread(4))  # the next turn: the same history plus one
+    await c.aclose()
+    assert first.usage.cache_creation_input_tokens > 0 and first.usage.cache_read_input_tokens == 0
+    assert second.usage.cache_read_input_tokens >= first.usage.cache_creation_input_tokens
+    assert second.usage.input_tokens < first.usage.input_tokens + 400  # only the new turn
 
 
 @pytest.mark.parametrize(

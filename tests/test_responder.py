@@ -12,7 +12,7 @@ from bot.prompts import PromptBook
 from bot.responder import ReplyPolicy, Responder
 from bot.store import Store
 from bot.streaming import TYPING_MARKER
-from tests.fakes.anthropic import Fail, FakeAnthropic, Reply
+from tests.fakes.anthropic import Fail, FakeAnthropic, Reply, message_text
 from tests.surfaces import RecordingSurface
 
 KEY = ConversationKey(Platform.SLACK, "T1", "C1", "100.1")
@@ -75,9 +75,8 @@ async def test_follow_up_sees_the_history_in_order(store: Store, anthropic: Fake
     await asyncio.wait_for(asyncio.gather(t1, t2), 10)
     messages = anthropic.requests[-1].body["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant", "user"]
-    assert messages[0]["content"] == "first question"
-    assert messages[1]["content"] == "First answer."
-    assert messages[2]["content"] == "second question"
+    assert [message_text(m) for m in messages] == ["first question", "First answer.",
+                                                  "second question"]
     await r.llm.aclose()  # type: ignore[union-attr]
 
 
@@ -91,7 +90,7 @@ async def test_arrival_order_holds_when_the_first_start_is_slow(
     t2 = await r.submit(ask("second question", "E2"), fast)
     assert t1 is not None and t2 is not None
     await asyncio.wait_for(asyncio.gather(t1, t2), 10)
-    assert [m["content"] for m in anthropic.requests[-1].body["messages"]] == [
+    assert [message_text(m) for m in anthropic.requests[-1].body["messages"]] == [
         "first question", "First answer.", "second question"
     ]
     await r.llm.aclose()  # type: ignore[union-attr]
@@ -225,8 +224,7 @@ async def test_docs_passages_reach_the_model(
     r = responder(store, anthropic)
     await r.knowledge.index_folder(docs)
     await answer(r, ask("when are invoices sent?", "E1"), RecordingSurface())
-    system = anthropic.requests[-1].body["system"]
-    assert "Invoices are sent on the first" in system[1]["text"]
+    assert "Invoices are sent on the first" in anthropic.requests[-1].documentation()
     await r.llm.aclose()  # type: ignore[union-attr]
 
 
@@ -295,7 +293,7 @@ async def test_a_refused_question_does_not_leak_into_the_next(
     await answer(r, ask("refused question", "E1"), RecordingSurface())
     await answer(r, ask("how do I reset my password?", "E2"), RecordingSurface())
     messages = anthropic.requests[-1].body["messages"]
-    assert messages[-1]["content"] == "how do I reset my password?"
+    assert message_text(messages[-1]) == "how do I reset my password?"
     assert [m["role"] for m in messages] == ["user", "assistant", "user"]
     await r.llm.aclose()  # type: ignore[union-attr]
 
@@ -447,6 +445,5 @@ async def test_a_follow_up_hands_the_thread_s_earlier_questions_to_search(
         await r.knowledge.index_folder(docs)
         await answer(r, ask("How do I export a report?", "E1"), RecordingSurface())
         await answer(r, ask("and what about the other format?", "E2"), RecordingSurface())
-        system = fake.requests[-1].body["system"]
-        assert "Press Export and pick CSV or PDF." in system[1]["text"]
+        assert "Press Export and pick CSV or PDF." in fake.requests[-1].documentation()
         await r.llm.aclose()  # type: ignore[union-attr]

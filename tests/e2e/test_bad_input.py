@@ -43,7 +43,7 @@ async def test_console_input_that_is_not_utf8_is_answered(
     assert code == 0, err
     assert "bot> It is open." in out
     assert "Traceback" not in err
-    assert anthropic.requests[-1].body["messages"][-1]["content"] == "caf\ufffd ok?"
+    assert anthropic.requests[-1].question() == "caf\ufffd ok?"
 
 
 @pytest.mark.parametrize("command", [("run",), ("stats",), ("kb", "list"), ("check",)])

@@ -4,7 +4,7 @@ import time
 from pathlib import Path
 
 from tests.e2e.processes import BotProcess, bot_env
-from tests.fakes.anthropic import Fail, FakeAnthropic, Reply
+from tests.fakes.anthropic import Fail, FakeAnthropic, Reply, message_text
 
 
 def env_for(fake: FakeAnthropic, workdir: Path) -> dict[str, str]:
@@ -47,7 +47,7 @@ async def test_history_survives_a_restart(tmp_path: Path, anthropic: FakeAnthrop
     out, _ = await chat_once(anthropic, tmp_path, "When does it renew?")
     assert "It renews monthly." in out
     messages = anthropic.requests[-1].body["messages"]
-    assert [m["content"] for m in messages] == [
+    assert [message_text(m) for m in messages] == [
         "What plan am I on?", "Your plan is Pro.", "When does it renew?"
     ]
 

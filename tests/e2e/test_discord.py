@@ -13,7 +13,7 @@ import pytest
 
 from bot.streaming import TYPING_MARKER
 from tests.e2e.processes import BotProcess, bot_env
-from tests.fakes.anthropic import FakeAnthropic, Reply, default_text
+from tests.fakes.anthropic import FakeAnthropic, Reply, default_text, message_text
 from tests.fakes.discord import FakeDiscord, FakeMessage
 
 EPHEMERAL = 1 << 6
@@ -95,7 +95,7 @@ def answered(fake: FakeDiscord, channel_id: int, text: str) -> Callable[[], bool
 
 def asked(model: FakeAnthropic) -> list[object]:
     """The conversation the model saw last, as plain contents."""
-    return [m["content"] for m in model.requests[-1].body["messages"]]
+    return [message_text(m) for m in model.requests[-1].body["messages"]]
 
 
 def content_lines(text: str) -> list[str]:

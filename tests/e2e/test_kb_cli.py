@@ -97,11 +97,11 @@ async def test_run_indexes_in_the_background_and_other_commands_never_crawl(
             await indexed(tmp_path / "bot.db", site.url + "/sitemap.xml", 5)
             await bot.send("which version added dark mode for widgets?")
             await bot.read_until("\n\n", 20)
-            system = model.requests[-1].body["system"][1]["text"]
+            system = model.requests[-1].documentation()
             assert "Dark mode for every widget" in system  # from the site's changelog
             await bot.send("how do I revoke a shared link?")
             await bot.read_until("\n\n", 20)
-            system = model.requests[-1].body["system"][1]["text"]
+            system = model.requests[-1].documentation()
             assert "Press **Revoke** next to the link" in system  # from the folder
         finally:
             await bot.stop()

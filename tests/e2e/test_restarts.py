@@ -15,7 +15,7 @@ from tests.e2e.test_discord import _identified as identified
 from tests.e2e.test_discord import answered, bot_messages
 from tests.e2e.test_slack import BOT, Bot, bot_posts, env_for, finished
 from tests.fakes import slack_events as ev
-from tests.fakes.anthropic import FakeAnthropic, Reply
+from tests.fakes.anthropic import FakeAnthropic, Reply, message_text
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.slack import FakeMessage, FakeSlack
 
@@ -73,7 +73,7 @@ async def test_slack_reply_killed_mid_stream_is_answered_again_in_the_same_messa
     assert reply.ts == stuck.ts  # the same message, never a second answer
     assert reply.text == "Step 1: open *Settings*."
     assert len(anthropic.requests) == 2
-    assert anthropic.requests[-1].body["messages"][-1]["content"] == "how do I rotate my key?"
+    assert anthropic.requests[-1].question() == "how do I rotate my key?"
 
 
 async def test_slack_reply_too_old_to_answer_again_gets_a_note_instead_of_the_marker(
@@ -122,7 +122,7 @@ async def test_a_resumed_answer_shorter_than_the_cut_one_leaves_one_message(
     assert code == 0, "".join(bot.log)
     assert reply.ts == first.ts and reply.text == "Short answer."  # the extra page is gone
     # Recorded as answered: the follow-up's history holds it.
-    history = [m["content"] for m in anthropic.requests[-1].body["messages"]]
+    history = [message_text(m) for m in anthropic.requests[-1].body["messages"]]
     assert history[-2:] == ["Short answer.", "and then?"]
 
 
@@ -184,7 +184,7 @@ async def test_console_question_killed_mid_answer_is_answered_on_the_next_chat(
     assert code == 0, err
     assert "answering again your question that a restart cut off" in out
     assert f"bot> {model.last_text_sent()}\n\n" in out
-    assert [r.body["messages"][-1]["content"] for r in model.requests] == [
+    assert [r.question() for r in model.requests] == [
         "How do I rotate my key?"] * 2
 
 
@@ -237,7 +237,7 @@ async def test_discord_mention_killed_mid_stream_is_answered_again_in_the_same_m
         await answered_after_restart(tmp_path, fake, anthropic, "Open **Settings**.")
         [reply] = bot_messages(fake, channel)
     assert reply.id == stuck.id and reply.content == "Open **Settings**."
-    assert [r.body["messages"][-1]["content"] for r in anthropic.requests] == [
+    assert [r.question() for r in anthropic.requests] == [
         "how do I rotate my key?"] * 2
 
 

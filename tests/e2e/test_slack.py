@@ -19,7 +19,7 @@ from bot.mrkdwn import to_mrkdwn
 from bot.streaming import TYPING_MARKER
 from tests.e2e.processes import BotProcess, bot_env
 from tests.fakes import slack_events as ev
-from tests.fakes.anthropic import FakeAnthropic, Reply
+from tests.fakes.anthropic import FakeAnthropic, Reply, message_text
 from tests.fakes.anthropic_text import default_text
 from tests.fakes.slack import FakeMessage, FakeSlack
 
@@ -133,7 +133,7 @@ async def test_mention_is_answered_in_a_thread_under_it(
     assert text == "Open *Settings* and click _Rotate_."
     [reply] = bot_posts(slack, "C1", mention["ts"])
     assert reply.thread_ts == mention["ts"]
-    question = anthropic.requests[-1].body["messages"][-1]["content"]
+    question = anthropic.requests[-1].question()
     assert question == "how do I rotate my API key?"  # the @mention itself is stripped
 
 
@@ -153,7 +153,7 @@ async def test_mention_inside_a_thread_reads_it_once_and_replies_there(
         await slack.push_event(again)
         await answered(slack, "C1", parent, count=2)
     assert all(m.thread_ts == parent for m in bot_posts(slack, "C1", parent))
-    first_question = anthropic.requests[0].body["messages"][-1]["content"]
+    first_question = anthropic.requests[0].question()
     assert "Earlier in this Slack thread" in first_question
     assert "Our deploys fail with error E42" in first_question and "since Monday" in first_question
     assert first_question.endswith("any idea?")
@@ -177,7 +177,7 @@ async def test_follow_up_in_the_thread_continues_without_a_mention(
     assert text.endswith("Staging works the same way.")
     assert len(anthropic.requests) == 2  # the thread the bot is not part of got nothing
     messages = anthropic.requests[-1].body["messages"]
-    assert [m["content"] for m in messages] == [
+    assert [message_text(m) for m in messages] == [
         "how do I rotate keys?", "Use the dashboard.", "and on staging?"
     ]
 
@@ -197,7 +197,7 @@ async def test_each_dm_opens_a_thread_and_replies_in_it_continue(
     assert {m.thread_ts for m in bot_posts(slack, "D1", first["ts"])} == {first["ts"]}
     continued, fresh = anthropic.requests[1].body, anthropic.requests[2].body
     assert len(continued["messages"]) == 3
-    assert [m["content"] for m in fresh["messages"]] == ["new topic: SSO"]
+    assert [message_text(m) for m in fresh["messages"]] == ["new topic: SSO"]
 
 
 # ----- answering once --------------------------------------------------------------------------
@@ -218,7 +218,7 @@ async def test_twin_and_redelivered_events_are_answered_once_even_after_restart(
         await slack.push_event(mention, retry_attempt=2)
         await ask_and_wait(slack, "D8")  # processed after the redelivery
     assert len(bot_posts(slack, "C1", mention["ts"])) == 1
-    questions = [r.body["messages"][-1]["content"] for r in anthropic.requests]
+    questions = [r.question() for r in anthropic.requests]
     assert questions.count("reset my password") == 1
 
 
@@ -362,7 +362,7 @@ async def test_images_reach_the_model_and_other_files_are_named(
     [image] = [block for block in content if block["type"] == "image"]
     assert base64.b64decode(image["source"]["data"]) == PNG
     assert image["source"]["media_type"] == "image/png"
-    [text] = [block["text"] for block in content if block["type"] == "text"]
+    text = anthropic.requests[-1].question()  # the question's text (docs passages aside)
     assert text.startswith("what is this error?")
     assert "report.pdf was attached but I can't read that type of file" in text
     assert "huge.jpg is too large" in text
@@ -383,7 +383,7 @@ async def test_a_slow_file_does_not_let_the_next_message_jump_the_queue(
         await slack.push_event(ev.message("ok", channel="D1", thread_ts=first["ts"]))
         await answered(slack, "D1", first["ts"], count=2)
     # The follow-up was answered second, with the screenshot question in its history.
-    contents = [m["content"] for m in anthropic.requests[-1].body["messages"]]
+    contents = [message_text(m) for m in anthropic.requests[-1].body["messages"]]
     assert contents[1:] == ["A screenshot.", "ok"]
 
 

@@ -111,6 +111,15 @@ class Fail:
 Step = Reply | Fail
 
 
+def message_text(message: Any) -> str:
+    """A message's own text: string content, or its text blocks but a <documentation> one."""
+    content = message["content"]
+    if isinstance(content, str):
+        return str(content)
+    texts = [b["text"] for b in content if isinstance(b, dict) and b.get("type") == "text"]
+    return "".join(t for t in texts if not t.startswith("<documentation>"))
+
+
 @dataclass(frozen=True)
 class RecordedRequest:
     """A /v1/messages request as the fake received it."""
@@ -119,6 +128,17 @@ class RecordedRequest:
     headers: dict[str, str]
     body: JSON
     received: float
+
+    def question(self) -> str:
+        """The text of the last message without the docs passages put before it."""
+        return message_text(self.body["messages"][-1])
+
+    def documentation(self) -> str:
+        """The docs passages the bot sent with the question (in the last message)."""
+        content = self.body["messages"][-1]["content"]
+        blocks = [content] if isinstance(content, str) else [
+            block.get("text", "") for block in content if isinstance(block, dict)]
+        return next((text for text in blocks if text.startswith("<documentation>")), "")
 
 
 def step_from_dict(data: Any) -> Step:

@@ -36,6 +36,7 @@ class CacheMark:
     tokens: int
     key: str
     ttl: float
+    block: int = 0  # the index of the block it is on, among all prompt blocks
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ class Prompt:
     tokens: int
     marks: tuple[CacheMark, ...]
     last_user_text: str
+    # (tokens, key) of the prefix ending at each block, for the API's look-back: a breakpoint
+    # also finds a prefix cached at any of the LOOKBACK_BLOCKS block boundaries before it.
+    boundaries: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -234,7 +238,9 @@ def _last_user_text(messages: list[JSON]) -> str:
         if isinstance(content, str):
             return content
         texts = [b["text"] for b in content if isinstance(b, dict) and b.get("type") == "text"]
-        return "\n".join(texts)
+        # The answer is about the question: a block of reference material before it (the
+        # bot's docs passages) is context, not what was asked.
+        return texts[-1] if texts else ""
     return ""
 
 
@@ -243,20 +249,24 @@ def measure_prompt(body: JSON, spec: ModelSpec) -> Prompt:
     digest = hashlib.sha256(spec.id.encode())
     chars = images = 0
     marks: list[CacheMark] = []
+    boundaries: list[tuple[int, str]] = []
     for where, role, block in _walk(body):
         block_chars, block_images = _size(block)
         chars, images = chars + block_chars, images + block_images
         # The cache key covers content only, so moving a breakpoint keeps earlier prefixes.
         digest.update(compact_json({"role": role, "block": _uncached(block)}).encode())
+        boundaries.append((_tokens(chars, images, spec), digest.hexdigest()))
         ttl = _cache_ttl(block, where)
         if ttl is not None:
-            marks.append(CacheMark(_tokens(chars, images, spec), digest.hexdigest(), ttl))
+            marks.append(CacheMark(_tokens(chars, images, spec), digest.hexdigest(), ttl,
+                                   len(boundaries) - 1))
     if len(marks) > MAX_CACHE_BREAKPOINTS:
         raise invalid(
             f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. "
             f"Found {len(marks)}."
         )
-    return Prompt(_tokens(chars, images, spec), tuple(marks), _last_user_text(body["messages"]))
+    return Prompt(_tokens(chars, images, spec), tuple(marks), _last_user_text(body["messages"]),
+                  tuple(boundaries))
 
 
 # ---------------------------------------------------------------- prompt cache
@@ -277,6 +287,9 @@ class Usage:
         }
 
 
+LOOKBACK_BLOCKS = 20  # "about 20 blocks before" each breakpoint (prompt caching docs)
+
+
 class PromptCache:
     """The cached prompt prefixes the fake remembers, each with its expiry."""
 
@@ -293,7 +306,12 @@ class PromptCache:
         """
         now = time.monotonic()
         marks = [m for m in prompt.marks if m.tokens >= min_cacheable]
-        read = max((m.tokens for m in marks if self._expiry.get(m.key, 0.0) > now), default=0)
+        # Each breakpoint also looks back over the block boundaries before it, as the API
+        # does, so a thread whose breakpoint moved on still reads the prefix cached last turn.
+        looked = {(tokens, key) for m in marks
+                  for tokens, key in prompt.boundaries[max(0, m.block - LOOKBACK_BLOCKS):m.block]}
+        looked |= {(m.tokens, m.key) for m in marks}
+        read = max((t for t, key in looked if self._expiry.get(key, 0.0) > now), default=0)
         written = max(marks[-1].tokens - read, 0) if marks else 0
         for mark in marks:
             self._expiry[mark.key] = now + mark.ttl  # a hit refreshes the entry's lifetime
