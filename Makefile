@@ -28,6 +28,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.overhead
 	$(BIN)/python -m bench.slack_load
 	$(BIN)/python -m bench.discord_load
+	$(BIN)/python -m bench.kb
+	$(BIN)/python -m bench.caching
 
 clean:
 	rm -rf $(VENV) build *.egg-info
