@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.conversation import Passage, Platform
 from bot.docs_parse import PATH_SEPARATOR
+from bot.dont_know import MarkerWatch
 from bot.notices import docs_sections
 
 _CITATION = re.compile(r"[ \t]?\[(\d{1,3})\]")
@@ -70,6 +71,7 @@ class Grounding:
     passages: Sequence[Passage]
     words: Sequence[str]  # the question's search words, for matching lines
     platform: Platform
+    watch: MarkerWatch = field(default_factory=MarkerWatch)  # the model's "not in the docs"
 
     def fallback(self) -> str:
         """The closest sections, for when the model cannot be reached."""

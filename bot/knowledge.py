@@ -238,6 +238,8 @@ class Knowledge:
         )
         best = diversified(ranked, limit, PER_DOCUMENT)
         passages = [_passage(by_id[r.id], r.score) for r in best]
+        if not lexical and not await self._db(lambda t: t.frequencies(())[0]):
+            return Search([], 1.0, True)  # no docs at all: nothing to hold the question to
         confidence = await self._coverage(words, lexical[0] if lexical else None)
         return Search(passages, confidence, confidence >= MIN_COVERAGE)
 

@@ -152,3 +152,22 @@ def m005_knowledge_sources(db: Database) -> None:
     db["kb_vectors"].create(  # type: ignore[union-attr]
         {"passage_id": int, "model": str, "vector": bytes}, pk="passage_id"
     )
+
+
+@migrations(name="m006_docs_gaps")
+def m006_docs_gaps(db: Database) -> None:
+    # Questions the docs did not answer (the gate declined them, or the model said so): the
+    # team's list of pages to write, with what the search found closest.
+    db["docs_gaps"].create(  # type: ignore[union-attr]
+        {
+            "id": int,
+            "conversation_id": str,
+            "question": str,
+            "reason": str,  # "gate" or "model"
+            "confidence": float,  # the best passage's share of the question's weight
+            "closest": str,  # JSON list of [source, heading, score]
+            "created_at": float,
+        },
+        pk="id",
+    )
+    db["docs_gaps"].create_index(["created_at"])  # type: ignore[union-attr]

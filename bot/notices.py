@@ -64,6 +64,16 @@ def docs_sections(passages: Sequence[Passage], words: Sequence[str]) -> str:
     return "\n\n".join(parts)
 
 
+def docs_links(passages: Sequence[Passage], most: int = 3) -> str:
+    """One line per page: its title, and its link (or file name)."""
+    lines = []
+    for passage in passages[:most]:
+        title = passage.heading or passage.source
+        where = f" — {passage.url}" if passage.url else f" ({passage.source})"
+        lines.append(f"• {title}{where}")
+    return "\n".join(lines)
+
+
 def matching_lines(text: str, words: Sequence[str], most: int = MATCHING_LINES) -> list[str]:
     """The passage's lines that contain the question's words (by their first five letters),
     best first in the passage's order; its first lines when none do."""

@@ -27,6 +27,7 @@ from bot.conversation import (
     StreamEnd,
     Usage,
 )
+from bot.dont_know import MIN_WORDS, honest_reply
 from bot.errors import LLMError, PromptTooLongError, ReplyTimeoutError, StreamInterruptedError
 from bot.journal import JournalingSurface, closing_pages
 from bot.journal_rows import Unfinished
@@ -52,6 +53,7 @@ from bot.store import Store
 from bot.streaming import LiveReply
 from bot.surface import Journaled, Restore, Surface
 from bot.trimming import history_budget, history_window
+from bot.turnstile import Turnstile, question_text
 
 log = logging.getLogger(__name__)
 
@@ -233,10 +235,18 @@ class Responder:
             return await _finish_with(surface, live, EMPTY_QUESTION, self.policy.model)
         # A follow-up ("and in async?") searches with the thread's earlier questions too.
         earlier = await self.store.earlier_questions(incoming.key, question)
-        passages = await self.knowledge.search(text, self.policy.passages, earlier)
+        found = await self.knowledge.rank(text, self.policy.passages, earlier)
+        passages = found.passages if found.confident else []
+        silent = not found.confident and len(terms(text)) >= MIN_WORDS  # the docs hold too little
+        if silent:
+            await self.store.record_gap(incoming.key, text, "gate", found.confidence,
+                                        found.passages)
         if self.llm is None:
             offline = kb_only_answer(passages, terms(text))
             return await _finish_with(surface, live, offline, "", "kb_only")
+        if silent:  # the same honest reply as when the model finds the passages do not answer
+            return await _finish_with(surface, live, honest_reply(found.passages), "",
+                                      "not_in_docs")
         grounding = Grounding(passages, terms(text), incoming.key.platform)
         budget = self._budget(incoming, passages)
         for attempt in range(2):  # one retry with a tighter window on "prompt is too long"
@@ -250,7 +260,11 @@ class Responder:
                 self.book, incoming.key.platform, passages, window, self.policy.max_tokens
             )
             try:
-                return await self._stream(self.llm, prompt, surface, live, started, grounding)
+                answer = await self._stream(self.llm, prompt, surface, live, started, grounding)
+                if answer.outcome == "not_in_docs":
+                    await self.store.record_gap(incoming.key, text, "model", found.confidence,
+                                                passages)
+                return answer
             except PromptTooLongError as error:
                 if attempt == 1 or live.text:
                     raise
@@ -298,8 +312,10 @@ class Responder:
                             if first_text_ms is None:
                                 first_text_ms = (self.clock() - started) * 1000
                             limit.reschedule(loop.time() + self.policy.stall_timeout)
-                            live.feed(item)
-                            wake.set()
+                            shown = grounding.watch.feed(item)  # the marker is never shown
+                            if shown:
+                                live.feed(shown)
+                                wake.set()
                 except TimeoutError:
                     raise _silence(live.text, self.policy) from None
         except LLMError as error:
@@ -314,6 +330,7 @@ class Responder:
             return Answer(live.text, self.policy.model, "error", Usage(), None, first_text_ms,
                           "failed")
         assert end is not None, "stream ended without StreamEnd"
+        live.feed(grounding.watch.flush())  # held back, and not the marker after all
         return await self._conclude(end, surface, live, first_text_ms, grounding)
 
     async def _conclude(
@@ -321,12 +338,14 @@ class Responder:
         grounding: Grounding,
     ) -> Answer:
         cost = cost_usd(end.usage, profile(end.model))
-        if end.stop_reason == "refusal":
-            refused = LiveReply(surface.limit, surface.render, size=surface.size)
-            refused.feed(REFUSAL)
-            await settle(surface, refused.final())
-            return Answer(REFUSAL, end.model, end.stop_reason, end.usage, cost, first_text_ms,
-                          "refused")
+        declined = grounding.watch.declined
+        if end.stop_reason == "refusal" or declined:
+            text = honest_reply(grounding.passages) if declined else REFUSAL
+            replaced = LiveReply(surface.limit, surface.render, size=surface.size)
+            replaced.feed(text)
+            await settle(surface, replaced.final())
+            return Answer(text, end.model, end.stop_reason, end.usage, cost, first_text_ms,
+                          "not_in_docs" if declined else "refused")
         cut = end.stop_reason in ("max_tokens", "model_context_window_exceeded")
         text, sources = grounding.closing(live.text)
         note = (NOTE_CUT if cut else "") + sources
@@ -346,36 +365,6 @@ class Responder:
         mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._tails[key.id] = mine
         return before, Turnstile(key.id, mine, self._tails)
-
-
-class Turnstile:
-    """A reply's place in its conversation's line; `leave()` lets the next one in."""
-
-    def __init__(
-        self, key: str, mine: asyncio.Future[None], tails: dict[str, asyncio.Future[None]]
-    ) -> None:
-        self.key = key
-        self.mine = mine
-        self.tails = tails
-
-    def leave(self) -> None:
-        if not self.mine.done():
-            self.mine.set_result(None)
-        if self.tails.get(self.key) is self.mine:
-            del self.tails[self.key]
-
-
-def question_text(incoming: Incoming) -> str:
-    """The question as the model sees it: the text plus notes about unreadable attachments.
-
-    Text that cannot be stored as UTF-8 (lone surrogates from a broken terminal or a JSON
-    escape) keeps a replacement character instead of failing the question.
-    """
-    text = incoming.text
-    if incoming.notes:
-        notes = "\n".join(f"[{note}]" for note in incoming.notes)
-        text = f"{text}\n\n{notes}".strip()
-    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _failed_answer(model: str) -> Answer:

@@ -6,8 +6,10 @@ event loop never blocks; callers see plain values, never SQL.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar, cast
@@ -18,6 +20,7 @@ from bot.conversation import (
     Answer,
     ConversationKey,
     Incoming,
+    Passage,
     Place,
     Platform,
     RecordedQuestion,
@@ -162,6 +165,30 @@ class Store:
         turns.reverse()
         return turns
 
+    async def record_gap(
+        self, key: ConversationKey, question: str, reason: str, confidence: float,
+        closest: Sequence[Passage],
+    ) -> None:
+        """Note a question the docs did not answer, with the closest passages found."""
+        found = json.dumps([[p.source, p.heading, p.score] for p in closest])
+        await self.sqlite.call(
+            lambda: self.sqlite.db.execute(
+                "INSERT INTO docs_gaps (conversation_id, question, reason, confidence, closest,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [key.id, question, reason, round(confidence, 4), found, time.time()],
+            )
+        )
+
+    async def docs_gaps(self, since: float = 0.0) -> list[tuple[str, str, float, str]]:
+        """(question, reason, confidence, closest JSON) of recorded gaps, newest first."""
+        rows = await self.sqlite.call(
+            lambda: self.sqlite.db.execute(
+                "SELECT question, reason, confidence, closest FROM docs_gaps"
+                " WHERE created_at >= ? ORDER BY id DESC", [since],
+            ).fetchall()
+        )
+        return [(str(r[0]), str(r[1]), float(r[2]), str(r[3])) for r in rows]
+
     async def earlier_questions(
         self, key: ConversationKey, before: RecordedQuestion, count: int = 2
     ) -> list[str]:
@@ -204,7 +231,8 @@ class Store:
                 self.journal.delete(question.message_id)
             answer_id = 0
             # A refusal is kept too, so the refused question is not merged into the next one.
-            if answer.text.strip() and answer.outcome in ("answered", "kb_only", "refused"):
+            kept = ("answered", "kb_only", "refused", "not_in_docs")
+            if answer.text.strip() and answer.outcome in kept:
                 answer_id = self._insert_message(
                     key, "assistant", answer.text, tokens, now, position=question.position + 1
                 )

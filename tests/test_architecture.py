@@ -12,6 +12,7 @@ PACKAGE = ROOT / "bot"
 VALUES = {"bot.conversation", "bot.errors", "bot.surface"}
 POLICY = {"bot.trimming", "bot.streaming", "bot.formatting", "bot.mrkdwn", "bot.notices",
           "bot.docs_parse", "bot.html_docs", "bot.retrieval", "bot.citations",
+          "bot.dont_know",
           "bot.models", "bot.prompts"}
 REGISTRY = "bot.platforms"
 # What adapters are handed through bot.ports instead of reaching for it themselves.

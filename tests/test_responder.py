@@ -4,8 +4,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bot.conversation import Arrival, ConversationKey, Incoming, Passage, Platform
-from bot.knowledge import Knowledge
+from bot.conversation import Arrival, ConversationKey, Incoming, Platform
+from bot.knowledge import Knowledge, Search
 from bot.llm import AnthropicClient, ModelOptions
 from bot.notices import EMPTY_QUESTION, NOTE_CUT, NOTE_INTERRUPTED, REFUSAL
 from bot.prompts import PromptBook
@@ -413,11 +413,10 @@ class SlowKnowledge(Knowledge):
         self.surface = surface
         self.seen_during_search: list[str] = []
 
-    async def search(self, question: str, limit: int = 4,
-                     earlier: Sequence[str] = ()) -> list[Passage]:
+    async def rank(self, question: str, limit: int = 4, earlier: Sequence[str] = ()) -> Search:
         self.seen_during_search = list(self.surface.kinds)
         await asyncio.sleep(0.2)
-        return await super().search(question, limit, earlier)
+        return await super().rank(question, limit, earlier)
 
 
 async def test_the_first_sign_goes_up_before_the_docs_are_searched(

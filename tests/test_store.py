@@ -29,11 +29,11 @@ async def test_migrates_an_empty_file_and_reopens(tmp_path: Path) -> None:
     await store.close()
     tables = {r[0] for r in sqlite3.connect(path).execute("select name from sqlite_master")}
     assert {"conversations", "messages", "events", "replies", "kv", "kb_passages",
-            "reply_journal", "kb_sources", "kb_vectors"} <= tables
+            "reply_journal", "kb_sources", "kb_vectors", "docs_gaps"} <= tables
     applied = sqlite3.connect(path).execute("select name from _sqlite_migrations").fetchall()
     assert [a[0] for a in applied] == [
         "m001_conversations", "m002_replies_and_values", "m003_knowledge", "m004_reply_journal",
-        "m005_knowledge_sources",
+        "m005_knowledge_sources", "m006_docs_gaps",
     ]
 
 

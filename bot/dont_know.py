@@ -1,0 +1,72 @@
+""""I don't know" instead of invention (pure).
+
+Two signals lead to the same honest reply: the search's gate (the docs hold too little of the
+question) and the model's own marker, which the prompt asks it to put at the very start of an
+answer the passages do not support. The marker is never shown: while the start of a streamed
+answer could still become it, nothing is shown; once it is complete, the rest is held back
+and replaced by the honest reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+
+from bot.conversation import Passage
+from bot.notices import docs_links
+
+MARKER = "[[NOT_IN_DOCS]]"  # documented in prompts/system.md
+MIN_WORDS = 2  # a question with fewer search words (a greeting, "thanks") is not gated
+
+
+class Verdict(Enum):
+    UNDECIDED = "undecided"
+    ANSWER = "answer"
+    DECLINED = "declined"
+
+
+class MarkerWatch:
+    """Decides from the first characters of a streamed answer whether it is the marker."""
+
+    def __init__(self) -> None:
+        self.verdict = Verdict.UNDECIDED
+        self._held = ""
+
+    def feed(self, delta: str) -> str:
+        """The part of `delta` that may be shown now ("" while undecided or declined)."""
+        if self.verdict is Verdict.ANSWER:
+            return delta
+        if self.verdict is Verdict.DECLINED:
+            return ""
+        self._held += delta
+        head = self._held.lstrip()
+        if head.startswith(MARKER):
+            self.verdict = Verdict.DECLINED
+            return ""
+        if MARKER.startswith(head):
+            return ""  # may still become the marker
+        self.verdict = Verdict.ANSWER
+        held, self._held = self._held, ""
+        return held
+
+    def flush(self) -> str:
+        """At the end of the stream: text held back that turned out not to be the marker."""
+        if self.verdict is Verdict.UNDECIDED:
+            self.verdict = Verdict.ANSWER
+            held, self._held = self._held, ""
+            return held
+        return ""
+
+    @property
+    def declined(self) -> bool:
+        return self.verdict is Verdict.DECLINED
+
+
+def honest_reply(closest: Sequence[Passage], contact: str = "") -> str:
+    """What the bot says when the docs do not answer: what it could not find, the closest
+    pages, and an offer of a person."""
+    parts = ["I couldn't find the answer to this in our docs, and I'd rather not guess."]
+    if closest:
+        parts.append("The closest pages I found:\n" + docs_links(closest))
+    parts.append(contact or "A person from the team can help: please contact them directly.")
+    return "\n\n".join(parts)
