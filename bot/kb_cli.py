@@ -51,6 +51,10 @@ def add_parser(kb: argparse.ArgumentParser, usage: Command) -> None:
                           help="evaluate on this folder in a throwaway index instead")
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")
     evaluate.set_defaults(func=_eval)
+    gaps = commands.add_parser(
+        "gaps", help="questions the docs did not answer (pages to write), newest first")
+    gaps.add_argument("--days", type=float, default=30.0, help="how many days back (30)")
+    gaps.set_defaults(func=_gaps)
     commands.add_parser("clear", help="remove every source and document").set_defaults(
         func=_clear)
 
@@ -204,6 +208,26 @@ async def _eval(settings: Settings, args: argparse.Namespace) -> int:
             return await run(knowledge)
         finally:
             await store.close()
+
+
+async def _gaps(settings: Settings, args: argparse.Namespace) -> int:
+    if not 0 < args.days <= 36_500:
+        print(f"supportbot: --days must be a positive number of days, got {args.days:g}",
+              file=sys.stderr)
+        return 2
+
+    async def job(runtime: Runtime) -> int:
+        gaps = await runtime.store.docs_gaps(time.time() - args.days * 86400)
+        for question, reason, confidence, closest in gaps:
+            found = json.loads(closest)
+            near = f"; closest: {found[0][1] or found[0][0]}" if found else ""
+            why = "the docs hold too little of it" if reason == "gate" else "the model found " \
+                "no answer in the passages"
+            print(f"- {question}\n    ({why}; {confidence:.0%} of its words matched{near})")
+        print(f"{len(gaps)} questions in the last {args.days:g} days were not answered by the docs")
+        return 0
+
+    return await _with_runtime(settings, job)
 
 
 async def _clear(settings: Settings, args: argparse.Namespace) -> int:

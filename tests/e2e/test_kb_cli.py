@@ -10,6 +10,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from bot.conversation import ConversationKey, Passage, Platform
+from bot.store import Store
 from tests.e2e.processes import BotProcess, bot_env
 from tests.e2e.test_bad_input import run
 from tests.fakes.anthropic import FakeAnthropic
@@ -106,3 +108,19 @@ async def test_run_indexes_in_the_background_and_other_commands_never_crawl(
         finally:
             await bot.stop()
     assert {path for path, _ in site.requests} >= {"/docs/configuration.html"}
+
+
+async def test_kb_gaps_lists_the_questions_the_docs_did_not_answer(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "bot.db")
+    key = ConversationKey(Platform.SLACK, "T1", "C1", "1.1")
+    closest = [Passage("sso.md", "Single sign-on › Configure SSO", "…", score=0.01)]
+    await store.record_gap(key, "How do I set up Okta SAML?", "model", 0.41, closest)
+    await store.record_gap(key, "Which ingress annotations?", "gate", 0.05, [])
+    await store.close()
+    code, out, err = await run(tmp_path, bot_env(tmp_path), "kb", "gaps")
+    assert code == 0, err
+    assert out.index("Which ingress annotations?") < out.index("How do I set up Okta SAML?")
+    assert "closest: Single sign-on › Configure SSO" in out and "41% of its words" in out
+    assert "2 questions in the last 30 days" in out
+    code, _, err = await run(tmp_path, bot_env(tmp_path), "kb", "gaps", "--days", "-1")
+    assert code == 2 and "--days" in err
