@@ -18,6 +18,7 @@ PASSAGE_CHARS = 2000  # about 450 tokens of English prose (tuned on the pip set,
 PATH_SEPARATOR = " › "
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdx")
 DOC_SUFFIXES = (*MARKDOWN_SUFFIXES, ".rst", ".txt", ".html", ".htm")
+_NOT_DOCS = ("requirements", "constraints", "robots", "license", "licence", "cmakelists")
 
 _FENCE = re.compile(r"^(\s{0,3})(`{3,}|~{3,}|:{3,})(.*)$")
 _ATX = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -88,10 +89,25 @@ def parse_document(name: str, text: str, url: str | None = None) -> ParsedDoc:
         title, blocks = markdown_blocks(body, meta.get("title"))
     else:
         title, blocks = meta.get("title") or _first_line(body) or stem, _paragraphs(body)
-    title = title or stem.replace("-", " ").replace("_", " ")
+    title = title or title_from_name(stem)
     sections = passages(blocks, title)
     page_url = meta.get("url") or meta.get("permalink") or url
     return ParsedDoc(title, page_url, meta.get("description"), sections)
+
+
+def title_from_name(stem: str) -> str:
+    """A title for a page that has none: "getting-started" → "Getting started"."""
+    words = stem.replace("-", " ").replace("_", " ").strip()
+    return words[:1].upper() + words[1:] if words else "Untitled"
+
+
+def is_doc_name(name: str) -> bool:
+    """Whether a file is docs by its name: a docs suffix, and not one of the plain-text files
+    that live beside docs without being any (pinned requirements, robots rules, licences)."""
+    path = PurePosixPath(name.lower())
+    if path.suffix not in DOC_SUFFIXES:
+        return False
+    return not (path.suffix == ".txt" and path.stem.startswith(_NOT_DOCS))
 
 
 def parse_markdown(markdown: str, title: str, description: str | None = None) -> ParsedDoc:

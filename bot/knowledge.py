@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from bot.conversation import Passage
 from bot.database import SQLiteThread
-from bot.docs_parse import DOC_SUFFIXES, ParsedDoc, parse_document
+from bot.docs_parse import ParsedDoc, is_doc_name, parse_document
 from bot.embedding import Embedder, VectorIndex, to_blob
 from bot.kb_sites import SiteError, refresh_site
 from bot.kb_store import DocumentRow, Hit, IndexReport, KbTables, Known, SourceRow
@@ -293,6 +293,6 @@ def doc_files(folder: Path) -> list[Path]:
     """Docs files under the folder, hidden folders (.git, .venv) left out."""
     return sorted(
         p for p in folder.rglob("*")
-        if p.suffix.lower() in DOC_SUFFIXES and p.is_file()
+        if is_doc_name(p.name) and p.is_file()
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )

@@ -6,7 +6,13 @@ import re
 
 import pytest
 
-from bot.docs_parse import PASSAGE_CHARS, parse_document, rst_to_markdown, strip_jsx
+from bot.docs_parse import (
+    PASSAGE_CHARS,
+    is_doc_name,
+    parse_document,
+    rst_to_markdown,
+    strip_jsx,
+)
 
 GUIDE = """---
 title: "Listeners guide"
@@ -176,3 +182,18 @@ def test_plain_text_is_paragraphs_titled_by_its_first_line(name: str) -> None:
     doc = parse_document(name, "Release notes\n\nVersion 2 adds exports.\n\n# not markdown here")
     assert doc.title == "Release notes"
     assert any("Version 2 adds exports." in s.text for s in doc.sections)
+
+
+def test_a_page_without_a_title_is_named_after_its_file() -> None:
+    doc = parse_document("getting-started.md", "## Install\n\nRun the installer.\n")
+    assert doc.title == "Getting started"
+    assert doc.sections[0].heading == "Getting started › Install"
+
+
+@pytest.mark.parametrize(("name", "is_doc"), [
+    ("guide.md", True), ("notes.txt", True), ("page.HTML", True), ("api.rst", True),
+    ("requirements.txt", False), ("requirements-docs.txt", False), ("LICENSE.txt", False),
+    ("robots.txt", False), ("image.png", False), ("conf.py", False),
+])
+def test_which_files_are_docs(name: str, is_doc: bool) -> None:
+    assert is_doc_name(name) is is_doc
