@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -36,6 +37,9 @@ def main(argv: list[str] | None = None) -> None:
         code = 130
     except StoreError as error:
         sys.exit(f"supportbot: {error}")
+    except BrokenPipeError:  # `supportbot kb list | head`: the reader has gone, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
     sys.exit(code)
 
 

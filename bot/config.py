@@ -301,9 +301,10 @@ def _kb_refresh(r: _Reader) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not 0 <= value <= 7 * 24 * 60:
+    if not (value == 0 or 1 <= value <= 7 * 24 * 60):  # nan fails both
         raise ConfigError(
-            f'SUPPORTBOT_KB_REFRESH_MINUTES must be minutes between 0 and 10080, got "{text}"'
+            f'SUPPORTBOT_KB_REFRESH_MINUTES must be 0 (only at start) or minutes from 1 to '
+            f'10080, got "{text}"'
         )
     return value
 

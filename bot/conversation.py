@@ -110,7 +110,7 @@ class Passage:
     heading: str  # the heading path: "Guide › Listeners › Acknowledging requests"
     text: str
     url: str = ""  # where a reader finds it (with the section's anchor), when known
-    score: float = 0.0  # how well it matched, higher is better (comparable within a search)
+    score: float = 0.0  # BM25 relevance of its words to the question, higher is better
 
 
 @dataclass(frozen=True)

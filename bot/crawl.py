@@ -312,7 +312,11 @@ class _Crawl:
         html = _decode(got.body, got.charset)
         doc = html_page(html, got.url)  # parses on the loop: pages are capped at MAX_BYTES
         canonical = _normalize(doc.canonical) if doc.canonical else None
-        url = canonical if canonical and canonical in self.scope else got.url
+        # Only another spelling of this very page (/docs/index.html → /docs/): a canonical
+        # that names another page would, on a later refresh where that page answers 304,
+        # put this page's content in its place.
+        same = canonical is not None and _resource(canonical) == _resource(got.url)
+        url = canonical if canonical and same and canonical in self.scope else got.url
         self.seen.update((got.url, url))
         self.found.append((got.url, Page(url, html, got.validators)))
         return list(doc.links)
@@ -334,6 +338,28 @@ class _Crawl:
         unchanged = sorted(set(self.unchanged))
         return CrawlResult([page for url, page in sorted(pages.items()) if url not in unchanged],
                            unchanged, sorted(set(self.failed)), sorted(set(self.skipped)))
+
+
+def site_source(url: str) -> str:
+    """One spelling per docs site, so the same site is not added twice: scheme and host in
+    lower case, no fragment, a start page's index.html dropped and its folder ending in /
+    (a sitemap or another file keeps its name)."""
+    parts = urlsplit(url.strip())
+    path = parts.path or "/"
+    for index in ("index.html", "index.htm"):
+        path = path.removesuffix(index)
+    if not path.endswith("/") and "." not in path.rsplit("/", 1)[-1]:
+        path += "/"
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, parts.query, ""))
+
+
+def _resource(url: str) -> str:
+    """The page a URL names, whatever its spelling: no index.html, no trailing slash."""
+    parts = urlsplit(url)
+    path = parts.path
+    for index in ("index.html", "index.htm"):
+        path = path.removesuffix(index)
+    return f"{parts.netloc.lower()}{path.rstrip('/')}?{parts.query}"
 
 
 def _normalize(url: str) -> str | None:

@@ -110,6 +110,20 @@ def is_doc_name(name: str) -> bool:
     return not (path.suffix == ".txt" and path.stem.startswith(_NOT_DOCS))
 
 
+def decode_doc(raw: bytes) -> str | None:
+    """A docs file's text: UTF-8 (with or without BOM), else Windows-1252/Latin-1 as older
+    editors write; None for a binary file (NUL bytes), which is not docs whatever its name."""
+    if b"\x00" in raw[:8192]:
+        return None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:
+            return raw.decode("cp1252")
+        except UnicodeDecodeError:
+            return raw.decode("latin-1")
+
+
 def parse_markdown(markdown: str, title: str, description: str | None = None) -> ParsedDoc:
     """A page already turned into Markdown (an HTML page of a docs site)."""
     doc_title, blocks = markdown_blocks(markdown, None)

@@ -37,7 +37,8 @@ def add_parser(kb: argparse.ArgumentParser, usage: Command) -> None:
     remove.add_argument("source", metavar="FOLDER_OR_URL")
     remove.set_defaults(func=_remove)
     listing = commands.add_parser("list", help="list sources (with --documents, each document)")
-    listing.add_argument("--documents", action="store_true")
+    listing.add_argument("--documents", action="store_true",
+                         help="also list each source's documents under it")
     listing.set_defaults(func=_list)
     search = commands.add_parser("search", help="show the passages a question would get")
     search.add_argument("query")
@@ -74,7 +75,12 @@ def terminal_progress(label: str) -> Progress | None:
 def _describe(report: IndexReport) -> str:
     text = (f"{report.added} new, {report.updated} changed, {report.removed} removed, "
             f"{report.unchanged} unchanged; {report.passages} passages written")
-    return text + (f"; {report.failed} pages could not be fetched" if report.failed else "")
+    for name in report.skipped[:5]:
+        text += f"\n  skipped {name}: not a text file"
+    if report.failed:
+        text += f"\n  {report.failed} pages could not be fetched (they keep what was indexed):"
+        text += "".join(f"\n  - {problem}" for problem in report.problems[:5])
+    return text
 
 
 def _is_url(text: str) -> bool:
@@ -93,6 +99,10 @@ async def _add(settings: Settings, args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     for source in sources:
+        if "://" in source and not _is_url(source):
+            print(f"supportbot: {source} is not an http(s) URL; give a folder of docs or an "
+                  "http(s) URL", file=sys.stderr)
+            return 2
         if not _is_url(source) and not Path(source).is_dir():
             what = "is not a folder" if Path(source).exists() else "does not exist"
             print(f"supportbot: {source} {what}; give a folder of docs or an http(s) URL",
@@ -134,20 +144,24 @@ async def _remove(settings: Settings, args: argparse.Namespace) -> int:
 async def _list(settings: Settings, args: argparse.Namespace) -> int:
     async def job(runtime: Runtime) -> int:
         sources = await runtime.knowledge.sources()
+        documents = await runtime.knowledge.documents() if args.documents else []
         now = time.time()
         for row in sources:
             age = _age(now - row.refreshed_at) if row.refreshed_at else "never indexed"
             problem = f"\tlast refresh failed: {row.problem}" if row.problem else ""
-            print(f"{row.id}\t{row.kind}\t{row.documents} documents\t{row.passages} passages"
-                  f"\t{age}{problem}")
-        if args.documents:
-            for doc in await runtime.knowledge.documents():
-                print(f"  {doc.path}\t{doc.passages} passages\t{doc.title}")
-        print(f"{len(sources)} sources" if sources else
+            print(f"{row.id}\t{row.kind}\t{_count(row.documents, 'document')}\t"
+                  f"{_count(row.passages, 'passage')}\t{age}{problem}")
+            for doc in (d for d in documents if d.source == row.id):
+                print(f"  {doc.path}\t{_count(doc.passages, 'passage')}\t{doc.title}")
+        print(_count(len(sources), "source") if sources else
               "no sources yet: `supportbot kb add FOLDER_OR_URL` adds one")
         return 0
 
     return await _with_runtime(settings, job)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def _age(seconds: float) -> str:
@@ -173,7 +187,10 @@ async def _search(settings: Settings, args: argparse.Namespace) -> int:
                   f"\n{passage.text[:400]}\n")
         if not found.passages:
             print("no matching passage")
-        elif not found.confident:
+        elif found.confident:
+            print(f"(the best passage holds {found.confidence:.0%} of the question's weight: "
+                  "the bot answers from these passages)")
+        else:
             print(f"(the best passage holds {found.confidence:.0%} of the question's weight: "
                   "too little, so the bot treats this as a question the docs do not answer)")
         return 0
@@ -182,7 +199,14 @@ async def _search(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _eval(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.kb_eval import EvalError, as_json, as_text, evaluate, load_questions
+    from bot.kb_eval import (
+        EvalError,
+        as_json,
+        as_text,
+        evaluate,
+        load_questions,
+        unknown_paths,
+    )
 
     try:
         questions = load_questions(args.questions)
@@ -194,6 +218,11 @@ async def _eval(settings: Settings, args: argparse.Namespace) -> int:
         return 2
 
     async def run(knowledge: Knowledge) -> int:
+        documents = {doc.path for doc in await knowledge.documents()}
+        for path in unknown_paths(questions, documents):
+            print(f"supportbot: warning: expected path {path!r} is not an indexed document "
+                  "(paths are relative to the docs folder, as `kb list --documents` shows "
+                  "them)", file=sys.stderr)
         report = await evaluate(knowledge, questions)
         print(as_json(report) if args.json else as_text(report))
         return 0

@@ -65,23 +65,48 @@ class Report:
 
 
 def load_questions(path: Path) -> list[EvalQuestion]:
-    questions: list[EvalQuestion] = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-            answerable = bool(data.get("answerable", True))
-            expected = tuple(str(p) for p in data.get("expected") or ())
-            question = str(data["question"]).strip()
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
-            raise EvalError(f"{path}:{number}: not a question line ({error})") from None
-        if not question or (answerable and not expected):
-            raise EvalError(f"{path}:{number}: an answerable question needs 'expected' paths")
-        questions.append(EvalQuestion(question, expected, data.get("section"), answerable))
+    """The question set; an EvalError naming the file and line for anything it cannot use."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise EvalError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise EvalError(f"{path}: cannot read it as UTF-8 text ({type(error).__name__})") from None
+    questions = [_question(path, number, line)
+                 for number, line in enumerate(lines, start=1) if line.strip()]
     if not questions:
         raise EvalError(f"{path}: no questions")
     return questions
+
+
+def _question(path: Path, number: int, line: str) -> EvalQuestion:
+    where = f"{path}:{number}"
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError:
+        raise EvalError(f"{where}: not a JSON object") from None
+    if not isinstance(data, dict):
+        raise EvalError(f"{where}: expected a JSON object, got {type(data).__name__}")
+    question, expected = data.get("question"), data.get("expected", [])
+    answerable, section = data.get("answerable", True), data.get("section")
+    if not isinstance(question, str) or not question.strip():
+        raise EvalError(f"{where}: 'question' must be a non-empty string")
+    if not isinstance(expected, list) or not all(isinstance(p, str) for p in expected):
+        raise EvalError(f"{where}: 'expected' must be a list of doc paths (strings)")
+    if not isinstance(answerable, bool):
+        raise EvalError(f"{where}: 'answerable' must be true or false")
+    if section is not None and not isinstance(section, str):
+        raise EvalError(f"{where}: 'section' must be a heading (a string)")
+    if answerable and not expected:
+        raise EvalError(f"{where}: an answerable question needs 'expected' paths")
+    return EvalQuestion(question.strip(), tuple(p.removeprefix("./") for p in expected),
+                        section, answerable)
+
+
+def unknown_paths(questions: Sequence[EvalQuestion], documents: set[str]) -> list[str]:
+    """Expected paths that name no indexed document (a typo, or a path not relative to the
+    source's root): their questions can never score."""
+    return sorted({p for q in questions for p in q.expected if p not in documents})
 
 
 def _norm(text: str) -> str:

@@ -28,6 +28,8 @@ class Index(Protocol):
 
     async def embed_missing(self) -> int: ...
 
+    async def mark_refreshed(self, source: str) -> None: ...
+
 
 class SiteError(Exception):
     """The site (its start page or sitemap) could not be read; the message says which URL."""
@@ -65,5 +67,8 @@ async def refresh_site(
     gone = [path for path in known if path not in seen and path not in failed]
     await knowledge.forget(url, gone)
     await knowledge.embed_missing()
+    await knowledge.mark_refreshed(url)
     unchanged = len(result.pages) + len(result.unchanged) - added - updated
-    return IndexReport(added, updated, len(gone), unchanged, passages, len(result.failed))
+    problems = tuple(f"{page}: {reason}" for page, reason in result.failed)
+    return IndexReport(added, updated, len(gone), unchanged, passages, len(result.failed),
+                       problems=problems)

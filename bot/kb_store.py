@@ -25,6 +25,8 @@ class IndexReport:
     unchanged: int
     passages: int
     failed: int = 0  # pages that could not be fetched (they keep their old passages)
+    skipped: tuple[str, ...] = ()  # files that are not text (binary), named
+    problems: tuple[str, ...] = ()  # pages that could not be fetched, with the reason
 
 
 @dataclass(frozen=True)
@@ -95,10 +97,12 @@ class KbTables:
         return [SourceRow(r[0], r[1], r[2], r[3], r[4] or "", int(r[5]), int(r[6])) for r in rows]
 
     def refreshed(self, source: str, problem: str = "") -> None:
-        self.db.execute(
-            "UPDATE kb_sources SET refreshed_at = ?, problem = ? WHERE id = ?",
-            [time.time(), problem, source],
-        )
+        """Note a refresh: its time when it worked, else only what went wrong."""
+        if problem:
+            self.db.execute("UPDATE kb_sources SET problem = ? WHERE id = ?", [problem, source])
+        else:
+            self.db.execute("UPDATE kb_sources SET refreshed_at = ?, problem = '' WHERE id = ?",
+                            [time.time(), source])
 
     def remove_source(self, source: str) -> int:
         """Forget a source and everything indexed from it; the number of documents removed."""

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from bot.conversation import Passage
+from bot.crawl import site_source
 from bot.database import SQLiteThread
-from bot.docs_parse import ParsedDoc, is_doc_name, parse_document
+from bot.docs_parse import ParsedDoc, decode_doc, is_doc_name, parse_document
 from bot.embedding import Embedder, VectorIndex, to_blob
 from bot.kb_sites import SiteError, refresh_site
 from bot.kb_store import DocumentRow, Hit, IndexReport, KbTables, Known, SourceRow
@@ -91,11 +92,14 @@ class Knowledge:
 
     async def register(self, source: str) -> bool:
         """Note a source (folder path or site URL) without reading it; False if known."""
-        kind = "site" if source.startswith(("http://", "https://")) else "folder"
-        return await self._db(lambda t: t.add_source(source, kind))
+        if source.startswith(("http://", "https://")):
+            site = site_source(source)
+            return await self._db(lambda t: t.add_source(site, "site"))
+        return await self._db(lambda t: t.add_source(source, "folder"))
 
     async def add_site(self, url: str, progress: Progress | None = None) -> IndexReport:
         """Add a docs website (its sitemap.xml or a start page) and crawl it."""
+        url = site_source(url)  # /docs, /docs/ and /docs/index.html are one source
         new = await self._db(lambda t: t.add_source(url, "site"))
         try:
             return await refresh_site(self, url, progress)
@@ -121,10 +125,16 @@ class Knowledge:
     async def _mark_failed(self, source: str, problem: str) -> None:
         await self._db(lambda t: t.refreshed(source, problem))
 
+    async def mark_refreshed(self, source: str) -> None:
+        await self._db(lambda t: t.refreshed(source))
+
     async def remove(self, source: str) -> int | None:
         """Remove a source (as `kb list` names it, or a folder path); None when unknown."""
         rows = {row.id: row for row in await self.sources()}
-        key = source if source in rows else str(Path(source).resolve())
+        if source.startswith(("http://", "https://")):
+            key = site_source(source)
+        else:
+            key = source if source in rows else str(Path(source).resolve())
         if key not in rows:
             return None
         removed = await self._db(lambda t: t.remove_source(key))
@@ -152,27 +162,32 @@ class Knowledge:
         files = await asyncio.to_thread(doc_files, folder)
         known = await self._db(lambda t: t.known(source))
         counts = {"added": 0, "updated": 0, "passages": 0, "unchanged": 0}
+        skipped: list[str] = []
         for done, file in enumerate(files, start=1):
             name = file.relative_to(folder).as_posix()
             raw = await asyncio.to_thread(file.read_bytes)
             digest = hashlib.sha256(raw).hexdigest()
-            if name in known and known[name].sha256 == digest:
+            text = decode_doc(raw)
+            if text is None:
+                skipped.append(name)
+                log.warning("%s is not a text file; not indexed", file)
+            elif name in known and known[name].sha256 == digest:
                 counts["unchanged"] += 1
             else:
                 counts["added" if name not in known else "updated"] += 1
-                doc = await asyncio.to_thread(parse_document, name, raw.decode("utf-8", "replace"))
+                doc = await asyncio.to_thread(parse_document, name, text)
                 counts["passages"] += await self.write_document(
                     source, name, doc, Known(digest, "", ""), doc.url or ""
                 )
             if progress:
                 progress(done, len(files))
-        seen = {f.relative_to(folder).as_posix() for f in files}
+        seen = {f.relative_to(folder).as_posix() for f in files} - set(skipped)
         gone = [name for name in known if name not in seen]
         await self.forget(source, gone)
-        await self._db(lambda t: t.refreshed(source))
+        await self.mark_refreshed(source)
         await self.embed_missing()
         return IndexReport(counts["added"], counts["updated"], len(gone), counts["unchanged"],
-                           counts["passages"])
+                           counts["passages"], skipped=tuple(skipped))
 
     async def write_document(
         self, source: str, path: str, doc: ParsedDoc, known: Known, url: str
@@ -237,7 +252,9 @@ class Knowledge:
             key=lambda r: -r.score,
         )
         best = diversified(ranked, limit, PER_DOCUMENT)
-        passages = [_passage(by_id[r.id], r.score) for r in best]
+        # The score shown is the BM25 relevance (0 for a passage found by meaning alone): it
+        # says how well the words matched, where the fused rank only says in which order.
+        passages = [_passage(by_id[r.id], by_id[r.id].score) for r in best]
         if not lexical and not await self._db(lambda t: t.frequencies(())[0]):
             return Search([], 1.0, True)  # no docs at all: nothing to hold the question to
         confidence = await self._coverage(words, lexical[0] if lexical else None)

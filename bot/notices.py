@@ -44,13 +44,24 @@ DOCS_LABEL = "**From the docs** (the closest sections, not a written answer):"
 MATCHING_LINES = 3
 
 
-def kb_only_answer(passages: list[Passage], words: Sequence[str] = (), why: str = NO_KEY) -> str:
+def kb_only_answer(
+    passages: list[Passage], words: Sequence[str] = (), why: str = NO_KEY, *,
+    indexed: bool = True, closest: Sequence[Passage] = (),
+) -> str:
     """What to say without a model: the closest sections of the docs, each with its title,
     its link and the lines that match the question, under a label that says what this is.
-    `passages` come through the search's don't-know gate: none when the docs are silent."""
-    if not passages:
-        return f"{why}, and I found nothing in the docs about this. A person will need to help."
-    return f"{why}.\n\n{docs_sections(passages, words)}"
+    `passages` come through the search's don't-know gate: none when the docs are silent,
+    and then `closest` (what the search found anyway) is named as pages to look at."""
+    if len(words) < 2:  # a greeting or thanks: nothing to look up
+        return f"Hi! {why}, so I can only show what the docs say: ask me a question about them."
+    if passages:
+        return f"{why}.\n\n{docs_sections(passages, words)}"
+    if not indexed:
+        return (f"{why}, and no docs are indexed yet (`supportbot kb add FOLDER_OR_URL`, or "
+                "SUPPORTBOT_KB). A person will need to help.")
+    found = f"\n\nThe closest pages I found:\n{docs_links(closest)}" if closest else ""
+    return (f"{why}, and I couldn't find this in the docs.{found}\n\n"
+            "A person from the team will need to help.")
 
 
 def docs_sections(passages: Sequence[Passage], words: Sequence[str]) -> str:

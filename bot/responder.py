@@ -242,7 +242,8 @@ class Responder:
             await self.store.record_gap(incoming.key, text, "gate", found.confidence,
                                         found.passages)
         if self.llm is None:
-            offline = kb_only_answer(passages, terms(text))
+            offline = kb_only_answer(passages, terms(text), indexed=bool(found.passages) or
+                                     not found.confident, closest=found.passages)
             return await _finish_with(surface, live, offline, "", "kb_only")
         if silent:  # the same honest reply as when the model finds the passages do not answer
             return await _finish_with(surface, live, honest_reply(found.passages), "",

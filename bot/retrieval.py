@@ -35,10 +35,16 @@ def terms(text: str) -> list[str]:
     return found
 
 
+FOLLOW_UP_WORDS = 3  # a question with more search words than this stands on its own
+
+
 def folded(question: str, earlier: Sequence[str], max_terms: int = MAX_TERMS) -> list[str]:
-    """The question's words, then words of the thread's earlier questions (newest first)
-    while there is room: a short follow-up searches for what the thread is about."""
+    """The question's words, then, for a short follow-up ("and as PDF?"), words of the
+    thread's earlier questions (newest first) while there is room: it searches for what the
+    thread is about. A question that names its own subject is searched as it is."""
     words = terms(question)[:max_terms]
+    if len(words) > FOLLOW_UP_WORDS:
+        return words
     for previous in reversed(earlier[-2:]):
         for word in terms(previous):
             if len(words) >= max_terms:

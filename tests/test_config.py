@@ -36,6 +36,10 @@ def test_defaults_follow_the_contract() -> None:
         ("PORT", "70000", "PORT must be a port number"),
         ("DISCORD_MESSAGE_CONTENT", "maybe", "DISCORD_MESSAGE_CONTENT must be true or false"),
         ("SUPPORTBOT_KB", "/no/such/folder", "SUPPORTBOT_KB must be a folder of docs"),
+        ("SUPPORTBOT_KB", "ftp://docs.acme.test", "neither a folder nor an http(s) URL"),
+        ("SUPPORTBOT_KB_REFRESH_MINUTES", "abc", "SUPPORTBOT_KB_REFRESH_MINUTES must be 0"),
+        ("SUPPORTBOT_KB_REFRESH_MINUTES", "0.001", "minutes from 1 to 10080"),
+        ("SUPPORTBOT_KB_REFRESH_MINUTES", "nan", "SUPPORTBOT_KB_REFRESH_MINUTES must be 0"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str, expected: str) -> None:

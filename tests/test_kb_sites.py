@@ -46,6 +46,15 @@ async def test_a_refresh_asks_only_for_what_changed(store: Store, site: DocsSite
     site.pad["/docs/changelog.html"] = 10  # the page changes
     report = (await kb.refresh())[site.url + "/sitemap.xml"]
     assert not isinstance(report, str) and report.updated == 1 and report.unchanged == 4
+    # A page whose canonical link names the home page changes while the home page answers
+    # 304: it stays itself (it once replaced the home page and was then dropped).
+    site.pad["/docs/troubleshooting.html"] = 10
+    report = (await kb.refresh())[site.url + "/sitemap.xml"]
+    assert not isinstance(report, str) and (report.updated, report.removed) == (1, 0)
+    paths = {doc.path for doc in await kb.documents()}
+    assert {site.url + "/docs/troubleshooting.html", site.url + "/docs/"} <= paths
+    rows = await kb.sources()
+    assert rows[0].refreshed_at > 0 and rows[0].documents == 5  # and it says when
 
 
 async def test_a_site_that_cannot_be_reached_is_named_and_keeps_its_pages(
@@ -67,3 +76,13 @@ async def test_a_site_that_cannot_be_reached_is_named_and_keeps_its_pages(
         await kb.add_site("http://127.0.0.1:1/docs/")
     assert await kb.remove(site.url + "/sitemap.xml") == 5
     assert [row.kind for row in await kb.sources()] == ["folder"]  # a failed add is not kept
+
+
+async def test_one_site_spelled_three_ways_is_one_source(store: Store, site: DocsSite) -> None:
+    kb = Knowledge(store.sqlite)
+    for spelling in ("/docs", "/docs/", "/docs/index.html"):
+        await kb.add_site(site.url + spelling)
+    assert [row.id for row in await kb.sources()] == [site.url + "/docs/"]
+    hits = await kb.search("the dashboard stays blank")
+    assert len({(h.source, h.heading) for h in hits}) == len(hits)  # no section twice
+    assert await kb.remove(site.url + "/docs/index.html") == 6

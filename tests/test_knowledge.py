@@ -192,3 +192,23 @@ async def test_indexing_reports_progress_file_by_file(store: Store, tmp_path: Pa
     await Knowledge(store.sqlite).index_folder(docs, lambda done, total: calls.append(
         (done, total)))
     assert calls == [(1, 3), (2, 3), (3, 3)]
+
+
+async def test_binary_files_are_skipped_and_old_encodings_read(
+    store: Store, tmp_path: Path
+) -> None:
+    docs = write(tmp_path / "docs", {"sso.md": SSO})
+    (docs / "program.md").write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x00" + bytes(range(256)))
+    (docs / "cafe.md").write_bytes("# Café\n\nLe café est ouvert à midi.\n".encode("cp1252"))
+    report = await Knowledge(store.sqlite).index_folder(docs)
+    assert report.skipped == ("program.md",) and report.added == 2
+    kb = Knowledge(store.sqlite)
+    assert (await kb.rank("café ouvert midi")).passages[0].text == "Le café est ouvert à midi."
+    assert all(doc.path != "program.md" for doc in await kb.documents())
+
+
+def test_a_question_that_names_its_own_subject_is_not_folded() -> None:
+    earlier = ["How do I rotate my API key?"]
+    assert folded("what is the refund policy for annual plans?", earlier) == [
+        "refund", "policy", "annual", "plans"]
+    assert folded("and via the CLI?", earlier) == ["via", "cli", "rotate", "api", "key"]

@@ -30,7 +30,7 @@ def test_the_lines_that_match_come_first_and_nothing_else() -> None:
     assert matching_lines("One.\nTwo.\nThree.\nFour.", ["absent"]) == ["One.", "Two.", "Three."]
     passage = Passage("keys.md", "API keys › Rotating a key", "Press Rotate.",
                       url="https://docs.acme.test/keys#rotate")
-    reply = kb_only_answer([passage], ["rotate"])
+    reply = kb_only_answer([passage], ["rotate", "key"])
     assert DOCS_LABEL in reply
     assert "**API keys › Rotating a key** — https://docs.acme.test/keys#rotate" in reply
     assert "> Press Rotate." in reply
@@ -58,8 +58,22 @@ async def test_without_a_key_a_question_the_docs_do_not_answer_gets_no_sections(
     surface = RecordingSurface()
     await answer(r, ask("Which Kubernetes ingress annotations tune gRPC keepalive?", "E1"),
                  surface)
-    assert "found nothing in the docs" in surface.final.text
+    assert "couldn't find this in the docs" in surface.final.text
     assert DOCS_LABEL not in surface.final.text
+    assert "A person from the team will need to help." in surface.final.text
+
+
+async def test_without_a_key_greetings_and_an_empty_index_get_their_own_replies(
+    store: Store, tmp_path: Path
+) -> None:
+    r = responder(store, None)
+    empty = RecordingSurface()
+    await answer(r, ask("how do I rotate a key?", "E1"), empty)
+    assert "no docs are indexed yet" in empty.final.text  # not "found nothing"
+    await r.knowledge.index_folder(docs(tmp_path))
+    hello = RecordingSurface()
+    await answer(r, ask("thanks!", "E2"), hello)
+    assert hello.final.text.startswith("Hi!") and "ask me a question" in hello.final.text
 
 
 async def test_when_the_model_is_unreachable_the_docs_still_help(

@@ -43,6 +43,12 @@ async def test_a_folder_and_a_site_side_by_side(tmp_path: Path, site: DocsSite) 
     code, out, _ = await run(tmp_path, env, "kb", "list")
     assert code == 0 and "2 sources" in out
     assert f"{sitemap}\tsite\t5 documents" in out and "\tfolder\t4 documents" in out
+    code, out, _ = await run(tmp_path, env, "kb", "list", "--documents")
+    lines = out.splitlines()
+    folder_line = next(i for i, line in enumerate(lines) if "\tfolder\t" in line)
+    assert lines[folder_line + 1].startswith("  guide/exports.md\t")  # under its source
+    code, _, err = await run(tmp_path, env, "kb", "add", "ftp://docs.acme.test/")
+    assert code == 2 and "not an http(s) URL" in err
     code, out, _ = await run(tmp_path, env, "kb", "search", "--json",
                              "shortest refresh interval of a widget")
     found = json.loads(out)

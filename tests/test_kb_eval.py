@@ -1,0 +1,56 @@
+"""`kb eval`'s question files: every line either a usable question or a clear error naming
+the line, and the figures computed from what search returned."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.conversation import Passage
+from bot.kb_eval import EvalError, EvalQuestion, figures, load_questions, unknown_paths
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("[1, 2, 3]", "expected a JSON object, got list"),
+    ('{"question": 42, "expected": ["a.md"]}', "'question' must be a non-empty string"),
+    ('{"question": "", "expected": ["a.md"]}', "'question' must be a non-empty string"),
+    ('{"expected": ["a.md"]}', "'question' must be a non-empty string"),
+    ('{"question": "q", "expected": "a.md"}', "'expected' must be a list of doc paths"),
+    ('{"question": "q", "expected": ["a.md"], "answerable": "maybe"}', "true or false"),
+    ('{"question": "q", "expected": ["a.md"], "section": 5}', "'section' must be a heading"),
+    ('{"question": "q"}', "an answerable question needs 'expected' paths"),
+    ("not json", "not a JSON object"),
+])
+def test_a_bad_line_is_named_with_what_is_wrong(tmp_path: Path, line: str, message: str) -> None:
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"question": "fine", "expected": ["a.md"]}\n' + line + "\n")
+    with pytest.raises(EvalError, match=f"q.jsonl:2: .*{message}"):
+        load_questions(path)
+
+
+def test_unreadable_and_missing_files_are_named(tmp_path: Path) -> None:
+    binary = tmp_path / "bin.jsonl"
+    binary.write_bytes(b"\xe1\xff\x00\x81")
+    with pytest.raises(EvalError, match="bin.jsonl: cannot read it as UTF-8"):
+        load_questions(binary)
+    with pytest.raises(EvalError, match="nothere.jsonl: no such file"):
+        load_questions(tmp_path / "nothere.jsonl")
+
+
+def test_paths_that_name_no_document_are_reported(tmp_path: Path) -> None:
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"question": "q", "expected": ["./guide/a.md", "docs/b.md"]}\n')
+    [question] = load_questions(path)
+    assert question.expected == ("guide/a.md", "docs/b.md")  # "./" is the same file
+    assert unknown_paths([question], {"guide/a.md", "b.md"}) == ["docs/b.md"]
+
+
+def test_figures_count_hits_by_rank_and_section() -> None:
+    q = EvalQuestion("q", ("a.md",), "Install", True)
+    found = [Passage("b.md", "B", "x"), Passage("a.md", "A › Usage", "y"),
+             Passage("a.md", "A › Install", "z")]
+    result = figures([found], [q], [0.001])
+    assert (result.hit[1], result.hit[3], result.section_hit[1], result.section_hit[3]) == (
+        0.0, 1.0, 0.0, 1.0)
+    assert result.mrr == 0.5
