@@ -5,6 +5,7 @@ A missing or malformed value fails at start with the variable's name and what to
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ class Settings:
     db_path: Path
     kb_sources: tuple[str, ...]  # folders (absolute paths) and docs-site URLs
     kb_refresh_minutes: float  # `run` refreshes the sources this often (0: only at start)
+    kb_semantic: bool  # fuse the optional semantic signal into search (needs the extra)
     prompts_dir: Path | None  # None: the prompts shipped in the package
     reply_timeout: float
     resume_minutes: float
@@ -237,6 +239,7 @@ def _settings_from(r: _Reader) -> Settings:
         db_path=_db_path(r),
         kb_sources=_kb_sources(r),
         kb_refresh_minutes=_kb_refresh(r),
+        kb_semantic=_kb_semantic(r),
         prompts_dir=_prompts_dir(r),
         reply_timeout=r.parsed(
             "SUPPORTBOT_REPLY_TIMEOUT", 60.0, _positive_seconds, "a positive number of seconds"
@@ -293,6 +296,16 @@ def _kb_sources(r: _Reader) -> tuple[str, ...]:
             )
         sources.append(str(path.resolve()))
     return tuple(dict.fromkeys(sources))
+
+
+def _kb_semantic(r: _Reader) -> bool:
+    wanted = r.flag("SUPPORTBOT_KB_SEMANTIC", False)
+    if wanted and importlib.util.find_spec("wordllama") is None:
+        raise ConfigError(
+            "SUPPORTBOT_KB_SEMANTIC=true needs the semantic extra: "
+            "pip install 'supportbot[semantic]'"
+        )
+    return wanted
 
 
 def _kb_refresh(r: _Reader) -> float:

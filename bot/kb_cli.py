@@ -232,7 +232,7 @@ async def _eval(settings: Settings, args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as folder:  # the bot's own index is left alone
         store = await Store.open(Path(folder) / "eval.db")
         try:
-            knowledge = Knowledge(store.sqlite, Embedder.load)
+            knowledge = Knowledge(store.sqlite, Embedder.load if settings.kb_semantic else None)
             await knowledge.index_folder(args.docs, terminal_progress(str(args.docs)))
             return await run(knowledge)
         finally:

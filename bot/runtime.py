@@ -71,7 +71,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     """Open the store (migrating it), index the docs folder, and wire the responder."""
     store = await Store.open(settings.db_path)
     llm = model_client(settings)
-    knowledge = Knowledge(store.sqlite, Embedder.load)  # loaded on first use, if installed
+    # The semantic model loads on the first search, and only when asked for (see README).
+    knowledge = Knowledge(store.sqlite, Embedder.load if settings.kb_semantic else None)
     try:
         policy = ReplyPolicy(
             model=settings.model,
