@@ -48,6 +48,10 @@ async def refresh_site(
         result = await crawl(url, known=validators, progress=progress)
     except CrawlError as error:
         raise SiteError(str(error)) from None
+    if not known and not result.pages and not result.unchanged:
+        why = "; ".join(f"{page}: {reason}" for page, reason in result.failed[:3])
+        raise SiteError(f"{url}: found no pages to index on this site"
+                        + (f" ({why})" if why else ""))
     added = updated = passages = 0
     seen = set(result.unchanged)
     for page in result.pages:

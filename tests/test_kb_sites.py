@@ -86,3 +86,12 @@ async def test_one_site_spelled_three_ways_is_one_source(store: Store, site: Doc
     hits = await kb.search("the dashboard stays blank")
     assert len({(h.source, h.heading) for h in hits}) == len(hits)  # no section twice
     assert await kb.remove(site.url + "/docs/index.html") == 6
+
+
+async def test_a_sitemap_with_no_page_of_the_site_is_refused(
+    store: Store, site: DocsSite
+) -> None:
+    kb = Knowledge(store.sqlite)
+    with pytest.raises(SiteError, match="empty-sitemap.xml: found no pages to index"):
+        await kb.add_site(site.url + "/empty-sitemap.xml")
+    assert await kb.sources() == []  # and not kept as a source of 0 documents
