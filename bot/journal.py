@@ -40,19 +40,28 @@ class JournalingSurface:
         await self._note()
 
     async def update(self, snapshot: Snapshot) -> bool | None:
+        await self._note(ahead=snapshot)
         shown = await self.inner.update(snapshot)
         await self._note()
         return shown
 
     async def finish(self, snapshot: Snapshot) -> None:
+        await self._note(ahead=snapshot)
         try:
             await self.inner.finish(snapshot)
         finally:
             await self._note()
 
-    async def _note(self) -> None:
+    async def _note(self, ahead: Snapshot | None = None) -> None:
+        """Record the pages as shown; with `ahead`, first what the messages that exist are
+        about to show. A stop can land between a write and its note: a journal ahead of the
+        platform then finishes the reply with the text the asker was getting, where one
+        behind would write an older text over what they had already read."""
         assert isinstance(self.inner, Journaled)
         pages = self.inner.pages()
+        if ahead is not None:
+            pages = tuple(PageRef(ref.id, ahead.pages[i]) if i < len(ahead.pages) else ref
+                          for i, ref in enumerate(pages))
         if pages != self._noted:
             self._noted = pages
             await self.journal.note_pages(self.question, pages)

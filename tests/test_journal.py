@@ -1,0 +1,66 @@
+"""The reply journal is never behind what the asker can see: a stop between a platform write
+and its note must not leave an older text to be written over the newer one."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.conversation import Arrival, ConversationKey, Incoming, PageRef, Place, Platform
+from bot.journal import JournalingSurface
+from bot.store import Store
+from bot.surface import Snapshot
+
+KEY = ConversationKey(Platform.SLACK, "T1", "C1", "100.1")
+
+
+class StallingSurface:
+    """One message; its edits reach the platform and then the call never returns, as when
+    the process is killed while the platform's answer is on its way back."""
+
+    limit = 4000
+
+    def __init__(self) -> None:
+        self.shown = ""
+        self.landed = asyncio.Event()
+
+    def interval(self) -> float:
+        return 0.0
+
+    def render(self, markdown: str) -> str:
+        return markdown
+
+    def size(self, text: str) -> int:
+        return len(text)
+
+    async def start(self) -> None:
+        self.shown = "…"
+
+    async def update(self, snapshot: Snapshot) -> bool | None:
+        self.shown = snapshot.pages[0]
+        self.landed.set()
+        await asyncio.Event().wait()  # the stop lands here
+        return True
+
+    async def finish(self, snapshot: Snapshot) -> None:
+        self.shown = snapshot.pages[0]
+
+    def where(self) -> Place:
+        return Place("test", (("channel", "C1"),))
+
+    def pages(self) -> tuple[PageRef, ...]:
+        return (PageRef("m1", "…"),) if self.shown else ()
+
+
+async def test_the_journal_holds_the_text_of_a_write_cut_off_by_a_stop(store: Store) -> None:
+    incoming = Incoming(KEY, "U1", "how do I rotate my key?", "E1", Arrival.MENTION)
+    question = await store.record_question(incoming, 10, Place("test", (("channel", "C1"),)))
+    assert question is not None
+    inner = StallingSurface()
+    surface = JournalingSurface(inner, store.journal, question)
+    await surface.start()
+    writing = asyncio.create_task(surface.update(Snapshot(("Open Settings and",), "x", False)))
+    await asyncio.wait_for(inner.landed.wait(), 5)
+    await asyncio.sleep(0.05)
+    writing.cancel()  # the process stops while the write is out
+    [entry] = await store.journal.unfinished(Platform.SLACK)
+    assert entry.pages == (PageRef("m1", "Open Settings and"),)  # not the older "…"
