@@ -127,7 +127,8 @@ def decode_doc(raw: bytes) -> str | None:
 def parse_markdown(markdown: str, title: str, description: str | None = None) -> ParsedDoc:
     """A page already turned into Markdown (an HTML page of a docs site)."""
     doc_title, blocks = markdown_blocks(markdown, None)
-    title = title or doc_title or "Untitled page"
+    # The page's own heading, not <title>, which sites suffix with their name ("… | Acme").
+    title = doc_title or title or "Untitled page"
     return ParsedDoc(title, None, description, passages(blocks, doc_title or title))
 
 

@@ -289,9 +289,11 @@ async def keep_fresh(
         for source, result in (await knowledge.refresh()).items():
             if isinstance(result, str):
                 log.warning("knowledge source %s was not refreshed: %s", source, result)
-            else:
-                log.info("knowledge source %s: %d new, %d changed, %d removed, %d unchanged",
-                         source, result.added, result.updated, result.removed, result.unchanged)
+            else:  # quiet when nothing changed: the terminal chat shares the screen
+                changed = result.added or result.updated or result.removed
+                log.log(logging.INFO if changed else logging.DEBUG,
+                        "knowledge source %s: %d new, %d changed, %d removed, %d unchanged",
+                        source, result.added, result.updated, result.removed, result.unchanged)
         if every_minutes <= 0:
             return
         with contextlib.suppress(TimeoutError):

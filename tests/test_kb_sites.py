@@ -95,3 +95,12 @@ async def test_a_sitemap_with_no_page_of_the_site_is_refused(
     with pytest.raises(SiteError, match="empty-sitemap.xml: found no pages to index"):
         await kb.add_site(site.url + "/empty-sitemap.xml")
     assert await kb.sources() == []  # and not kept as a source of 0 documents
+
+
+async def test_a_page_is_titled_by_its_heading_not_the_site_s_title_bar(
+    store: Store, site: DocsSite
+) -> None:
+    kb = Knowledge(store.sqlite)
+    await kb.add_site(site.url + "/sitemap.xml")
+    titles = {doc.path.rsplit("/", 1)[-1]: doc.title for doc in await kb.documents()}
+    assert titles["configuration.html"] == "Configuration"  # <title> says "… — Acme Widgets"
