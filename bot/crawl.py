@@ -340,6 +340,11 @@ class _Crawl:
                            unchanged, sorted(set(self.failed)), sorted(set(self.skipped)))
 
 
+def is_site(source: str) -> bool:
+    """A docs source that is a website (an http(s) URL) rather than a folder."""
+    return source.startswith(("http://", "https://"))
+
+
 def site_source(url: str) -> str:
     """One spelling per docs site, so the same site is not added twice: scheme and host in
     lower case, no fragment, a start page's index.html dropped and its folder ending in /

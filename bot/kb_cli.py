@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Settings
+from bot.crawl import is_site
 from bot.embedding import Embedder
 from bot.kb_sites import SiteError
 from bot.kb_store import IndexReport
@@ -83,10 +84,6 @@ def _describe(report: IndexReport) -> str:
     return text
 
 
-def _is_url(text: str) -> bool:
-    return text.startswith(("http://", "https://"))
-
-
 async def _with_runtime(settings: Settings, job: Callable[[Runtime], Awaitable[int]]) -> int:
     async with open_runtime(settings) as runtime:
         return await job(runtime)
@@ -99,11 +96,11 @@ async def _add(settings: Settings, args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     for source in sources:
-        if "://" in source and not _is_url(source):
+        if "://" in source and not is_site(source):
             print(f"supportbot: {source} is not an http(s) URL; give a folder of docs or an "
                   "http(s) URL", file=sys.stderr)
             return 2
-        if not _is_url(source) and not Path(source).is_dir():
+        if not is_site(source) and not Path(source).is_dir():
             what = "is not a folder" if Path(source).exists() else "does not exist"
             print(f"supportbot: {source} {what}; give a folder of docs or an http(s) URL",
                   file=sys.stderr)
@@ -114,7 +111,7 @@ async def _add(settings: Settings, args: argparse.Namespace) -> int:
         for source in sources:
             progress = terminal_progress(source)
             try:
-                if _is_url(source):
+                if is_site(source):
                     report = await runtime.knowledge.add_site(source, progress)
                 else:
                     report = await runtime.knowledge.index_folder(Path(source), progress)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from bot.conversation import Passage
-from bot.crawl import site_source
+from bot.crawl import is_site, site_source
 from bot.database import SQLiteThread
 from bot.docs_parse import ParsedDoc, decode_doc, is_doc_name, parse_document
 from bot.embedding import Embedder, VectorIndex, to_blob
@@ -51,30 +51,29 @@ class Search:
     passages: list[Passage]
     confidence: float  # the best BM25 passage's share of the question's weight
     confident: bool
+    indexed: bool = True  # False: the knowledge base holds no docs at all
 
 
 class Knowledge:
     """Sources in, passages out; every SQL statement is in kb_store.py."""
 
     def __init__(
-        self, sqlite: SQLiteThread, embedder: Embedder | Callable[[], Embedder | None] | None = None
+        self, sqlite: SQLiteThread, load_embedder: Callable[[], Embedder | None] | None = None
     ) -> None:
-        """`embedder`: the semantic model, or a function that loads it (on first use, so
-        commands that never search start at once)."""
+        """`load_embedder` loads the semantic model; it is called on first use, so commands
+        that never search start at once (None: BM25 alone)."""
         self.sqlite = sqlite
-        self._embedder = embedder
-        self._loaded = not callable(embedder) or isinstance(embedder, Embedder)
+        self._load_embedder = load_embedder
+        self._embedder: Embedder | None = None
         self._vectors: VectorIndex | None = None  # loaded on first search, dropped on change
         self._loading = asyncio.Lock()
 
     async def embedder(self) -> Embedder | None:
         async with self._loading:  # two first searches at once load it once
-            if not self._loaded:
-                loader = self._embedder
-                assert callable(loader) and not isinstance(loader, Embedder)
-                self._embedder = await asyncio.to_thread(loader)
-                self._loaded = True
-        return self._embedder if isinstance(self._embedder, Embedder) else None
+            load, self._load_embedder = self._load_embedder, None
+            if load is not None:
+                self._embedder = await asyncio.to_thread(load)
+        return self._embedder
 
     def _tables(self) -> KbTables:
         return KbTables(self.sqlite.db)
@@ -92,15 +91,15 @@ class Knowledge:
 
     async def register(self, source: str) -> bool:
         """Note a source (folder path or site URL) without reading it; False if known."""
-        if source.startswith(("http://", "https://")):
-            site = site_source(source)
+        if is_site(source):
+            site = site_source(source)  # /docs, /docs/ and /docs/index.html are one source
             return await self._db(lambda t: t.add_source(site, "site"))
         return await self._db(lambda t: t.add_source(source, "folder"))
 
     async def add_site(self, url: str, progress: Progress | None = None) -> IndexReport:
         """Add a docs website (its sitemap.xml or a start page) and crawl it."""
-        url = site_source(url)  # /docs, /docs/ and /docs/index.html are one source
-        new = await self._db(lambda t: t.add_source(url, "site"))
+        url = site_source(url)
+        new = await self.register(url)
         try:
             return await refresh_site(self, url, progress)
         except SiteError:
@@ -131,7 +130,7 @@ class Knowledge:
     async def remove(self, source: str) -> int | None:
         """Remove a source (as `kb list` names it, or a folder path); None when unknown."""
         rows = {row.id: row for row in await self.sources()}
-        if source.startswith(("http://", "https://")):
+        if is_site(source):
             key = site_source(source)
         else:
             key = source if source in rows else str(Path(source).resolve())
@@ -254,9 +253,10 @@ class Knowledge:
         best = diversified(ranked, limit, PER_DOCUMENT)
         # The score shown is the BM25 relevance (0 for a passage found by meaning alone): it
         # says how well the words matched, where the fused rank only says in which order.
-        passages = [_passage(by_id[r.id], by_id[r.id].score) for r in best]
+        passages = [_passage(by_id[r.id]) for r in best]
         if not lexical and not await self._db(lambda t: t.frequencies(())[0]):
-            return Search([], 1.0, True)  # no docs at all: nothing to hold the question to
+            # No docs at all: nothing to hold the question to.
+            return Search([], 1.0, True, indexed=False)
         confidence = await self._coverage(words, lexical[0] if lexical else None)
         return Search(passages, confidence, confidence >= MIN_COVERAGE)
 
@@ -300,12 +300,12 @@ async def keep_fresh(
             await asyncio.wait_for(stop.wait(), every_minutes * 60)
 
 
-def _passage(hit: Hit, score: float) -> Passage:
+def _passage(hit: Hit) -> Passage:
     url = hit.url
     if url and hit.anchor and "#" not in url:
         url = f"{url}#{hit.anchor}"
     return Passage(source=hit.path, heading=hit.heading, text=hit.text, url=url,
-                   score=round(score, 6))
+                   score=round(hit.score, 6))
 
 
 def doc_files(folder: Path) -> list[Path]:

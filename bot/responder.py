@@ -237,18 +237,19 @@ class Responder:
         earlier = await self.store.earlier_questions(incoming.key, question)
         found = await self.knowledge.rank(text, self.policy.passages, earlier)
         passages = found.passages if found.confident else []
-        silent = not found.confident and len(terms(text)) >= MIN_WORDS  # the docs hold too little
+        words = terms(text)
+        silent = not found.confident and len(words) >= MIN_WORDS  # the docs hold too little
         if silent:
             await self.store.record_gap(incoming.key, text, "gate", found.confidence,
                                         found.passages)
         if self.llm is None:
-            offline = kb_only_answer(passages, terms(text), indexed=bool(found.passages) or
-                                     not found.confident, closest=found.passages)
+            offline = kb_only_answer(passages, words, indexed=found.indexed,
+                                     closest=found.passages)
             return await _finish_with(surface, live, offline, "", "kb_only")
         if silent:  # the same honest reply as when the model finds the passages do not answer
             return await _finish_with(surface, live, honest_reply(found.passages), "",
                                       "not_in_docs")
-        grounding = Grounding(passages, terms(text), incoming.key.platform)
+        grounding = Grounding(passages, words, incoming.key.platform)
         budget = self._budget(incoming, passages)
         for attempt in range(2):  # one retry with a tighter window on "prompt is too long"
             turns = await self.store.history(incoming.key, question, budget)
