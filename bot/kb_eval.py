@@ -131,12 +131,12 @@ def figures(ranked: Sequence[Sequence[Passage]], questions: Sequence[EvalQuestio
     pairs = [(p, q) for p, q in zip(ranked, questions, strict=True) if q.answerable]
     with_section = [(p, q) for p, q in pairs if q.section]
     out = Figures()
+    doc_ranks = [rank_of(p, q, False) for p, q in pairs]  # once per question, for every k
+    section_ranks = [rank_of(p, q, True) for p, q in with_section]
     for k in KS:
-        out.hit[k] = _share(pairs, lambda p, q, k=k: (rank_of(p, q, False) or 99) <= k)
-        out.section_hit[k] = _share(with_section,
-                                    lambda p, q, k=k: (rank_of(p, q, True) or 99) <= k)
-    out.mrr = statistics.fmean(1 / (rank_of(p, q, False) or float("inf")) for p, q in pairs) \
-        if pairs else 0.0
+        out.hit[k] = _share(doc_ranks, k)
+        out.section_hit[k] = _share(section_ranks, k)
+    out.mrr = statistics.fmean(1 / r if r else 0.0 for r in doc_ranks) if doc_ranks else 0.0
     ordered = sorted(latencies)
     out.latency_p50_ms = round(statistics.median(ordered) * 1000, 2) if ordered else 0.0
     out.latency_p95_ms = round(ordered[int(0.95 * (len(ordered) - 1))] * 1000, 2) \
@@ -144,11 +144,11 @@ def figures(ranked: Sequence[Sequence[Passage]], questions: Sequence[EvalQuestio
     return out
 
 
-def _share(pairs: Sequence[tuple[Sequence[Passage], EvalQuestion]], test: object) -> float:
-    if not pairs:
+def _share(ranks: Sequence[int | None], k: int) -> float:
+    """The share of questions found within the first `k` results."""
+    if not ranks:
         return 0.0
-    assert callable(test)
-    return round(sum(1 for p, q in pairs if test(p, q)) / len(pairs), 3)
+    return round(sum(1 for rank in ranks if rank is not None and rank <= k) / len(ranks), 3)
 
 
 async def evaluate(knowledge: Knowledge, questions: Sequence[EvalQuestion]) -> Report:

@@ -125,8 +125,8 @@ class KbTables:
     def replace_document(
         self, source: str, path: str, title: str, url: str, known: Known,
         sections: Sequence[Section],
-    ) -> list[int]:
-        """Write one document's passages in place of its old ones; their new ids."""
+    ) -> None:
+        """Write one document's passages in place of its old ones."""
         db = self.db
         with db.atomic():
             self._delete_passages(source, [path])
@@ -142,15 +142,11 @@ class KbTables:
             doc_id = db.execute(
                 "SELECT id FROM kb_documents WHERE source = ? AND path = ?", [source, path]
             ).fetchone()[0]
-            ids: list[int] = []
-            for section in sections:
-                cursor = db.execute(
-                    "INSERT INTO kb_passages (document_id, heading, anchor, text)"
-                    " VALUES (?, ?, ?, ?)",
-                    [doc_id, section.heading, section.anchor, section.text],
-                )
-                ids.append(int(cursor.lastrowid or 0))
-        return ids
+            db.conn.executemany(
+                "INSERT INTO kb_passages (document_id, heading, anchor, text)"
+                " VALUES (?, ?, ?, ?)",
+                [(doc_id, section.heading, section.anchor, section.text) for section in sections],
+            )
 
     def remove_documents(self, source: str, paths: Sequence[str]) -> None:
         with self.db.atomic():
