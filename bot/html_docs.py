@@ -241,10 +241,11 @@ def _permalink(node: _Node) -> bool:
 
 
 def _permalink_target(heading: _Node) -> str:
+    """The anchor a heading's permalink points to ("" when it has none on this page)."""
     for child in heading.children:
         if isinstance(child, _Node) and _permalink(child):
-            return child.attrs.get("href", "").removeprefix("#") if child.attrs.get(
-                "href", "").startswith("#") else ""
+            href = child.attrs.get("href", "")
+            return href[1:] if href.startswith("#") else ""
     return ""
 
 
