@@ -15,10 +15,11 @@ from typing import Any
 from bot.config import Settings
 from bot.crawl import is_site
 from bot.embedding import Embedder
+from bot.errors import LLMError
 from bot.kb_sites import SiteError
 from bot.kb_store import IndexReport
 from bot.knowledge import Knowledge, Progress
-from bot.runtime import Runtime, open_runtime
+from bot.runtime import Runtime, model_client, open_runtime
 from bot.store import Store
 
 Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
@@ -52,6 +53,10 @@ def add_parser(kb: argparse.ArgumentParser, usage: Command) -> None:
     evaluate.add_argument("--docs", type=Path,
                           help="evaluate on this folder in a throwaway index instead")
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")
+    evaluate.add_argument(
+        "--answers", action="store_true",
+        help="also put each question the gate lets through to the model, as the bot would, "
+             "and count its 'not in the docs' answers (needs ANTHROPIC_API_KEY; uses tokens)")
     evaluate.set_defaults(func=_eval)
     gaps = commands.add_parser(
         "gaps", help="questions the docs did not answer (pages to write), newest first")
@@ -202,8 +207,10 @@ async def _eval(settings: Settings, args: argparse.Namespace) -> int:
         as_text,
         evaluate,
         load_questions,
+        model_reader,
         unknown_paths,
     )
+    from bot.prompts import PromptBook
 
     try:
         questions = load_questions(args.questions)
@@ -213,6 +220,11 @@ async def _eval(settings: Settings, args: argparse.Namespace) -> int:
     if args.docs is not None and not args.docs.is_dir():
         print(f"supportbot: --docs {args.docs} is not a folder", file=sys.stderr)
         return 2
+    llm = model_client(settings) if args.answers else None
+    if args.answers and llm is None:
+        print("supportbot: kb eval --answers asks the model: set ANTHROPIC_API_KEY",
+              file=sys.stderr)
+        return 2
 
     async def run(knowledge: Knowledge) -> int:
         documents = {doc.path for doc in await knowledge.documents()}
@@ -220,20 +232,32 @@ async def _eval(settings: Settings, args: argparse.Namespace) -> int:
             print(f"supportbot: warning: expected path {path!r} is not an indexed document "
                   "(paths are relative to the docs folder, as `kb list --documents` shows "
                   "them)", file=sys.stderr)
-        report = await evaluate(knowledge, questions)
+        reader = None if llm is None else model_reader(
+            llm, PromptBook.load(settings.prompts_dir), settings.max_tokens)
+        try:
+            report = await evaluate(knowledge, questions, reader)
+        except LLMError as error:
+            print(f"supportbot: kb eval --answers: the model could not answer: {error}",
+                  file=sys.stderr)
+            return 1
         print(as_json(report) if args.json else as_text(report))
         return 0
 
-    if args.docs is None:
-        return await _with_runtime(settings, lambda runtime: run(runtime.knowledge))
-    with tempfile.TemporaryDirectory() as folder:  # the bot's own index is left alone
-        store = await Store.open(Path(folder) / "eval.db")
-        try:
-            knowledge = Knowledge(store.sqlite, Embedder.load if settings.kb_semantic else None)
-            await knowledge.index_folder(args.docs, terminal_progress(str(args.docs)))
-            return await run(knowledge)
-        finally:
-            await store.close()
+    try:
+        if args.docs is None:
+            return await _with_runtime(settings, lambda runtime: run(runtime.knowledge))
+        with tempfile.TemporaryDirectory() as folder:  # the bot's own index is left alone
+            store = await Store.open(Path(folder) / "eval.db")
+            try:
+                knowledge = Knowledge(store.sqlite,
+                                      Embedder.load if settings.kb_semantic else None)
+                await knowledge.index_folder(args.docs, terminal_progress(str(args.docs)))
+                return await run(knowledge)
+            finally:
+                await store.close()
+    finally:
+        if llm is not None:
+            await llm.aclose()
 
 
 async def _gaps(settings: Settings, args: argparse.Namespace) -> int:

@@ -11,22 +11,33 @@ with supportbot's own sections.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sqlite3
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bot.conversation import Passage
+from bot.conversation import Passage, Platform, Turn
 from bot.docs_parse import PATH_SEPARATOR
+from bot.dont_know import MarkerWatch, Verdict
 from bot.knowledge import Knowledge, doc_files
+from bot.llm import AnthropicClient
+from bot.prompts import PromptBook, build_prompt
+from bot.responder import ReplyPolicy
 from bot.retrieval import fts_query, terms
 
 KS = (1, 3, 5)
 DEPTH = 10  # results looked at for MRR
+READERS = 4  # questions asked of the model at once by --answers
+PROMPT_PASSAGES = ReplyPolicy.passages  # as many as the bot sends with a question
+
+# Asks the model one question with these passages, as the bot would; True when it says the
+# passages do not answer (its "not in the docs" marker).
+Reader = Callable[[str, Sequence[Passage]], Awaitable[bool]]
 
 
 class EvalError(ValueError):
@@ -62,6 +73,17 @@ class Report:
     gate_recall: float  # of the questions the docs cannot answer, the share it declined
     declined_answerable: float  # share of answerable questions it wrongly declined
     misses: list[str] = field(default_factory=list)  # answerable questions with no hit@5
+    model: DontKnow | None = None  # with --answers: the gate and the model's marker together
+
+
+@dataclass
+class DontKnow:
+    """The whole "I don't know" path: the gate, then the model on what passed it."""
+
+    asked: int  # questions that passed the gate and went to the model
+    model_declined: int  # of those, how many the model marked as not in the docs
+    recall: float  # unanswerable questions declined by the gate or the model
+    declined_answerable: float  # answerable ones declined by either
 
 
 def load_questions(path: Path) -> list[EvalQuestion]:
@@ -151,8 +173,10 @@ def _share(ranks: Sequence[int | None], k: int) -> float:
     return round(sum(1 for rank in ranks if rank is not None and rank <= k) / len(ranks), 3)
 
 
-async def evaluate(knowledge: Knowledge, questions: Sequence[EvalQuestion]) -> Report:
-    """Both systems over the question set, in this process, one after the other."""
+async def evaluate(knowledge: Knowledge, questions: Sequence[EvalQuestion],
+                   reader: Reader | None = None) -> Report:
+    """Both systems over the question set, in this process, one after the other; with a
+    reader, the questions the gate lets through are then put to the model."""
     ours: list[list[Passage]] = []
     confident: list[bool] = []
     timings: list[float] = []
@@ -172,21 +196,73 @@ async def evaluate(knowledge: Knowledge, questions: Sequence[EvalQuestion]) -> R
     baseline.close()
     unanswerable = [not q.answerable for q in questions]
     declined = [not c for c in confident]
-    true_declines = sum(1 for d, u in zip(declined, unanswerable, strict=True) if d and u)
-    answerable = len(questions) - sum(unanswerable)
+    model = None
+    if reader is not None:
+        model = await _dont_know(reader, questions, ours, declined)
     return Report(
         questions=len(questions),
-        answerable=answerable,
+        answerable=len(questions) - sum(unanswerable),
         ours=figures(ours, questions, timings),
         baseline=figures(plain, questions, plain_timings),
-        gate_precision=round(true_declines / sum(declined), 3) if any(declined) else 0.0,
-        gate_recall=round(true_declines / sum(unanswerable), 3) if any(unanswerable) else 0.0,
-        declined_answerable=round(
-            sum(1 for d, u in zip(declined, unanswerable, strict=True) if d and not u)
-            / answerable, 3) if answerable else 0.0,
+        gate_precision=_share_of(unanswerable, declined),
+        gate_recall=_share_of(declined, unanswerable),
+        declined_answerable=_share_of(declined, [not u for u in unanswerable]),
         misses=[q.question for p, q in zip(ours, questions, strict=True)
                 if q.answerable and (rank_of(p, q, False) or 99) > 5],
+        model=model,
     )
+
+
+async def _dont_know(reader: Reader, questions: Sequence[EvalQuestion],
+                     passages: Sequence[Sequence[Passage]], gated: Sequence[bool]) -> DontKnow:
+    """Each question the gate let through, asked of the model with the passages the bot
+    would send (a few at a time), and the declines of both counted together."""
+    limit = asyncio.Semaphore(READERS)
+
+    async def read(index: int) -> bool:
+        if gated[index]:
+            return True
+        async with limit:
+            return await reader(questions[index].question, passages[index][:PROMPT_PASSAGES])
+
+    declined = await asyncio.gather(*(read(i) for i in range(len(questions))))
+    unanswerable = [not q.answerable for q in questions]
+    return DontKnow(
+        asked=sum(1 for g in gated if not g),
+        model_declined=sum(1 for d, g in zip(declined, gated, strict=True) if d and not g),
+        recall=_share_of(declined, unanswerable),
+        declined_answerable=_share_of(declined, [not u for u in unanswerable]),
+    )
+
+
+def model_reader(llm: AnthropicClient, book: PromptBook, max_tokens: int) -> Reader:
+    """Asks as the bot does (its system prompt, the numbered passages, the question) and
+    stops reading as soon as the start of the answer shows whether it is the marker."""
+
+    async def read(question: str, passages: Sequence[Passage]) -> bool:
+        prompt = build_prompt(book, Platform.CONSOLE, passages,
+                              [Turn("user", question, 0)], max_tokens)
+        watch = MarkerWatch()
+        stream = llm.stream(prompt)
+        try:
+            async for item in stream:
+                if isinstance(item, str):
+                    watch.feed(item)
+                    if watch.verdict is not Verdict.UNDECIDED:
+                        break
+        finally:
+            await stream.aclose()
+        watch.flush()
+        return watch.declined
+
+    return read
+
+
+def _share_of(flags: Sequence[bool], among: Sequence[bool]) -> float:
+    """Of the items marked in `among`, the share also marked in `flags` (0 when none)."""
+    total = sum(among)
+    hits = sum(1 for f, a in zip(flags, among, strict=True) if f and a)
+    return round(hits / total, 3) if total else 0.0
 
 
 class Baseline:
@@ -268,6 +344,11 @@ def as_text(report: Report) -> str:
     lines += ["", f"don't-know gate on the {report.questions - report.answerable} unanswerable:"
               f" precision {report.gate_precision:.2f}, recall {report.gate_recall:.2f};"
               f" answerable ones declined: {report.declined_answerable:.2f}"]
+    if report.model is not None:
+        model = report.model
+        lines += [f"with the model ({model.asked} asked, {model.model_declined} marked not in"
+                  f" the docs): recall {model.recall:.2f};"
+                  f" answerable ones declined: {model.declined_answerable:.2f}"]
     if report.misses:
         lines += ["", "answerable, not in the top 5:", *(f"  - {q}" for q in report.misses)]
     return "\n".join(lines)

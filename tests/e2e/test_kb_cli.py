@@ -14,7 +14,7 @@ from bot.conversation import ConversationKey, Passage, Platform
 from bot.store import Store
 from tests.e2e.processes import BotProcess, bot_env
 from tests.e2e.test_bad_input import run
-from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.anthropic import Fail, FakeAnthropic, Reply
 from tests.fakes.docs_site import DocsSite
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -83,6 +83,43 @@ async def test_kb_eval_prints_both_systems_and_the_gate(tmp_path: Path) -> None:
     bad.write_text('{"question": "x"}\nnot json\n')
     code, _, err = await run(tmp_path, bot_env(tmp_path), "kb", "eval", str(bad))
     assert code == 2 and "bad.jsonl:1" in err and "Traceback" not in err
+
+
+async def test_kb_eval_answers_counts_the_gate_and_the_models_marker_together(
+    tmp_path: Path
+) -> None:
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("\n".join(json.dumps(q) for q in [
+        {"question": "How can I get my dashboard as a PDF file?",
+         "expected": ["guide/exports.md"]},
+        {"question": "What is the fastest a widget can refresh?",
+         "expected": ["guide/widgets.rst"]},
+        # On the docs' topic, so it passes the gate; only the model can tell it is not there.
+        {"question": "Can a scheduled export of my dashboard go to a Slack channel?",
+         "expected": [], "answerable": False},
+        {"question": "What is the price of the enterprise plan per seat?",
+         "expected": [], "answerable": False},
+    ]) + "\n")
+    args = ("kb", "eval", str(questions), "--docs", str(DATA / "docs"), "--json", "--answers")
+    code, _, err = await run(tmp_path, bot_env(tmp_path), *args)
+    assert code == 2 and "ANTHROPIC_API_KEY" in err  # never a silent run without the model
+    async with FakeAnthropic(delta_interval=0.0, default_words=40) as model:
+        model.script(Reply(text="[[NOT_IN_DOCS]] Slack is not mentioned.", when="Slack"))
+        env = bot_env(tmp_path, ANTHROPIC_API_KEY="test-key", ANTHROPIC_BASE_URL=model.base_url)
+        code, out, err = await run(tmp_path, env, *args)
+        assert code == 0, err
+        report = json.loads(out)
+        asked = {request.question() for request in model.requests}
+    assert report["gate_recall"] == 0.5  # the gate alone catches the off-topic one
+    assert report["model"] == {"asked": 3, "model_declined": 1, "recall": 1.0,
+                               "declined_answerable": 0.0}
+    assert "price" not in " ".join(asked)  # a gated question costs no model call
+    assert any("Slack" in q for q in asked) and len(asked) == 3
+    async with FakeAnthropic(delta_interval=0.0) as model:
+        model.script(Fail(401, "authentication_error", "invalid x-api-key"))
+        env = bot_env(tmp_path, ANTHROPIC_API_KEY="test-key", ANTHROPIC_BASE_URL=model.base_url)
+        code, out, err = await run(tmp_path, env, *args)
+    assert code == 1 and "could not answer" in err and "Traceback" not in err
 
 
 async def test_run_indexes_in_the_background_and_other_commands_never_crawl(
