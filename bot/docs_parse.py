@@ -31,6 +31,7 @@ _MKDOCS_DIRECTIVE = re.compile(r"^\s*:::\s+[\w.]+\s*$")
 _ADMONITION = re.compile(r'^(\s*)(?:!!!|\?\?\?\+?)\s*[\w-]+(?:\s+"([^"]*)")?\s*$')
 _RST_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+:._])\1{2,}\s*$")
 _RST_ROLE = re.compile(r":[\w:-]+:`([^`<]*?)\s*(?:<[^`>]*>)?`")
+_RST_LITERAL = re.compile(r"(``.+?``)")
 _RST_DIRECTIVE = re.compile(r"^(\s*)\.\.\s+([\w:-]+)::\s*(.*)$")
 _CODE_DIRECTIVES = frozenset({"code-block", "code", "sourcecode", "literalinclude", "prompt"})
 _SKIP_DIRECTIVES = frozenset({"toctree", "image", "figure", "include", "raw", "contents",
@@ -415,16 +416,27 @@ def rst_to_markdown(text: str) -> str:
         if line.strip().startswith(".. ") or line.strip() == "..":
             i = _skip_indented(lines, i + 1)  # comments, link targets, substitutions
             continue
-        out.append(_RST_ROLE.sub(lambda m: f"`{m.group(1)}`", line))
+        out.append(_rst_inline(line))
         i += 1
     return "\n".join(out)
+
+
+def _rst_inline(text: str, code: bool = True) -> str:
+    """Roles keep their text (as code, or plain in a title); an inline literal (``x``, also
+    code in Markdown) is left as it is, so ``:issue:`` stays text and never turns into an
+    empty ```` that would read as a code fence."""
+    parts = _RST_LITERAL.split(text)
+    for index in range(0, len(parts), 2):  # the even parts are outside literals
+        parts[index] = _RST_ROLE.sub(
+            lambda m: f"`{m.group(1)}`" if code else m.group(1), parts[index])
+    return "".join(parts)
 
 
 def _rst_heading(title: str, style: str, styles: list[str]) -> str:
     if style not in styles:
         styles.append(style)
     level = min(styles.index(style) + 1, 6)
-    return "\n" + "#" * level + " " + _RST_ROLE.sub(lambda m: m.group(1), title) + "\n"
+    return "\n" + "#" * level + " " + _rst_inline(title, code=False) + "\n"
 
 
 def _rst_block(lines: list[str], i: int, directive: re.Match[str] | None, out: list[str]) -> int:
@@ -433,7 +445,7 @@ def _rst_block(lines: list[str], i: int, directive: re.Match[str] | None, out: l
     body = lines[i + 1 : end]
     content = _dedent([line for line in body if not re.match(r"^\s+:[\w-]+:", line)])
     if directive is None:  # "text::" then an indented literal block
-        out.append(_RST_ROLE.sub(lambda m: f"`{m.group(1)}`", lines[i].rstrip()[:-1]))
+        out.append(_rst_inline(lines[i].rstrip()[:-1]))
         out.extend(["", "```", *content, "```", ""])
         return end
     name, argument = directive.group(2), directive.group(3).strip()

@@ -158,6 +158,18 @@ def test_rst_converter_handles_overlines_and_mixed_levels() -> None:
     assert re.findall(r"^#+ .*$", md, re.M) == ["# Top", "## Alpha", "### Beta"]
 
 
+def test_a_role_inside_an_inline_literal_stays_text_and_never_opens_a_fence() -> None:
+    # A changelog entry quoting a role: the literal is text, not a role with empty content
+    # (which left an empty ```` at the start of a line, read as a fence that swallowed every
+    # later heading of a real changelog).
+    rst = ("Changes\n=======\n\n1.1\n---\n\n- The ``:issue:`` role was replaced with a\n"
+           "  ``:gh:`` one, see :ref:`roles <role-docs>`.\n\n1.0\n---\n\nFirst release.\n")
+    doc = parse_document("changelog.rst", rst)
+    assert [s.heading for s in doc.sections] == ["Changes › 1.1", "Changes › 1.0"]
+    assert "``:issue:``" in doc.sections[0].text and "``:gh:``" in doc.sections[0].text
+    assert "`roles`" in doc.sections[0].text  # a role outside a literal keeps its text
+
+
 def test_myst_directives_are_prose_and_code_block_directives_stay_code() -> None:
     md = ("# Cache\n\n```{note}\nThe cache can be disabled.\n```\n\n"
           "```{code-block} shell\n# not a heading\npip cache purge\n```\n\n"
