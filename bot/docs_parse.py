@@ -37,6 +37,12 @@ _CODE_DIRECTIVES = frozenset({"code-block", "code", "sourcecode", "literalinclud
 _SKIP_DIRECTIVES = frozenset({"toctree", "image", "figure", "include", "raw", "contents",
                               "automodule", "autoclass", "autofunction", "autodata", "meta",
                               "only", "tab-set-code", "literalinclude"})
+# Sphinx object descriptions: each is a titled, linkable entry of its page (std and Python
+# domains; a domain prefix such as "py:" is allowed).
+_OBJECT_DIRECTIVES = frozenset({
+    "confval", "envvar", "option", "cmdoption", "describe", "object", "function", "class",
+    "method", "attribute", "data", "exception", "decorator", "property"})
+_ANCHORED_OBJECTS = _OBJECT_DIRECTIVES - {"option", "cmdoption", "describe", "object"}
 _SLUG_DROP = re.compile(r"[^\w\- ]")
 
 
@@ -386,10 +392,12 @@ def _packed(items: Sequence[str], joiner: str, limit: int) -> list[str]:
     return out
 
 
-def rst_to_markdown(text: str) -> str:
+def rst_to_markdown(text: str, level: int = 0) -> str:
     """reStructuredText as Markdown: underlined (and overlined) titles become `#` headings in
     the order their styles first appear; literal blocks and code directives become fences;
-    roles keep their text; directives that only point elsewhere are dropped."""
+    a described object (``.. confval:: name``, ``.. envvar::``, ``.. function::``…) becomes
+    a heading one level down, with Sphinx's anchor; roles keep their text; directives that
+    only point elsewhere are dropped. `level`: that of the title the text sits under."""
     lines = text.splitlines()
     styles: list[str] = []
     out: list[str] = []
@@ -399,19 +407,21 @@ def rst_to_markdown(text: str) -> str:
         nxt = lines[i + 1] if i + 1 < len(lines) else ""
         over = _RST_UNDERLINE.match(line)
         if over and i + 2 < len(lines) and _RST_UNDERLINE.match(lines[i + 2]) and nxt.strip():
-            out.append(_rst_heading(nxt.strip(), "o" + over.group(1), styles))
+            level = _rst_level("o" + over.group(1), styles)  # titles start a new scale
+            out.append(_markdown_heading(level, _rst_inline(nxt.strip(), code=False)))
             i += 3
             continue
         under = _RST_UNDERLINE.match(nxt)
         if line.strip() and under and not line.startswith(" ") and len(nxt.rstrip()) >= len(
             line.rstrip()
         ) and not _RST_UNDERLINE.match(line):
-            out.append(_rst_heading(line.strip(), under.group(1), styles))
+            level = _rst_level(under.group(1), styles)
+            out.append(_markdown_heading(level, _rst_inline(line.strip(), code=False)))
             i += 2
             continue
         directive = _RST_DIRECTIVE.match(line)
         if directive or line.rstrip().endswith("::") and not line.strip().startswith(".."):
-            i = _rst_block(lines, i, directive, out)
+            i = _rst_block(lines, i, directive, out, level)
             continue
         if line.strip().startswith(".. ") or line.strip() == "..":
             i = _skip_indented(lines, i + 1)  # comments, link targets, substitutions
@@ -432,14 +442,20 @@ def _rst_inline(text: str, code: bool = True) -> str:
     return "".join(parts)
 
 
-def _rst_heading(title: str, style: str, styles: list[str]) -> str:
+def _rst_level(style: str, styles: list[str]) -> int:
     if style not in styles:
         styles.append(style)
-    level = min(styles.index(style) + 1, 6)
-    return "\n" + "#" * level + " " + _rst_inline(title, code=False) + "\n"
+    return styles.index(style) + 1
 
 
-def _rst_block(lines: list[str], i: int, directive: re.Match[str] | None, out: list[str]) -> int:
+def _markdown_heading(level: int, title: str, anchor: str = "") -> str:
+    mark = f" {{#{anchor}}}" if anchor else ""
+    return "\n" + "#" * min(level, 6) + " " + title + mark + "\n"
+
+
+def _rst_block(
+    lines: list[str], i: int, directive: re.Match[str] | None, out: list[str], level: int
+) -> int:
     """A directive or a `::` literal block at lines[i]; returns the index after it."""
     end = _skip_indented(lines, i + 1)
     body = lines[i + 1 : end]
@@ -449,10 +465,17 @@ def _rst_block(lines: list[str], i: int, directive: re.Match[str] | None, out: l
         out.extend(["", "```", *content, "```", ""])
         return end
     name, argument = directive.group(2), directive.group(3).strip()
-    if name in _CODE_DIRECTIVES and name != "literalinclude":
+    kind = name.split(":")[-1]
+    if kind in _OBJECT_DIRECTIVES and argument:
+        target = argument.split("(")[0].split()[0] if kind in _ANCHORED_OBJECTS else ""
+        anchor = f"{kind}-{target}" if kind in ("confval", "envvar") else target
+        out.append(_markdown_heading(level + 1, argument, anchor))
+        out.extend([*rst_to_markdown("\n".join(content), level + 1).splitlines(), ""])
+    elif name in _CODE_DIRECTIVES and name != "literalinclude":
         out.extend(["", "```" + argument.split(" ")[0], *content, "```", ""])
     elif name not in _SKIP_DIRECTIVES:  # note, tab, warning...: prose (and code) inside
-        out.extend(["", argument, *rst_to_markdown("\n".join(content)).splitlines(), ""])
+        out.extend(["", argument, *rst_to_markdown("\n".join(content), level).splitlines(),
+                    ""])
     return end
 
 

@@ -170,6 +170,23 @@ def test_a_role_inside_an_inline_literal_stays_text_and_never_opens_a_fence() ->
     assert "`roles`" in doc.sections[0].text  # a role outside a literal keeps its text
 
 
+def test_described_objects_are_linkable_entries_under_their_section() -> None:
+    rst = ("Reference\n=========\n\nOptions\n-------\n\n.. confval:: norecursedirs\n\n"
+           "   Directory patterns skipped while collecting.\n\n"
+           ".. envvar:: APP_COLOR\n\nForces colored output.\n\n"
+           ".. py:function:: approx(expected, rel=None)\n\n   Compare numbers approximately.\n"
+           "\n   .. note:: Works on sequences too.\n\nHooks\n-----\n\nAfter the entries.\n")
+    doc = parse_document("reference.rst", rst)
+    found = [(s.heading, s.anchor) for s in doc.sections]
+    assert found == [
+        ("Reference › Options › norecursedirs", "confval-norecursedirs"),
+        ("Reference › Options › APP_COLOR", "envvar-APP_COLOR"),
+        ("Reference › Options › approx(expected, rel=None)", "approx"),
+        ("Reference › Hooks", "hooks"),
+    ]
+    assert "Works on sequences too." in doc.sections[2].text
+
+
 def test_myst_directives_are_prose_and_code_block_directives_stay_code() -> None:
     md = ("# Cache\n\n```{note}\nThe cache can be disabled.\n```\n\n"
           "```{code-block} shell\n# not a heading\npip cache purge\n```\n\n"
