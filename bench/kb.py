@@ -1,7 +1,8 @@
 """Search quality and speed: the evaluation sets beside the BM25 baseline, and the scale targets.
 
-    python -m bench.kb            # both sets, BM25 alone and with the semantic signal
-    python -m bench.kb --runs 5   # latency figures as the median of 5 runs
+    python -m bench.kb              # every set, BM25 alone and with the semantic signal
+    python -m bench.kb --runs 5     # latency figures as the median of 5 runs
+    python -m bench.kb --set pytest # one set, no scale run, nothing written
 
 The docs of each set are not kept in the repository: the pinned sdist is downloaded from PyPI
 (`pip download`, the package registry), its sha256 checked, and the docs read from inside it
@@ -54,6 +55,9 @@ SETS = (
     EvalSet("black", "black==25.1.0",
             "33496d5cd1222ad73391352b4ae8da15253c5de89b93a80b3e2c8d9a19ec2666",
             "black-25.1.0/docs", tuned=False),
+    EvalSet("pytest", "pytest==8.4.2",
+            "86c0d0b93306b961d58d62a4db4879f27fe25513d4b969df351abdddb3c30e01",
+            "pytest-8.4.2/doc/en", tuned=False),
 )
 
 
@@ -178,11 +182,15 @@ async def scale(runs: int, semantic: bool) -> dict[str, float]:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--set", choices=[pin.name for pin in SETS],
+                        help="only this set (a quick look: no scale run, no results file)")
     args = parser.parse_args()
     results: dict[str, Any] = {"sets": {}, "scale": {}}
     for semantic in (False, True):
         mode = "bm25+semantic" if semantic else "bm25"
         for pin in SETS:
+            if args.set and pin.name != args.set:
+                continue
             figures = await eval_set(pin, semantic, args.runs)
             results["sets"].setdefault(pin.name, {})[mode] = figures
             ours, base = figures["ours"], figures["baseline"]
@@ -192,9 +200,12 @@ async def main() -> None:
                   f"MRR {ours['mrr']:.2f} ({base['mrr']:.2f})  p50 {ours['latency_p50_ms']} ms"
                   f"  gate P/R {figures['gate_precision']:.2f}/{figures['gate_recall']:.2f}",
                   flush=True)
+        if args.set:
+            continue
         results["scale"][mode] = await scale(args.runs, semantic)
         print(f"scale      {mode:14} {results['scale'][mode]}", flush=True)
-    print(f"wrote {write_result('kb_eval', results)}")
+    if not args.set:
+        print(f"wrote {write_result('kb_eval', results)}")
 
 
 if __name__ == "__main__":

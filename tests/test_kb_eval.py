@@ -54,3 +54,18 @@ def test_figures_count_hits_by_rank_and_section() -> None:
     assert (result.hit[1], result.hit[3], result.section_hit[1], result.section_hit[3]) == (
         0.0, 1.0, 0.0, 1.0)
     assert result.mrr == 0.5
+
+
+def test_every_shipped_set_is_complete_and_pinned() -> None:
+    from bench.kb import ROOT, SETS
+
+    assert {pin.name for pin in SETS} == {p.name for p in (ROOT / "evals").iterdir() if p.is_dir()}
+    for pin in SETS:
+        questions = load_questions(ROOT / "evals" / pin.name / "questions.jsonl")
+        answerable = [q for q in questions if q.answerable]
+        assert len(answerable) >= 40 and len(questions) - len(answerable) >= 10, pin.name
+        assert len({q.question for q in questions}) == len(questions), pin.name
+        assert all(not q.expected for q in questions if not q.answerable), pin.name
+        source = (ROOT / "evals" / pin.name / "SOURCE.md").read_text()
+        assert pin.sha256 in source and pin.requirement.replace("==", "-") in source, pin.name
+    assert [pin.name for pin in SETS if pin.tuned] == ["pip"]  # one set to tune on
