@@ -81,8 +81,8 @@ def terminal_progress(label: str) -> Progress | None:
 def _describe(report: IndexReport) -> str:
     text = (f"{report.added} new, {report.updated} changed, {report.removed} removed, "
             f"{report.unchanged} unchanged; {report.passages} passages written")
-    for name in report.skipped[:5]:
-        text += f"\n  skipped {name}: not a text file"
+    for entry in report.skipped[:5]:
+        text += f"\n  skipped {entry}"
     if report.failed:
         text += f"\n  {report.failed} pages could not be fetched (they keep what was indexed):"
         text += "".join(f"\n  - {problem}" for problem in report.problems[:5])
@@ -101,6 +101,10 @@ async def _add(settings: Settings, args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     for source in sources:
+        if not source.strip():  # an empty "$DOCS" would otherwise index the current folder
+            print("supportbot: an empty source; give a folder of docs or an http(s) URL",
+                  file=sys.stderr)
+            return 2
         if "://" in source and not is_site(source):
             print(f"supportbot: {source} is not an http(s) URL; give a folder of docs or an "
                   "http(s) URL", file=sys.stderr)

@@ -25,7 +25,7 @@ class IndexReport:
     unchanged: int
     passages: int
     failed: int = 0  # pages that could not be fetched (they keep their old passages)
-    skipped: tuple[str, ...] = ()  # files that are not text (binary), named
+    skipped: tuple[str, ...] = ()  # files not indexed, each "path: why"
     problems: tuple[str, ...] = ()  # pages that could not be fetched, with the reason
 
 

@@ -102,9 +102,11 @@ class Knowledge:
         new = await self.register(url)
         try:
             return await refresh_site(self, url, progress)
-        except SiteError:
+        except SiteError as error:
             if new:  # a mistyped URL is not kept as a source
                 await self._db(lambda t: t.remove_source(url))
+            else:  # a known site keeps its pages; `kb list` says the refresh failed
+                await self._mark_failed(url, str(error))
             raise
 
     async def refresh(self, progress: Progress | None = None) -> dict[str, IndexReport | str]:
@@ -164,12 +166,10 @@ class Knowledge:
         skipped: list[str] = []
         for done, file in enumerate(files, start=1):
             name = file.relative_to(folder).as_posix()
-            raw = await asyncio.to_thread(file.read_bytes)
-            digest = hashlib.sha256(raw).hexdigest()
-            text = decode_doc(raw)
+            text, digest, why = await asyncio.to_thread(read_doc, file)
             if text is None:
-                skipped.append(name)
-                log.warning("%s is not a text file; not indexed", file)
+                skipped.append(f"{name}: {why}")
+                log.warning("%s is %s; not indexed", file, why)
             elif name in known and known[name].sha256 == digest:
                 counts["unchanged"] += 1
             else:
@@ -180,7 +180,8 @@ class Knowledge:
                 )
             if progress:
                 progress(done, len(files))
-        seen = {f.relative_to(folder).as_posix() for f in files} - set(skipped)
+        seen = {f.relative_to(folder).as_posix() for f in files} - {
+            entry.rsplit(": ", 1)[0] for entry in skipped}
         gone = [name for name in known if name not in seen]
         await self.forget(source, gone)
         await self.mark_refreshed(source)
@@ -300,6 +301,23 @@ async def keep_fresh(
             await asyncio.wait_for(stop.wait(), every_minutes * 60)
 
 
+# Folders of a docs tree that hold no pages: site-generator templates (Jinja, not text),
+# static assets, and installed packages of a virtualenv kept beside the docs.
+NOT_DOC_FOLDERS = frozenset({"_templates", "templates", "overrides", "_static", "static",
+                             "node_modules", "site-packages", "__pycache__", "_build"})
+MAX_DOC_BYTES = 5_000_000  # a bigger file is a data dump or a log, not a docs page
+
+
+def read_doc(file: Path) -> tuple[str | None, str, str]:
+    """A docs file's text and sha256, or None and why it is not a page."""
+    size = file.stat().st_size
+    if size > MAX_DOC_BYTES:
+        return None, "", f"{size / 1e6:.0f} MB, over the {MAX_DOC_BYTES // 1_000_000} MB limit"
+    raw = file.read_bytes()
+    text = decode_doc(raw)
+    return text, hashlib.sha256(raw).hexdigest(), "" if text is not None else "not a text file"
+
+
 def _passage(hit: Hit) -> Passage:
     url = hit.url
     if url and hit.anchor and "#" not in url:
@@ -309,9 +327,20 @@ def _passage(hit: Hit) -> Passage:
 
 
 def doc_files(folder: Path) -> list[Path]:
-    """Docs files under the folder, hidden folders (.git, .venv) left out."""
-    return sorted(
-        p for p in folder.rglob("*")
-        if is_doc_name(p.name) and p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+    """Docs files under the folder: hidden folders (.git, .venv), site-generator templates
+    and installed packages left out, and nothing a symbolic link reaches outside the folder
+    (a link to ~/.env or /etc/passwd in a docs repo must not end up quoted in answers)."""
+    root = folder.resolve()
+    found = []
+    for path in folder.rglob("*"):
+        parts = path.relative_to(folder).parts
+        if not is_doc_name(path.name) or any(
+            part.startswith(".") or part in NOT_DOC_FOLDERS for part in parts[:-1]
+        ) or path.name.startswith("."):
+            continue
+        try:
+            if path.is_file() and path.resolve().is_relative_to(root):
+                found.append(path)
+        except OSError:  # a broken or looping link
+            continue
+    return sorted(found)

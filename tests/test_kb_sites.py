@@ -72,6 +72,10 @@ async def test_a_site_that_cannot_be_reached_is_named_and_keeps_its_pages(
     assert (await kb.search("shortest refresh interval widget"))[0].source.endswith(
         "configuration.html")  # the pages from before are still answered from
     assert (await kb.search("configure SSO security"))[0].source == "sso.md"
+    with pytest.raises(SiteError, match="sitemap.xml"):  # `kb add` of a known site, now down
+        await kb.add_site(site.url + "/sitemap.xml")
+    [row] = [row for row in await kb.sources() if row.kind == "site"]
+    assert "sitemap.xml" in row.problem and row.documents == 5  # named; its pages kept
     with pytest.raises(SiteError, match="127.0.0.1:1"):
         await kb.add_site("http://127.0.0.1:1/docs/")
     assert await kb.remove(site.url + "/sitemap.xml") == 5

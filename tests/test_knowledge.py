@@ -9,6 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+import bot.knowledge as knowledge_module
 from bot.embedding import Embedder
 from bot.knowledge import Knowledge
 from bot.retrieval import folded, rrf
@@ -201,10 +204,32 @@ async def test_binary_files_are_skipped_and_old_encodings_read(
     (docs / "program.md").write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x00" + bytes(range(256)))
     (docs / "cafe.md").write_bytes("# Café\n\nLe café est ouvert à midi.\n".encode("cp1252"))
     report = await Knowledge(store.sqlite).index_folder(docs)
-    assert report.skipped == ("program.md",) and report.added == 2
+    assert report.skipped == ("program.md: not a text file",) and report.added == 2
     kb = Knowledge(store.sqlite)
     assert (await kb.rank("café ouvert midi")).passages[0].text == "Le café est ouvert à midi."
     assert all(doc.path != "program.md" for doc in await kb.documents())
+
+
+async def test_nothing_outside_the_folder_templates_or_dumps_is_indexed(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = tmp_path / "secret.env"
+    secret.write_text("ANTHROPIC_API_KEY=sk-ant-do-not-index\n")
+    docs = write(tmp_path / "docs", {"sso.md": SSO, "big.txt": "x" * 2_000})
+    for name, text in {"guide/extra.md": "# Extra\n\nSee sso.\n",
+                       "_templates/page.html": "{% block body %}{% endblock %}",
+                       "overrides/main.html": "{{ page.title }}"}.items():
+        (docs / name).parent.mkdir(exist_ok=True)
+        (docs / name).write_text(text)
+    (docs / "leak.txt").symlink_to(secret)  # a link out of the docs folder
+    (docs / "outside").symlink_to(tmp_path, target_is_directory=True)
+    (docs / "same.md").symlink_to(docs / "sso.md")  # a link inside it is a page like others
+    monkeypatch.setattr(knowledge_module, "MAX_DOC_BYTES", 1_000)
+    report = await Knowledge(store.sqlite).index_folder(docs)
+    kb = Knowledge(store.sqlite)
+    assert {doc.path for doc in await kb.documents()} == {"sso.md", "guide/extra.md", "same.md"}
+    assert report.skipped == ("big.txt: 0 MB, over the 0 MB limit",)
+    assert not (await kb.rank("ANTHROPIC_API_KEY do not index")).passages
 
 
 def test_a_question_that_names_its_own_subject_is_not_folded() -> None:

@@ -49,6 +49,8 @@ async def test_a_folder_and_a_site_side_by_side(tmp_path: Path, site: DocsSite) 
     assert lines[folder_line + 1].startswith("  guide/exports.md\t")  # under its source
     code, _, err = await run(tmp_path, env, "kb", "add", "ftp://docs.acme.test/")
     assert code == 2 and "not an http(s) URL" in err
+    code, _, err = await run(tmp_path, env, "kb", "add", "")  # an empty "$DOCS"
+    assert code == 2 and "an empty source" in err
     code, out, _ = await run(tmp_path, env, "kb", "search", "--json",
                              "shortest refresh interval of a widget")
     found = json.loads(out)
