@@ -26,7 +26,16 @@ from bot.docs_parse import ParsedDoc, decode_doc, is_doc_name, parse_document
 from bot.embedding import Embedder, VectorIndex, to_blob
 from bot.kb_sites import SiteError, refresh_site
 from bot.kb_store import DocumentRow, Hit, IndexReport, KbTables, Known, SourceRow
-from bot.retrieval import Ranked, coverage, diversified, folded, fts_query, rrf, terms
+from bot.retrieval import (
+    MAX_TERMS,
+    Ranked,
+    coverage,
+    diversified,
+    folded,
+    fts_query,
+    rrf,
+    terms,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +51,10 @@ SEMANTIC_WEIGHT = 0.1
 # The don't-know gate: the best passage must hold this share of the question's weight (by
 # IDF). Tuned on the pip set to decline no answerable question there.
 MIN_COVERAGE = 0.20
+# ...and, for a question that stands on its own, less than half of that weight may be in
+# words no passage uses: "how do I bake sourdough bread?" shares "bake" with a code sample,
+# not its subject. Set on the pip set, where no answerable question reaches 0.42.
+MAX_UNKNOWN = 0.5
 
 
 @dataclass(frozen=True)
@@ -258,8 +271,14 @@ class Knowledge:
         if not lexical and not await self._db(lambda t: t.frequencies(())[0]):
             # No docs at all: nothing to hold the question to.
             return Search([], 1.0, True, indexed=False)
+        # A short follow-up ("and in the other format?") is about the thread: held to the
+        # thread's words, not to whether the docs use its own; the model, which sees the
+        # thread, says when the passages do not answer.
         confidence = await self._coverage(words, lexical[0] if lexical else None)
-        return Search(passages, confidence, confidence >= MIN_COVERAGE)
+        alone = len(words) == len(terms(question)[:MAX_TERMS])
+        unknown = await self._unknown_share(words) if alone else 0.0
+        return Search(passages, confidence,
+                      confidence >= MIN_COVERAGE and unknown < MAX_UNKNOWN)
 
     async def _semantic(self, text: str) -> list[tuple[int, float]]:
         embedder = await self.embedder() if terms(text) else None
@@ -271,11 +290,23 @@ class Knowledge:
         return self._vectors.top(embedder.embed([text])[0], CANDIDATES)
 
     async def _coverage(self, words: Sequence[str], top: Hit | None) -> float:
+        """The share of the question's weight (by IDF) that the best passage holds."""
         if top is None:
             return 0.0
-        total, counts = await self._db(lambda t: t.frequencies(words))
-        idf = {w: math.log(1 + total / (1 + n)) for w, n in counts.items()}
+        idf, _ = await self._idf(words)
         return coverage(words, f"{top.heading}\n{top.text}", idf)
+
+    async def _unknown_share(self, words: Sequence[str]) -> float:
+        """The share of the words' weight (by IDF) in words no passage contains."""
+        idf, unseen = await self._idf(words)
+        weight = sum(idf.values())
+        return sum(idf[w] for w in unseen) / weight if weight else 0.0
+
+    async def _idf(self, words: Sequence[str]) -> tuple[dict[str, float], set[str]]:
+        """Each word's IDF over the passages, and the words no passage contains."""
+        total, counts = await self._db(lambda t: t.frequencies(words))
+        idf = {w: math.log(1 + total / (1 + counts.get(w, 0))) for w in words}
+        return idf, {w for w in words if not counts.get(w)}
 
 
 async def keep_fresh(

@@ -40,6 +40,11 @@ NO_TEXT_CUT = (
 
 
 NO_KEY = "I can't reach the AI model right now (no ANTHROPIC_API_KEY is set)"
+# Words of a message that only greets or thanks: nothing in it to look up in the docs.
+SOCIAL_WORDS = frozenset(
+    "hi hello hey hiya yo thanks thank thx ty cheers ok okay great cool nice perfect awesome "
+    "bye goodbye morning afternoon evening good much lot helped works worked got".split())
+THANKS_WORDS = frozenset("thanks thank thx ty cheers helped".split())
 DOCS_LABEL = "**From the docs** (the closest sections, not a written answer):"
 MATCHING_LINES = 3
 
@@ -52,7 +57,9 @@ def kb_only_answer(
     its link and the lines that match the question, under a label that says what this is.
     `passages` come through the search's don't-know gate: none when the docs are silent,
     and then `closest` (what the search found anyway) is named as pages to look at."""
-    if len(words) < 2:  # a greeting or thanks: nothing to look up
+    if all(word in SOCIAL_WORDS for word in words):  # a greeting or thanks: nothing to look up
+        if any(word in THANKS_WORDS for word in words):
+            return "Glad it helped! Ask me anything else about the docs."
         return f"Hi! {why}, so I can only show what the docs say: ask me a question about them."
     if passages:
         return f"{why}.\n\n{docs_sections(passages, words)}"

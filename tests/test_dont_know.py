@@ -62,7 +62,9 @@ async def test_the_model_s_marker_becomes_the_honest_reply_and_is_never_shown(
         r = responder(store, fake)
         await r.knowledge.index_folder(docs(tmp_path))
         surface = RecordingSurface()
-        await answer(r, ask("how do I configure SSO with Okta SAML?", "E1"),
+        # On the docs' subject in the docs' words, so the gate lets it through and only the
+        # model can tell the passages do not answer it.
+        await answer(r, ask("how do I configure SSO for the Admin team?", "E1"),
                      surface)
         await r.llm.aclose()  # type: ignore[union-attr]
     seen = [page for update in surface.updates for page in update.pages]
@@ -72,7 +74,7 @@ async def test_the_model_s_marker_becomes_the_honest_reply_and_is_never_shown(
     assert "Single sign-on › Configure SSO (sso.md)" in text  # the closest page
     assert "contact them directly" in text and MARKER not in text
     [(question, reason, _, closest)] = await store.docs_gaps()
-    assert reason == "model" and "Okta SAML" in question
+    assert reason == "model" and "Admin team" in question
     assert json.loads(closest)[0][0] == "sso.md"
 
 

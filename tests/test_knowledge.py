@@ -81,6 +81,18 @@ async def test_a_question_the_docs_do_not_answer_gets_no_passages(
     assert (await kb.rank("how do I export a report")).confident
 
 
+async def test_a_question_mostly_in_words_the_docs_never_use_is_not_confident(
+    store: Store, tmp_path: Path
+) -> None:
+    kb = Knowledge(store.sqlite)
+    await kb.index_folder(write(tmp_path / "docs", {"reports.md": EXPORT, "sdk.md": ASYNC,
+                                                    "sso.md": SSO}))
+    off_topic = await kb.rank("how do I export sourdough bread?")
+    assert off_topic.confidence >= knowledge_module.MIN_COVERAGE  # "export" matched...
+    assert not off_topic.confident  # ...but the rest is nothing the docs talk about
+    assert (await kb.rank("can I export my reports as PDF?")).confident
+
+
 async def test_a_follow_up_searches_with_the_thread_s_earlier_question(
     store: Store, tmp_path: Path
 ) -> None:

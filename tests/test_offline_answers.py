@@ -72,8 +72,26 @@ async def test_without_a_key_greetings_and_an_empty_index_get_their_own_replies(
     assert "no docs are indexed yet" in empty.final.text  # not "found nothing"
     await r.knowledge.index_folder(docs(tmp_path))
     hello = RecordingSurface()
-    await answer(r, ask("thanks!", "E2"), hello)
+    await answer(r, ask("hello!", "E2"), hello)
     assert hello.final.text.startswith("Hi!") and "ask me a question" in hello.final.text
+    thanks = RecordingSurface()
+    await answer(r, ask("thank you, that helped", "E3"), thanks)
+    assert thanks.final.text.startswith("Glad it helped!")
+
+
+async def test_without_a_key_a_short_follow_up_is_searched_with_its_thread(
+    store: Store, tmp_path: Path
+) -> None:
+    r = responder(store, None)
+    await r.knowledge.index_folder(docs(tmp_path))
+    await answer(r, ask("how do I rotate a key?", "E1"), RecordingSurface())
+    follow_up = RecordingSurface()
+    await answer(r, ask("and billing?", "E2"), follow_up)
+    assert DOCS_LABEL in follow_up.final.text and "Billing is separate." in follow_up.final.text
+    off_topic = RecordingSurface()  # a question that stands on its own is held to its words
+    await answer(r, ask("how do I bake a sourdough bread at home?", "E3"), off_topic)
+    assert "couldn't find this in the docs" in off_topic.final.text
+    assert DOCS_LABEL not in off_topic.final.text
 
 
 async def test_when_the_model_is_unreachable_the_docs_still_help(
