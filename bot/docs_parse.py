@@ -175,6 +175,7 @@ def heading_text(raw: str) -> tuple[str, str]:
     anchor = match.group(1) if match else ""
     title = _ANCHOR.sub("", raw).strip()
     title = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", title)  # [text](link) → text
+    title = title.replace("`", "")  # a title names `code` in plain words
     return title, anchor or slug(title)
 
 

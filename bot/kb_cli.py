@@ -50,7 +50,7 @@ def add_parser(kb: argparse.ArgumentParser, usage: Command) -> None:
     evaluate = commands.add_parser(
         "eval", help="measure search on a question set (JSON lines) beside a BM25 baseline")
     evaluate.add_argument("questions", type=Path)
-    evaluate.add_argument("--docs", type=Path,
+    evaluate.add_argument("--docs", metavar="FOLDER",
                           help="evaluate on this folder in a throwaway index instead")
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")
     evaluate.add_argument(
@@ -213,6 +213,7 @@ async def _eval(settings: Settings, args: argparse.Namespace) -> int:
         load_questions,
         model_reader,
         unknown_paths,
+        unknown_sections,
     )
     from bot.prompts import PromptBook
 
@@ -221,8 +222,10 @@ async def _eval(settings: Settings, args: argparse.Namespace) -> int:
     except (OSError, EvalError) as error:
         print(f"supportbot: {error}", file=sys.stderr)
         return 2
-    if args.docs is not None and not args.docs.is_dir():
-        print(f"supportbot: --docs {args.docs} is not a folder", file=sys.stderr)
+    docs = Path(args.docs) if args.docs is not None else None  # the text kept for messages
+    if docs is not None and not docs.is_dir():
+        print(f"supportbot: --docs {args.docs} is not a folder (to evaluate on a docs site, "
+              "`kb add` it and run `kb eval` without --docs)", file=sys.stderr)
         return 2
     llm = model_client(settings) if args.answers else None
     if args.answers and llm is None:
@@ -236,6 +239,11 @@ async def _eval(settings: Settings, args: argparse.Namespace) -> int:
             print(f"supportbot: warning: expected path {path!r} is not an indexed document "
                   "(paths are relative to the docs folder, as `kb list --documents` shows "
                   "them)", file=sys.stderr)
+        headings = [(path, heading) for path, heading, _ in await knowledge.sections()]
+        for section in dict.fromkeys(unknown_sections(questions, headings)):
+            print(f"supportbot: warning: section {section!r} is not a heading of its expected "
+                  "documents (it is matched by its words, without # or backticks)",
+                  file=sys.stderr)
         reader = None if llm is None else model_reader(
             llm, PromptBook.load(settings.prompts_dir), settings.max_tokens)
         try:
@@ -248,14 +256,14 @@ async def _eval(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     try:
-        if args.docs is None:
+        if docs is None:
             return await _with_runtime(settings, lambda runtime: run(runtime.knowledge))
         with tempfile.TemporaryDirectory() as folder:  # the bot's own index is left alone
             store = await Store.open(Path(folder) / "eval.db")
             try:
                 knowledge = Knowledge(store.sqlite,
                                       Embedder.load if settings.kb_semantic else None)
-                await knowledge.index_folder(args.docs, terminal_progress(str(args.docs)))
+                await knowledge.index_folder(docs, terminal_progress(args.docs))
                 return await run(knowledge)
             finally:
                 await store.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import sqlite3
 import statistics
@@ -131,6 +132,19 @@ def unknown_paths(questions: Sequence[EvalQuestion], documents: set[str]) -> lis
     return sorted({p for q in questions for p in q.expected if p not in documents})
 
 
+def unknown_sections(
+    questions: Sequence[EvalQuestion], headings: Sequence[tuple[str, str]]
+) -> list[str]:
+    """Sections that no heading of their expected documents has (a misspelling counts
+    every question as a miss at section level); `headings`: (document, heading path)."""
+    have: dict[str, set[str]] = {}
+    for document, heading in headings:
+        have.setdefault(document, set()).update(
+            _norm(h) for h in heading.split(PATH_SEPARATOR))
+    return [q.section for q in questions if q.section and q.answerable and not any(
+        _norm(q.section) in have.get(path, set()) for path in q.expected)]
+
+
 def _norm(text: str) -> str:
     return " ".join(text.replace("`", "").replace("*", "").lower().split())
 
@@ -160,9 +174,9 @@ def figures(ranked: Sequence[Sequence[Passage]], questions: Sequence[EvalQuestio
         out.section_hit[k] = _share(section_ranks, k)
     out.mrr = statistics.fmean(1 / r if r else 0.0 for r in doc_ranks) if doc_ranks else 0.0
     ordered = sorted(latencies)
-    out.latency_p50_ms = round(statistics.median(ordered) * 1000, 2) if ordered else 0.0
-    out.latency_p95_ms = round(ordered[int(0.95 * (len(ordered) - 1))] * 1000, 2) \
-        if ordered else 0.0
+    if ordered:  # nearest rank, so p95 is never below p50 however few the questions
+        out.latency_p50_ms = round(ordered[math.ceil(0.50 * len(ordered)) - 1] * 1000, 2)
+        out.latency_p95_ms = round(ordered[math.ceil(0.95 * len(ordered)) - 1] * 1000, 2)
     return out
 
 
@@ -341,9 +355,15 @@ def as_text(report: Report) -> str:
              f"{'':24}{'supportbot':>12}{'baseline':>12}"]
     for label, ours, base in _rows(report):
         lines.append(f"{label:24}{ours:>12}{base:>12}")
-    lines += ["", f"don't-know gate on the {report.questions - report.answerable} unanswerable:"
-              f" precision {report.gate_precision:.2f}, recall {report.gate_recall:.2f};"
-              f" answerable ones declined: {report.declined_answerable:.2f}"]
+    unanswerable = report.questions - report.answerable
+    if unanswerable:
+        lines += ["", f"don't-know gate on the {unanswerable} unanswerable:"
+                  f" precision {report.gate_precision:.2f}, recall {report.gate_recall:.2f};"
+                  f" answerable ones declined: {report.declined_answerable:.2f}"]
+    else:
+        lines += ["", "don't-know gate: no unanswerable questions to measure it on "
+                  "(add some with \"answerable\": false); answerable ones declined: "
+                  f"{report.declined_answerable:.2f}"]
     if report.model is not None:
         model = report.model
         lines += [f"with the model ({model.asked} asked, {model.model_declined} marked not in"

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from bot.conversation import Passage
-from bot.kb_eval import EvalError, EvalQuestion, figures, load_questions, unknown_paths
+from bot.kb_eval import (
+    EvalError,
+    EvalQuestion,
+    figures,
+    load_questions,
+    unknown_paths,
+    unknown_sections,
+)
 
 
 @pytest.mark.parametrize(("line", "message"), [
@@ -69,3 +76,20 @@ def test_every_shipped_set_is_complete_and_pinned() -> None:
         source = (ROOT / "evals" / pin.name / "SOURCE.md").read_text()
         assert pin.sha256 in source and pin.requirement.replace("==", "-") in source, pin.name
     assert [pin.name for pin in SETS if pin.tuned] == ["pip"]  # one set to tune on
+
+
+def test_latency_percentiles_never_cross_however_few_the_questions() -> None:
+    q = EvalQuestion("q", ("a.md",), None, True)
+    two = figures([[], []], [q, q], [0.001, 0.003])
+    assert (two.latency_p50_ms, two.latency_p95_ms) == (1.0, 3.0)
+    many = figures([[]] * 20, [q] * 20, [i / 1000 for i in range(1, 21)])
+    assert (many.latency_p50_ms, many.latency_p95_ms) == (10.0, 19.0)
+
+
+def test_a_section_no_expected_document_has_is_named() -> None:
+    questions = [EvalQuestion("a", ("guide.md",), "`--exclude`", True),
+                 EvalQuestion("b", ("guide.md",), "Instalation", True),
+                 EvalQuestion("c", ("other.md", "guide.md"), "Usage", True)]
+    headings = [("guide.md", "Guide › --exclude"), ("guide.md", "Guide › Installation"),
+                ("guide.md", "Guide › Usage")]
+    assert unknown_sections(questions, headings) == ["Instalation"]
