@@ -4,7 +4,8 @@ A passage is a section of a few hundred tokens titled by its heading path ("Guid
 › Acknowledging requests"). What a docs site shows as a heading is a heading; what a code
 block shows is code: a `# comment` inside a fence never starts a section, and no passage ends
 inside a fence (a block longer than a passage is cut into fences closed and reopened).
-HTML pages arrive here already turned into Markdown (see html_docs.py).
+HTML pages and reStructuredText arrive here already turned into Markdown (see html_docs.py
+and rst_docs.py).
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from bot.rst_docs import CODE_DIRECTIVES, directive_label, rst_to_markdown
+
 PASSAGE_CHARS = 2000  # about 450 tokens of English prose (tuned on the pip set, see bench/kb.py)
 PATH_SEPARATOR = " › "
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdx")
 DOC_SUFFIXES = (*MARKDOWN_SUFFIXES, ".rst", ".txt", ".html", ".htm")
 _NOT_DOCS = ("requirements", "constraints", "robots", "license", "licence", "cmakelists")
 
-_FENCE = re.compile(r"^(\s{0,3})(`{3,}|~{3,}|:{3,})(.*)$")
+# A fence may be indented (inside a list item or an admonition); its body loses as much.
+_FENCE = re.compile(r"^(\s*)(`{3,}|~{3,}|:{3,})(.*)$")
 _ATX = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
 _ANCHOR = re.compile(r"\s*\{\s*#([\w.:-]+)[^}]*\}\s*$")
 _SETEXT = re.compile(r"^\s{0,3}(=+|-+)\s*$")
@@ -28,21 +32,11 @@ _SHORTCODE = re.compile(r"\{\{[<%].*?[%>]\}\}")
 _JSX_LINE = re.compile(r"^\s*(import\s.+\sfrom\s|export\s)")
 _JSX_TAG = re.compile(r"</?[A-Z][\w.]*(\s[^<>]*)?/?>")
 _MKDOCS_DIRECTIVE = re.compile(r"^\s*:::\s+[\w.]+\s*$")
-_ADMONITION = re.compile(r'^(\s*)(?:!!!|\?\?\?\+?)\s*[\w-]+(?:\s+"([^"]*)")?\s*$')
-_RST_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+:._])\1{2,}\s*$")
-_RST_ROLE = re.compile(r":[\w:-]+:`([^`<]*?)\s*(?:<[^`>]*>)?`")
-_RST_LITERAL = re.compile(r"(``.+?``)")
-_RST_DIRECTIVE = re.compile(r"^(\s*)\.\.\s+([\w:-]+)::\s*(.*)$")
-_CODE_DIRECTIVES = frozenset({"code-block", "code", "sourcecode", "literalinclude", "prompt"})
-_SKIP_DIRECTIVES = frozenset({"toctree", "image", "figure", "include", "raw", "contents",
-                              "automodule", "autoclass", "autofunction", "autodata", "meta",
-                              "only", "tab-set-code", "literalinclude"})
-# Sphinx object descriptions: each is a titled, linkable entry of its page (std and Python
-# domains; a domain prefix such as "py:" is allowed).
-_OBJECT_DIRECTIVES = frozenset({
-    "confval", "envvar", "option", "cmdoption", "describe", "object", "function", "class",
-    "method", "attribute", "data", "exception", "decorator", "property"})
-_ANCHORED_OBJECTS = _OBJECT_DIRECTIVES - {"option", "cmdoption", "describe", "object"}
+# MkDocs admonitions (!!! note "Title", ??? collapsible) and content tabs (=== "Label").
+_ADMONITION = re.compile(
+    r'^(\s*)(?:(?:!!!|\?\?\?\+?)\s*[\w-]+(?:\s+"([^"]*)")?|===\+?\s+"([^"]*)")\s*$')
+_MYST_LABEL = re.compile(r"^\s*\(\s*[\w.:/-]+\s*\)=\s*$")  # (wheel-caching)=
+_MYST_ROLE = re.compile(r"\{([\w:-]+)\}`([^`<]*?)\s*(?:<[^`>]*>)?`")  # {doc}`text <target>`
 _SLUG_DROP = re.compile(r"[^\w\- ]")
 
 
@@ -218,17 +212,18 @@ def markdown_blocks(text: str, title: str | None) -> tuple[str, list[_Block]]:
         stack.append((level, words, mark))
 
     lines = _clean_lines(text)
+    indent = 0  # of the open fence's opening line
     for index, line in enumerate(lines):
         opened = _FENCE.match(line)
         if code is not None:
-            code.append(line)
+            code.append(_unindent(line, indent))
             if opened and _closes(fence, opened):
                 blocks.extend(_fence_blocks(path(), anchor(), fence, code))
                 code = None
             continue
         if opened:
             flush()
-            fence, code = line.strip(), []
+            fence, code, indent = line.strip(), [], len(opened.group(1))
             continue
         atx = _ATX.match(line)
         if atx:
@@ -247,30 +242,81 @@ def markdown_blocks(text: str, title: str | None) -> tuple[str, list[_Block]]:
     return doc_title or "", blocks
 
 
+def _unindent(line: str, width: int) -> str:
+    """The line without up to `width` leading spaces."""
+    return line[min(width, len(line) - len(line.lstrip(" "))) :]
+
+
 def _clean_lines(text: str) -> list[str]:
-    """Lines without site-generator markup: Hugo shortcodes, MkDocs API directives and
-    admonition openers (their indented content stays, dedented)."""
+    """Lines without site-generator markup: Hugo shortcodes, HTML comments, MyST labels and
+    roles, MkDocs API directives (with their options), and admonition and content-tab
+    openers (their indented content stays, dedented, code included)."""
     out: list[str] = []
-    indent: str | None = None
-    for line, in_code in _lines_with_fences(text):
-        if in_code:
-            out.append(line)
-            continue
-        line = _SHORTCODE.sub("", line)
-        if _MKDOCS_DIRECTIVE.match(line):
-            continue
-        admonition = _ADMONITION.match(line)
-        if admonition:
-            indent = admonition.group(1) + "    "
-            out.append(f"**{admonition.group(2)}**" if admonition.group(2) else "")
-            continue
+    indent: str | None = None  # of an admonition's or a content tab's body
+    skip: str | None = None  # of a mkdocstrings directive's options
+    for line, in_code in _lines_with_fences(_strip_comments(text)):
+        if skip is not None:
+            if not line.strip() or line.startswith(skip):
+                continue
+            skip = None
         if indent is not None:
             if line.startswith(indent):
                 line = line[len(indent) :]
             elif line.strip():
                 indent = None
-        out.append(line)
+        if in_code:
+            out.append(line)
+            continue
+        line = _SHORTCODE.sub("", line)
+        if _MKDOCS_DIRECTIVE.match(line):
+            skip = line[: len(line) - len(line.lstrip())] + " "
+            continue
+        if _MYST_LABEL.match(line):
+            continue
+        admonition = _ADMONITION.match(line)
+        if admonition:
+            indent = admonition.group(1) + "    "
+            label = admonition.group(2) or admonition.group(3)
+            out.append(f"**{label}**" if label else "")
+            continue
+        out.append(_MYST_ROLE.sub(_myst_role, line))
     return out
+
+
+def _strip_comments(text: str) -> str:
+    """Markdown without HTML comments (<!-- TODO … -->), code fences left as they are."""
+    if "<!--" not in text:
+        return text
+    out: list[str] = []
+    inside = False
+    for line, in_code in _lines_with_fences(text):
+        if in_code and not inside:
+            out.append(line)
+            continue
+        kept = ""
+        while line:
+            if inside:
+                end = line.find("-->")
+                if end < 0:
+                    line = ""
+                    break
+                line, inside = line[end + 3 :], False
+            else:
+                start = line.find("<!--")
+                if start < 0:
+                    kept, line = kept + line, ""
+                    break
+                kept, line, inside = kept + line[:start], line[start + 4 :], True
+        if kept.strip() or not inside:
+            out.append(kept)
+    return "\n".join(out)
+
+
+def _myst_role(match: re.Match[str]) -> str:
+    role, text = match.group(1), match.group(2).strip()
+    if role == "pep":
+        return f"PEP {text}"
+    return f"`{text}`" if role in ("file", "code", "command", "kbd", "samp") else text
 
 
 def _lines_with_fences(text: str) -> Iterator[tuple[str, bool]]:
@@ -302,14 +348,18 @@ def _closes(fence: str, line: re.Match[str]) -> bool:
 def _fence_blocks(
     path: tuple[str, ...], anchor: str, fence: str, lines: list[str]
 ) -> list[_Block]:
-    """A fenced block: code stays code; a MyST directive such as ```{note} or :::{tip} is
-    prose, so its content joins the text (code-block directives stay code)."""
+    """A fenced block: code stays code; a MyST directive such as ```{note} or :::{tip}, or a
+    Docusaurus :::tip, is prose, so its content joins the text under its label (a tab's
+    name, an admonition's title, "New in version 2.1"); code-block directives stay code."""
     body = lines[:-1] if lines else []
     info = fence.lstrip(fence[0]).strip()
-    directive = re.match(r"\{([\w-]+)\}\s*(.*)", info)
-    if directive and directive.group(1) not in _CODE_DIRECTIVES:
+    directive = re.match(r"\{([\w:-]+)\}\s*(.*)", info)
+    if fence[0] == ":" and not directive and info:  # Docusaurus: :::tip Title
+        directive = re.match(r"([\w-]+)\s*(.*)", info)
+    if directive and directive.group(1) not in CODE_DIRECTIVES:
         content = [line for line in body if not re.match(r"^\s*:[\w-]+:", line)]
-        _, inner = markdown_blocks("\n".join(content), "")  # it may hold code of its own
+        label = directive_label(directive.group(1), directive.group(2).strip())
+        _, inner = markdown_blocks("\n".join([label, ""] if label else []) + "\n".join(content), "")
         return [_Block(path + b.path, b.anchor or anchor, b.text, b.fence) for b in inner]
     if directive:
         fence = fence[: _fence_mark_length(fence)] + directive.group(2).strip()
@@ -391,111 +441,3 @@ def _packed(items: Sequence[str], joiner: str, limit: int) -> list[str]:
     if current:
         out.append(current)
     return out
-
-
-def rst_to_markdown(text: str, level: int = 0) -> str:
-    """reStructuredText as Markdown: underlined (and overlined) titles become `#` headings in
-    the order their styles first appear; literal blocks and code directives become fences;
-    a described object (``.. confval:: name``, ``.. envvar::``, ``.. function::``…) becomes
-    a heading one level down, with Sphinx's anchor; roles keep their text; directives that
-    only point elsewhere are dropped. `level`: that of the title the text sits under."""
-    lines = text.splitlines()
-    styles: list[str] = []
-    out: list[str] = []
-    i = 0
-    while i < len(lines) and len(out) < 10 * len(lines) + 10:
-        line = lines[i]
-        nxt = lines[i + 1] if i + 1 < len(lines) else ""
-        over = _RST_UNDERLINE.match(line)
-        if over and i + 2 < len(lines) and _RST_UNDERLINE.match(lines[i + 2]) and nxt.strip():
-            level = _rst_level("o" + over.group(1), styles)  # titles start a new scale
-            out.append(_markdown_heading(level, _rst_inline(nxt.strip(), code=False)))
-            i += 3
-            continue
-        under = _RST_UNDERLINE.match(nxt)
-        if line.strip() and under and not line.startswith(" ") and len(nxt.rstrip()) >= len(
-            line.rstrip()
-        ) and not _RST_UNDERLINE.match(line):
-            level = _rst_level(under.group(1), styles)
-            out.append(_markdown_heading(level, _rst_inline(line.strip(), code=False)))
-            i += 2
-            continue
-        directive = _RST_DIRECTIVE.match(line)
-        if directive or line.rstrip().endswith("::") and not line.strip().startswith(".."):
-            i = _rst_block(lines, i, directive, out, level)
-            continue
-        if line.strip().startswith(".. ") or line.strip() == "..":
-            i = _skip_indented(lines, i + 1)  # comments, link targets, substitutions
-            continue
-        out.append(_rst_inline(line))
-        i += 1
-    return "\n".join(out)
-
-
-def _rst_inline(text: str, code: bool = True) -> str:
-    """Roles keep their text (as code, or plain in a title); an inline literal (``x``, also
-    code in Markdown) is left as it is, so ``:issue:`` stays text and never turns into an
-    empty ```` that would read as a code fence."""
-    parts = _RST_LITERAL.split(text)
-    for index in range(0, len(parts), 2):  # the even parts are outside literals
-        parts[index] = _RST_ROLE.sub(
-            lambda m: f"`{m.group(1)}`" if code else m.group(1), parts[index])
-    return "".join(parts)
-
-
-def _rst_level(style: str, styles: list[str]) -> int:
-    if style not in styles:
-        styles.append(style)
-    return styles.index(style) + 1
-
-
-def _markdown_heading(level: int, title: str, anchor: str = "") -> str:
-    mark = f" {{#{anchor}}}" if anchor else ""
-    return "\n" + "#" * min(level, 6) + " " + title + mark + "\n"
-
-
-def _rst_block(
-    lines: list[str], i: int, directive: re.Match[str] | None, out: list[str], level: int
-) -> int:
-    """A directive or a `::` literal block at lines[i]; returns the index after it."""
-    end = _skip_indented(lines, i + 1)
-    body = lines[i + 1 : end]
-    content = _dedent([line for line in body if not re.match(r"^\s+:[\w-]+:", line)])
-    if directive is None:  # "text::" then an indented literal block
-        out.append(_rst_inline(lines[i].rstrip()[:-1]))
-        out.extend(["", "```", *content, "```", ""])
-        return end
-    name, argument = directive.group(2), directive.group(3).strip()
-    kind = name.split(":")[-1]
-    if kind in _OBJECT_DIRECTIVES and argument:
-        target = argument.split("(")[0].split()[0] if kind in _ANCHORED_OBJECTS else ""
-        anchor = f"{kind}-{target}" if kind in ("confval", "envvar") else target
-        out.append(_markdown_heading(level + 1, argument, anchor))
-        out.extend([*rst_to_markdown("\n".join(content), level + 1).splitlines(), ""])
-    elif name in _CODE_DIRECTIVES and name != "literalinclude":
-        out.extend(["", "```" + argument.split(" ")[0], *content, "```", ""])
-    elif name not in _SKIP_DIRECTIVES:  # note, tab, warning...: prose (and code) inside
-        out.extend(["", argument, *rst_to_markdown("\n".join(content), level).splitlines(),
-                    ""])
-    return end
-
-
-def _skip_indented(lines: list[str], start: int) -> int:
-    """The index of the first line after the indented (or blank) block starting at start."""
-    i = start
-    while i < len(lines) and (not lines[i].strip() or lines[i][:1] in (" ", "\t")):
-        i += 1
-    while i > start and not lines[i - 1].strip():
-        i -= 1
-    return i
-
-
-def _dedent(lines: list[str]) -> list[str]:
-    indents = [len(line) - len(line.lstrip()) for line in lines if line.strip()]
-    cut = min(indents) if indents else 0
-    body = [line[cut:] for line in lines]
-    while body and not body[0].strip():
-        body.pop(0)
-    while body and not body[-1].strip():
-        body.pop()
-    return body

@@ -10,9 +10,9 @@ from bot.docs_parse import (
     PASSAGE_CHARS,
     is_doc_name,
     parse_document,
-    rst_to_markdown,
     strip_jsx,
 )
+from bot.rst_docs import rst_to_markdown
 
 GUIDE = """---
 title: "Listeners guide"
@@ -185,6 +185,47 @@ def test_described_objects_are_linkable_entries_under_their_section() -> None:
         ("Reference › Hooks", "hooks"),
     ]
     assert "Works on sequences too." in doc.sections[2].text
+
+
+def test_myst_roles_labels_tabs_versions_and_comments_read_as_text() -> None:
+    md = ("(caching)=\n\n# Caching\n\nSee {doc}`topics/vcs-support` and {ref}`the index "
+          "<index-urls>`, per {pep}`517`, in {file}`pip.conf`.\n<!-- TODO: say more\n"
+          "about wheels -->\nKept.\n\n```{tab} Unix\n~/.cache/pip\n```\n\n"
+          "```{versionadded} 23.1\nThe cache purge command.\n```\n")
+    [section] = parse_document("caching.md", md).sections
+    text = section.text
+    assert text.startswith("See topics/vcs-support and the index, per PEP 517, in `pip.conf`.")
+    assert "(caching)=" not in text and "TODO" not in text and "Kept." in text
+    assert "**Unix**\n~/.cache/pip" in text  # which system the path is for
+    assert "*New in version 23.1*.\nThe cache purge command." in text
+
+
+def test_mkdocs_tabs_docusaurus_admonitions_and_fences_in_lists_keep_their_code_whole() -> None:
+    md = ('# Middleware\n\n=== "Do"\n\n    ```python\n    class Good:\n\n'
+          '        async def __call__(self):\n            pass\n    ```\n\n'
+          ":::tip Retries\nRequests are retried twice.\n:::\n\n"
+          "- Set the variable:\n\n    ```\n    export PIP_NO_CACHE_DIR=1\n    ```\n\n"
+          "::: starlette.middleware\n    options:\n      show_bases: false\n\nAfter.\n")
+    [section] = parse_document("middleware.md", md).sections
+    text = section.text
+    assert "**Do**\n\n```python\nclass Good:\n\n    async def __call__(self):\n" in text
+    assert "        pass\n```" in text and '===' not in text
+    assert "**Retries**\nRequests are retried twice." in text and "```tip" not in text
+    assert "```\nexport PIP_NO_CACHE_DIR=1\n```" in text
+    assert "options" not in text and "show_bases" not in text and "After." in text
+
+
+def test_rst_links_wrapped_roles_fields_and_directive_arguments() -> None:
+    rst = (":orphan:\n\nUsage\n=====\n\nRead the `guide <https://example.test/guide>`_ "
+           "and `Tox`_.\nSee :ref:`the complete flag\nreference <flags>` too.\n\n"
+           ".. pip-command-usage:: download\n\n.. versionadded:: 8.4 the ``-p`` flag.\n\n"
+           ".. only:: not latex\n\n   Plugin pytest-django helps with Django.\n")
+    [section] = parse_document("usage.rst", rst).sections
+    text = section.text
+    assert text.startswith("Read the guide and Tox.\nSee `the complete flag reference` too.")
+    assert ":orphan:" not in text and "download" not in text and "<https" not in text
+    assert "*New in version 8.4*: the ``-p`` flag." in text
+    assert "Plugin pytest-django helps with Django." in text  # `.. only::` content is kept
 
 
 def test_myst_directives_are_prose_and_code_block_directives_stay_code() -> None:
