@@ -26,7 +26,7 @@ _NOT_DOCS = ("requirements", "constraints", "robots", "license", "licence", "cma
 # A fence may be indented (inside a list item or an admonition); its body loses as much.
 _FENCE = re.compile(r"^(\s*)(`{3,}|~{3,}|:{3,})(.*)$")
 _ATX = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
-_ANCHOR = re.compile(r"\s*\{\s*#([\w.:-]+)[^}]*\}\s*$")
+_ANCHOR = re.compile(r"\s*\{\s*#([\w.:-]*)[^}]*\}\s*$")  # {#id}; {#} says "no anchor"
 _SETEXT = re.compile(r"^\s{0,3}(=+|-+)\s*$")
 _SHORTCODE = re.compile(r"\{\{[<%].*?[%>]\}\}")
 _JSX_LINE = re.compile(r"^\s*(import\s.+\sfrom\s|export\s)")
@@ -164,13 +164,16 @@ def strip_jsx(text: str) -> str:
 
 
 def heading_text(raw: str) -> tuple[str, str]:
-    """A heading's words and its anchor: `{#anchor}` is kept for the link, not the title."""
+    """A heading's words and its anchor: `{#anchor}` is kept for the link, not the title;
+    without one, the anchor generators give the title, but `{#}` (an HTML heading with no
+    id) means the page has none to link to."""
     match = _ANCHOR.search(raw)
-    anchor = match.group(1) if match else ""
     title = _ANCHOR.sub("", raw).strip()
     title = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", title)  # [text](link) → text
     title = title.replace("`", "")  # a title names `code` in plain words
-    return title, anchor or slug(title)
+    if match:
+        return title, match.group(1)
+    return title, slug(title)
 
 
 def slug(title: str) -> str:

@@ -174,9 +174,10 @@ class _Markdown:
         text = _collapse(" ".join(block for block, _ in inside.blocks).replace("¶", "")).strip()
         if text:
             # The page's own anchor, in the {#id} form docs_parse reads, so a passage links
-            # to its section: the heading's id, or where its permalink points.
+            # to its section: the heading's id, or where its permalink points; {#} when the
+            # page has none, so no link points to an anchor that is not there.
             anchor = node.attrs.get("id") or _permalink_target(node)
-            suffix = f" {{#{anchor}}}" if anchor and " " not in anchor else ""
+            suffix = f" {{#{anchor}}}" if anchor and " " not in anchor else " {#}"
             self.blocks.append(("#" * level + " " + text + suffix, False))
 
     def code_block(self, node: _Node) -> None:

@@ -47,11 +47,12 @@ def test_headings_keep_their_levels_without_permalinks() -> None:
     markdown = html_page(page("getting-started.html"), BASE).markdown
     lines = markdown.splitlines()
     assert [line for line in lines if line.startswith("#")] == [
-        "# Getting started", "## Install {#install}", "### Your first dashboard {#first-dashboard}"]
+        "# Getting started {#}", "## Install {#install}",
+        "### Your first dashboard {#first-dashboard}"]
     assert "¶" not in markdown
     docusaurus = '<main><h6>Deep<a class="hash-link" href="#deep">#</a></h6><h4>Less</h4>'
     # the permalink itself is dropped; where it points becomes the heading's anchor
-    assert html_page(docusaurus, BASE).markdown == "###### Deep {#deep}\n\n#### Less"
+    assert html_page(docusaurus, BASE).markdown == "###### Deep {#deep}\n\n#### Less {#}"
 
 
 def test_code_blocks_are_fenced_verbatim_and_inline_code_gets_backticks() -> None:
@@ -69,15 +70,15 @@ def test_code_blocks_are_fenced_verbatim_and_inline_code_gets_backticks() -> Non
 
 def test_article_and_role_main_are_the_content_and_hidden_text_is_dropped() -> None:
     config = html_page(page("configuration.html"), BASE).markdown
-    assert config.startswith("# Configuration\n\nUpdated for version 2.4")  # <article><header>
+    assert config.startswith("# Configuration {#}\n\nUpdated for version 2.4")  # <article><header>
     assert "helpful" not in config and "On this page" not in config  # its footer, the aside
     trouble = html_page(page("troubleshooting.html"), BASE).markdown
-    assert trouble.startswith("# Troubleshooting\n\n## The dashboard stays blank")
+    assert trouble.startswith("# Troubleshooting {#}\n\n## The dashboard stays blank {#}")
     assert "reinstall" not in trouble and "Decorative" not in trouble
     assert "Changelog" not in trouble  # the nav, outside role=main
     changelog = html_page(page("changelog.html"), BASE).markdown  # no landmark: the <body>
     assert changelog.startswith(
-        "# Changelog\n\n## 2.4.0 {#v2-4}\n\n- Dark mode for every widget.\n- ")
+        "# Changelog {#}\n\n## 2.4.0 {#v2-4}\n\n- Dark mode for every widget.\n- ")
     assert "Troubleshooting" not in changelog
 
 
@@ -113,7 +114,7 @@ def test_broken_html_survives() -> None:
     )
     assert broken.title == "Broken"
     assert broken.markdown == (
-        "## Unclosed\n\n### Next\n\nfirst bold\n\nsecond\n\n- item\n\n```\n  x = 1\n  y = 2\n```")
+        "## Unclosed {#}\n\n### Next {#}\n\nfirst bold\n\nsecond\n\n- item\n\n```\n  x = 1\n  y = 2\n```")
     assert broken.links == (BASE + "next.html",)
     deep = html_page("<div>" * (MAX_NESTING * 20) + "deep text", BASE)
     assert deep.markdown == "deep text"

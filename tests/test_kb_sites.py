@@ -24,6 +24,9 @@ async def test_a_site_is_indexed_with_page_links_and_main_content_only(
     assert best.heading == "Configuration › Widgets › Refresh intervals"
     assert best.url == site.url + "/docs/configuration.html#refresh"
     assert "The shortest interval is 5 seconds." in best.text
+    blank = (await kb.search("the dashboard stays blank: check the source file"))[0]
+    assert blank.heading.endswith("The dashboard stays blank")  # no id on that heading:
+    assert blank.url == site.url + "/docs/troubleshooting.html"  # no made-up #anchor
     found = await kb.rank("search the docs blog home helpful", 10)
     every = " ".join(passage.text for passage in found.passages)
     assert "Was this page helpful" not in every and "© 2026" not in every
