@@ -264,6 +264,7 @@ class Knowledge:
             (Ranked(pid, by_id[pid].path, score) for pid, score in fused.items() if pid in by_id),
             key=lambda r: -r.score,
         )
+        ranked = _distinct(ranked, by_id)
         best = diversified(ranked, limit, PER_DOCUMENT)
         # The score shown is the BM25 relevance (0 for a passage found by meaning alone): it
         # says how well the words matched, where the fused rank only says in which order.
@@ -337,6 +338,20 @@ async def keep_fresh(
 NOT_DOC_FOLDERS = frozenset({"_templates", "templates", "overrides", "_static", "static",
                              "node_modules", "site-packages", "__pycache__", "_build"})
 MAX_DOC_BYTES = 5_000_000  # a bigger file is a data dump or a log, not a docs page
+
+
+def _distinct(ranked: Sequence[Ranked], hits: dict[int, Hit]) -> list[Ranked]:
+    """The ranking without repeats of a passage already in it: two sources that overlap (a
+    folder and its parent, /docs/ and /docs/index.html) must not fill the answer twice."""
+    seen: set[tuple[str, str]] = set()
+    kept: list[Ranked] = []
+    for item in ranked:
+        hit = hits[item.id]
+        key = (hit.heading, " ".join(hit.text.split()))
+        if key not in seen:
+            seen.add(key)
+            kept.append(item)
+    return kept
 
 
 def read_doc(file: Path) -> tuple[str | None, str, str]:

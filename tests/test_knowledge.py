@@ -244,6 +244,20 @@ async def test_nothing_outside_the_folder_templates_or_dumps_is_indexed(
     assert not (await kb.rank("ANTHROPIC_API_KEY do not index")).passages
 
 
+async def test_overlapping_sources_never_show_a_passage_twice(
+    store: Store, tmp_path: Path
+) -> None:
+    kb = Knowledge(store.sqlite)
+    docs = write(tmp_path / "docs", {"sso.md": SSO})
+    write(docs / "product", {"reports.md": EXPORT, "sdk.md": ASYNC})
+    await kb.index_folder(docs / "product")
+    await kb.index_folder(docs)  # its parent: every page of product/ again
+    found = await kb.rank("how do I export a report as PDF?", 4)
+    texts = [passage.text for passage in found.passages]
+    assert len(texts) == len(set(texts)) and len(texts) >= 2
+    assert found.passages[0].heading == "Reports › Exporting a report"
+
+
 def test_a_question_that_names_its_own_subject_is_not_folded() -> None:
     earlier = ["How do I rotate my API key?"]
     assert folded("what is the refund policy for annual plans?", earlier) == [
