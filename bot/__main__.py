@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="supportbot", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="supportbot",
+        description="A support bot for Slack and Discord that answers from your docs.")
     sub = parser.add_subparsers(dest="command")
     parser.set_defaults(func=_run)
     sub.add_parser("run", help="start every configured adapter (console chat if none)"

@@ -112,8 +112,14 @@ def is_doc_name(name: str) -> bool:
 
 
 def decode_doc(raw: bytes) -> str | None:
-    """A docs file's text: UTF-8 (with or without BOM), else Windows-1252/Latin-1 as older
-    editors write; None for a binary file (NUL bytes), which is not docs whatever its name."""
+    """A docs file's text: UTF-8 (with or without BOM), UTF-16 with a BOM (as some Windows
+    editors save), else Windows-1252/Latin-1 as older editors write; None for a binary file
+    (NUL bytes), which is not docs whatever its name."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 with its byte order mark
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError:
+            return None
     if b"\x00" in raw[:8192]:
         return None
     try:

@@ -84,7 +84,8 @@ def _describe(report: IndexReport) -> str:
     for entry in report.skipped[:5]:
         text += f"\n  skipped {entry}"
     if report.failed:
-        text += f"\n  {report.failed} pages could not be fetched (they keep what was indexed):"
+        text += (f"\n  {_count(report.failed, 'page')} could not be fetched (they keep what "
+                 "was indexed):")
         text += "".join(f"\n  - {problem}" for problem in report.problems[:5])
     return text
 
@@ -129,6 +130,9 @@ async def _add(settings: Settings, args: argparse.Namespace) -> int:
                 failed += 1
                 continue
             print(f"indexed {source}: {_describe(report)}")
+            if not (report.added or report.updated or report.unchanged or is_site(source)):
+                print(f"supportbot: warning: {source} holds no docs files (.md, .mdx, .rst, "
+                      ".txt, .html); nothing from it can be answered", file=sys.stderr)
         return 1 if failed else 0
 
     return await _with_runtime(settings, job)

@@ -351,7 +351,8 @@ def as_json(report: Report) -> str:
 
 
 def as_text(report: Report) -> str:
-    lines = [f"{report.questions} questions ({report.answerable} answerable)", "",
+    noun = "question" if report.questions == 1 else "questions"
+    lines = [f"{report.questions} {noun} ({report.answerable} answerable)", "",
              f"{'':24}{'supportbot':>12}{'baseline':>12}"]
     for label, ours, base in _rows(report):
         lines.append(f"{label:24}{ours:>12}{base:>12}")

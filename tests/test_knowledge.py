@@ -215,11 +215,13 @@ async def test_binary_files_are_skipped_and_old_encodings_read(
     docs = write(tmp_path / "docs", {"sso.md": SSO})
     (docs / "program.md").write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x00" + bytes(range(256)))
     (docs / "cafe.md").write_bytes("# Café\n\nLe café est ouvert à midi.\n".encode("cp1252"))
+    (docs / "windows.txt").write_bytes("Notes saved by Notepad in UTF-16.\n".encode("utf-16"))
     report = await Knowledge(store.sqlite).index_folder(docs)
-    assert report.skipped == ("program.md: not a text file",) and report.added == 2
+    assert report.skipped == ("program.md: not a text file",) and report.added == 3
     kb = Knowledge(store.sqlite)
     assert (await kb.rank("café ouvert midi")).passages[0].text == "Le café est ouvert à midi."
     assert all(doc.path != "program.md" for doc in await kb.documents())
+    assert (await kb.rank("Notepad UTF-16 notes")).passages[0].source == "windows.txt"
 
 
 async def test_nothing_outside_the_folder_templates_or_dumps_is_indexed(

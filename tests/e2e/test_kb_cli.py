@@ -51,6 +51,9 @@ async def test_a_folder_and_a_site_side_by_side(tmp_path: Path, site: DocsSite) 
     assert code == 2 and "not an http(s) URL" in err
     code, _, err = await run(tmp_path, env, "kb", "add", "")  # an empty "$DOCS"
     assert code == 2 and "an empty source" in err
+    (tmp_path / "empty").mkdir()
+    code, _, err = await run(tmp_path, env, "kb", "add", str(tmp_path / "empty"))
+    assert code == 0 and "holds no docs files" in err
     code, out, _ = await run(tmp_path, env, "kb", "search", "--json",
                              "shortest refresh interval of a widget")
     found = json.loads(out)
