@@ -30,6 +30,7 @@ _ANCHOR = re.compile(r"\s*\{\s*#([\w.:-]*)[^}]*\}\s*$")  # {#id}; {#} says "no a
 _SETEXT = re.compile(r"^\s{0,3}(=+|-+)\s*$")
 _SHORTCODE = re.compile(r"\{\{[<%].*?[%>]\}\}")
 _JSX_LINE = re.compile(r"^\s*(import\s.+\sfrom\s|export\s)")
+_JSX_LABEL = re.compile(r'<TabItem\b[^<>]*?\blabel=["\']([^"\']+)["\'][^<>]*>')
 _JSX_TAG = re.compile(r"</?[A-Z][\w.]*(\s[^<>]*)?/?>")
 _MKDOCS_DIRECTIVE = re.compile(r"^\s*:::\s+[\w.]+\s*$")
 # MkDocs admonitions (!!! note "Title", ??? collapsible) and content tabs (=== "Label").
@@ -165,6 +166,7 @@ def strip_jsx(text: str) -> str:
         if in_code:
             out.append(line)
         elif not _JSX_LINE.match(line):
+            line = _JSX_LABEL.sub(lambda m: f"**{m.group(1)}**", line)  # a tab's name stays
             out.append(_JSX_TAG.sub("", line))
     return "\n".join(out)
 

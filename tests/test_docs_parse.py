@@ -98,6 +98,8 @@ def test_mdx_keeps_children_of_components_and_drops_imports() -> None:
     assert "import Tabs" not in text and "<TabItem" not in text
     assert "<Tabs>kept in code</Tabs>" in text
     assert strip_jsx("a <Note type=\"x\">b</Note> c") == "a b c"
+    tabs = strip_jsx('<TabItem value="mac" label="macOS">\n~/Library/Caches\n</TabItem>')
+    assert tabs == "**macOS**\n~/Library/Caches\n"  # which system the path is for
 
 
 RST = """\

@@ -114,7 +114,8 @@ def test_broken_html_survives() -> None:
     )
     assert broken.title == "Broken"
     assert broken.markdown == (
-        "## Unclosed {#}\n\n### Next {#}\n\nfirst bold\n\nsecond\n\n- item\n\n```\n  x = 1\n  y = 2\n```")
+        "## Unclosed {#}\n\n### Next {#}\n\nfirst bold\n\nsecond\n\n- item\n\n"
+        "```\n  x = 1\n  y = 2\n```")
     assert broken.links == (BASE + "next.html",)
     deep = html_page("<div>" * (MAX_NESTING * 20) + "deep text", BASE)
     assert deep.markdown == "deep text"
