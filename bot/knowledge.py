@@ -275,9 +275,12 @@ class Knowledge:
         # A short follow-up ("and in the other format?") is about the thread: held to the
         # thread's words, not to whether the docs use its own; the model, which sees the
         # thread, says when the passages do not answer.
-        confidence = await self._coverage(words, lexical[0] if lexical else None)
+        idf, unseen = await self._idf(words)
+        top = lexical[0] if lexical else None
+        confidence = coverage(words, f"{top.heading}\n{top.text}", idf) if top else 0.0
         alone = len(words) == len(terms(question)[:MAX_TERMS])
-        unknown = await self._unknown_share(words) if alone else 0.0
+        weight = sum(idf.values())
+        unknown = sum(idf[w] for w in unseen) / weight if alone and weight else 0.0
         return Search(passages, confidence,
                       confidence >= MIN_COVERAGE and unknown < MAX_UNKNOWN)
 
@@ -289,19 +292,6 @@ class Knowledge:
             rows = await self._db(lambda t: t.vectors(embedder.name))
             self._vectors = VectorIndex([pid for pid, _ in rows], [blob for _, blob in rows])
         return self._vectors.top(embedder.embed([text])[0], CANDIDATES)
-
-    async def _coverage(self, words: Sequence[str], top: Hit | None) -> float:
-        """The share of the question's weight (by IDF) that the best passage holds."""
-        if top is None:
-            return 0.0
-        idf, _ = await self._idf(words)
-        return coverage(words, f"{top.heading}\n{top.text}", idf)
-
-    async def _unknown_share(self, words: Sequence[str]) -> float:
-        """The share of the words' weight (by IDF) in words no passage contains."""
-        idf, unseen = await self._idf(words)
-        weight = sum(idf.values())
-        return sum(idf[w] for w in unseen) / weight if weight else 0.0
 
     async def _idf(self, words: Sequence[str]) -> tuple[dict[str, float], set[str]]:
         """Each word's IDF over the passages, and the words no passage contains."""
