@@ -11,7 +11,7 @@ PACKAGE = ROOT / "bot"
 
 VALUES = {"bot.conversation", "bot.errors", "bot.surface"}
 POLICY = {"bot.trimming", "bot.streaming", "bot.formatting", "bot.mrkdwn", "bot.notices",
-          "bot.docs_parse", "bot.html_docs", "bot.retrieval", "bot.citations",
+          "bot.docs_parse", "bot.html_docs", "bot.rst_docs", "bot.retrieval", "bot.citations",
           "bot.dont_know",
           "bot.models", "bot.prompts"}
 REGISTRY = "bot.platforms"
