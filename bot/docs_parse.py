@@ -37,7 +37,8 @@ _MKDOCS_DIRECTIVE = re.compile(r"^\s*:::\s+[\w.]+\s*$")
 _ADMONITION = re.compile(
     r'^(\s*)(?:(?:!!!|\?\?\?\+?)\s*[\w-]+(?:\s+"([^"]*)")?|===\+?\s+"([^"]*)")\s*$')
 _MYST_LABEL = re.compile(r"^\s*\(\s*[\w.:/-]+\s*\)=\s*$")  # (wheel-caching)=
-_MYST_ROLE = re.compile(r"\{([\w:-]+)\}`([^`<]*?)\s*(?:<[^`>]*>)?`")  # {doc}`text <target>`
+# {doc}`text <target>`; not `{host}` in code nor --opt={name}
+_MYST_ROLE = re.compile(r"(?<![`\w=])\{([a-z]+(?::[a-z-]+)?)\}`([^`<]*)(?:<[^`>]*>)?`")
 _SLUG_DROP = re.compile(r"[^\w\- ]")
 
 
@@ -228,7 +229,7 @@ def markdown_blocks(text: str, title: str | None) -> tuple[str, list[_Block]]:
         opened = _FENCE.match(line)
         if code is not None:
             code.append(_unindent(line, indent))
-            if opened and _closes(fence, opened):
+            if opened and _closes(fence, opened, indent):
                 blocks.extend(_fence_blocks(path(), anchor(), fence, code))
                 code = None
             continue
@@ -295,31 +296,30 @@ def _clean_lines(text: str) -> list[str]:
 
 
 def _strip_comments(text: str) -> str:
-    """Markdown without HTML comments (<!-- TODO … -->), code fences left as they are."""
+    """Markdown without HTML comment blocks (a line starting `<!-- TODO …` up to its `-->`).
+    A `<!--` inside a line (`<!--more-->` quoted in prose) or one never closed is text."""
     if "<!--" not in text:
         return text
+    lines = list(_lines_with_fences(text))
     out: list[str] = []
-    inside = False
-    for line, in_code in _lines_with_fences(text):
-        if in_code and not inside:
+    index = 0
+    while index < len(lines):
+        line, in_code = lines[index]
+        start = line.lstrip()
+        if in_code or not start.startswith("<!--"):
             out.append(line)
+            index += 1
             continue
-        kept = ""
-        while line:
-            if inside:
-                end = line.find("-->")
-                if end < 0:
-                    line = ""
-                    break
-                line, inside = line[end + 3 :], False
-            else:
-                start = line.find("<!--")
-                if start < 0:
-                    kept, line = kept + line, ""
-                    break
-                kept, line, inside = kept + line[:start], line[start + 4 :], True
-        if kept.strip() or not inside:
-            out.append(kept)
+        end = next((j for j in range(index, len(lines))
+                    if "-->" in (lines[j][0] if j > index else start[4:])), None)
+        if end is None:
+            out.append(line)
+            index += 1
+            continue
+        rest = lines[end][0].split("-->", 1)[1] if end > index else start[4:].split("-->", 1)[1]
+        if rest.strip():
+            out.append(rest)
+        index = end + 1
     return "\n".join(out)
 
 
@@ -332,15 +332,15 @@ def _myst_role(match: re.Match[str]) -> str:
 
 def _lines_with_fences(text: str) -> Iterator[tuple[str, bool]]:
     """Each line, and whether it is inside a code fence (fence lines count as inside)."""
-    fence = ""
+    fence, indent = "", 0
     for line in text.splitlines():
         opened = _FENCE.match(line)
         if fence:
-            if opened and _closes(fence, opened):
+            if opened and _closes(fence, opened, indent):
                 fence = ""
             yield line, True
         elif opened and not opened.group(2).startswith(":"):
-            fence = line.strip()
+            fence, indent = line.strip(), len(opened.group(1))
             yield line, True
         else:
             yield line, False
@@ -350,10 +350,14 @@ def _fence_mark_length(fence: str) -> int:
     return len(fence) - len(fence.lstrip(fence[0]))
 
 
-def _closes(fence: str, line: re.Match[str]) -> bool:
+def _closes(fence: str, line: re.Match[str], indent: int) -> bool:
+    """Whether the fence line closes `fence` (opened `indent` spaces in): the same mark, as
+    long, nothing after it, and no deeper than the opener's body (an indented ``` inside the
+    block is an example of a fence, not the end of this one)."""
     mark = line.group(2)
     long_enough = len(mark) >= _fence_mark_length(fence)
-    return mark[0] == fence[0] and long_enough and not line.group(3).strip()
+    shallow = len(line.group(1)) <= indent + 3
+    return mark[0] == fence[0] and long_enough and shallow and not line.group(3).strip()
 
 
 def _fence_blocks(

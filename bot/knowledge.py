@@ -176,31 +176,38 @@ class Knowledge:
         files = await asyncio.to_thread(doc_files, folder)
         known = await self._db(lambda t: t.known(source))
         counts = {"added": 0, "updated": 0, "passages": 0, "unchanged": 0}
-        skipped: list[str] = []
+        skipped: dict[str, str] = {}  # name: why it is not indexed
         for done, file in enumerate(files, start=1):
             name = file.relative_to(folder).as_posix()
-            text, digest, why = await asyncio.to_thread(read_doc, file)
+            try:
+                text, digest, why = await asyncio.to_thread(read_doc, file)
+                unchanged = name in known and known[name].sha256 == digest
+                doc = None if text is None or unchanged else await asyncio.to_thread(
+                    parse_document, name, text)
+            except OSError as error:  # gone or unreadable since the folder was listed
+                text, unchanged, why = None, False, f"unreadable ({error.strerror or error})"
+            except (RecursionError, ValueError) as error:  # one odd file never stops the rest
+                text, unchanged, why = None, False, f"could not be parsed ({error!r:.80})"
             if text is None:
-                skipped.append(f"{name}: {why}")
+                skipped[name] = why
                 log.warning("%s is %s; not indexed", file, why)
-            elif name in known and known[name].sha256 == digest:
+            elif unchanged:
                 counts["unchanged"] += 1
-            else:
+            elif doc is not None:
                 counts["added" if name not in known else "updated"] += 1
-                doc = await asyncio.to_thread(parse_document, name, text)
                 counts["passages"] += await self.write_document(
                     source, name, doc, Known(digest, "", ""), doc.url or ""
                 )
             if progress:
                 progress(done, len(files))
-        seen = {f.relative_to(folder).as_posix() for f in files} - {
-            entry.rsplit(": ", 1)[0] for entry in skipped}
+        seen = {f.relative_to(folder).as_posix() for f in files} - set(skipped)
         gone = [name for name in known if name not in seen]
         await self.forget(source, gone)
         await self.mark_refreshed(source)
         await self.embed_missing()
         return IndexReport(counts["added"], counts["updated"], len(gone), counts["unchanged"],
-                           counts["passages"], skipped=tuple(skipped))
+                           counts["passages"],
+                           skipped=tuple(f"{name}: {why}" for name, why in skipped.items()))
 
     async def write_document(
         self, source: str, path: str, doc: ParsedDoc, known: Known, url: str
@@ -325,8 +332,9 @@ async def keep_fresh(
 
 # Folders of a docs tree that hold no pages: site-generator templates (Jinja, not text),
 # static assets, and installed packages of a virtualenv kept beside the docs.
-NOT_DOC_FOLDERS = frozenset({"_templates", "templates", "overrides", "_static", "static",
-                             "node_modules", "site-packages", "__pycache__", "_build"})
+NOT_DOC_FOLDERS = frozenset({"_templates", "_static", "node_modules", "site-packages",
+                             "__pycache__", "_build"})
+TEMPLATE_FOLDERS = frozenset({"templates", "overrides", "static"})  # for HTML files only
 MAX_DOC_BYTES = 5_000_000  # a bigger file is a data dump or a log, not a docs page
 
 
@@ -348,7 +356,7 @@ def read_doc(file: Path) -> tuple[str | None, str, str]:
     """A docs file's text and sha256, or None and why it is not a page."""
     size = file.stat().st_size
     if size > MAX_DOC_BYTES:
-        return None, "", f"{size / 1e6:.0f} MB, over the {MAX_DOC_BYTES // 1_000_000} MB limit"
+        return None, "", f"{size / 1e6:.1f} MB, over the {MAX_DOC_BYTES / 1e6:g} MB limit"
     raw = file.read_bytes()
     text = decode_doc(raw)
     return text, hashlib.sha256(raw).hexdigest(), "" if text is not None else "not a text file"
@@ -370,9 +378,12 @@ def doc_files(folder: Path) -> list[Path]:
     found = []
     for path in folder.rglob("*"):
         parts = path.relative_to(folder).parts
-        if not is_doc_name(path.name) or any(
-            part.startswith(".") or part in NOT_DOC_FOLDERS for part in parts[:-1]
-        ) or path.name.startswith("."):
+        folders = parts[:-1]
+        html = path.suffix.lower() in (".html", ".htm")
+        if not is_doc_name(path.name) or path.name.startswith(".") or any(
+            part.startswith(".") or part in NOT_DOC_FOLDERS
+            or (html and part in TEMPLATE_FOLDERS) for part in folders
+        ):
             continue
         try:
             if path.is_file() and path.resolve().is_relative_to(root):

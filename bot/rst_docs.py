@@ -9,14 +9,19 @@ from __future__ import annotations
 import re
 
 _RST_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+:._])\1{2,}\s*$")
-_RST_ROLE = re.compile(r":[\w:-]+:`([^`<]*?)\s*(?:<[^`>]*>)?`")
+# Role names have at most one inner colon (:py:func:), so a line of "a:a:a:…" cannot make
+# the match try every split; the text is taken greedily and stripped after, for the same
+# reason (no lazy group beside \s*: both are linear on a line with no closing backtick).
+_ROLE_NAME = r":[\w-]+(?::[\w-]+)?:"
+_RST_ROLE = re.compile(_ROLE_NAME + r"`([^`<]*)(?:<[^`>]*>)?`")
 _RST_LITERAL = re.compile(r"(``.+?``)")
 # `text <https://…>`_ and `name`_ (hyperlinks and references): their text
-_RST_REFERENCE = re.compile(r"`([^`<]+?)\s*<[^`>]*>`__?(?![\w`])|`([^`<]+)`__?(?![\w`])")
+_RST_REFERENCE = re.compile(r"`([^`<]+)<[^`>]*>`__?(?![\w`])|`([^`<]+)`__?(?![\w`])")
 _RST_FIELD = re.compile(r"^:(orphan|tocdepth|nosearch|hide-toc|hide-navigation)\b.*$")
 # A role or a hyperlink wrapped onto the next line of its paragraph
 _RST_WRAPPED = re.compile(
-    r":[\w:-]+:`[^`\n]+\n[ \t]*[^`\n]+`|(?<![`\w])`[^`\n]+\n[ \t]*[^`\n]*<[^`>\n]+>`_")
+    _ROLE_NAME + r"`[^`\n]+\n[^`\n]+`|(?<![`\w])`[^`\n]+\n[^`\n]*<[^`>\n]+>`_")
+_RST_OPTION = re.compile(r"^\s*:([\w-]+):(?=\s|$)")
 _RST_DIRECTIVE = re.compile(r"^(\s*)\.\.\s+([\w:-]+)::\s*(.*)$")
 CODE_DIRECTIVES = frozenset({"code-block", "code", "sourcecode", "literalinclude", "prompt"})
 _SKIP_DIRECTIVES = frozenset({"toctree", "image", "figure", "include", "raw", "contents",
@@ -50,16 +55,23 @@ def directive_label(name: str, argument: str) -> str:
     return f"**{argument}**" if argument and name in _LABELLED else ""
 
 
-def rst_to_markdown(text: str, level: int = 0) -> str:
+MAX_NESTING = 8  # directives inside directives deeper than this are read as plain text
+
+
+def rst_to_markdown(text: str, level: int = 0, depth: int = 0) -> str:
     """reStructuredText as Markdown: underlined (and overlined) titles become `#` headings in
     the order their styles first appear; literal blocks and code directives become fences;
     a described object (``.. confval:: name``, ``.. envvar::``, ``.. function::``…) becomes
     a heading one level down, with Sphinx's anchor; roles keep their text; directives that
-    only point elsewhere are dropped. `level`: that of the title the text sits under."""
+    only point elsewhere are dropped. `level`: that of the title the text sits under; `depth`:
+    how many directives the text is inside."""
+    if depth > MAX_NESTING:
+        return text
     text = _RST_WRAPPED.sub(lambda m: " ".join(m.group(0).split()), text)
     lines = [line for line in text.splitlines() if not _RST_FIELD.match(line)]
     styles: list[str] = []
     out: list[str] = []
+    section = ""  # the last title, given back after a described object's entry
     i = 0
     while i < len(lines) and len(out) < 10 * len(lines) + 10:
         line = lines[i]
@@ -67,23 +79,26 @@ def rst_to_markdown(text: str, level: int = 0) -> str:
         over = _RST_UNDERLINE.match(line)
         if over and i + 2 < len(lines) and _RST_UNDERLINE.match(lines[i + 2]) and nxt.strip():
             level = _rst_level("o" + over.group(1), styles)  # titles start a new scale
-            out.append(_markdown_heading(level, _rst_inline(nxt.strip(), code=False)))
+            section = _markdown_heading(level, _rst_inline(nxt.strip(), code=False))
+            out.append(section)
             i += 3
             continue
         under = _RST_UNDERLINE.match(nxt)
-        if line.strip() and under and not line.startswith(" ") and len(nxt.rstrip()) >= len(
-            line.rstrip()
-        ) and not _RST_UNDERLINE.match(line):
+        # (docutils takes an underline shorter than its title too, with a warning)
+        if line.strip() and under and not line.startswith(" ") and not _RST_UNDERLINE.match(
+            line
+        ) and not _RST_DIRECTIVE.match(line):
             level = _rst_level(under.group(1), styles)
-            out.append(_markdown_heading(level, _rst_inline(line.strip(), code=False)))
+            section = _markdown_heading(level, _rst_inline(line.strip(), code=False))
+            out.append(section)
             i += 2
             continue
         directive = _RST_DIRECTIVE.match(line)
         if directive or line.rstrip().endswith("::") and not line.strip().startswith(".."):
-            i = _rst_block(lines, i, directive, out, level)
+            i = _rst_block(lines, i, directive, out, (level, section, depth))
             continue
         if line.strip().startswith(".. ") or line.strip() == "..":
-            i = _skip_indented(lines, i + 1)  # comments, link targets, substitutions
+            i = _skip_indented(lines, i + 1, _indent(line))  # comments, targets, substitutions
             continue
         out.append(_rst_inline(line))
         i += 1
@@ -96,8 +111,9 @@ def _rst_inline(text: str, code: bool = True) -> str:
     empty ```` that would read as a code fence."""
     parts = _RST_LITERAL.split(text)
     for index in range(0, len(parts), 2):  # the even parts are outside literals
-        part = _RST_ROLE.sub(lambda m: f"`{m.group(1)}`" if code else m.group(1), parts[index])
-        parts[index] = _RST_REFERENCE.sub(lambda m: m.group(1) or m.group(2), part)
+        part = _RST_ROLE.sub(
+            lambda m: f"`{m.group(1).strip()}`" if code else m.group(1).strip(), parts[index])
+        parts[index] = _RST_REFERENCE.sub(lambda m: (m.group(1) or m.group(2)).strip(), part)
     return "".join(parts)
 
 
@@ -113,35 +129,59 @@ def _markdown_heading(level: int, title: str, anchor: str = "") -> str:
 
 
 def _rst_block(
-    lines: list[str], i: int, directive: re.Match[str] | None, out: list[str], level: int
+    lines: list[str], i: int, directive: re.Match[str] | None, out: list[str],
+    where: tuple[int, str, int],
 ) -> int:
-    """A directive or a `::` literal block at lines[i]; returns the index after it."""
-    end = _skip_indented(lines, i + 1)
-    body = lines[i + 1 : end]
-    content = _dedent([line for line in body if not re.match(r"^\s+:[\w-]+:", line)])
+    """A directive or a `::` literal block at lines[i]; returns the index after it. `where`:
+    the level and heading line of the section it is in, and how deep in directives."""
+    level, section, depth = where
+    end = _skip_indented(lines, i + 1, _indent(lines[i]))
+    body = _dedent(lines[i + 1 : end])
     if directive is None:  # "text::" then an indented literal block
         out.append(_rst_inline(lines[i].rstrip()[:-1]))
-        out.extend(["", "```", *content, "```", ""])
+        out.extend(["", _fence_for(body), *body, _fence_for(body), ""])
         return end
+    options = 0  # ":linenos:", ":type: int": only right under the directive line
+    while options < len(body) and _RST_OPTION.match(body[options]):
+        options += 1
+    content = body[options:]
     name, argument = directive.group(2), directive.group(3).strip()
     kind = name.split(":")[-1]
-    if kind in _OBJECT_DIRECTIVES and argument:
+    if kind in _OBJECT_DIRECTIVES and argument and level:
         target = argument.split("(")[0].split()[0] if kind in _ANCHORED_OBJECTS else ""
         anchor = f"{kind}-{target}" if kind in ("confval", "envvar") else target
         out.append(_markdown_heading(level + 1, argument, anchor))
-        out.extend([*rst_to_markdown("\n".join(content), level + 1).splitlines(), ""])
+        facts = [_RST_OPTION.sub(lambda m: f"{m.group(1).capitalize()}:", line)
+                 for line in body[:options]]  # a setting's type and default are answers
+        out.extend([*facts, "", *rst_to_markdown("\n".join(content), level + 1,
+                                                 depth + 1).splitlines(), ""])
+        if section:  # what follows the entry's body belongs to the section again
+            out.append(section)
     elif name in CODE_DIRECTIVES and name != "literalinclude":
-        out.extend(["", "```" + argument.split(" ")[0], *content, "```", ""])
+        fence = _fence_for(content)
+        out.extend(["", fence + argument.split(" ")[0], *content, fence, ""])
     elif name not in _SKIP_DIRECTIVES:  # note, tab, only, warning…: prose (and code) inside
         label = directive_label(name, _rst_inline(argument))
-        out.extend(["", label, *rst_to_markdown("\n".join(content), level).splitlines(), ""])
+        out.extend(["", label, *rst_to_markdown("\n".join(content), level,
+                                                depth + 1).splitlines(), ""])
     return end
 
 
-def _skip_indented(lines: list[str], start: int) -> int:
-    """The index of the first line after the indented (or blank) block starting at start."""
+def _fence_for(code: list[str]) -> str:
+    """A fence longer than any run of backticks in the code, so the code cannot close it."""
+    longest = max((len(run) for line in code for run in re.findall(r"`+", line)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _skip_indented(lines: list[str], start: int, indent: int = 0) -> int:
+    """The index of the first line after the block starting at start: blank lines and lines
+    indented deeper than `indent` (the directive's own indentation)."""
     i = start
-    while i < len(lines) and (not lines[i].strip() or lines[i][:1] in (" ", "\t")):
+    while i < len(lines) and (not lines[i].strip() or _indent(lines[i]) > indent):
         i += 1
     while i > start and not lines[i - 1].strip():
         i -= 1

@@ -173,9 +173,11 @@ def test_a_role_inside_an_inline_literal_stays_text_and_never_opens_a_fence() ->
 
 
 def test_described_objects_are_linkable_entries_under_their_section() -> None:
-    rst = ("Reference\n=========\n\nOptions\n-------\n\n.. confval:: norecursedirs\n\n"
+    rst = ("Reference\n=========\n\nOptions\n-------\n\n.. confval:: norecursedirs\n"
+           "   :type: args\n   :default: build, dist\n\n"
            "   Directory patterns skipped while collecting.\n\n"
-           ".. envvar:: APP_COLOR\n\nForces colored output.\n\n"
+           ".. envvar:: APP_COLOR\n\n   Forces colored output.\n\n"
+           "All of these can also be set in the config file.\n\n"
            ".. py:function:: approx(expected, rel=None)\n\n   Compare numbers approximately.\n"
            "\n   .. note:: Works on sequences too.\n\nHooks\n-----\n\nAfter the entries.\n")
     doc = parse_document("reference.rst", rst)
@@ -183,10 +185,17 @@ def test_described_objects_are_linkable_entries_under_their_section() -> None:
     assert found == [
         ("Reference › Options › norecursedirs", "confval-norecursedirs"),
         ("Reference › Options › APP_COLOR", "envvar-APP_COLOR"),
+        ("Reference › Options", "options"),  # what follows an entry is the section's again
         ("Reference › Options › approx(expected, rel=None)", "approx"),
         ("Reference › Hooks", "hooks"),
     ]
-    assert "Works on sequences too." in doc.sections[2].text
+    assert doc.sections[0].text.startswith("Type: args\nDefault: build, dist\n")
+    assert doc.sections[2].text == "All of these can also be set in the config file."
+    assert "Works on sequences too." in doc.sections[3].text
+    # An entry before any title is not the page's title.
+    loose = parse_document("fragment.rst",
+                           ".. envvar:: FOO\n\n   Sets foo.\n\nIntro\n=====\n\nHi.\n")
+    assert loose.title == "Intro" and "Sets foo." in loose.sections[0].text
 
 
 def test_myst_roles_labels_tabs_versions_and_comments_read_as_text() -> None:
@@ -228,6 +237,34 @@ def test_rst_links_wrapped_roles_fields_and_directive_arguments() -> None:
     assert ":orphan:" not in text and "download" not in text and "<https" not in text
     assert "*New in version 8.4*: the ``-p`` flag." in text
     assert "Plugin pytest-django helps with Django." in text  # `.. only::` content is kept
+
+
+def test_rst_blocks_end_where_their_indentation_does() -> None:
+    rst = ("Temp dirs\n=======\n\n- Keep them:\n\n  .. code-block:: ini\n\n"
+           "      [pytest]\n      tmp_path_retention_count = 3\n\n"
+           "  Set it in the ini file.\n\n.. note::\n\n   :ref:`Fixtures <fixtures>` come first.\n"
+           "\nExample::\n\n    Write this in README.md:\n\n        ```python\n        x = 1\n"
+           "        ```\n\nSection two\n-----------\n\nText two.\n")
+    doc = parse_document("tmp.rst", rst)
+    assert [s.heading for s in doc.sections] == ["Temp dirs", "Temp dirs › Section two"]
+    text = doc.sections[0].text  # a short underline is still a title
+    assert "```ini\n[pytest]\ntmp_path_retention_count = 3\n```" in text
+    assert "Set it in the ini file." in text and "```\n  Set it" not in text  # after the code
+    assert "`Fixtures` come first." in text  # a body line that starts with a role stays
+    assert "````\nWrite this in README.md:\n\n    ```python" in text  # a longer fence
+
+
+def test_comment_markers_fences_and_placeholders_in_examples_lose_no_text() -> None:
+    md = ("# HTML\n\nA comment starts with `<!--`.\n\n## Closing\n\nIt ends with `-->`.\n\n"
+          "Put `<!--more-->` where the summary ends.\n\n"
+          "```markdown\n1. Install:\n\n    ```bash\n    pip install x\n    ```\n```\n\n"
+          "## Next\n\nUse `{host}` or `{port}`; pass --log-disable={logger_name} too.\n")
+    doc = parse_document("html.md", md)
+    assert [s.heading for s in doc.sections] == ["HTML", "HTML › Closing", "HTML › Next"]
+    closing, following = doc.sections[1].text, doc.sections[2].text
+    assert "It ends with `-->`." in closing and "Put `<!--more-->` where" in closing
+    assert "    ```bash\n    pip install x\n    ```\n```" in closing  # one code block
+    assert following == "Use `{host}` or `{port}`; pass --log-disable={logger_name} too."
 
 
 def test_myst_directives_are_prose_and_code_block_directives_stay_code() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import bot.knowledge as knowledge_module
+from bot.docs_parse import ParsedDoc, parse_document
 from bot.embedding import Embedder
 from bot.knowledge import Knowledge
 from bot.retrieval import folded, rrf
@@ -232,18 +233,38 @@ async def test_nothing_outside_the_folder_templates_or_dumps_is_indexed(
     docs = write(tmp_path / "docs", {"sso.md": SSO, "big.txt": "x" * 2_000})
     for name, text in {"guide/extra.md": "# Extra\n\nSee sso.\n",
                        "_templates/page.html": "{% block body %}{% endblock %}",
-                       "overrides/main.html": "{{ page.title }}"}.items():
+                       "overrides/main.html": "{{ page.title }}",
+                       "templates/emails.md": "# Email templates\n\nWrite them in HTML.\n"}.items():
         (docs / name).parent.mkdir(exist_ok=True)
         (docs / name).write_text(text)
     (docs / "leak.txt").symlink_to(secret)  # a link out of the docs folder
+    (docs / "leak.md").symlink_to(secret)
     (docs / "outside").symlink_to(tmp_path, target_is_directory=True)
     (docs / "same.md").symlink_to(docs / "sso.md")  # a link inside it is a page like others
     monkeypatch.setattr(knowledge_module, "MAX_DOC_BYTES", 1_000)
     report = await Knowledge(store.sqlite).index_folder(docs)
     kb = Knowledge(store.sqlite)
-    assert {doc.path for doc in await kb.documents()} == {"sso.md", "guide/extra.md", "same.md"}
-    assert report.skipped == ("big.txt: 0 MB, over the 0 MB limit",)
+    assert {doc.path for doc in await kb.documents()} == {
+        "sso.md", "guide/extra.md", "same.md", "templates/emails.md"}  # a page about templates
+    assert report.skipped == ("big.txt: 0.0 MB, over the 0.001 MB limit",)
     assert not (await kb.rank("ANTHROPIC_API_KEY do not index")).passages
+
+
+async def test_one_file_that_cannot_be_parsed_never_stops_the_rest(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = parse_document
+
+    def parse(name: str, text: str, url: str | None = None) -> ParsedDoc:
+        if name == "odd.rst":
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(name, text, url)
+
+    monkeypatch.setattr(knowledge_module, "parse_document", parse)
+    docs = write(tmp_path / "docs", {"sso.md": SSO, "odd.rst": "Odd\n===\n\nText.\n",
+                                     "reports.md": EXPORT})
+    report = await Knowledge(store.sqlite).index_folder(docs)
+    assert report.added == 2 and report.skipped[0].startswith("odd.rst: could not be parsed")
 
 
 async def test_overlapping_sources_never_show_a_passage_twice(
