@@ -26,13 +26,14 @@ _NOT_DOCS = ("requirements", "constraints", "robots", "license", "licence", "cma
 # A fence may be indented (inside a list item or an admonition); its body loses as much.
 _FENCE = re.compile(r"^(\s*)(`{3,}|~{3,}|:{3,})(.*)$")
 _ATX = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
-_ANCHOR = re.compile(r"\s*\{\s*#([\w.:-]*)[^}]*\}\s*$")  # {#id}; {#} says "no anchor"
+_ANCHOR = re.compile(r"\s*\{\s*#([^\s{}]*)[^}]*\}\s*$")  # {#id}; {#} says "no anchor"
 _SETEXT = re.compile(r"^\s{0,3}(=+|-+)\s*$")
 _SHORTCODE = re.compile(r"\{\{[<%].*?[%>]\}\}")
 _JSX_LINE = re.compile(r"^\s*(import\s.+\sfrom\s|export\s)")
 _JSX_LABEL = re.compile(r'<TabItem\b[^<>]*?\blabel=["\']([^"\']+)["\'][^<>]*>')
 _JSX_TAG = re.compile(r"</?[A-Z][\w.]*(\s[^<>]*)?/?>")
-_MKDOCS_DIRECTIVE = re.compile(r"^\s*:::\s+[\w.]+\s*$")
+# mkdocstrings: "::: package.module" (VitePress's "::: tip" is a container, read as prose)
+_MKDOCS_DIRECTIVE = re.compile(r"^\s*:::\s+[\w]+(?:\.[\w]+)+\s*$")
 # MkDocs admonitions (!!! note "Title", ??? collapsible) and content tabs (=== "Label").
 _ADMONITION = re.compile(
     r'^(\s*)(?:(?:!!!|\?\?\?\+?)\s*[\w-]+(?:\s+"([^"]*)")?|===\+?\s+"([^"]*)")\s*$')
@@ -119,9 +120,10 @@ def decode_doc(raw: bytes) -> str | None:
     (NUL bytes), which is not docs whatever its name."""
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 with its byte order mark
         try:
-            return raw.decode("utf-16")
+            text = raw.decode("utf-16")
         except UnicodeDecodeError:
             return None
+        return None if "\x00" in text[:4096] else text
     if b"\x00" in raw[:8192]:
         return None
     try:
@@ -281,7 +283,7 @@ def _clean_lines(text: str) -> list[str]:
             continue
         line = _SHORTCODE.sub("", line)
         if _MKDOCS_DIRECTIVE.match(line):
-            skip = line[: len(line) - len(line.lstrip())] + " "
+            skip = (indent or "") + line[: len(line) - len(line.lstrip())] + " "
             continue
         if _MYST_LABEL.match(line):
             continue
@@ -369,8 +371,8 @@ def _fence_blocks(
     body = lines[:-1] if lines else []
     info = fence.lstrip(fence[0]).strip()
     directive = re.match(r"\{([\w:-]+)\}\s*(.*)", info)
-    if fence[0] == ":" and not directive and info:  # Docusaurus: :::tip Title
-        directive = re.match(r"([\w-]+)\s*(.*)", info)
+    if fence[0] == ":" and not directive and info:  # :::tip Title, :::tip[Title], ::: tip
+        directive = re.match(r"([\w-]+)\s*\[?([^\]]*)\]?", info)
     if directive and directive.group(1) not in CODE_DIRECTIVES:
         content = [line for line in body if not re.match(r"^\s*:[\w-]+:", line)]
         label = directive_label(directive.group(1), directive.group(2).strip())

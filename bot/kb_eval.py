@@ -232,14 +232,22 @@ async def _dont_know(reader: Reader, questions: Sequence[EvalQuestion],
     """Each question the gate let through, asked of the model with the passages the bot
     would send (a few at a time), and the declines of both counted together."""
     limit = asyncio.Semaphore(READERS)
+    declined = [True] * len(questions)
 
-    async def read(index: int) -> bool:
-        if gated[index]:
-            return True
+    async def read(index: int) -> None:
         async with limit:
-            return await reader(questions[index].question, passages[index][:PROMPT_PASSAGES])
+            declined[index] = await reader(questions[index].question,
+                                           passages[index][:PROMPT_PASSAGES])
 
-    declined = await asyncio.gather(*(read(i) for i in range(len(questions))))
+    # A task group: when one request fails, the others are cancelled, not left running,
+    # and the caller sees that first failure (the model's error), not a group of them.
+    try:
+        async with asyncio.TaskGroup() as group:
+            for index, was_gated in enumerate(gated):
+                if not was_gated:
+                    group.create_task(read(index))
+    except ExceptionGroup as failures:
+        raise failures.exceptions[0] from None
     unanswerable = [not q.answerable for q in questions]
     return DontKnow(
         asked=sum(1 for g in gated if not g),
@@ -367,9 +375,10 @@ def as_text(report: Report) -> str:
                   f"{report.declined_answerable:.2f}"]
     if report.model is not None:
         model = report.model
+        recall = f"recall {model.recall:.2f}; " if unanswerable else ""
         lines += [f"with the model ({model.asked} asked, {model.model_declined} marked not in"
-                  f" the docs): recall {model.recall:.2f};"
-                  f" answerable ones declined: {model.declined_answerable:.2f}"]
+                  f" the docs): {recall}answerable ones declined: "
+                  f"{model.declined_answerable:.2f}"]
     if report.misses:
         lines += ["", "answerable, not in the top 5:", *(f"  - {q}" for q in report.misses)]
     return "\n".join(lines)

@@ -254,6 +254,20 @@ def test_rst_blocks_end_where_their_indentation_does() -> None:
     assert "````\nWrite this in README.md:\n\n    ```python" in text  # a longer fence
 
 
+def test_containers_api_directives_and_odd_anchors() -> None:
+    md = ("# Setup {#c++-support}\n\n::: tip Before you start\nInstall the CLI.\n:::\n\n"
+          ":::warning[Careful]\nDeleting a project is permanent.\n:::\n\n!!! note\n\n"
+          "    ::: acme.client\n        options:\n          show_bases: false\n\n"
+          "    Admonition text after.\n\n## Next\n\nMore.\n")
+    doc = parse_document("setup.md", md)
+    assert [(s.heading, s.anchor) for s in doc.sections] == [
+        ("Setup", "c++-support"), ("Setup › Next", "next")]
+    text = doc.sections[0].text
+    assert "**Before you start**\nInstall the CLI." in text  # VitePress container: prose
+    assert "**Careful**\nDeleting a project is permanent." in text
+    assert "Admonition text after." in text and "show_bases" not in text
+
+
 def test_comment_markers_fences_and_placeholders_in_examples_lose_no_text() -> None:
     md = ("# HTML\n\nA comment starts with `<!--`.\n\n## Closing\n\nIt ends with `-->`.\n\n"
           "Put `<!--more-->` where the summary ends.\n\n"
