@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from bot.rst_docs import CODE_DIRECTIVES, directive_label, rst_to_markdown
+from bot.rst_docs import CODE_DIRECTIVES, SKIP_DIRECTIVES, directive_label, rst_to_markdown
 
 PASSAGE_CHARS = 2000  # about 450 tokens of English prose (tuned on the pip set, see bench/kb.py)
 PATH_SEPARATOR = " › "
@@ -37,7 +37,14 @@ _MKDOCS_DIRECTIVE = re.compile(r"^\s*:::\s+[\w]+(?:\.[\w]+)+\s*$")
 # MkDocs admonitions (!!! note "Title", ??? collapsible) and content tabs (=== "Label").
 _ADMONITION = re.compile(
     r'^(\s*)(?:(?:!!!|\?\?\?\+?)\s*[\w-]+(?:\s+"([^"]*)")?|===\+?\s+"([^"]*)")\s*$')
-_MYST_LABEL = re.compile(r"^\s*\(\s*[\w.:/-]+\s*\)=\s*$")  # (wheel-caching)=
+_MYST_LABEL = re.compile(r"^\s*\([^()\n]+\)=\s*$")  # (wheel-caching)=, (vcs support)=
+# What is left of a passage that only labels what is not there ("**Unix**\n\n**Windows**",
+# "---"): no passage of its own.
+_LABELS_ONLY = re.compile(r"\*\*[^*\n]*\*\*|[\s*_`#:.-]")
+# A list item that opens with a code fence ("- ```"): the marker, then the fence under it.
+_LIST_FENCE = re.compile(r"^(\s*)([-*+]|\d+[.)])\s+((?:`{3,}|~{3,}).*)$")
+# Inline HTML left in Markdown: tags go, their text stays (autolinks <https://…> stay).
+_HTML_TAG = re.compile(r"</?(?!https?:)[A-Za-z][\w-]*(?:\s[^<>]*)?/?>")
 # {doc}`text <target>`; not `{host}` in code nor --opt={name}
 _MYST_ROLE = re.compile(r"(?<![`\w=])\{([a-z]+(?::[a-z-]+)?)\}`([^`<]*)(?:<[^`>]*>)?`")
 _SLUG_DROP = re.compile(r"[^\w\- ]")
@@ -111,7 +118,7 @@ def is_doc_name(name: str) -> bool:
     path = PurePosixPath(name.lower())
     if path.suffix not in DOC_SUFFIXES:
         return False
-    return not (path.suffix == ".txt" and path.stem.startswith(_NOT_DOCS))
+    return not (path.suffix == ".txt" and any(word in path.stem for word in _NOT_DOCS))
 
 
 def decode_doc(raw: bytes) -> str | None:
@@ -182,6 +189,9 @@ def heading_text(raw: str) -> tuple[str, str]:
     title = _ANCHOR.sub("", raw).strip()
     title = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", title)  # [text](link) → text
     title = title.replace("`", "")  # a title names `code` in plain words
+    title = re.sub(r"(\*\*|__)(.+?)\1|(?<!\w)([*_])(\S(?:.*?\S)?)\3(?!\w)", r"\2\4", title)
+    title = re.sub(r"\[([^\]]+)\]\[[^\]]*\]", r"\1", title)  # [text][ref] → text
+    title = _HTML_TAG.sub("", title).strip()
     if match:
         return title, match.group(1)
     return title, slug(title)
@@ -268,7 +278,7 @@ def _clean_lines(text: str) -> list[str]:
     out: list[str] = []
     indent: str | None = None  # of an admonition's or a content tab's body
     skip: str | None = None  # of a mkdocstrings directive's options
-    for line, in_code in _lines_with_fences(_strip_comments(text)):
+    for line, in_code in _lines_with_fences(_list_fences(_strip_comments(text))):
         if skip is not None:
             if not line.strip() or line.startswith(skip):
                 continue
@@ -293,8 +303,37 @@ def _clean_lines(text: str) -> list[str]:
             label = admonition.group(2) or admonition.group(3)
             out.append(f"**{label}**" if label else "")
             continue
-        out.append(_MYST_ROLE.sub(_myst_role, line))
+        line = _MYST_ROLE.sub(_myst_role, line)
+        if "<" in line:
+            line = _without_tags(line)
+        out.append(line)
     return out
+
+
+def _list_fences(text: str) -> str:
+    """"- ```yaml" as a list item whose content is a fence: the fence on its own line, at
+    the item's content indent, so it is read as code (and its closing line closes it)."""
+    if "```" not in text and "~~~" not in text:
+        return text
+    out: list[str] = []
+    for line in text.splitlines():
+        match = _LIST_FENCE.match(line)
+        if match:
+            lead, marker, fence = match.groups()
+            out += [f"{lead}{marker}", " " * (len(lead) + len(marker) + 1) + fence]
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def _without_tags(line: str) -> str:
+    """A prose line without inline HTML tags (outside `code`): <summary>Why</summary> reads
+    as **Why**, other tags as nothing."""
+    parts = re.split(r"(`+[^`]*`+)", line)
+    for index in range(0, len(parts), 2):
+        part = re.sub(r"<summary>(.*?)</summary>", r"**\1**", parts[index])
+        parts[index] = _HTML_TAG.sub("", part)
+    return "".join(parts)
 
 
 def _strip_comments(text: str) -> str:
@@ -373,8 +412,13 @@ def _fence_blocks(
     directive = re.match(r"\{([\w:-]+)\}\s*(.*)", info)
     if fence[0] == ":" and not directive and info:  # :::tip Title, :::tip[Title], ::: tip
         directive = re.match(r"([\w-]+)\s*\[?([^\]]*)\]?", info)
+    if directive and directive.group(1) in SKIP_DIRECTIVES:
+        return []  # {toctree}, {image}, {include}…: they point elsewhere
+    if directive and directive.group(1) == "eval-rst":
+        _, inner = markdown_blocks(rst_to_markdown("\n".join(body)), "")
+        return [_Block(path + b.path, b.anchor or anchor, b.text, b.fence) for b in inner]
     if directive and directive.group(1) not in CODE_DIRECTIVES:
-        content = [line for line in body if not re.match(r"^\s*:[\w-]+:", line)]
+        content = _without_options(body)
         label = directive_label(directive.group(1), directive.group(2).strip())
         _, inner = markdown_blocks("\n".join([label, ""] if label else []) + "\n".join(content), "")
         return [_Block(path + b.path, b.anchor or anchor, b.text, b.fence) for b in inner]
@@ -383,6 +427,18 @@ def _fence_blocks(
     if fence[0] == ":":
         fence = "```" + fence.lstrip(":")
     return [_Block(path, anchor, "\n".join(body), fence=fence)]
+
+
+def _without_options(body: list[str]) -> list[str]:
+    """A MyST directive's content without its options: ":key: value" lines right under the
+    opening line, or a "---"-fenced YAML block there."""
+    start = 0
+    if body and body[0].strip() == "---":
+        end = next((i for i in range(1, len(body)) if body[i].strip() == "---"), None)
+        start = end + 1 if end is not None else 0
+    while start < len(body) and re.match(r"^\s*:[\w-]+:(\s|$)", body[start]):
+        start += 1
+    return body[start:]
 
 
 def _paragraphs(text: str) -> list[_Block]:
@@ -403,8 +459,9 @@ def passages(blocks: Sequence[_Block], title: str) -> list[Section]:
 
     def emit() -> None:
         nonlocal size
-        if parts and current is not None:
-            out.append(Section(_full_path(current[0], title), current[1], "\n\n".join(parts)))
+        text = "\n\n".join(parts)
+        if parts and current is not None and _LABELS_ONLY.sub("", text):
+            out.append(Section(_full_path(current[0], title), current[1], text))
         parts.clear()
         size = 0
 

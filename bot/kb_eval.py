@@ -146,7 +146,7 @@ def unknown_sections(
 
 
 def _norm(text: str) -> str:
-    return " ".join(text.replace("`", "").replace("*", "").lower().split())
+    return " ".join(text.replace("`", "").replace("*", "").replace("_", "").lower().split())
 
 
 def rank_of(passages: Sequence[Passage], want: EvalQuestion, section: bool) -> int | None:

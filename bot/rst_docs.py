@@ -13,7 +13,10 @@ _RST_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+:._])\1{2,}\s*$")
 # the match try every split; the text is taken greedily and stripped after, for the same
 # reason (no lazy group beside \s*: both are linear on a line with no closing backtick).
 _ROLE_NAME = r":[\w-]+(?::[\w-]+)?:"
-_RST_ROLE = re.compile(_ROLE_NAME + r"`([^`<]*)(?:<[^`>]*>)?`")
+_RST_ROLE = re.compile("(" + _ROLE_NAME + r")`([^`<]*)(?:<[^`>]*>)?`")
+_SHOWN_AS = {"pep": "PEP ", "issue": "#", "pull": "#", "gh": "#", "user": "@"}
+_PLAIN_ROLES = frozenset({"ref", "doc", "term", "any", "abbr", "sup", "sub", "numref"})
+_RST_ESCAPE = re.compile(r"\\([^\w\s])")  # \* \, \_ : the character itself
 _RST_LITERAL = re.compile(r"(``.+?``)")
 # `text <https://…>`_ and `name`_ (hyperlinks and references): their text
 _RST_REFERENCE = re.compile(r"`([^`<]+)<[^`>]*>`__?(?![\w`])|`([^`<]+)`__?(?![\w`])")
@@ -21,10 +24,12 @@ _RST_FIELD = re.compile(r"^:(orphan|tocdepth|nosearch|hide-toc|hide-navigation)\
 # A role or a hyperlink wrapped onto the next line of its paragraph
 _RST_WRAPPED = re.compile(
     _ROLE_NAME + r"`[^`\n]+\n[^`\n]+`|(?<![`\w])`[^`\n]+\n[^`\n]*<[^`>\n]+>`_")
+_LIST_MARKER = re.compile(r"^\s*(?:[-*+•]|\d+[.)]|#\.)\s+")
+_NOT_HTML = re.compile(r"^(?!.*\bnot\b).*\b(latex|texinfo|man|epub|text)\b")  # .. only::
 _RST_OPTION = re.compile(r"^\s*:([\w-]+):(?=\s|$)")
 _RST_DIRECTIVE = re.compile(r"^(\s*)\.\.\s+([\w:-]+)::\s*(.*)$")
 CODE_DIRECTIVES = frozenset({"code-block", "code", "sourcecode", "literalinclude", "prompt"})
-_SKIP_DIRECTIVES = frozenset({"toctree", "image", "figure", "include", "raw", "contents",
+SKIP_DIRECTIVES = frozenset({"toctree", "image", "figure", "include", "raw", "contents",
                               "automodule", "autoclass", "autofunction", "autodata", "meta",
                               "tab-set-code", "literalinclude", "highlight", "currentmodule",
                               "module", "index"})
@@ -100,7 +105,8 @@ def rst_to_markdown(text: str, level: int = 0, depth: int = 0) -> str:
         if line.strip().startswith(".. ") or line.strip() == "..":
             i = _skip_indented(lines, i + 1, _indent(line))  # comments, targets, substitutions
             continue
-        out.append(_rst_inline(line))
+        line = re.sub(r"^(\s*)#\.(\s)", r"\g<1>1.\2", line)  # an auto-numbered item
+        out.append(re.sub(r"(?<=\S) {3,}", "  ", _rst_inline(line)))  # table padding
         i += 1
     return "\n".join(out)
 
@@ -111,10 +117,20 @@ def _rst_inline(text: str, code: bool = True) -> str:
     empty ```` that would read as a code fence."""
     parts = _RST_LITERAL.split(text)
     for index in range(0, len(parts), 2):  # the even parts are outside literals
-        part = _RST_ROLE.sub(
-            lambda m: f"`{m.group(1).strip()}`" if code else m.group(1).strip(), parts[index])
-        parts[index] = _RST_REFERENCE.sub(lambda m: (m.group(1) or m.group(2)).strip(), part)
+        part = _RST_ROLE.sub(lambda m: _role_text(m, code), parts[index])
+        part = _RST_REFERENCE.sub(lambda m: (m.group(1) or m.group(2)).strip(), part)
+        parts[index] = _RST_ESCAPE.sub(r"\1", part.replace("\\ ", ""))
     return "".join(parts)
+
+
+def _role_text(match: re.Match[str], code: bool) -> str:
+    """What a role shows: PEP 517, #1316 (an issue), @name (a user); ~a.b.C shows C."""
+    role, text = match.group(1).strip(":").split(":")[-1], match.group(2).strip()
+    if role in _SHOWN_AS:
+        return _SHOWN_AS[role] + text
+    if text.startswith("~"):
+        text = text[1:].rsplit(".", 1)[-1]
+    return f"`{text}`" if code and role not in _PLAIN_ROLES else text
 
 
 def _rst_level(style: str, styles: list[str]) -> int:
@@ -135,10 +151,14 @@ def _rst_block(
     """A directive or a `::` literal block at lines[i]; returns the index after it. `where`:
     the level and heading line of the section it is in, and how deep in directives."""
     level, section, depth = where
-    end = _skip_indented(lines, i + 1, _indent(lines[i]))
+    end = _skip_indented(lines, i + 1, _content_indent(lines[i]))
     body = _dedent(lines[i + 1 : end])
     if directive is None:  # "text::" then an indented literal block
-        out.append(_rst_inline(lines[i].rstrip()[:-1]))
+        intro = lines[i].rstrip()
+        intro = intro[:-2].rstrip() if intro[:-2].endswith(" ") or not intro[:-2].strip() \
+            else intro[:-1]
+        if intro.strip():
+            out.append(_rst_inline(intro))
         out.extend(["", _fence_for(body), *body, _fence_for(body), ""])
         return end
     options = 0  # ":linenos:", ":type: int": only right under the directive line
@@ -152,15 +172,18 @@ def _rst_block(
         anchor = f"{kind}-{target}" if kind in ("confval", "envvar") else target
         out.append(_markdown_heading(level + 1, argument, anchor))
         facts = [_RST_OPTION.sub(lambda m: f"{m.group(1).capitalize()}:", line)
-                 for line in body[:options]]  # a setting's type and default are answers
+                 for line in body[:options]
+                 if _RST_OPTION.sub("", line).strip()]  # a setting's type and default
         out.extend([*facts, "", *rst_to_markdown("\n".join(content), level + 1,
                                                  depth + 1).splitlines(), ""])
         if section:  # what follows the entry's body belongs to the section again
             out.append(section)
+    elif name == "only" and _NOT_HTML.match(argument):
+        pass  # what only the PDF or man pages show; the HTML branch has the same
     elif name in CODE_DIRECTIVES and name != "literalinclude":
         fence = _fence_for(content)
         out.extend(["", fence + argument.split(" ")[0], *content, fence, ""])
-    elif name not in _SKIP_DIRECTIVES:  # note, tab, only, warning…: prose (and code) inside
+    elif name not in SKIP_DIRECTIVES:  # note, tab, only, warning…: prose (and code) inside
         label = directive_label(name, _rst_inline(argument))
         out.extend(["", label, *rst_to_markdown("\n".join(content), level,
                                                 depth + 1).splitlines(), ""])
@@ -175,6 +198,13 @@ def _fence_for(code: list[str]) -> str:
 
 def _indent(line: str) -> int:
     return len(line) - len(line.lstrip())
+
+
+def _content_indent(line: str) -> int:
+    """Where a line's text starts: after a list marker ("- ", "1. ") when it has one, so a
+    literal block ending a list item's line is the block indented under the item's text."""
+    marker = _LIST_MARKER.match(line)
+    return len(marker.group(0)) if marker else _indent(line)
 
 
 def _skip_indented(lines: list[str], start: int, indent: int = 0) -> int:

@@ -149,7 +149,7 @@ def test_restructuredtext_headings_literal_blocks_and_directives() -> None:
                         "User Guide › Caching"]
     running, proxies, caching = (s.text for s in doc.sections)
     assert "```\n# a shell comment in a literal block" in running  # code, not a heading
-    assert "`the proxy option`" in proxies and ":ref:" not in proxies
+    assert "Use the proxy option or" in proxies and ":ref:" not in proxies
     assert "$ pip show sphinx\n---\nName: Sphinx" in proxies  # "---" in code is no heading
     assert "Notes are prose." in proxies
     assert "_a-target" not in caching and "~/.cache/pip" in caching
@@ -169,7 +169,7 @@ def test_a_role_inside_an_inline_literal_stays_text_and_never_opens_a_fence() ->
     doc = parse_document("changelog.rst", rst)
     assert [s.heading for s in doc.sections] == ["Changes › 1.1", "Changes › 1.0"]
     assert "``:issue:``" in doc.sections[0].text and "``:gh:``" in doc.sections[0].text
-    assert "`roles`" in doc.sections[0].text  # a role outside a literal keeps its text
+    assert "see roles." in doc.sections[0].text  # a role outside a literal keeps its text
 
 
 def test_described_objects_are_linkable_entries_under_their_section() -> None:
@@ -233,7 +233,7 @@ def test_rst_links_wrapped_roles_fields_and_directive_arguments() -> None:
            ".. only:: not latex\n\n   Plugin pytest-django helps with Django.\n")
     [section] = parse_document("usage.rst", rst).sections
     text = section.text
-    assert text.startswith("Read the guide and Tox.\nSee `the complete flag reference` too.")
+    assert text.startswith("Read the guide and Tox.\nSee the complete flag reference too.")
     assert ":orphan:" not in text and "download" not in text and "<https" not in text
     assert "*New in version 8.4*: the ``-p`` flag." in text
     assert "Plugin pytest-django helps with Django." in text  # `.. only::` content is kept
@@ -250,7 +250,7 @@ def test_rst_blocks_end_where_their_indentation_does() -> None:
     text = doc.sections[0].text  # a short underline is still a title
     assert "```ini\n[pytest]\ntmp_path_retention_count = 3\n```" in text
     assert "Set it in the ini file." in text and "```\n  Set it" not in text  # after the code
-    assert "`Fixtures` come first." in text  # a body line that starts with a role stays
+    assert "\nFixtures come first." in text  # a body line that starts with a role stays
     assert "````\nWrite this in README.md:\n\n    ```python" in text  # a longer fence
 
 
@@ -266,6 +266,32 @@ def test_containers_api_directives_and_odd_anchors() -> None:
     assert "**Before you start**\nInstall the CLI." in text  # VitePress container: prose
     assert "**Careful**\nDeleting a project is permanent." in text
     assert "Admonition text after." in text and "show_bases" not in text
+
+
+def test_second_pass_over_real_docs_markup() -> None:
+    rst = ("Plugins\n=======\n\nFixed :issue:`1316` (thanks :user:`nicoddemus`), see "
+           ":pep:`517` and :class:`~_pytest.nodes.Node`; \\*_test.py files.\n\n"
+           "- run it from the shell::\n\n    python -m pytest\n\n  or from Python.\n\n"
+           "Layout like this:\n\n::\n\n    tests/\n\n#. First step\n\n"
+           ".. only:: latex\n\n   PDF-only plugin list.\n\n"
+           ".. only:: not latex\n\n   pytest-django       Django support       2024\n")
+    text = parse_document("plugins.rst", rst).sections[0].text
+    assert text.startswith("Fixed #1316 (thanks @nicoddemus), see PEP 517 and `Node`; *_test.py")
+    assert "- run it from the shell:\n\n```\npython -m pytest\n```\n\nor from Python." in text
+    assert "Layout like this:\n\n```\ntests/\n```" in text and "\n:\n" not in text
+    assert "1. First step" in text and "PDF-only" not in text
+    assert "pytest-django  Django support  2024" in text  # table padding collapsed
+    md = ("(Requirement Specifiers)=\n\n# Configuration\n\n<p align=\"center\"><img src=\"x.png\">"
+          "</p>\n\n## Environment _variables_\n\n- ```\n  PIP_FIND_LINKS=a b\n  ```\n\n"
+          "  is the same as passing it twice.\n\n<details><summary>Why?</summary>Because.</details>"
+          "\n\n```{toctree}\n---\nhidden:\n---\ninstallation\n```\n\n"
+          "```{eval-rst}\n.. note:: From rst.\n```\n\n## Shells\n\n```{tab} Unix\n```\n")
+    doc = parse_document("config.md", md)
+    assert [s.heading for s in doc.sections] == ["Configuration › Environment variables"]
+    text = doc.sections[0].text
+    assert "```\nPIP_FIND_LINKS=a b\n```" in text and "is the same as passing it twice." in text
+    assert "**Why?**Because." in text and "<" not in text and "Specifiers" not in text
+    assert "installation" not in text and "hidden" not in text and "From rst." in text
 
 
 def test_comment_markers_fences_and_placeholders_in_examples_lose_no_text() -> None:
