@@ -94,10 +94,17 @@ def docs_links(passages: Sequence[Passage], most: int = 3) -> str:
 
 def matching_lines(text: str, words: Sequence[str], most: int = MATCHING_LINES) -> list[str]:
     """The passage's lines that contain the question's words (by their first five letters),
-    best first in the passage's order; its first lines when none do."""
+    best first in the passage's order; its first lines when none do. A line of code is
+    shown as code (`acme export --format pdf`), not as prose."""
     stems = {w[:5] for w in words}
-    lines = [line.strip() for line in text.splitlines()
-             if line.strip() and not line.strip().startswith(("```", "~~~"))]
+    lines: list[str] = []
+    in_code = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith(("```", "~~~")):
+            in_code = not in_code
+        elif line:
+            lines.append(f"`{line}`" if in_code and "`" not in line else line)
 
     def hits(line: str) -> int:
         lowered = line.lower()

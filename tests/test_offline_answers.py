@@ -28,6 +28,9 @@ def test_the_lines_that_match_come_first_and_nothing_else() -> None:
     text = "Intro line.\nPress Rotate to rotate a key.\n```\nacme login\n```\nUnrelated."
     assert matching_lines(text, ["rotate", "key"]) == ["Press Rotate to rotate a key."]
     assert matching_lines("One.\nTwo.\nThree.\nFour.", ["absent"]) == ["One.", "Two.", "Three."]
+    code = "Run:\n```\n# exporting from the CLI\nacme export --format pdf\n```\n"
+    assert matching_lines(code, ["export", "pdf"]) == [  # code stays code in the excerpt
+        "`# exporting from the CLI`", "`acme export --format pdf`"]
     passage = Passage("keys.md", "API keys › Rotating a key", "Press Rotate.",
                       url="https://docs.acme.test/keys#rotate")
     reply = kb_only_answer([passage], ["rotate", "key"])
