@@ -63,18 +63,21 @@ def directive_label(name: str, argument: str) -> str:
 MAX_NESTING = 8  # directives inside directives deeper than this are read as plain text
 
 
-def rst_to_markdown(text: str, level: int = 0, depth: int = 0) -> str:
+def rst_to_markdown(
+    text: str, level: int = 0, depth: int = 0, styles: list[str] | None = None
+) -> str:
     """reStructuredText as Markdown: underlined (and overlined) titles become `#` headings in
     the order their styles first appear; literal blocks and code directives become fences;
     a described object (``.. confval:: name``, ``.. envvar::``, ``.. function::``…) becomes
     a heading one level down, with Sphinx's anchor; roles keep their text; directives that
     only point elsewhere are dropped. `level`: that of the title the text sits under; `depth`:
-    how many directives the text is inside."""
+    how many directives the text is inside; `styles`: the title styles of the page so far
+    (a title inside a directive keeps the page's levels)."""
     if depth > MAX_NESTING:
         return text
     text = _RST_WRAPPED.sub(lambda m: " ".join(m.group(0).split()), text)
     lines = [line for line in text.splitlines() if not _RST_FIELD.match(line)]
-    styles: list[str] = []
+    styles = [] if styles is None else styles
     out: list[str] = []
     section = ""  # the last title, given back after a described object's entry
     i = 0
@@ -100,7 +103,7 @@ def rst_to_markdown(text: str, level: int = 0, depth: int = 0) -> str:
             continue
         directive = _RST_DIRECTIVE.match(line)
         if directive or line.rstrip().endswith("::") and not line.strip().startswith(".."):
-            i = _rst_block(lines, i, directive, out, (level, section, depth))
+            i = _rst_block(lines, i, directive, out, (level, section, depth, styles))
             continue
         if line.strip().startswith(".. ") or line.strip() == "..":
             i = _skip_indented(lines, i + 1, _indent(line))  # comments, targets, substitutions
@@ -146,11 +149,12 @@ def _markdown_heading(level: int, title: str, anchor: str = "") -> str:
 
 def _rst_block(
     lines: list[str], i: int, directive: re.Match[str] | None, out: list[str],
-    where: tuple[int, str, int],
+    where: tuple[int, str, int, list[str]],
 ) -> int:
     """A directive or a `::` literal block at lines[i]; returns the index after it. `where`:
-    the level and heading line of the section it is in, and how deep in directives."""
-    level, section, depth = where
+    the level and heading line of the section it is in, how deep in directives, and the
+    page's title styles."""
+    level, section, depth, styles = where
     end = _skip_indented(lines, i + 1, _content_indent(lines[i]))
     body = _dedent(lines[i + 1 : end])
     if directive is None:  # "text::" then an indented literal block
@@ -185,8 +189,8 @@ def _rst_block(
         out.extend(["", fence + argument.split(" ")[0], *content, fence, ""])
     elif name not in SKIP_DIRECTIVES:  # note, tab, only, warning…: prose (and code) inside
         label = directive_label(name, _rst_inline(argument))
-        out.extend(["", label, *rst_to_markdown("\n".join(content), level,
-                                                depth + 1).splitlines(), ""])
+        out.extend(["", label, *rst_to_markdown("\n".join(content), level, depth + 1,
+                                                styles).splitlines(), ""])
     return end
 
 

@@ -281,6 +281,10 @@ def test_second_pass_over_real_docs_markup() -> None:
     assert "Layout like this:\n\n```\ntests/\n```" in text and "\n:\n" not in text
     assert "1. First step" in text and "PDF-only" not in text
     assert "pytest-django  Django support  2024" in text  # table padding collapsed
+    nested = ("Changelog\n=========\n\n.. only:: html\n\n   Released\n   --------\n\n"
+              "   All of them.\n\n1.0\n---\n\nFirst.\n")
+    assert [s.heading for s in parse_document("changes.rst", nested).sections] == [
+        "Changelog › Released", "Changelog › 1.0"]  # a title in a directive keeps its level
     md = ("(Requirement Specifiers)=\n\n# Configuration\n\n<p align=\"center\"><img src=\"x.png\">"
           "</p>\n\n## Environment _variables_\n\n- ```\n  PIP_FIND_LINKS=a b\n  ```\n\n"
           "  is the same as passing it twice.\n\n<details><summary>Why?</summary>Because.</details>"
