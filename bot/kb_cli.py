@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import json
 import sys
@@ -62,8 +63,9 @@ def add_parser(kb: argparse.ArgumentParser, usage: Command) -> None:
         "gaps", help="questions the docs did not answer (pages to write), newest first")
     gaps.add_argument("--days", type=float, default=30.0, help="how many days back (30)")
     gaps.set_defaults(func=_gaps)
-    commands.add_parser("clear", help="remove every source and document").set_defaults(
-        func=_clear)
+    clear = commands.add_parser("clear", help="remove every source and document")
+    clear.add_argument("--yes", action="store_true", help="do not ask (for scripts)")
+    clear.set_defaults(func=_clear)
 
 
 def terminal_progress(label: str) -> Progress | None:
@@ -298,7 +300,23 @@ async def _gaps(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _clear(settings: Settings, args: argparse.Namespace) -> int:
     async def job(runtime: Runtime) -> int:
-        print(f"removed {await runtime.knowledge.clear()} documents")
+        sources = await runtime.knowledge.sources()
+        if not sources:
+            print("the knowledge base is already empty")
+            return 0
+        if not args.yes:
+            if not sys.stdin.isatty():
+                print(f"supportbot: kb clear removes all {_count(len(sources), 'source')} and "
+                      "their documents; add --yes to do it without a question",
+                      file=sys.stderr)
+                return 2
+            answer = await asyncio.to_thread(
+                input, f"Remove all {_count(len(sources), 'source')} and their documents? "
+                       "Type yes: ")
+            if answer.strip().lower() != "yes":
+                print("nothing removed")
+                return 1
+        print(f"removed {_count(await runtime.knowledge.clear(), 'document')}")
         return 0
 
     return await _with_runtime(settings, job)

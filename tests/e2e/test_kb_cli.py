@@ -68,6 +68,12 @@ async def test_a_folder_and_a_site_side_by_side(tmp_path: Path, site: DocsSite) 
     assert json.loads(out)["passages"][0]["url"] == ""  # a folder file has no web address
     code, _, err = await run(tmp_path, env, "kb", "remove", sitemap)
     assert code == 2 and "no source" in err
+    code, _, err = await run(tmp_path, env, "kb", "clear")  # no terminal to ask on
+    assert code == 2 and "add --yes" in err
+    code, out, _ = await run(tmp_path, env, "kb", "list")
+    assert "2 sources" in out  # nothing was removed
+    code, out, _ = await run(tmp_path, env, "kb", "clear", "--yes")
+    assert code == 0 and "removed 4 documents" in out
 
 
 async def test_kb_eval_prints_both_systems_and_the_gate(tmp_path: Path) -> None:
