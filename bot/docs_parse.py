@@ -15,7 +15,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from bot.rst_docs import CODE_DIRECTIVES, SKIP_DIRECTIVES, directive_label, rst_to_markdown
+from bot.rst_docs import (
+    CODE_DIRECTIVES,
+    SKIP_DIRECTIVES,
+    directive_label,
+    options_end,
+    rst_to_markdown,
+)
 
 PASSAGE_CHARS = 2000  # about 450 tokens of English prose (tuned on the pip set, see bench/kb.py)
 PATH_SEPARATOR = " › "
@@ -436,9 +442,7 @@ def _without_options(body: list[str]) -> list[str]:
     if body and body[0].strip() == "---":
         end = next((i for i in range(1, len(body)) if body[i].strip() == "---"), None)
         start = end + 1 if end is not None else 0
-    while start < len(body) and re.match(r"^\s*:[\w-]+:(\s|$)", body[start]):
-        start += 1
-    return body[start:]
+    return body[options_end(body, start):]
 
 
 def _paragraphs(text: str) -> list[_Block]:

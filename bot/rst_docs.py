@@ -165,9 +165,7 @@ def _rst_block(
             out.append(_rst_inline(intro))
         out.extend(["", _fence_for(body), *body, _fence_for(body), ""])
         return end
-    options = 0  # ":linenos:", ":type: int": only right under the directive line
-    while options < len(body) and _RST_OPTION.match(body[options]):
-        options += 1
+    options = options_end(body)  # ":linenos:", ":type: int": right under the directive line
     content = body[options:]
     name, argument = directive.group(2), directive.group(3).strip()
     kind = name.split(":")[-1]
@@ -192,6 +190,14 @@ def _rst_block(
         out.extend(["", label, *rst_to_markdown("\n".join(content), level, depth + 1,
                                                 styles).splitlines(), ""])
     return end
+
+
+def options_end(body: list[str], start: int = 0) -> int:
+    """Where a directive's body starts after its options (":key: value" lines from `start`
+    on, in rst and in MyST alike); a line further down that starts with a role is text."""
+    while start < len(body) and _RST_OPTION.match(body[start]):
+        start += 1
+    return start
 
 
 def _fence_for(code: list[str]) -> str:
