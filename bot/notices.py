@@ -75,10 +75,9 @@ def docs_sections(passages: Sequence[Passage], words: Sequence[str]) -> str:
     """The labelled list of the closest sections (for offline answers and failures)."""
     parts = [DOCS_LABEL]
     for passage in passages[:3]:
-        title = passage.heading or passage.source
-        link = f" — {passage.url}" if passage.url else f" ({passage.source})"
+        title, where = _title_and_place(passage)
         lines = "\n".join(f"> {line}" for line in matching_lines(passage.text, words))
-        parts.append(f"**{title}**{link}\n{lines}")
+        parts.append(f"**{title}**{where}\n{lines}")
     return "\n\n".join(parts)
 
 
@@ -86,10 +85,15 @@ def docs_links(passages: Sequence[Passage], most: int = 3) -> str:
     """One line per page: its title, and its link (or file name)."""
     lines = []
     for passage in passages[:most]:
-        title = passage.heading or passage.source
-        where = f" — {passage.url}" if passage.url else f" ({passage.source})"
+        title, where = _title_and_place(passage)
         lines.append(f"• {title}{where}")
     return "\n".join(lines)
+
+
+def _title_and_place(passage: Passage) -> tuple[str, str]:
+    """A passage's title, and where it is: " — its link", or " (its file)" without one."""
+    where = f" — {passage.url}" if passage.url else f" ({passage.source})"
+    return passage.heading or passage.source, where
 
 
 def matching_lines(text: str, words: Sequence[str], most: int = MATCHING_LINES) -> list[str]:
