@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from bot.conversation import Passage, Platform
 from bot.docs_parse import PATH_SEPARATOR
 from bot.dont_know import MarkerWatch
-from bot.notices import docs_sections
+from bot.notices import docs_sections, place_of
 
 _CITATION = re.compile(r"[ \t]?\[(\d{1,3})\]")
 MAX_SOURCES = 4
@@ -50,8 +50,7 @@ def sources_line(passages: Sequence[Passage], used: Sequence[int], platform: Pla
         passage = passages[number - 1]
         title = short_title(passage).replace("[", "(").replace("]", ")")
         if platform is Platform.CONSOLE:
-            link = f" — {passage.url}" if passage.url else f" ({passage.source})"
-            items.append(f"[{number}] {title}{link}")
+            items.append(f"[{number}] {title}{place_of(passage)}")
         elif passage.url and platform is Platform.DISCORD:
             items.append(f"[{number}] [{title}](<{passage.url}>)")
         elif passage.url:

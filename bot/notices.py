@@ -91,9 +91,12 @@ def docs_links(passages: Sequence[Passage], most: int = 3) -> str:
 
 
 def _title_and_place(passage: Passage) -> tuple[str, str]:
-    """A passage's title, and where it is: " — its link", or " (its file)" without one."""
-    where = f" — {passage.url}" if passage.url else f" ({passage.source})"
-    return passage.heading or passage.source, where
+    return passage.heading or passage.source, place_of(passage)
+
+
+def place_of(passage: Passage) -> str:
+    """Where a passage is, after its title: " — its link", or " (its file)" without one."""
+    return f" — {passage.url}" if passage.url else f" ({passage.source})"
 
 
 def matching_lines(text: str, words: Sequence[str], most: int = MATCHING_LINES) -> list[str]:
