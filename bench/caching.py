@@ -22,8 +22,9 @@ from bot.conversation import Arrival, ConversationKey, Incoming, Platform, Usage
 from bot.knowledge import Knowledge
 from bot.llm import AnthropicClient, ModelOptions
 from bot.models import profile
+from bot.policy import ReplyPolicy
 from bot.prompts import PromptBook
-from bot.responder import ReplyPolicy, Responder
+from bot.responder import Responder
 from bot.store import Store
 from tests.fakes.anthropic import FakeAnthropic
 from tests.surfaces import RecordingSurface

@@ -47,9 +47,10 @@ from bot.formatting import neutralise_discord
 from bot.inbound import Inbound
 from bot.knowledge import Knowledge
 from bot.llm import AnthropicClient, ModelOptions
+from bot.policy import ReplyPolicy
 from bot.ports import Ports
 from bot.prompts import PromptBook, build_prompt
-from bot.responder import ReplyPolicy, Responder
+from bot.responder import Responder
 from bot.runtime import Runtime
 from bot.store import Store
 from bot.streaming import TYPING_MARKER, LiveReply

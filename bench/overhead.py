@@ -27,8 +27,9 @@ from bench.common import FakeProcess, median, write_result
 from bot.conversation import Arrival, ConversationKey, Incoming, Platform
 from bot.knowledge import Knowledge
 from bot.llm import AnthropicClient, ModelOptions
+from bot.policy import ReplyPolicy
 from bot.prompts import PromptBook
-from bot.responder import ReplyPolicy, Responder
+from bot.responder import Responder
 from bot.store import Store
 from bot.surface import Snapshot
 

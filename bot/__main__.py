@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -18,6 +19,7 @@ from bot.database import StoreError
 from bot.knowledge import keep_fresh
 from bot.logs import configure_logging
 from bot.platforms import console_chat, enabled
+from bot.policy import start_of_day
 from bot.runtime import Runtime, open_runtime
 
 log = logging.getLogger("supportbot")
@@ -58,9 +60,14 @@ def _parser() -> argparse.ArgumentParser:
     from bot.kb_cli import add_parser
 
     add_parser(kb, _usage(kb))
-    stats = sub.add_parser("stats", help="usage and cost")
-    stats.add_argument("--days", type=_positive_days, default=30.0,
-                       help="how many days back (default 30)")
+    stats = sub.add_parser("stats", help="questions, answers, latency, cost and docs gaps")
+    window = stats.add_mutually_exclusive_group()
+    window.add_argument("--since", type=_since, default=None, metavar="WHEN",
+                        help="how far back: 7d, 12h, 2w or a date such as 2026-11-01 "
+                             "(default 30d)")
+    window.add_argument("--days", type=_positive_days, default=None,
+                        help="how many days back (a synonym of --since Nd)")
+    stats.add_argument("--json", action="store_true", help="print JSON for scripts")
     stats.set_defaults(func=_stats)
     return parser
 
@@ -82,6 +89,17 @@ def _positive_days(text: str) -> float:
     if not 0 < value <= 36_500:
         raise argparse.ArgumentTypeError(f"must be a positive number of days, got {text!r}")
     return value
+
+
+def _since(text: str) -> float:
+    from bot.stats import parse_since
+
+    try:
+        return parse_since(text, time.time())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a span such as 7d, 12h, 2w or a date such as 2026-11-01, got {text!r}"
+        ) from None
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -155,17 +173,20 @@ async def _with_runtime(settings: Settings, job: Callable[[Runtime], Awaitable[i
 
 
 async def _stats(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.stats import build_report, render
+    from bot.stats_rows import StatsRows
+
+    now = time.time()
+    since = args.since if args.since is not None else now - (args.days or 30.0) * 86400
+
     async def job(runtime: Runtime) -> int:
-        totals = await runtime.store.usage_totals(time.time() - args.days * 86400)
-        print(f"last {args.days:g} days: {totals.replies} replies in "
-              f"{totals.conversations} conversations ({totals.failed} failed or interrupted)")
-        print(f"tokens: {totals.input_tokens} in, {totals.output_tokens} out, "
-              f"{totals.cache_read_input_tokens} cache reads, "
-              f"{totals.cache_creation_input_tokens} cache writes")
-        cost = f"${totals.cost_usd:.4f}"
-        if totals.unpriced_replies:
-            cost += f" (+ {totals.unpriced_replies} replies from models of unknown price)"
-        print(f"cost: {cost}")
+        rows = StatsRows(runtime.store.sqlite)
+        report = build_report(
+            since, await rows.questions(since), await rows.replies(since),
+            await rows.gap_questions(since), await runtime.store.spent_since(start_of_day(now)),
+            settings.daily_budget_usd,
+        )
+        print(json.dumps(report.as_json(), indent=2) if args.json else render(report))
         return 0
 
     return await _with_runtime(settings, job)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,11 @@ class Settings:
     discord_guild_id: int | None
     discord_message_content: bool
     log_level: str
+    user_rate: int = 20  # questions per person per hour (0: no cap)
+    daily_budget_usd: float | None = None  # past it, docs-only answers until midnight UTC
+    allowed_channels: frozenset[str] = frozenset()  # empty: every channel it is invited to
+    allowed_workspaces: frozenset[str] = frozenset()  # Slack team ids / Discord guild ids
+    retention_days: float | None = None  # messages older than this are purged daily
 
     @property
     def slack_enabled(self) -> bool:
@@ -200,6 +206,42 @@ def _minutes(text: str) -> float:
     return value
 
 
+def _count(text: str) -> int:
+    value = int(text.replace("_", ""))
+    if not 0 <= value <= 100_000:
+        raise ValueError(text)
+    return value
+
+
+def _dollars(text: str) -> float:
+    value = float(text.removeprefix("$").replace(",", ""))
+    if not 0 < value < 1_000_000:  # nan fails too
+        raise ValueError(text)
+    return value
+
+
+def _days(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 36_500:
+        raise ValueError(text)
+    return value
+
+
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _ids(r: _Reader, name: str) -> frozenset[str]:
+    """A comma-separated list of platform ids (Slack C…/T…, Discord snowflakes)."""
+    ids = [part.strip() for part in r.raw(name).split(",") if part.strip()]
+    for text in ids:
+        if not _ID.fullmatch(text):
+            raise ConfigError(
+                f'{name} must be ids separated by commas (Slack C0123ABC / T0123ABC, Discord '
+                f'server or channel ids), got "{text}"'
+            )
+    return frozenset(ids)
+
+
 def _snowflake(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -264,6 +306,14 @@ def _settings_from(r: _Reader) -> Settings:
         discord_guild_id=r.parsed("DISCORD_GUILD_ID", None, _snowflake, "a Discord server id"),
         discord_message_content=r.flag("DISCORD_MESSAGE_CONTENT", False),
         log_level=r.choice("LOG_LEVEL", "INFO", LOG_LEVELS),
+        user_rate=r.parsed("SUPPORTBOT_USER_RATE", 20, _count, "a whole number of questions "
+                           "per person per hour (0 turns the cap off)"),
+        daily_budget_usd=r.parsed("SUPPORTBOT_DAILY_BUDGET_USD", None, _dollars,
+                                  "a positive amount of US dollars, such as 5 or 12.50"),
+        allowed_channels=_ids(r, "SUPPORTBOT_ALLOWED_CHANNELS"),
+        allowed_workspaces=_ids(r, "SUPPORTBOT_ALLOWED_WORKSPACES"),
+        retention_days=r.parsed("SUPPORTBOT_RETENTION_DAYS", None, _days,
+                                "a positive number of days"),
     )
     _check_slack_mode(settings)
     return settings

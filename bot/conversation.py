@@ -23,6 +23,7 @@ class Arrival(StrEnum):
 
 
 Role = Literal["user", "assistant"]
+DM_WORKSPACE = "@dm"  # the workspace of a conversation that belongs to no server (Discord DMs)
 
 IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 # The Messages API caps an image at 5 MB of base64 text, which is 3.75 MB of image bytes.
@@ -79,6 +80,7 @@ class RecordedQuestion:
 
     message_id: int
     position: int
+    wait_seconds: float = 0.0  # > 0: past the asker's hourly cap; they may ask again then
 
 
 @dataclass(frozen=True)

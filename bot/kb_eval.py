@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import re
 import sqlite3
 import statistics
@@ -27,9 +26,10 @@ from bot.docs_parse import PATH_SEPARATOR
 from bot.dont_know import MarkerWatch, Verdict
 from bot.knowledge import Knowledge, doc_files
 from bot.llm import AnthropicClient
+from bot.policy import ReplyPolicy
 from bot.prompts import PromptBook, build_prompt
-from bot.responder import ReplyPolicy
 from bot.retrieval import fts_query, terms
+from bot.stats import nearest_rank
 
 KS = (1, 3, 5)
 DEPTH = 10  # results looked at for MRR
@@ -173,10 +173,9 @@ def figures(ranked: Sequence[Sequence[Passage]], questions: Sequence[EvalQuestio
         out.hit[k] = _share(doc_ranks, k)
         out.section_hit[k] = _share(section_ranks, k)
     out.mrr = statistics.fmean(1 / r if r else 0.0 for r in doc_ranks) if doc_ranks else 0.0
-    ordered = sorted(latencies)
-    if ordered:  # nearest rank, so p95 is never below p50 however few the questions
-        out.latency_p50_ms = round(ordered[math.ceil(0.50 * len(ordered)) - 1] * 1000, 2)
-        out.latency_p95_ms = round(ordered[math.ceil(0.95 * len(ordered)) - 1] * 1000, 2)
+    p50, p95 = nearest_rank(latencies, 50), nearest_rank(latencies, 95)
+    if p50 is not None and p95 is not None:
+        out.latency_p50_ms, out.latency_p95_ms = round(p50 * 1000, 2), round(p95 * 1000, 2)
     return out
 
 

@@ -171,3 +171,15 @@ def m006_docs_gaps(db: Database) -> None:
         pk="id",
     )
     db["docs_gaps"].create_index(["created_at"])  # type: ignore[union-attr]
+
+
+@migrations(name="m007_caps_and_lifecycle")
+def m007_caps_and_lifecycle(db: Database) -> None:
+    # A question past its asker's hourly cap is kept (so a redelivery is still answered once)
+    # but not counted against the cap: `admitted` is 0 for it.
+    db["messages"].add_column("admitted", int, not_null_default=1)  # type: ignore[union-attr]
+    db["messages"].create_index(  # type: ignore[union-attr]
+        ["author_id", "created_at"], index_name="idx_messages_author"
+    )
+    # Who asked a question the docs did not answer, so `forget --user` finds it.
+    db["docs_gaps"].add_column("author_id", str, not_null_default="")  # type: ignore[union-attr]

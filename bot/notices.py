@@ -3,7 +3,7 @@ answers, refusals, model failures, and the docs-only fallback. Pure text, no I/O
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from bot.conversation import Passage
 from bot.errors import (
@@ -40,6 +40,23 @@ NO_TEXT_CUT = (
 
 
 NO_KEY = "I can't reach the AI model right now (no ANTHROPIC_API_KEY is set)"
+OVER_BUDGET = "Today's budget for AI answers is used up, so I can only show what the docs say"
+
+
+def please_wait(seconds: float) -> str:
+    """The reply to a question past its asker's hourly cap (SUPPORTBOT_USER_RATE)."""
+    minutes = max(1, int(-(-seconds // 60)))
+    when = "a minute" if minutes == 1 else f"{minutes} minutes"
+    return (f"You've asked a lot of questions in the last hour. Please wait {when} and ask "
+            "again; I'll be glad to help then.")
+
+
+def not_here(channels: Collection[str]) -> str:
+    """Said once in a channel outside SUPPORTBOT_ALLOWED_CHANNELS / _WORKSPACES."""
+    if not channels:
+        return "I'm not set up to answer here. Please ask the team where to get help."
+    places = ", ".join(f"<#{channel}>" for channel in sorted(channels)[:10])
+    return f"I only answer questions in {places}. Please ask there, or send me a direct message."
 # Words of a message that only greets or thanks: nothing in it to look up in the docs.
 SOCIAL_WORDS = frozenset(
     "hi hello hey hiya yo thanks thank thx ty cheers ok okay great cool nice perfect awesome "

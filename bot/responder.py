@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from bot.citations import Grounding
@@ -36,42 +36,33 @@ from bot.llm import AnthropicClient
 from bot.models import ModelProfile, cost_usd, estimate_tokens, profile
 from bot.notices import (
     EMPTY_QUESTION,
+    NO_KEY,
     NO_TEXT,
     NO_TEXT_CUT,
     NOTE_CUT,
     NOTE_INTERRUPTED,
     NOTE_RESTARTED,
+    OVER_BUDGET,
     REFUSAL,
     failure_message,
     kb_only_answer,
+    not_here,
+    please_wait,
     unexpected_failure,
 )
 from bot.painting import FINISH_TIMEOUT, NOTE_TIMEOUT, painting, quietly, settle
+from bot.policy import ReplyPolicy, start_of_day
 from bot.prompts import PromptBook, build_prompt
 from bot.retrieval import terms
 from bot.store import Store
 from bot.streaming import LiveReply
-from bot.surface import Journaled, Restore, Surface
+from bot.surface import Journaled, Restore, Snapshot, Surface
 from bot.trimming import history_budget, history_window
 from bot.turnstile import Turnstile, question_text
 
 log = logging.getLogger(__name__)
 
 ABANDON_AFTER = 24 * 3600.0  # an unfinished reply no start could close for this long is dropped
-
-
-@dataclass(frozen=True)
-class ReplyPolicy:
-    """The settings a reply depends on, taken from Settings once."""
-
-    model: str
-    max_tokens: int
-    history_tokens: int
-    max_concurrent: int
-    passages: int = 4
-    reply_timeout: float = 60.0  # until the first text: every attempt and the fallback
-    stall_timeout: float = 20.0  # after it: the longest silence of a stream still alive
-    resume_minutes: float = 10.0  # a reply a stop cut off is answered again if this young
 
 
 class Responder:
@@ -107,12 +98,16 @@ class Responder:
         """Record the question and start its reply; None when seen before or shutting down."""
         text = question_text(incoming)
         tokens = estimate_tokens(text, self.model, len(incoming.images))
+        if not self.policy.answers_in(incoming):
+            return await self._not_here(incoming, surface)
         place = surface.where() if isinstance(surface, Journaled) else None
         if self._closing and place is None:
             log.warning("shutting down; a question arrived that cannot be kept (%s)",
                         incoming.event_id)
             return None
-        question = await self.store.record_question(replace(incoming, text=text), tokens, place)
+        question = await self.store.record_question(
+            replace(incoming, text=text), tokens, place, self.policy.rate_for(incoming.key.platform)
+        )
         if question is None:
             log.info("event %s already handled; not answering twice", incoming.event_id)
             return None
@@ -120,6 +115,23 @@ class Responder:
             log.info("shutting down; %s is kept for the next start", incoming.event_id)
             return None
         return self._start(incoming, text, question, surface)
+
+    async def _not_here(self, incoming: Incoming, surface: Surface) -> asyncio.Task[None] | None:
+        """Say once per channel where the bot does answer; then stay silent there."""
+        key = incoming.key
+        log.info("not answering in %s:%s:%s (outside the allowed channels)",
+                 key.platform.value, key.workspace, key.channel)
+        told = f"told-not-here:{key.platform.value}:{key.workspace}:{key.channel}"
+        if self._closing or not await self.store.first_time(told):
+            return None
+        text = not_here(self.policy.allowed_channels)
+
+        async def say() -> None:
+            await quietly(surface.start(), "show the first sign")
+            # Channel links are the platform's own syntax (<#C…>), so this is not rendered.
+            await settle(surface, Snapshot((text,), text, True))
+
+        return self._own(say())
 
     async def resume(self, platform: Platform, restore: Restore) -> list[asyncio.Task[None]]:
         """Finish the replies of `platform` that a stop left unfinished; their tasks.
@@ -233,6 +245,9 @@ class Responder:
     ) -> Answer:
         if not incoming.text.strip() and not incoming.images:
             return await _finish_with(surface, live, EMPTY_QUESTION, self.policy.model)
+        if question.wait_seconds:
+            return await _finish_with(surface, live, please_wait(question.wait_seconds), "",
+                                      "rate_limited")
         # A follow-up ("and in async?") searches with the thread's earlier questions too.
         earlier = await self.store.earlier_questions(incoming.key, question)
         found = await self.knowledge.rank(text, self.policy.passages, earlier)
@@ -242,10 +257,12 @@ class Responder:
         if silent:
             await self.store.record_gap(incoming.key, text, "gate", found.confidence,
                                         found.passages)
-        if self.llm is None:
-            offline = kb_only_answer(passages, words, indexed=found.indexed,
+        over_budget = await self._over_budget()
+        if self.llm is None or over_budget:
+            why, outcome = (OVER_BUDGET, "over_budget") if over_budget else (NO_KEY, "kb_only")
+            offline = kb_only_answer(passages, words, why, indexed=found.indexed,
                                      closest=found.passages)
-            return await _finish_with(surface, live, offline, "", "kb_only")
+            return await _finish_with(surface, live, offline, "", outcome)
         if silent:  # the same honest reply as when the model finds the passages do not answer
             return await _finish_with(surface, live, honest_reply(found.passages), "",
                                       "not_in_docs")
@@ -276,6 +293,13 @@ class Responder:
                 log.warning("prompt too long (%d > %d); retrying with %d history tokens",
                             error.tokens, error.maximum, budget)
         raise AssertionError("unreachable")
+
+    async def _over_budget(self) -> bool:
+        """True once today's (UTC) model spend has reached SUPPORTBOT_DAILY_BUDGET_USD."""
+        limit = self.policy.daily_budget_usd
+        if limit is None or self.llm is None:
+            return False
+        return await self.store.spent_since(start_of_day()) >= limit
 
     def _budget(self, incoming: Incoming, passages: list[Passage]) -> int:
         system = self.book.system_for(incoming.key.platform)

@@ -14,9 +14,10 @@ from bot.embedding import Embedder
 from bot.inbound import Inbound
 from bot.knowledge import Knowledge
 from bot.llm import AnthropicClient, ModelOptions
+from bot.policy import ReplyPolicy
 from bot.ports import PlatformState, Ports
 from bot.prompts import PromptBook
-from bot.responder import ReplyPolicy, Responder
+from bot.responder import Responder
 from bot.store import Store
 from bot.surface import Restore
 
@@ -81,6 +82,10 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             max_concurrent=settings.max_concurrent,
             reply_timeout=settings.reply_timeout,
             resume_minutes=settings.resume_minutes,
+            user_rate=settings.user_rate,
+            daily_budget_usd=settings.daily_budget_usd,
+            allowed_channels=settings.allowed_channels,
+            allowed_workspaces=settings.allowed_workspaces,
         )
         responder = Responder(policy, store, knowledge, llm, PromptBook.load(settings.prompts_dir))
         inbound = Inbound(responder.submit, store.event_seen)

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _BATCH = 64  # rows read per step when walking a thread back from its newest end
+HOUR = 3600.0
+
+
 @dataclass(frozen=True)
 class UsageTotals:
     replies: int
@@ -67,17 +70,19 @@ class Store:
         return cast(Table, self.sqlite.db[name])
 
     async def record_question(
-        self, incoming: Incoming, tokens: int, place: Place | None = None
+        self, incoming: Incoming, tokens: int, place: Place | None = None, rate: int = 0
     ) -> RecordedQuestion | None:
         """Write the question before any reply; None if its event id was seen before.
 
         With a `place`, the reply is journaled in the same transaction, so a crash at any
-        later moment leaves a row that says where its messages are.
+        later moment leaves a row that says where its messages are. With a `rate`, a question
+        beyond the asker's `rate` admitted questions in the last hour is kept but not
+        admitted: its `wait_seconds` says when the next one will be.
         """
-        return await self.sqlite.call(self._record_question, incoming, tokens, place)
+        return await self.sqlite.call(self._record_question, incoming, tokens, place, rate)
 
     def _record_question(
-        self, incoming: Incoming, tokens: int, place: Place | None
+        self, incoming: Incoming, tokens: int, place: Place | None, rate: int
     ) -> RecordedQuestion | None:
         db, now = self.sqlite.db, time.time()
         key = incoming.key
@@ -90,16 +95,32 @@ class Store:
             if cursor.rowcount == 0:
                 return None
             self._touch_conversation(key, now)
+            wait = self._wait_for_cap(incoming, rate, now) if rate else 0.0
             message_id = self._insert_message(key, "user", incoming.text, tokens, now, incoming)
             position = message_id * 2
-            db.execute("UPDATE messages SET position = ? WHERE id = ?", [position, message_id])
+            db.execute("UPDATE messages SET position = ?, admitted = ? WHERE id = ?",
+                       [position, int(wait == 0), message_id])
             db.execute(
                 "UPDATE events SET message_id = ? WHERE key = ?",
                 [message_id, f"{key.platform.value}:{incoming.event_id}"],
             )
             if place is not None:
                 self.journal.insert(message_id, incoming, place, now)
-        return RecordedQuestion(message_id=message_id, position=position)
+        return RecordedQuestion(message_id=message_id, position=position, wait_seconds=wait)
+
+    def _wait_for_cap(self, incoming: Incoming, rate: int, now: float) -> float:
+        """Seconds until the asker may ask again, 0 when this question is within the cap."""
+        if not incoming.author_id:
+            return 0.0
+        rows = self.sqlite.db.execute(
+            "SELECT created_at FROM messages WHERE author_id = ? AND created_at > ?"
+            " AND admitted = 1 AND role = 'user' AND conversation_id LIKE ?"
+            " ORDER BY created_at DESC LIMIT ?",
+            [incoming.author_id, now - HOUR, f"{incoming.key.platform.value}:%", rate],
+        ).fetchall()
+        if len(rows) < rate:
+            return 0.0
+        return max(1.0, float(rows[-1][0]) + HOUR - now)  # when the oldest leaves the hour
 
     def _touch_conversation(self, key: ConversationKey, now: float) -> None:
         self.sqlite.db.execute(
@@ -231,7 +252,8 @@ class Store:
                 self.journal.delete(question.message_id)
             answer_id = 0
             # A refusal is kept too, so the refused question is not merged into the next one.
-            kept = ("answered", "kb_only", "refused", "not_in_docs")
+            kept = ("answered", "kb_only", "refused", "not_in_docs", "over_budget",
+                    "rate_limited")
             if answer.text.strip() and answer.outcome in kept:
                 answer_id = self._insert_message(
                     key, "assistant", answer.text, tokens, now, position=question.position + 1
@@ -295,6 +317,26 @@ class Store:
     def _set_value(self, name: str, value: str) -> None:
         with self.sqlite.db.atomic():
             self._table("kv").upsert({"key": name, "value": value}, pk="key")
+
+    async def first_time(self, name: str) -> bool:
+        """True the first time `name` is asked about, False ever after (kept in kv)."""
+        return await self.sqlite.call(self._first_time, name)
+
+    def _first_time(self, name: str) -> bool:
+        with self.sqlite.db.atomic():
+            cursor = self.sqlite.db.execute(
+                "INSERT OR IGNORE INTO kv (key, value) VALUES (?, ?)", [name, str(time.time())]
+            )
+        return cursor.rowcount == 1
+
+    async def spent_since(self, since: float) -> float:
+        """Dollars the model's replies cost since a Unix time (replies of unknown price: 0)."""
+        row = await self.sqlite.call(
+            lambda: self.sqlite.db.execute(
+                "SELECT total(cost_usd) FROM replies WHERE created_at >= ?", [since]
+            ).fetchone()
+        )
+        return float(row[0])
 
     async def usage_totals(self, since: float = 0.0) -> UsageTotals:
         """Replies, tokens and dollars since a Unix time."""

@@ -8,8 +8,9 @@ import time
 
 from bot.knowledge import Knowledge
 from bot.llm import AnthropicClient, ModelOptions
+from bot.policy import ReplyPolicy
 from bot.prompts import PromptBook
-from bot.responder import ReplyPolicy, Responder
+from bot.responder import Responder
 from bot.store import Store
 from bot.streaming import TYPING_MARKER
 from tests.fakes.anthropic import Fail, FakeAnthropic, Reply

@@ -8,8 +8,9 @@ from bot.conversation import Arrival, ConversationKey, Incoming, Platform
 from bot.knowledge import Knowledge, Search
 from bot.llm import AnthropicClient, ModelOptions
 from bot.notices import EMPTY_QUESTION, NOTE_CUT, NOTE_INTERRUPTED, REFUSAL
+from bot.policy import ReplyPolicy
 from bot.prompts import PromptBook
-from bot.responder import ReplyPolicy, Responder
+from bot.responder import Responder
 from bot.store import Store
 from bot.streaming import TYPING_MARKER
 from tests.fakes.anthropic import Fail, FakeAnthropic, Reply, message_text

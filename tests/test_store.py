@@ -33,7 +33,7 @@ async def test_migrates_an_empty_file_and_reopens(tmp_path: Path) -> None:
     applied = sqlite3.connect(path).execute("select name from _sqlite_migrations").fetchall()
     assert [a[0] for a in applied] == [
         "m001_conversations", "m002_replies_and_values", "m003_knowledge", "m004_reply_journal",
-        "m005_knowledge_sources", "m006_docs_gaps",
+        "m005_knowledge_sources", "m006_docs_gaps", "m007_caps_and_lifecycle",
     ]
 
 
@@ -135,3 +135,36 @@ async def test_an_existing_readable_database_is_tightened_with_a_log_line(
         await store.close()
     assert mode_of(path) == 0o600
     assert f"made {path} readable by its owner only (it was 644)" in caplog.text
+
+
+async def test_the_hourly_cap_admits_rate_questions_and_says_when_the_next_is_due(
+    store: Store,
+) -> None:
+    admitted = [await store.record_question(ask(f"q{i}", f"R{i}"), 5, rate=3) for i in range(3)]
+    assert all(q is not None and q.wait_seconds == 0 for q in admitted)
+    over = await store.record_question(ask("q4", "R4"), 5, rate=3)
+    assert over is not None and 3590 < over.wait_seconds <= 3600
+    # Questions past the cap do not count against it: make the oldest admitted one 59m old.
+    await store.sqlite.call(lambda: store.sqlite.db.execute(
+        "UPDATE messages SET created_at = created_at - 3540 WHERE text = 'q0'"))
+    again = await store.record_question(ask("q5", "R5"), 5, rate=3)
+    assert again is not None and 55 < again.wait_seconds <= 60
+    # Another person, and the same person on another platform, have caps of their own.
+    other = Incoming(key=KEY, author_id="U2", text="mine", event_id="R6", arrival=Arrival.MENTION)
+    assert (await store.record_question(other, 5, rate=3)).wait_seconds == 0  # type: ignore[union-attr]
+    slack = ConversationKey(Platform.SLACK, "T1", "C1", "1.0")
+    elsewhere = Incoming(key=slack, author_id="U1", text="q", event_id="R7",
+                         arrival=Arrival.MENTION)
+    assert (await store.record_question(elsewhere, 5, rate=3)).wait_seconds == 0  # type: ignore[union-attr]
+
+
+async def test_the_hourly_cap_holds_when_questions_race(tmp_path: Path) -> None:
+    path = tmp_path / "race.db"
+    first, second = await Store.open(path), await Store.open(path)  # like two processes
+    results = await asyncio.gather(
+        *[s.record_question(ask("q", f"E{s is first}{i}"), 5, rate=4)
+          for s in (first, second) for i in range(10)]
+    )
+    assert sum(1 for r in results if r is not None and r.wait_seconds == 0) == 4
+    await first.close()
+    await second.close()

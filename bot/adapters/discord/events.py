@@ -14,9 +14,14 @@ from typing import Any
 
 import discord
 
-from bot.conversation import IMAGE_MEDIA_TYPES, MAX_IMAGE_BYTES, ConversationKey, Platform
+from bot.conversation import (
+    DM_WORKSPACE,
+    IMAGE_MEDIA_TYPES,
+    MAX_IMAGE_BYTES,
+    ConversationKey,
+    Platform,
+)
 
-DM_WORKSPACE = "@dm"
 THREAD_NAME_LIMIT = 100  # Discord rejects longer thread names (50035)
 AUTHORIZE_URL = "https://discord.com/oauth2/authorize"
 # The API's 5 MB image limit counts the base64 text, so raw bytes get three quarters of it.

@@ -1,0 +1,55 @@
+"""The rows `supportbot stats` reads: replies with their outcome and timing, and the docs
+gaps. Read-only SQL on the store's database thread; callers get plain tuples."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.database import SQLiteThread
+
+
+@dataclass(frozen=True)
+class ReplyRow:
+    model: str
+    outcome: str
+    input_tokens: int
+    output_tokens: int
+    cache_write: int
+    cache_read: int
+    cost_usd: float | None
+    first_text_ms: float | None
+    total_ms: float | None
+
+
+class StatsRows:
+    def __init__(self, sqlite: SQLiteThread) -> None:
+        self.sqlite = sqlite
+
+    async def questions(self, since: float) -> int:
+        row = await self.sqlite.call(
+            lambda: self.sqlite.db.execute(
+                "SELECT count(*) FROM messages WHERE role = 'user' AND created_at >= ?", [since]
+            ).fetchone()
+        )
+        return int(row[0])
+
+    async def replies(self, since: float) -> list[ReplyRow]:
+        rows = await self.sqlite.call(
+            lambda: self.sqlite.db.execute(
+                "SELECT model, outcome, input_tokens, output_tokens, cache_creation_input_tokens,"
+                " cache_read_input_tokens, cost_usd, first_text_ms, total_ms FROM replies"
+                " WHERE created_at >= ?", [since],
+            ).fetchall()
+        )
+        return [ReplyRow(str(r[0] or ""), str(r[1] or ""), int(r[2] or 0), int(r[3] or 0),
+                         int(r[4] or 0), int(r[5] or 0), r[6], r[7], r[8]) for r in rows]
+
+    async def gap_questions(self, since: float) -> list[str]:
+        """Questions the docs did not answer, newest first."""
+        rows = await self.sqlite.call(
+            lambda: self.sqlite.db.execute(
+                "SELECT question FROM docs_gaps WHERE created_at >= ? ORDER BY id DESC",
+                [since],
+            ).fetchall()
+        )
+        return [str(r[0]) for r in rows]

@@ -1,0 +1,97 @@
+"""Spend and abuse caps, end to end: `supportbot run` against the fake Slack and Anthropic."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.processes import bot_env
+from tests.e2e.test_slack import BOT, answered, bot_for, bot_posts
+from tests.fakes import slack_events as ev
+from tests.fakes.anthropic import FakeAnthropic, Reply
+from tests.fakes.slack import FakeSlack
+
+NOT_HERE = "I only answer questions in <#C1>. Please ask there, or send me a direct message."
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack() as fake:
+        yield fake
+
+
+async def ask(slack: FakeSlack, text: str, user: str = "U123", channel: str = "C1") -> str:
+    """Mention the bot; the ts of the new thread."""
+    mention = ev.app_mention(f"<@{BOT}> {text}", user=user, channel=channel)
+    await slack.push_event(mention)
+    return str(mention["ts"])
+
+
+async def test_a_person_past_the_hourly_cap_is_asked_to_wait_and_others_are_not(
+    tmp_path: Path, slack: FakeSlack, anthropic: FakeAnthropic
+) -> None:
+    anthropic.script(*(Reply(text=f"Answer {n}.") for n in range(3)))
+    async with bot_for(tmp_path, slack, anthropic, SUPPORTBOT_USER_RATE="2"):
+        for n in range(2):
+            thread = await ask(slack, f"question number {n}?")
+            assert await answered(slack, "C1", thread) == f"Answer {n}."
+        thread = await ask(slack, "and a third one?")
+        text = await answered(slack, "C1", thread)
+        assert "Please wait 60 minutes" in text or "Please wait 59 minutes" in text
+        # The cap is per person: someone else is answered at once.
+        other = await ask(slack, "my own question?", user="U999")
+        assert await answered(slack, "C1", other) == "Answer 2."
+    assert len(anthropic.requests) == 3  # the capped question never reached the model
+
+
+async def test_past_the_daily_budget_replies_come_from_the_docs_with_a_note(
+    tmp_path: Path, slack: FakeSlack, anthropic: FakeAnthropic
+) -> None:
+    anthropic.script(Reply(text="A model answer."))
+    # The first reply costs more than this, so the budget is reached mid-day.
+    async with bot_for(tmp_path, slack, anthropic, SUPPORTBOT_DAILY_BUDGET_USD="0.000001"):
+        first = await ask(slack, "how do I export a report?")
+        assert await answered(slack, "C1", first) == "A model answer."
+        second = await ask(slack, "how do I import a report?")
+        text = await answered(slack, "C1", second)
+    assert text.startswith("Today's budget for AI answers is used up")
+    assert len(anthropic.requests) == 1
+    stats = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "stats", "--since", "1d", cwd=tmp_path, env=bot_env(tmp_path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(stats.communicate(), 30)
+    assert stats.returncode == 0, err.decode()
+    assert "over budget" in out.decode()
+
+
+async def test_outside_the_allowed_channels_it_says_once_where_it_answers(
+    tmp_path: Path, slack: FakeSlack, anthropic: FakeAnthropic
+) -> None:
+    anthropic.script(Reply(text="Answered in C1."), Reply(text="Answered in a DM."))
+    async with bot_for(tmp_path, slack, anthropic, SUPPORTBOT_ALLOWED_CHANNELS="C1"):
+        first = await ask(slack, "help?", channel="C2")
+        text = await answered(slack, "C2", first)
+        assert text == NOT_HERE
+        second = await ask(slack, "help again?", channel="C2")
+        allowed = await ask(slack, "help?", channel="C1")
+        assert await answered(slack, "C1", allowed) == "Answered in C1."
+        dm = ev.message("help in private?", channel="D1")
+        await slack.push_event(dm)
+        assert await answered(slack, "D1", str(dm["ts"])) == "Answered in a DM."
+        await asyncio.sleep(0.3)
+        assert bot_posts(slack, "C2", second) == []  # said once, then silence there
+    assert len(anthropic.requests) == 2
+
+
+async def test_outside_the_allowed_workspaces_it_does_not_answer(
+    tmp_path: Path, slack: FakeSlack, anthropic: FakeAnthropic
+) -> None:
+    async with bot_for(tmp_path, slack, anthropic, SUPPORTBOT_ALLOWED_WORKSPACES="TOTHER"):
+        thread = await ask(slack, "help?")
+        text = await answered(slack, "C1", thread)
+    assert text.startswith("I'm not set up to answer here")
+    assert anthropic.requests == []
