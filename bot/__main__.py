@@ -15,8 +15,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 from bot.config import ConfigError, Settings, load_settings
+from bot.conversation import Platform
 from bot.database import StoreError
 from bot.knowledge import keep_fresh
+from bot.lifecycle import Lifecycle, jsonl, parse_person, purge_daily
 from bot.logs import configure_logging
 from bot.platforms import console_chat, enabled
 from bot.policy import start_of_day
@@ -69,6 +71,16 @@ def _parser() -> argparse.ArgumentParser:
                         help="how many days back (a synonym of --since Nd)")
     stats.add_argument("--json", action="store_true", help="print JSON for scripts")
     stats.set_defaults(func=_stats)
+    export = sub.add_parser("export", help="write conversations as JSON lines")
+    export.add_argument("--since", type=_since, default=0.0, metavar="WHEN",
+                        help="only messages since then: a date such as 2026-11-01, or 30d")
+    export.add_argument("--output", "-o", default="-", metavar="FILE",
+                        help="where to write (default: standard output)")
+    export.set_defaults(func=_export)
+    forget = sub.add_parser("forget", help="delete one person's messages everywhere")
+    forget.add_argument("--user", required=True, type=_person, metavar="PLATFORM:ID",
+                        help="e.g. slack:U0123ABC or discord:80351110224678912")
+    forget.set_defaults(func=_forget)
     return parser
 
 
@@ -102,6 +114,13 @@ def _since(text: str) -> float:
         ) from None
 
 
+def _person(text: str) -> tuple[Platform, str]:
+    try:
+        return parse_person(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _stop_on_signals() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -112,28 +131,34 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 @contextlib.asynccontextmanager
-async def _knowledge_kept_fresh(runtime: Runtime, stop: asyncio.Event) -> AsyncIterator[None]:
-    """`run` indexes SUPPORTBOT_KB (and sources added with `kb add`) in the background."""
+async def _duties(runtime: Runtime, stop: asyncio.Event) -> AsyncIterator[None]:
+    """`run`'s background duties, owned here and cancelled on the way out: indexing
+    SUPPORTBOT_KB (and sources added with `kb add`), and the daily retention purge."""
     settings = runtime.settings
-    task = asyncio.create_task(keep_fresh(runtime.knowledge, settings.kb_sources,
-                                          settings.kb_refresh_minutes, stop))
+    tasks = [asyncio.create_task(keep_fresh(runtime.knowledge, settings.kb_sources,
+                                            settings.kb_refresh_minutes, stop))]
+    if settings.retention_days is not None:
+        tasks.append(asyncio.create_task(
+            purge_daily(Lifecycle(runtime.store.sqlite), settings.retention_days, stop)))
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
     platforms = enabled(settings)
     stop = _stop_on_signals()
     if not platforms:
-        async with open_runtime(settings) as runtime, _knowledge_kept_fresh(runtime, stop):
+        async with open_runtime(settings) as runtime, _duties(runtime, stop):
             await console_chat(runtime, stop)
         return 0
     adapters_stop = asyncio.Event()
-    async with open_runtime(settings) as runtime, _knowledge_kept_fresh(runtime, stop):
+    async with open_runtime(settings) as runtime, _duties(runtime, stop):
 
         async def wind_down() -> None:
             await stop.wait()
@@ -187,6 +212,40 @@ async def _stats(settings: Settings, args: argparse.Namespace) -> int:
             settings.daily_budget_usd,
         )
         print(json.dumps(report.as_json(), indent=2) if args.json else render(report))
+        return 0
+
+    return await _with_runtime(settings, job)
+
+
+async def _export(settings: Settings, args: argparse.Namespace) -> int:
+    async def job(runtime: Runtime) -> int:
+        records = await Lifecycle(runtime.store.sqlite).export(args.since)
+        text = jsonl(records)
+        if args.output == "-":
+            sys.stdout.write(text)
+        else:
+            try:
+                with open(args.output, "x", encoding="utf-8") as out:
+                    out.write(text)
+            except OSError as error:
+                print(f"supportbot: cannot write {args.output}: {error.strerror}",
+                      file=sys.stderr)
+                return 1
+            os.chmod(args.output, 0o600)  # customers' conversations
+            print(f"wrote {len(records)} conversations to {args.output}", file=sys.stderr)
+        return 0
+
+    return await _with_runtime(settings, job)
+
+
+async def _forget(settings: Settings, args: argparse.Namespace) -> int:
+    platform, person = args.user
+
+    async def job(runtime: Runtime) -> int:
+        gone = await Lifecycle(runtime.store.sqlite).forget(platform, person)
+        print(f"deleted for {platform.value}:{person}:")
+        for line in gone.lines():
+            print(f"  {line}")
         return 0
 
     return await _with_runtime(settings, job)

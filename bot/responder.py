@@ -256,7 +256,7 @@ class Responder:
         silent = not found.confident and len(words) >= MIN_WORDS  # the docs hold too little
         if silent:
             await self.store.record_gap(incoming.key, text, "gate", found.confidence,
-                                        found.passages)
+                                        found.passages, incoming.author_id)
         over_budget = await self._over_budget()
         if self.llm is None or over_budget:
             why, outcome = (OVER_BUDGET, "over_budget") if over_budget else (NO_KEY, "kb_only")
@@ -282,7 +282,7 @@ class Responder:
                 answer = await self._stream(self.llm, prompt, surface, live, started, grounding)
                 if answer.outcome == "not_in_docs":
                     await self.store.record_gap(incoming.key, text, "model", found.confidence,
-                                                passages)
+                                                passages, incoming.author_id)
                 return answer
             except PromptTooLongError as error:
                 if attempt == 1 or live.text:

@@ -188,15 +188,15 @@ class Store:
 
     async def record_gap(
         self, key: ConversationKey, question: str, reason: str, confidence: float,
-        closest: Sequence[Passage],
+        closest: Sequence[Passage], author_id: str = "",
     ) -> None:
         """Note a question the docs did not answer, with the closest passages found."""
         found = json.dumps([[p.source, p.heading, p.score] for p in closest])
         await self.sqlite.call(
             lambda: self.sqlite.db.execute(
                 "INSERT INTO docs_gaps (conversation_id, question, reason, confidence, closest,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [key.id, question, reason, round(confidence, 4), found, time.time()],
+                " created_at, author_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [key.id, question, reason, round(confidence, 4), found, time.time(), author_id],
             )
         )
 

@@ -23,6 +23,15 @@ def test_defaults_follow_the_contract() -> None:
     assert s.slack_api_url == "https://slack.com/api/"
     assert s.port == 3000
     assert not s.slack_enabled and not s.discord_enabled
+    assert s.user_rate == 20 and s.daily_budget_usd is None and s.retention_days is None
+    assert not s.allowed_channels and not s.allowed_workspaces
+
+
+def test_caps_and_places_are_read() -> None:
+    s = settings_from(SUPPORTBOT_USER_RATE="0", SUPPORTBOT_DAILY_BUDGET_USD="$12.50",
+                      SUPPORTBOT_ALLOWED_CHANNELS=" C1 ,C2,", SUPPORTBOT_RETENTION_DAYS="90")
+    assert (s.user_rate, s.daily_budget_usd, s.retention_days) == (0, 12.5, 90.0)
+    assert s.allowed_channels == {"C1", "C2"}
 
 
 @pytest.mark.parametrize(
@@ -40,6 +49,13 @@ def test_defaults_follow_the_contract() -> None:
         ("SUPPORTBOT_KB_REFRESH_MINUTES", "abc", "SUPPORTBOT_KB_REFRESH_MINUTES must be 0"),
         ("SUPPORTBOT_KB_REFRESH_MINUTES", "0.001", "minutes from 1 to 10080"),
         ("SUPPORTBOT_KB_REFRESH_MINUTES", "nan", "SUPPORTBOT_KB_REFRESH_MINUTES must be 0"),
+        ("SUPPORTBOT_USER_RATE", "-1", "SUPPORTBOT_USER_RATE must be a whole number"),
+        ("SUPPORTBOT_USER_RATE", "ten", "SUPPORTBOT_USER_RATE must be a whole number"),
+        ("SUPPORTBOT_DAILY_BUDGET_USD", "0", "SUPPORTBOT_DAILY_BUDGET_USD must be a positive"),
+        ("SUPPORTBOT_DAILY_BUDGET_USD", "nan", "SUPPORTBOT_DAILY_BUDGET_USD must be a positive"),
+        ("SUPPORTBOT_ALLOWED_CHANNELS", "C1, #general", 'got "#general"'),
+        ("SUPPORTBOT_ALLOWED_WORKSPACES", "T1;T2", "SUPPORTBOT_ALLOWED_WORKSPACES must be ids"),
+        ("SUPPORTBOT_RETENTION_DAYS", "forever", "SUPPORTBOT_RETENTION_DAYS must be a positive"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str, expected: str) -> None:

@@ -1,0 +1,165 @@
+"""The team's data duties: purge old conversations' text, export conversations as JSONL, and
+forget one person. SQL on the store's database thread; callers get counts and plain dicts.
+
+Usage and cost rows (`replies`) hold no text, so they stay when text goes: the figures in
+`stats` survive a purge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from bot.conversation import Platform
+from bot.database import SQLiteThread
+
+log = logging.getLogger(__name__)
+
+PURGE_BATCH = 5_000  # rows deleted per transaction, so other writers wait only briefly
+MAX_BATCHES = 10_000  # bounded: 50 million rows per purge
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    questions: int
+    answers: int
+    docs_gaps: int
+
+    def lines(self) -> list[str]:
+        return [f"{self.questions} messages from them", f"{self.answers} answers to them",
+                f"{self.docs_gaps} docs-gap records"]
+
+
+def parse_person(text: str) -> tuple[Platform, str]:
+    """`slack:U0123ABC` or `discord:80351110224678912` → (platform, id)."""
+    platform, _, person = text.partition(":")
+    try:
+        where = Platform(platform.strip().lower())
+    except ValueError:
+        raise ValueError(f"{text!r}: give PLATFORM:ID, e.g. slack:U0123ABC or "
+                         "discord:80351110224678912") from None
+    if not person.strip() or any(c.isspace() for c in person.strip()):
+        raise ValueError(f"{text!r}: the id after {platform}: is missing")
+    return where, person.strip()
+
+
+class Lifecycle:
+    def __init__(self, sqlite: SQLiteThread) -> None:
+        self.sqlite = sqlite
+
+    async def purge_before(self, cutoff: float) -> int:
+        """Delete the text of everything older than `cutoff` (messages, docs gaps); a count."""
+        total = 0
+        for _ in range(MAX_BATCHES):
+            done = await self.sqlite.call(self._purge_batch, cutoff)
+            total += done
+            if done < PURGE_BATCH:
+                break
+        return total
+
+    def _purge_batch(self, cutoff: float) -> int:
+        db = self.sqlite.db
+        with db.atomic():
+            ids = [row[0] for row in db.execute(
+                "SELECT id FROM messages WHERE created_at < ? LIMIT ?", [cutoff, PURGE_BATCH]
+            ).fetchall()]
+            marks = ",".join("?" * len(ids))
+            if ids:
+                # A reply still journaled for an old question is closed with it.
+                db.execute(f"DELETE FROM reply_journal WHERE question_id IN ({marks})", ids)
+                db.execute(f"DELETE FROM messages WHERE id IN ({marks})", ids)
+            gaps = db.execute("DELETE FROM docs_gaps WHERE created_at < ?", [cutoff]).rowcount
+        return len(ids) + max(gaps, 0)
+
+    async def export(self, since: float) -> list[dict[str, Any]]:
+        """Conversations with a message since `since`, each with its messages, oldest first."""
+        return await self.sqlite.call(lambda: list(self._export(since)))
+
+    def _export(self, since: float) -> Iterator[dict[str, Any]]:
+        db = self.sqlite.db
+        conversations = db.execute(
+            "SELECT id, platform, workspace, channel, thread, created_at FROM conversations"
+            " WHERE id IN (SELECT conversation_id FROM messages WHERE created_at >= ?)"
+            " ORDER BY created_at", [since],
+        ).fetchall()
+        for cid, platform, workspace, channel, thread, created in conversations:
+            rows = db.execute(
+                "SELECT m.role, m.author_id, m.text, m.created_at, r.outcome, r.model"
+                " FROM messages m LEFT JOIN replies r ON r.answer_id = m.id"
+                " WHERE m.conversation_id = ? AND m.created_at >= ? ORDER BY m.position",
+                [cid, since],
+            ).fetchall()
+            messages = []
+            for role, author, text, at, outcome, model in rows:
+                message = {"role": role, "text": text, "at": at}
+                if role == "user":
+                    message["author"] = f"{platform}:{author}"
+                else:
+                    message.update(outcome=outcome or "answered", model=model or "")
+                messages.append(message)
+            yield {"conversation": cid, "platform": platform, "workspace": workspace,
+                   "channel": channel, "thread": thread, "started": created,
+                   "messages": messages}
+
+    async def forget(self, platform: Platform, person: str) -> Forgotten:
+        """Delete one person's questions, the answers to them, and their docs-gap records."""
+        return await self.sqlite.call(self._forget, platform, person)
+
+    def _forget(self, platform: Platform, person: str) -> Forgotten:
+        db = self.sqlite.db
+        with db.atomic():
+            theirs = db.execute(
+                "SELECT id, conversation_id, position, text FROM messages"
+                " WHERE author_id = ? AND role = 'user' AND conversation_id LIKE ?",
+                [person, f"{platform.value}:%"],
+            ).fetchall()
+            answers = 0
+            gaps = db.execute(
+                "DELETE FROM docs_gaps WHERE author_id = ? AND conversation_id LIKE ?",
+                [person, f"{platform.value}:%"],
+            ).rowcount
+            for message_id, conversation, position, text in theirs:
+                db.execute("DELETE FROM reply_journal WHERE question_id = ?", [message_id])
+                answers += db.execute(
+                    "DELETE FROM messages WHERE conversation_id = ? AND position = ?"
+                    " AND role = 'assistant'", [conversation, position + 1],
+                ).rowcount
+                # Gaps recorded before their author was kept are found by question and place.
+                gaps += db.execute(
+                    "DELETE FROM docs_gaps WHERE conversation_id = ? AND question = ?"
+                    " AND author_id = ''", [conversation, text],
+                ).rowcount
+                db.execute("DELETE FROM messages WHERE id = ?", [message_id])
+        log.info("forgot a person: %d messages, %d answers, %d gaps", len(theirs), answers, gaps)
+        return Forgotten(len(theirs), answers, gaps)
+
+
+def jsonl(records: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+
+
+DAY = 86400.0
+
+
+async def purge_daily(lifecycle: Lifecycle, days: float, stop: asyncio.Event,
+                      clock: Callable[[], float] = time.time) -> None:
+    """`run`'s retention duty: purge at start, then once a day until `stop`."""
+    for _ in range(1_000_000):  # one pass a day; ends with `stop`
+        try:
+            purged = await lifecycle.purge_before(clock() - days * DAY)
+        except Exception as error:  # a locked or full disk: try again tomorrow, keep serving
+            log.warning("retention purge failed (%s); trying again in a day",
+                        type(error).__name__)
+        else:
+            if purged:
+                log.info("retention: deleted %d records older than %g days", purged, days)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), DAY)
+        if stop.is_set():
+            return
