@@ -198,7 +198,7 @@ async def _with_runtime(settings: Settings, job: Callable[[Runtime], Awaitable[i
 
 
 async def _stats(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.stats import build_report, render
+    from bot.stats import People, build_report, render
     from bot.stats_rows import StatsRows
 
     now = time.time()
@@ -206,10 +206,13 @@ async def _stats(settings: Settings, args: argparse.Namespace) -> int:
 
     async def job(runtime: Runtime) -> int:
         rows = StatsRows(runtime.store.sqlite)
+        handed, resolved, open_now = await rows.handovers(since)
+        up, down, downvoted = await runtime.store.handoffs.votes(since)
+        people = People(handed, resolved, open_now, up, down, tuple(downvoted))
         report = build_report(
             since, await rows.questions(since), await rows.replies(since),
             await rows.gap_questions(since), await runtime.store.spent_since(start_of_day(now)),
-            settings.daily_budget_usd,
+            settings.daily_budget_usd, people,
         )
         print(json.dumps(report.as_json(), indent=2) if args.json else render(report))
         return 0

@@ -70,7 +70,12 @@ class Grounding:
     passages: Sequence[Passage]
     words: Sequence[str]  # the question's search words, for matching lines
     platform: Platform
-    watch: MarkerWatch = field(default_factory=MarkerWatch)  # the model's "not in the docs"
+    watch: MarkerWatch = field(default_factory=MarkerWatch)  # the model's markers
+    offer: str = ""  # the "I don't know" reply's last line: how to reach a person
+
+    def titles(self) -> tuple[tuple[str, str], ...]:
+        """(title, link or file) of each passage given, for the record and the handover."""
+        return tuple((p.heading or p.source, p.url or p.source) for p in self.passages)
 
     def fallback(self) -> str:
         """The closest sections, for when the model cannot be reached."""

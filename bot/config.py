@@ -89,6 +89,10 @@ class Settings:
     allowed_channels: frozenset[str] = frozenset()  # empty: every channel it is invited to
     allowed_workspaces: frozenset[str] = frozenset()  # Slack team ids / Discord guild ids
     retention_days: float | None = None  # messages older than this are purged daily
+    escalation_slack_channel: str = ""  # where handovers are posted (channel id)
+    escalation_discord_channel: str = ""
+    escalation_mention: str = ""  # Slack user group id (S…) or Discord role id
+    escalation_contact: str = "Please contact the team directly."
 
     @property
     def slack_enabled(self) -> bool:
@@ -242,6 +246,33 @@ def _ids(r: _Reader, name: str) -> frozenset[str]:
     return frozenset(ids)
 
 
+def _one_id(r: _Reader, name: str) -> str:
+    ids = _ids(r, name)
+    if len(ids) > 1:
+        raise ConfigError(f"{name} takes one id, got {len(ids)}")
+    return next(iter(ids), "")
+
+
+def _mentions(r: _Reader, name: str) -> str:
+    """A Slack user group id (S…) and/or a Discord role id (digits), comma-separated."""
+    ids = _ids(r, name)
+    slack = [i for i in ids if i.startswith("S") and not i.isdigit()]
+    discord = [i for i in ids if i.isdigit()]
+    if len(slack) > 1 or len(discord) > 1 or len(slack) + len(discord) != len(ids):
+        raise ConfigError(f"{name} must be a Slack user group id (S0123ABC) and/or a Discord "
+                          "role id, separated by a comma")
+    return ",".join(slack + discord)
+
+
+def _sentence(r: _Reader, name: str) -> str:
+    """A short sentence the bot says to customers (one line, no mentions)."""
+    text = " ".join(r.raw(name).split())
+    if len(text) > 300 or "@everyone" in text or "@here" in text or "<!" in text:
+        raise ConfigError(f"{name} must be one short sentence (300 characters at most, "
+                          "no @everyone/@here)")
+    return text
+
+
 def _snowflake(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -314,6 +345,11 @@ def _settings_from(r: _Reader) -> Settings:
         allowed_workspaces=_ids(r, "SUPPORTBOT_ALLOWED_WORKSPACES"),
         retention_days=r.parsed("SUPPORTBOT_RETENTION_DAYS", None, _days,
                                 "a positive number of days"),
+        escalation_slack_channel=_one_id(r, "SUPPORTBOT_ESCALATION_SLACK_CHANNEL"),
+        escalation_discord_channel=_one_id(r, "SUPPORTBOT_ESCALATION_DISCORD_CHANNEL"),
+        escalation_mention=_mentions(r, "SUPPORTBOT_ESCALATION_MENTION"),
+        escalation_contact=_sentence(r, "SUPPORTBOT_ESCALATION_CONTACT")
+        or "Please contact the team directly.",
     )
     _check_slack_mode(settings)
     return settings

@@ -135,7 +135,10 @@ class Answer:
     usage: Usage
     cost_usd: float | None
     first_text_ms: float | None = None
-    outcome: str = "answered"  # answered / failed / interrupted / refused / kb_only
+    # answered / failed / interrupted / refused / kb_only / not_in_docs / over_budget /
+    # rate_limited / handed_over
+    outcome: str = "answered"
+    sources: tuple[tuple[str, str], ...] = ()  # (title, link or file) of the passages given
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ from bot.conversation import Passage
 from bot.notices import docs_links
 
 MARKER = "[[NOT_IN_DOCS]]"  # documented in prompts/system.md
+HANDOFF_MARKER = "[[HANDOFF]]"  # the person asked for a human (prompts/system.md)
+MARKERS = (MARKER, HANDOFF_MARKER)
 MIN_WORDS = 2  # a question with fewer search words (a greeting, "thanks") is not gated
 
 
@@ -26,10 +28,11 @@ class Verdict(Enum):
 
 
 class MarkerWatch:
-    """Decides from the first characters of a streamed answer whether it is the marker."""
+    """Decides from the first characters of a streamed answer whether it is a marker."""
 
     def __init__(self) -> None:
         self.verdict = Verdict.UNDECIDED
+        self.marker = ""  # which marker, once declined
         self._held = ""
 
     def feed(self, delta: str) -> str:
@@ -40,11 +43,12 @@ class MarkerWatch:
             return ""
         self._held += delta
         head = self._held.lstrip()
-        if head.startswith(MARKER):
-            self.verdict = Verdict.DECLINED
-            return ""
-        if MARKER.startswith(head):
-            return ""  # may still become the marker
+        for marker in MARKERS:
+            if head.startswith(marker):
+                self.verdict, self.marker = Verdict.DECLINED, marker
+                return ""
+        if any(marker.startswith(head) for marker in MARKERS):
+            return ""  # may still become a marker
         self.verdict = Verdict.ANSWER
         held, self._held = self._held, ""
         return held
@@ -59,7 +63,13 @@ class MarkerWatch:
 
     @property
     def declined(self) -> bool:
-        return self.verdict is Verdict.DECLINED
+        """The model said the passages do not answer."""
+        return self.verdict is Verdict.DECLINED and self.marker == MARKER
+
+    @property
+    def wants_person(self) -> bool:
+        """The model recognised a request for a human."""
+        return self.verdict is Verdict.DECLINED and self.marker == HANDOFF_MARKER
 
 
 def honest_reply(closest: Sequence[Passage], contact: str = "") -> str:

@@ -30,10 +30,13 @@ class Forgotten:
     questions: int
     answers: int
     docs_gaps: int
+    votes: int
+    handovers: int
 
     def lines(self) -> list[str]:
         return [f"{self.questions} messages from them", f"{self.answers} answers to them",
-                f"{self.docs_gaps} docs-gap records"]
+                f"{self.docs_gaps} docs-gap records", f"{self.votes} feedback votes",
+                f"{self.handovers} handover records"]
 
 
 def parse_person(text: str) -> tuple[Platform, str]:
@@ -75,7 +78,8 @@ class Lifecycle:
                 db.execute(f"DELETE FROM reply_journal WHERE question_id IN ({marks})", ids)
                 db.execute(f"DELETE FROM messages WHERE id IN ({marks})", ids)
             gaps = db.execute("DELETE FROM docs_gaps WHERE created_at < ?", [cutoff]).rowcount
-        return len(ids) + max(gaps, 0)
+            votes = db.execute("DELETE FROM feedback WHERE updated_at < ?", [cutoff]).rowcount
+        return len(ids) + max(gaps, 0) + max(votes, 0)
 
     async def export(self, since: float) -> list[dict[str, Any]]:
         """Conversations with a message since `since`, each with its messages, oldest first."""
@@ -120,12 +124,19 @@ class Lifecycle:
                 [person, f"{platform.value}:%"],
             ).fetchall()
             answers = 0
+            voter = f"{platform.value}:{person}"
+            votes = db.execute("DELETE FROM feedback WHERE voter = ?", [voter]).rowcount
+            handovers = db.execute(
+                "DELETE FROM handoffs WHERE asker_id = ? AND conversation_id LIKE ?",
+                [person, f"{platform.value}:%"]).rowcount
             gaps = db.execute(
                 "DELETE FROM docs_gaps WHERE author_id = ? AND conversation_id LIKE ?",
                 [person, f"{platform.value}:%"],
             ).rowcount
             for message_id, conversation, position, text in theirs:
                 db.execute("DELETE FROM reply_journal WHERE question_id = ?", [message_id])
+                votes += db.execute("DELETE FROM feedback WHERE question_id = ?",
+                                    [message_id]).rowcount
                 answers += db.execute(
                     "DELETE FROM messages WHERE conversation_id = ? AND position = ?"
                     " AND role = 'assistant'", [conversation, position + 1],
@@ -136,8 +147,9 @@ class Lifecycle:
                     " AND author_id = ''", [conversation, text],
                 ).rowcount
                 db.execute("DELETE FROM messages WHERE id = ?", [message_id])
-        log.info("forgot a person: %d messages, %d answers, %d gaps", len(theirs), answers, gaps)
-        return Forgotten(len(theirs), answers, gaps)
+        log.info("forgot a person: %d messages, %d answers, %d gaps, %d votes, %d handovers",
+                 len(theirs), answers, gaps, votes, handovers)
+        return Forgotten(len(theirs), answers, gaps, votes, handovers)
 
 
 def jsonl(records: list[dict[str, Any]]) -> str:

@@ -183,3 +183,39 @@ def m007_caps_and_lifecycle(db: Database) -> None:
     )
     # Who asked a question the docs did not answer, so `forget --user` finds it.
     db["docs_gaps"].add_column("author_id", str, not_null_default="")  # type: ignore[union-attr]
+
+
+@migrations(name="m008_handoffs_and_feedback")
+def m008_handoffs_and_feedback(db: Database) -> None:
+    # A conversation handed to a person: the bot stays quiet in it until it is given back.
+    db["handoffs"].create(  # type: ignore[union-attr]
+        {
+            "id": int,
+            "conversation_id": str,
+            "state": str,  # "open" while a person handles it, then "resolved"
+            "asker_id": str,
+            "reason": str,  # button / command / words / dont_know
+            "posted": int,  # 1 when the summary reached the escalation channel
+            "summary": str,  # JSON: where the summary was posted, for its resolve button
+            "requested_at": float,
+            "resolved_at": float,
+            "resolved_by": str,  # "person" or "bot" (a person's ✅, a button, /resolve)
+        },
+        pk="id",
+    )
+    db["handoffs"].create_index(["conversation_id", "state"])  # type: ignore[union-attr]
+    # One vote per person per reply, changeable; the reply is known by its question's id.
+    db["feedback"].create(  # type: ignore[union-attr]
+        {
+            "question_id": int,
+            "voter": str,  # PLATFORM:ID
+            "vote": int,  # +1 or -1
+            "comment": str,
+            "model": str,
+            "sources": str,  # JSON list of the passages the reply was given
+            "created_at": float,
+            "updated_at": float,
+        },
+        pk=("question_id", "voter"),
+    )
+    db["replies"].add_column("sources", str, not_null_default="[]")  # type: ignore[union-attr]

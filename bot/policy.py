@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 from bot.conversation import DM_WORKSPACE, Arrival, Incoming, Platform
+from bot.handoff import DEFAULT_CONTACT
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class ReplyPolicy:
     daily_budget_usd: float | None = None  # past it, docs-only answers until midnight UTC
     allowed_channels: frozenset[str] = frozenset()  # empty: everywhere it is invited
     allowed_workspaces: frozenset[str] = frozenset()
+    contact: str = DEFAULT_CONTACT  # how to reach the team when no escalation channel is set
 
     def answers_in(self, incoming: Incoming) -> bool:
         """Whether this place is one the team lets the bot answer in.

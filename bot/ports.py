@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from bot.config import Settings
 from bot.conversation import ConversationKey, Platform
+from bot.handovers import Handovers
 from bot.inbound import Inbound
 from bot.store import Store
 from bot.surface import Restore
@@ -41,3 +42,4 @@ class Ports:
     resume: Callable[[Restore], Awaitable[list[asyncio.Task[None]]]]  # journaled replies
     finish_replies: Callable[[float], Awaitable[None]]  # end replies in flight (shutdown)
     model_ready: bool  # False: no API key, answers come from the docs only
+    handovers: Handovers  # hand a conversation to a person, give it back, record votes

@@ -29,6 +29,7 @@ from bot.conversation import (
 )
 from bot.dont_know import MIN_WORDS, honest_reply
 from bot.errors import LLMError, PromptTooLongError, ReplyTimeoutError, StreamInterruptedError
+from bot.handovers import Handovers
 from bot.journal import JournalingSurface, closing_pages
 from bot.journal_rows import Unfinished
 from bot.knowledge import Knowledge
@@ -79,6 +80,7 @@ class Responder:
     ) -> None:
         self.policy = policy
         self.store = store
+        self.handovers = Handovers(store.handoffs, policy.contact)
         self.knowledge = knowledge
         self.llm = llm
         self.book = book
@@ -100,6 +102,8 @@ class Responder:
         tokens = estimate_tokens(text, self.model, len(incoming.images))
         if not self.policy.answers_in(incoming):
             return await self._not_here(incoming, surface)
+        if await self.handovers.kept_quiet(incoming):  # a person handles this thread now
+            return None
         place = surface.where() if isinstance(surface, Journaled) else None
         if self._closing and place is None:
             log.warning("shutting down; a question arrived that cannot be kept (%s)",
@@ -206,6 +210,7 @@ class Responder:
     ) -> None:
         started = self.clock()
         live = LiveReply(surface.limit, surface.render, size=surface.size)
+        live.reply_id = str(question.message_id)  # its buttons: feedback, talk to a person
         answer = _failed_answer(self.policy.model)
         try:
             await quietly(surface.start(), "show the first sign")
@@ -245,9 +250,10 @@ class Responder:
     ) -> Answer:
         if not incoming.text.strip() and not incoming.images:
             return await _finish_with(surface, live, EMPTY_QUESTION, self.policy.model)
-        if question.wait_seconds:
-            return await _finish_with(surface, live, please_wait(question.wait_seconds), "",
-                                      "rate_limited")
+        if question.wait_seconds:  # no buttons: there is nothing to rate or hand over yet
+            return await _replace_with(surface, Answer(
+                please_wait(question.wait_seconds), "", "end_turn", Usage(), None, None,
+                "rate_limited"))
         # A follow-up ("and in async?") searches with the thread's earlier questions too.
         earlier = await self.store.earlier_questions(incoming.key, question)
         found = await self.knowledge.rank(text, self.policy.passages, earlier)
@@ -263,10 +269,15 @@ class Responder:
             offline = kb_only_answer(passages, words, why, indexed=found.indexed,
                                      closest=found.passages)
             return await _finish_with(surface, live, offline, "", outcome)
-        if silent:  # the same honest reply as when the model finds the passages do not answer
-            return await _finish_with(surface, live, honest_reply(found.passages), "",
+        offer = self.handovers.offer(incoming.key.platform)
+        # After "I couldn't find this", the answer may be "yes, a person please" in any
+        # language: the model (given no passages) recognises that, or says not-in-docs again.
+        replying_to_offer = silent and await self.store.handoffs.previous_outcome(
+            incoming.key, question.position) == "not_in_docs"
+        if silent and not replying_to_offer:  # the model would find no passages to answer
+            return await _finish_with(surface, live, honest_reply(found.passages, offer), "",
                                       "not_in_docs")
-        grounding = Grounding(passages, words, incoming.key.platform)
+        grounding = Grounding(passages, words, incoming.key.platform, offer=offer)
         budget = self._budget(incoming, passages)
         for attempt in range(2):  # one retry with a tighter window on "prompt is too long"
             turns = await self.store.history(incoming.key, question, budget)
@@ -280,6 +291,11 @@ class Responder:
             )
             try:
                 answer = await self._stream(self.llm, prompt, surface, live, started, grounding)
+                if answer.outcome == "wants_person":
+                    told = await self.handovers.hand_over(
+                        incoming.key, incoming.author_id, incoming.author_name, "words")
+                    return await _replace_with(surface, replace(answer, text=told,
+                                                                outcome="handed_over"))
                 if answer.outcome == "not_in_docs":
                     await self.store.record_gap(incoming.key, text, "model", found.confidence,
                                                 passages, incoming.author_id)
@@ -365,13 +381,14 @@ class Responder:
     ) -> Answer:
         cost = cost_usd(end.usage, profile(end.model))
         declined = grounding.watch.declined
+        if grounding.watch.wants_person:  # the caller hands over, then shows what happened
+            return Answer("", end.model, end.stop_reason, end.usage, cost, first_text_ms,
+                          "wants_person")
         if end.stop_reason == "refusal" or declined:
-            text = honest_reply(grounding.passages) if declined else REFUSAL
-            replaced = LiveReply(surface.limit, surface.render, size=surface.size)
-            replaced.feed(text)
-            await settle(surface, replaced.final())
-            return Answer(text, end.model, end.stop_reason, end.usage, cost, first_text_ms,
-                          "not_in_docs" if declined else "refused")
+            text = honest_reply(grounding.passages, grounding.offer) if declined else REFUSAL
+            return await _replace_with(surface, Answer(
+                text, end.model, end.stop_reason, end.usage, cost, first_text_ms,
+                "not_in_docs" if declined else "refused"))
         cut = end.stop_reason in ("max_tokens", "model_context_window_exceeded")
         text, sources = grounding.closing(live.text)
         note = (NOTE_CUT if cut else "") + sources
@@ -379,7 +396,8 @@ class Responder:
             note = NO_TEXT_CUT if cut else NO_TEXT
         snapshot = live.final(note, text)
         await settle(surface, snapshot)
-        return Answer(snapshot.text, end.model, end.stop_reason, end.usage, cost, first_text_ms)
+        return Answer(snapshot.text, end.model, end.stop_reason, end.usage, cost, first_text_ms,
+                      sources=grounding.titles())
 
     def _take_turn(self, key: ConversationKey) -> tuple[asyncio.Future[None] | None, Turnstile]:
         """Queue a reply behind the conversation's previous one, at submit time.
@@ -403,6 +421,15 @@ async def _finish_with(
     live.feed(text)
     await settle(surface, live.final())
     return Answer(text, model, "end_turn", Usage(), None, None, outcome)
+
+
+async def _replace_with(surface: Surface, answer: Answer) -> Answer:
+    """Show `answer.text` in place of whatever the stream showed (nothing, while a marker
+    was held back)."""
+    replaced = LiveReply(surface.limit, surface.render, size=surface.size)
+    replaced.feed(answer.text)
+    await settle(surface, replaced.final())
+    return answer
 
 
 def _silence(shown: str, policy: ReplyPolicy) -> LLMError:

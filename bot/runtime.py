@@ -49,6 +49,7 @@ class Runtime:
             resume=resume,
             finish_replies=responder.aclose,
             model_ready=self.llm is not None,
+            handovers=responder.handovers,
         )
 
 
@@ -86,6 +87,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             daily_budget_usd=settings.daily_budget_usd,
             allowed_channels=settings.allowed_channels,
             allowed_workspaces=settings.allowed_workspaces,
+            contact=settings.escalation_contact,
         )
         responder = Responder(policy, store, knowledge, llm, PromptBook.load(settings.prompts_dir))
         inbound = Inbound(responder.submit, store.event_seen)

@@ -15,7 +15,6 @@ from tabulate import tabulate
 
 from bot.models import profile
 from bot.retrieval import terms
-from bot.stats_rows import ReplyRow
 
 # Outcomes a reply is recorded with, and how a support lead reads them.
 MODEL_ANSWERED = "answered"
@@ -48,6 +47,19 @@ def nearest_rank(values: Sequence[float], pct: float) -> float | None:
         return None
     ordered = sorted(values)
     return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
+
+
+@dataclass(frozen=True)
+class ReplyRow:
+    model: str
+    outcome: str
+    input_tokens: int
+    output_tokens: int
+    cache_write: int
+    cache_read: int
+    cost_usd: float | None
+    first_text_ms: float | None
+    total_ms: float | None
 
 
 @dataclass(frozen=True)
@@ -85,6 +97,11 @@ class Report:
     daily_budget_usd: float | None
     models: tuple[ModelUse, ...]
     gaps: tuple[GapGroup, ...]
+    handed_over: int = 0  # conversations handed to a person
+    resolved_by_person: int = 0  # of those, given back after a person resolved them
+    with_a_person_now: int = 0
+    helpful: int = 0  # 👍 votes
+    not_helpful: int = 0  # 👎 votes
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -92,9 +109,21 @@ class Report:
         return data
 
 
+@dataclass(frozen=True)
+class People:
+    """What people did around the answers: handovers and votes."""
+
+    handed_over: int = 0
+    resolved: int = 0
+    open_now: int = 0
+    helpful: int = 0
+    not_helpful: int = 0
+    downvoted_questions: tuple[str, ...] = ()
+
+
 def build_report(
     since: float, questions: int, replies: Sequence[ReplyRow], gap_questions: Sequence[str],
-    spent_today: float, budget: float | None,
+    spent_today: float, budget: float | None, people: People = People(),
 ) -> Report:
     outcomes: dict[str, int] = defaultdict(int)
     for reply in replies:
@@ -117,7 +146,13 @@ def build_report(
         spent_today_usd=round(spent_today, 6),
         daily_budget_usd=budget,
         models=tuple(_per_model(replies)),
-        gaps=tuple(group_gaps(gap_questions)),
+        # The docs gaps are what they did not answer and what people found unhelpful.
+        gaps=tuple(group_gaps([*gap_questions, *people.downvoted_questions])),
+        handed_over=people.handed_over,
+        resolved_by_person=people.resolved,
+        with_a_person_now=people.open_now,
+        helpful=people.helpful,
+        not_helpful=people.not_helpful,
     )
 
 
@@ -169,6 +204,7 @@ def render(report: Report) -> str:
     """The report as a few readable tables."""
     started = datetime.fromtimestamp(report.since, UTC).strftime("%Y-%m-%d %H:%M UTC")
     answered = report.answered_by_model + report.answered_from_docs
+    resolved_by_bot = max(0, answered - report.handed_over)
     rows: list[tuple[str, str]] = [
         ("questions", str(report.questions)),
         ("answered by the model", str(report.answered_by_model)),
@@ -178,6 +214,9 @@ def render(report: Report) -> str:
         ("refused", str(report.refused)),
         ("failed or interrupted", str(report.failed)),
         ("asked to wait (hourly cap)", str(report.rate_limited)),
+        ("handed to a person", _handovers(report)),
+        ("resolved by the bot / by a person", f"{resolved_by_bot} / {report.resolved_by_person}"),
+        ("👍 / 👎", _votes(report)),
         ("answer rate", _share(answered, report.questions)),
         ("first words p50 / p95", _ms_pair(report.first_words_ms)),
         ("full answer p50 / p95", _ms_pair(report.full_answer_ms)),
@@ -202,6 +241,20 @@ def render(report: Report) -> str:
 
 def _with_part(total: int, part: int, label: str) -> str:
     return f"{total} ({part} {label})" if part else str(total)
+
+
+def _handovers(report: Report) -> str:
+    if not report.handed_over:
+        return "0"
+    return (f"{report.handed_over} ({report.resolved_by_person} resolved, "
+            f"{report.with_a_person_now} with a person now)")
+
+
+def _votes(report: Report) -> str:
+    votes = report.helpful + report.not_helpful
+    if not votes:
+        return "no votes yet"
+    return f"{report.helpful} / {report.not_helpful} ({report.helpful / votes:.0%} 👍)"
 
 
 def _share(part: int, whole: int) -> str:

@@ -3,22 +3,8 @@ gaps. Read-only SQL on the store's database thread; callers get plain tuples."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from bot.database import SQLiteThread
-
-
-@dataclass(frozen=True)
-class ReplyRow:
-    model: str
-    outcome: str
-    input_tokens: int
-    output_tokens: int
-    cache_write: int
-    cache_read: int
-    cost_usd: float | None
-    first_text_ms: float | None
-    total_ms: float | None
+from bot.stats import ReplyRow
 
 
 class StatsRows:
@@ -53,3 +39,13 @@ class StatsRows:
             ).fetchall()
         )
         return [str(r[0]) for r in rows]
+
+    async def handovers(self, since: float) -> tuple[int, int, int]:
+        """Handovers requested since a time: all, resolved by a person, still open."""
+        row = await self.sqlite.call(
+            lambda: self.sqlite.db.execute(
+                "SELECT count(*), total(state = 'resolved'), total(state = 'open')"
+                " FROM handoffs WHERE requested_at >= ?", [since],
+            ).fetchone()
+        )
+        return int(row[0]), int(row[1]), int(row[2])

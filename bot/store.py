@@ -27,6 +27,8 @@ from bot.conversation import (
     Turn,
 )
 from bot.database import SQLiteThread
+from bot.handoff import AGENT_LABEL
+from bot.handoff_rows import HandoffRows
 from bot.journal_rows import JournalRows
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,7 @@ class Store:
     def __init__(self, sqlite: SQLiteThread) -> None:
         self.sqlite = sqlite
         self.journal = JournalRows(sqlite)
+        self.handoffs = HandoffRows(sqlite)
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -176,6 +179,8 @@ class Store:
                 [key.id, position, _BATCH],
             ).fetchall()
             for row_position, role, text, tokens in rows:
+                if role == "agent":  # a person from the team, while the bot was quiet
+                    role, text = "assistant", f"{AGENT_LABEL} {text}"
                 turns.append(Turn(role=role, text=text, tokens=tokens))
                 used += tokens
                 position = row_position - 1
@@ -253,7 +258,7 @@ class Store:
             answer_id = 0
             # A refusal is kept too, so the refused question is not merged into the next one.
             kept = ("answered", "kb_only", "refused", "not_in_docs", "over_budget",
-                    "rate_limited")
+                    "rate_limited", "handed_over")
             if answer.text.strip() and answer.outcome in kept:
                 answer_id = self._insert_message(
                     key, "assistant", answer.text, tokens, now, position=question.position + 1
@@ -263,8 +268,8 @@ class Store:
                 "INSERT INTO replies (conversation_id, question_id, answer_id, model,"
                 " stop_reason, outcome, input_tokens, output_tokens,"
                 " cache_creation_input_tokens, cache_read_input_tokens, cost_usd,"
-                " first_text_ms, total_ms, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " first_text_ms, total_ms, created_at, sources)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     key.id,
                     question.message_id,
@@ -280,6 +285,7 @@ class Store:
                     answer.first_text_ms,
                     total_ms,
                     now,
+                    json.dumps([list(source) for source in answer.sources]),
                 ],
             )
 

@@ -142,6 +142,7 @@ class LiveReply:
         self.size = size
         self._text = ""
         self._shown_len = 0
+        self.reply_id = ""  # set for a reply that shows feedback and handover buttons
         self._shown_at: float | None = None
         self._before_take: tuple[int, float | None] = (0, None)
 
@@ -184,4 +185,4 @@ class LiveReply:
         shown = self.render(text)
         reserve = self.size(self.marker)
         pages = tuple(p.text for p in split_pages(shown, self.limit, reserve, self.size))
-        return Snapshot(pages=pages, text=text, final=True)
+        return Snapshot(pages=pages, text=text, final=True, reply_id=self.reply_id)

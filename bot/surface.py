@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from bot.conversation import PageRef, Place
+from bot.conversation import ConversationKey, PageRef, Place
+from bot.handoff import HandoffSummary
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class Snapshot:
     pages: tuple[str, ...]
     text: str
     final: bool
+    reply_id: str = ""  # a final answer's id: platforms with buttons put theirs under it
 
 
 class Surface(Protocol):
@@ -70,3 +72,21 @@ class Journaled(Protocol):
 # A platform's way back to a journaled reply: a Surface that continues in its messages, or
 # None when the reply is not this process's to finish (another user's console, say).
 Restore = Callable[[Place, tuple[PageRef, ...]], Awaitable[Surface | None]]
+
+
+class Escalation(Protocol):
+    """A platform's way to reach the team: its escalation channel, and the thread itself."""
+
+    @property
+    def configured(self) -> bool:
+        """Whether an escalation channel is set for this platform."""
+        ...
+
+    async def post(self, summary: HandoffSummary) -> str | None:
+        """Post the summary (with the team's mention); where it landed as sorted-key JSON
+        (its resolve button and ✅ find it by that), or None when it was not posted."""
+        ...
+
+    async def say(self, key: ConversationKey, text: str) -> None:
+        """A plain message from the bot in the conversation (the thread is given back)."""
+        ...

@@ -9,10 +9,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "bot"
 
-VALUES = {"bot.conversation", "bot.errors", "bot.surface"}
+VALUES = {"bot.conversation", "bot.errors", "bot.surface", "bot.handoff"}
 POLICY = {"bot.trimming", "bot.streaming", "bot.formatting", "bot.mrkdwn", "bot.notices",
           "bot.docs_parse", "bot.html_docs", "bot.rst_docs", "bot.retrieval", "bot.citations",
-          "bot.dont_know",
+          "bot.dont_know", "bot.policy", "bot.stats",
           "bot.models", "bot.prompts"}
 REGISTRY = "bot.platforms"
 # What adapters are handed through bot.ports instead of reaching for it themselves.

@@ -4,8 +4,9 @@ from pathlib import Path
 
 MANIFEST = Path(__file__).resolve().parent.parent / "slack-app-manifest.yml"
 SCOPES = {"app_mentions:read", "chat:write", "im:history", "im:read", "im:write",
-          "channels:history", "groups:history", "files:read", "reactions:write", "users:read"}
-EVENTS = {"app_mention", "message.im", "message.channels", "message.groups"}
+          "channels:history", "groups:history", "files:read", "reactions:write",
+          "reactions:read", "users:read"}
+EVENTS = {"app_mention", "message.im", "message.channels", "message.groups", "reaction_added"}
 
 
 def items_under(key: str) -> list[str]:
@@ -37,3 +38,7 @@ def test_socket_mode_on_and_dms_allowed() -> None:
     assert setting("socket_mode_enabled") == "true"
     assert setting("messages_tab_enabled") == "true"
     assert setting("messages_tab_read_only_enabled") == "false"
+
+
+def test_interactivity_on_for_the_buttons_and_forms() -> None:
+    assert setting("is_enabled") == "true"

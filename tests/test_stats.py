@@ -4,8 +4,7 @@ import json
 
 import pytest
 
-from bot.stats import build_report, group_gaps, nearest_rank, parse_since, render
-from bot.stats_rows import ReplyRow
+from bot.stats import ReplyRow, build_report, group_gaps, nearest_rank, parse_since, render
 
 NOW = 1_764_000_000.0
 

@@ -153,7 +153,7 @@ async def test_kb_commands_index_and_search(tmp_path: Path) -> None:
         (("kb", "index", str(docs)), "1 new"),
         (("kb", "search", "configure SSO"), "Admin > Security"),
         (("kb", "list", "--documents"), "sso.md"),
-        (("stats",), "0 replies"),
+        (("stats",), "docs gaps: none recorded"),
     ):
         bot = await BotProcess(tmp_path, env, *args).start()
         try:

@@ -24,6 +24,7 @@ from aiohttp import web
 from tests.fakes import slack_events as ev
 from tests.fakes.server import LocalServer
 from tests.fakes.slack_events import Json
+from tests.fakes.slack_interactive import Interactions, permalink, reaction_added
 from tests.fakes.slack_methods import SlackMethods
 from tests.fakes.slack_socket_mode import SocketModeHub
 from tests.fakes.slack_state import (
@@ -122,6 +123,9 @@ class FakeSlack(SlackMethods):
         )
         self.acks = self.socket_mode.acks  # envelope_id → seconds from send to ack
         self.deliveries = self.socket_mode.deliveries
+        self.interactions = Interactions(team_id, app_id)
+        # (channel, ts) of the messages people sent (pushed as events), for chat.getPermalink.
+        self.people_messages: set[tuple[str, str]] = set()
         self._server: LocalServer | None = None
         self.base_url = ""
         self.api_url = ""
@@ -141,6 +145,9 @@ class FakeSlack(SlackMethods):
             "reactions.add": self._reaction_add,
             "reactions.remove": self._reaction_remove,
             "assistant.threads.setStatus": self._set_status,
+            "views.open": self.interactions.views_open,
+            "chat.getPermalink": lambda params: permalink(params, self._messages,
+                                                          self.people_messages),
         }
 
     # ----- lifecycle -------------------------------------------------------------------------
@@ -355,7 +362,33 @@ class FakeSlack(SlackMethods):
         Unacked after ack_timeout, it is redelivered (new envelope, same event_id) up to
         max_redeliveries times with retry_attempt + 1 and retry_reason "timeout".
         """
+        if event.get("type") in ("message", "app_mention") and event.get("ts"):
+            self.people_messages.add((str(event.get("channel")), str(event["ts"])))
         return await self.socket_mode.push(event, retry_attempt=retry_attempt)
+
+    async def click(self, channel: str, ts: str, action_id: str, user: str = "U123") -> Json:
+        """A person presses the button `action_id` on a message; the payload sent."""
+        message = self._messages.get(channel, {}).get(ts)
+        if message is None:
+            raise LookupError(f"no message {ts} in {channel}")
+        payload = self.interactions.block_actions(message, action_id, user)
+        await self.socket_mode.push_interactive(payload)
+        return payload
+
+    async def submit_view(self, view_id: str, user: str,
+                          values: dict[str, dict[str, str]]) -> Json:
+        """A person submits an open modal with these {block_id: {action_id: value}}."""
+        payload = self.interactions.view_submission(view_id, user, values)
+        await self.socket_mode.push_interactive(payload)
+        return payload
+
+    async def react(self, channel: str, ts: str, user: str,
+                    reaction: str = "white_check_mark") -> None:
+        """A person adds a reaction to a message (the bot gets reaction_added)."""
+        message = self._messages.get(channel, {}).get(ts)
+        item_user = message.user if message is not None else ""
+        await self.push_event(reaction_added(user, reaction, channel, ts, item_user,
+                                             self.team_id))
 
     async def send_disconnect(self, reason: str = "refresh_requested") -> None:
         """Ask the Socket Mode client to reconnect, as Slack does before recycling a link."""

@@ -7,6 +7,7 @@ from typing import Any
 
 from tests.fakes import slack_events as ev
 from tests.fakes.slack_events import Json
+from tests.fakes.slack_interactive import check_blocks
 from tests.fakes.slack_socket_mode import SocketModeHub
 from tests.fakes.slack_state import (
     MARKDOWN_MAX_CHARS,
@@ -92,6 +93,7 @@ class SlackMethods:
     def _post_message(self, params: Json) -> _Reply:
         channel = _need(params, "channel", "channel_not_found")
         text, blocks = _content(params)
+        check_blocks(blocks)
         text = (text or "")[:POST_MAX_CHARS]
         msg = self._bot_message(channel, text, params, blocks=tuple(blocks) if blocks else None)
         self._store(msg)
@@ -103,6 +105,7 @@ class SlackMethods:
         if msg.user != self.bot_user_id:
             raise ApiError("cant_update_message")
         text, blocks = _content(params)
+        check_blocks(blocks)
         # Measured on the real API: the cap is 4,000 UTF-8 bytes, not characters.
         if text is not None and len(text.encode()) > self.update_max_bytes:
             raise ApiError("msg_too_long")

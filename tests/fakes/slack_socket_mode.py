@@ -107,6 +107,20 @@ class SocketModeHub:
         self.spawn(self._redeliver(body, retry_attempt))
         return envelope_id
 
+    async def push_interactive(self, payload: Json) -> str:
+        """Send a block_actions / view_submission payload in an interactive envelope.
+
+        Slack does not redeliver these: an unacknowledged click shows the person an error.
+        """
+        ws = self._require_socket()
+        envelope_id = str(uuid.uuid4())
+        envelope = {"envelope_id": envelope_id, "payload": payload, "type": "interactive",
+                    "accepts_response_payload": True}
+        now = time.monotonic()
+        self._sent[envelope_id] = (now, envelope_id)
+        await ws.send_str(json.dumps(envelope))
+        return envelope_id
+
     async def send_disconnect(self, reason: str = "refresh_requested") -> None:
         """Tell the client to reconnect, as Slack does before recycling a connection."""
         frame = {"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-fake-1"}}

@@ -33,6 +33,7 @@ from bot.adapters.slack.events import (
     thread_context,
 )
 from bot.adapters.slack.files import Attachments, FileFetcher
+from bot.adapters.slack.handoff import SlackControls, SlackEscalation
 from bot.adapters.slack.pacing import SlackPacing
 from bot.adapters.slack.stream import NativeStreamSurface
 from bot.adapters.slack.surface import ReplyPlace, SlackSurface, error_code, retry_after
@@ -69,6 +70,9 @@ async def serve(ports: Ports, stop: asyncio.Event) -> None:
     async with connect(settings) as slack:
         bridge = SlackBridge(ports, slack, SlackPacing())
         app = bolt_app(slack, bridge)
+        ports.handovers.escalations[Platform.SLACK] = SlackEscalation(slack.client, settings)
+        controls = SlackControls(slack.client, ports.handovers)
+        controls.register(app)
         try:
             await ports.resume(bridge.restore)
             if settings.slack_app_token:
@@ -77,6 +81,7 @@ async def serve(ports: Ports, stop: asyncio.Event) -> None:
                 await _http_mode(app, settings, stop)
         finally:
             await bridge.aclose()
+            await controls.aclose()
 
 
 async def check(settings: Settings) -> list[str]:

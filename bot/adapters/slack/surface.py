@@ -18,6 +18,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.adapters.slack.controls import CONTROLS_TEXT, Blocks, controls, reply_blocks
 from bot.adapters.slack.pacing import WorkspacePacing
 from bot.conversation import PageRef, Place
 from bot.mrkdwn import to_mrkdwn
@@ -157,16 +158,29 @@ class SlackSurface:
         return True
 
     async def finish(self, snapshot: Snapshot) -> None:
-        """Make every page show exactly its final text, then drop pages no longer needed."""
+        """Make every page show exactly its final text, then drop pages no longer needed.
+
+        A reply with an id gets its buttons (feedback, talk to a person) under the last page,
+        in the same write; a last page too long for a block gets them in a message of their own.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + FINISH_TIMEOUT
+        last = len(snapshot.pages) - 1
+        buttons = reply_blocks(snapshot.pages[last], snapshot.reply_id) if (
+            snapshot.reply_id and snapshot.pages) else None
         try:
             for page, text in enumerate(snapshot.pages):
                 remaining = deadline - loop.time()
+                blocks = buttons if page == last else None
                 if page >= len(self.posted):
-                    await self._post(text, remaining)
-                elif self.shown[page] != text:
-                    await self._final_edit(page, text, remaining)
+                    await self._post(text, remaining, blocks)
+                elif self.shown[page] != text or blocks:
+                    await self._final_edit(page, text, remaining, blocks)
+            if snapshot.reply_id and snapshot.pages and buttons is None:
+                await self._post(CONTROLS_TEXT, deadline - loop.time(),
+                                 controls(snapshot.reply_id))
+                self.posted.pop()  # not a page of the answer: never edited or deleted
+                self.shown.pop()
             for ts in self.posted[len(snapshot.pages):]:
                 await self._delete(ts)
             del self.posted[len(snapshot.pages):]
@@ -176,7 +190,7 @@ class SlackSurface:
 
     # ----- single calls ---------------------------------------------------------------------
 
-    async def _post(self, text: str, timeout: float) -> None:
+    async def _post(self, text: str, timeout: float, blocks: Blocks = None) -> None:
         """Post a new page in the thread, waiting for the channel's pace and any Retry-After."""
         pacer = self.pacing.channel(self.place.channel)
         loop = asyncio.get_running_loop()
@@ -184,7 +198,7 @@ class SlackSurface:
         for attempt in range(MAX_ATTEMPTS):
             await pacer.take(deadline - loop.time())
             try:
-                await self._post_message(text)
+                await self._post_message(text, blocks)
                 return
             except SlackApiError as error:
                 wait = retry_after(error)
@@ -196,11 +210,12 @@ class SlackSurface:
                 await asyncio.sleep(min(2.0**attempt, 5.0))
         raise TimeoutError("chat.postMessage kept failing")
 
-    async def _post_message(self, text: str) -> None:
+    async def _post_message(self, text: str, blocks: Blocks = None) -> None:
         response = await self.client.chat_postMessage(
             channel=self.place.channel,
             thread_ts=self.place.thread_ts,
             text=text,
+            blocks=blocks,
             unfurl_links=False,
             unfurl_media=False,
         )
@@ -240,17 +255,18 @@ class SlackSurface:
             log.warning("partial chat.update failed: %s", type(error).__name__)
         return False
 
-    async def _final_edit(self, page: int, text: str, timeout: float) -> None:
+    async def _final_edit(self, page: int, text: str, timeout: float,
+                          blocks: Blocks = None) -> None:
         """Edit a page to its final text, retrying until it lands or the deadline passes."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         for attempt in range(MAX_ATTEMPTS):
             if self._overflowing(page):
-                await self._replace_page(page, text, deadline - loop.time())
+                await self._replace_page(page, text, deadline - loop.time(), blocks)
                 return
             await self.pacing.edits.acquire_final(deadline - loop.time())
             try:
-                await self._update_message(page, text)
+                await self._update_message(page, text, blocks)
                 return
             except SlackApiError as error:
                 wait = retry_after(error)
@@ -258,7 +274,7 @@ class SlackSurface:
                     self.pacing.edits.back_off(wait)
                     continue
                 if error_code(error) in GONE:
-                    await self._replace_page(page, text, deadline - loop.time())
+                    await self._replace_page(page, text, deadline - loop.time(), blocks)
                     return
                 log.warning("final chat.update failed: %s; retrying", error_code(error))
             except (aiohttp.ClientError, TimeoutError) as error:
@@ -273,14 +289,17 @@ class SlackSurface:
         last = page == len(self.posted) - 1
         return congested and last and self.pacing.deletes.try_partial()
 
-    async def _update_message(self, page: int, text: str) -> None:
-        await self.client.chat_update(channel=self.place.channel, ts=self.posted[page], text=text)
+    async def _update_message(self, page: int, text: str, blocks: Blocks = None) -> None:
+        # With blocks, they are what the message shows and `text` is the notification.
+        await self.client.chat_update(channel=self.place.channel, ts=self.posted[page],
+                                      text=text, blocks=blocks)
         self.shown[page] = text
 
-    async def _replace_page(self, page: int, text: str, timeout: float) -> None:
+    async def _replace_page(self, page: int, text: str, timeout: float,
+                            blocks: Blocks = None) -> None:
         """Post the page anew in the message's place, then delete the old message."""
         old = self.posted[page]
-        await self._post(text, timeout)
+        await self._post(text, timeout, blocks)
         self.posted[page] = self.posted.pop()
         self.shown[page] = self.shown.pop()
         await self._delete(old, slot_taken=True)

@@ -1,0 +1,251 @@
+"""Slack's side of handovers and feedback: the summary in the escalation channel, the
+buttons under answers, the 👎 form, and ✅ reactions that give a thread back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+import aiohttp
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.adapters.slack.controls import (
+    FORM,
+    FORM_BLOCK,
+    FORM_INPUT,
+    HANDOFF,
+    HELPFUL,
+    NOT_HELPFUL,
+    RESOLVE,
+    feedback_form,
+    summary_blocks,
+)
+from bot.adapters.slack.surface import error_code
+from bot.config import Settings
+from bot.conversation import ConversationKey, Platform
+from bot.formatting import escape_slack, neutralise_mentions
+from bot.handoff import HandoffSummary, clip
+from bot.handovers import Handovers, key_of
+from bot.mrkdwn import to_mrkdwn
+
+log = logging.getLogger(__name__)
+
+RESOLVED_REACTIONS = frozenset({"white_check_mark", "heavy_check_mark", "ballot_box_with_check"})
+THANKS = "Thanks for the feedback!"
+
+
+def summary_text(summary: HandoffSummary, mention: str, link: str) -> str:
+    """The summary as mrkdwn: the only message that may ping (the team's user group)."""
+    group = next((m for m in mention.split(",") if m.startswith("S")), "")
+    ping = f"<!subteam^{group}> " if group else ""
+    where = f" in <#{summary.key.channel}>" if summary.key.channel[:1] in "CG" else ""
+    lines = [f"{ping}*Handover:* <@{summary.asker_id}> {summary.why}{where}."]
+    if summary.question:
+        lines.append("*Question*\n" + _quote(escape_slack(neutralise_mentions(
+            clip(summary.question)))))
+    if summary.answer:
+        lines.append("*The bot answered*\n" + _quote(to_mrkdwn(clip(summary.answer))))
+    if summary.sources:
+        lines.append("*Sources it was given:* " + " · ".join(
+            f"<{url}|{escape_slack(title)}>" if url.startswith("http") else escape_slack(title)
+            for title, url in summary.sources[:4]))
+    if link:
+        lines.append(f"<{link}|Open the thread> · react ✅ here or press *Mark resolved* to "
+                     "give it back to the bot")
+    return "\n".join(lines)
+
+
+def _quote(text: str) -> str:
+    return "\n".join(f"> {line}" for line in text.splitlines() or [""])
+
+
+def summary_place(channel: str, ts: str) -> str:
+    return json.dumps({"channel": channel, "ts": ts}, sort_keys=True)
+
+
+class SlackEscalation:
+    """Posts summaries to SUPPORTBOT_ESCALATION_SLACK_CHANNEL and notes in threads."""
+
+    def __init__(self, client: AsyncWebClient, settings: Settings) -> None:
+        self.client = client
+        self.channel = settings.escalation_slack_channel
+        self.mention = settings.escalation_mention
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.channel)
+
+    async def post(self, summary: HandoffSummary) -> str | None:
+        link = await self._permalink(summary.key)
+        text = summary_text(summary, self.mention, link)
+        try:
+            posted = await self.client.chat_postMessage(
+                channel=self.channel, text=text, blocks=summary_blocks(text, summary.key.id),
+                unfurl_links=False, unfurl_media=False)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
+            log.warning("could not post to the escalation channel: %s", _why(error))
+            return None
+        return summary_place(str(posted["channel"]), str(posted["ts"]))
+
+    async def say(self, key: ConversationKey, text: str) -> None:
+        await self.client.chat_postMessage(channel=key.channel, thread_ts=key.thread,
+                                           text=to_mrkdwn(text))
+
+    async def _permalink(self, key: ConversationKey) -> str:
+        try:
+            found = await self.client.chat_getPermalink(channel=key.channel,
+                                                        message_ts=key.thread)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
+            log.info("no permalink for the thread: %s", _why(error))
+            return ""
+        return str(found.get("permalink") or "")
+
+
+def _why(error: Exception) -> str:
+    return error_code(error) if isinstance(error, SlackApiError) else type(error).__name__
+
+
+class SlackControls:
+    """Listens for the buttons, the 👎 form and ✅ reactions; slow work in tasks it owns."""
+
+    def __init__(self, client: AsyncWebClient, handovers: Handovers) -> None:
+        self.client = client
+        self.handovers = handovers
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def register(self, app: AsyncApp) -> None:
+        app.action(HELPFUL)(self.on_vote)
+        app.action(NOT_HELPFUL)(self.on_vote)
+        app.action(HANDOFF)(self.on_handoff)
+        app.action(RESOLVE)(self.on_resolve)
+        app.view(FORM)(self.on_form)
+        app.event("reaction_added")(self.on_reaction)
+
+    async def on_vote(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        action = (body.get("actions") or [{}])[0]
+        voter = f"slack:{(body.get('user') or {}).get('id', '')}"
+        reply = _reply_id(action.get("value"))
+        if reply is None:
+            return
+        helpful = action.get("action_id") == HELPFUL
+        if not await self.handovers.rows.vote(reply, voter, 1 if helpful else -1):
+            return
+        if helpful:
+            self._own(self._ephemeral(body, THANKS))
+            return
+        try:  # the trigger lasts 3 s: open the form now, not in a task
+            await self.client.views_open(trigger_id=str(body.get("trigger_id") or ""),
+                                         view=feedback_form(str(reply)))
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
+            log.info("could not open the feedback form: %s", _why(error))
+
+    async def on_form(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        view = body.get("view") or {}
+        reply = _reply_id(view.get("private_metadata"))
+        values = ((view.get("state") or {}).get("values") or {}).get(FORM_BLOCK) or {}
+        text = str((values.get(FORM_INPUT) or {}).get("value") or "").strip()
+        voter = f"slack:{(body.get('user') or {}).get('id', '')}"
+        if reply is not None and text:
+            await self.handovers.rows.comment(reply, voter, text)
+
+    async def on_handoff(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        key = _thread_of(body)
+        user = body.get("user") or {}
+        if key is None:
+            return
+        self._own(self._hand_over(key, str(user.get("id") or ""),
+                                  str(user.get("name") or user.get("username") or "")))
+
+    async def _hand_over(self, key: ConversationKey, user: str, name: str) -> None:
+        told = await self.handovers.hand_over(key, user, name, "button")
+        await self.client.chat_postMessage(channel=key.channel, thread_ts=key.thread,
+                                           text=to_mrkdwn(told))
+
+    async def on_resolve(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        action = (body.get("actions") or [{}])[0]
+        try:
+            key = key_of(str(action.get("value") or ""))
+        except ValueError:
+            return
+        self._own(self._resolve(key, body))
+
+    async def _resolve(self, key: ConversationKey, body: dict[str, Any]) -> None:
+        if not await self.handovers.give_back(key):
+            return
+        message = body.get("message") or {}
+        channel = (body.get("channel") or {}).get("id")
+        if channel and message.get("ts"):  # the summary shows who resolved it, no button
+            user = (body.get("user") or {}).get("id", "")
+            text = f"{message.get('text', '')}\n✅ Resolved by <@{user}>."
+            await self.client.chat_update(channel=str(channel), ts=str(message["ts"]),
+                                          text=text, blocks=[])
+
+    async def on_reaction(self, event: dict[str, Any]) -> None:
+        if event.get("reaction") not in RESOLVED_REACTIONS:
+            return
+        item = event.get("item") or {}
+        channel, ts = str(item.get("channel") or ""), str(item.get("ts") or "")
+        if channel and ts:
+            self._own(self._resolved_by_reaction(channel, ts, str(event.get("user") or ""),
+                                                 str(event.get("team") or "")))
+
+    async def _resolved_by_reaction(self, channel: str, ts: str, user: str, team: str) -> None:
+        if await self.handovers.give_back_summary(summary_place(channel, ts)) is not None:
+            return
+        # A ✅ on the thread's first message, by someone other than the asker.
+        key = ConversationKey(Platform.SLACK, team, channel, ts)
+        handoff = await self.handovers.rows.open_for(key)
+        if handoff is not None and handoff.asker_id != user:
+            await self.handovers.give_back(key)
+
+    async def _ephemeral(self, body: dict[str, Any], text: str) -> None:
+        channel = (body.get("channel") or {}).get("id")
+        user = (body.get("user") or {}).get("id")
+        if channel and user:
+            await self.client.chat_postEphemeral(channel=str(channel), user=str(user), text=text)
+
+    def _own(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(self._logged(work))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _logged(work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
+            log.warning("a button's follow-up failed: %s", _why(error))
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _reply_id(value: object) -> int | None:
+    try:
+        reply = int(str(value))
+    except ValueError:
+        return None
+    return reply if reply > 0 else None
+
+
+def _thread_of(body: dict[str, Any]) -> ConversationKey | None:
+    """The conversation a button under an answer belongs to."""
+    message = body.get("message") or {}
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
+        "channel_id")
+    team = (body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id")
+    thread = message.get("thread_ts") or message.get("ts")
+    if not (channel and team and thread):
+        return None
+    return ConversationKey(Platform.SLACK, str(team), str(channel), str(thread))

@@ -1,0 +1,75 @@
+"""Handing a conversation to a person, in plain values and words (pure, no I/O).
+
+A person asks for a human (a button, a command, words the model recognises, or the "I don't
+know" reply's offer); the bot posts a summary to the team's escalation channel, tells the
+asker honestly what happens next, and stays quiet in the thread until a person gives it back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.conversation import ConversationKey
+
+DEFAULT_CONTACT = "Please contact the team directly."
+AGENT_LABEL = "(A person from the team replied:)"  # how the model sees their turns
+MAX_QUOTED = 600  # characters of the question and of the bot's answer in the summary
+
+
+@dataclass(frozen=True)
+class HandoffSummary:
+    """What the team's escalation channel is told."""
+
+    key: ConversationKey
+    asker_id: str
+    asker_name: str
+    question: str
+    answer: str
+    sources: tuple[tuple[str, str], ...]  # (title, link or file)
+    reason: str  # button / command / words / dont_know
+
+    @property
+    def why(self) -> str:
+        return {
+            "button": "pressed *Talk to a person*",
+            "command": "used /escalate",
+            "words": "asked for a person",
+            "dont_know": "asked for a person after the bot found nothing in the docs",
+        }.get(self.reason, "asked for a person")
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """An open handover: who asked for it and where its summary is."""
+
+    id: int
+    key: ConversationKey
+    asker_id: str
+    summary_place: str  # platform-specific JSON, "" when no summary was posted
+
+
+def told_asker(posted: bool, configured: bool, contact: str) -> str:
+    """What the asker reads: true to what happened, never "notified" unless it was."""
+    if posted:
+        return ("I've asked a person from the team to take over. They'll reply in this thread; "
+                "until they're done I'll stay quiet here.")
+    if configured:
+        return f"I tried to reach the team but couldn't just now. {contact}"
+    return f"A person from the team can help with this. {contact}"
+
+
+ALREADY_HANDLED = "A person from the team is already on this thread; they'll reply here."
+GIVEN_BACK = ("A person from the team marked this as resolved. I'm back: ask me anything else "
+              "in this thread.")
+
+
+def offer(escalation_ready: bool, contact: str) -> str:
+    """The last line of the "I don't know" reply."""
+    if escalation_ready:
+        return "Want a person to help? Ask me for one and I'll hand this thread to the team."
+    return f"A person from the team can help: {contact[:1].lower()}{contact[1:]}"
+
+
+def clip(text: str, limit: int = MAX_QUOTED) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

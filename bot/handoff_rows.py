@@ -1,0 +1,151 @@
+"""The rows behind handovers and feedback: which conversations a person handles, the turns
+said there while the bot was quiet, and votes on replies. SQL on the store's thread."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+
+from bot.conversation import ConversationKey, Incoming
+from bot.database import SQLiteThread
+from bot.handoff import Handoff
+
+
+class HandoffRows:
+    def __init__(self, sqlite: SQLiteThread) -> None:
+        self.sqlite = sqlite
+
+    async def open_for(self, key: ConversationKey) -> Handoff | None:
+        """The conversation's open handover, if a person handles it now."""
+        row = await self.sqlite.call(
+            lambda: self.sqlite.db.execute(
+                "SELECT id, asker_id, summary FROM handoffs WHERE conversation_id = ?"
+                " AND state = 'open' ORDER BY id DESC LIMIT 1", [key.id],
+            ).fetchone()
+        )
+        return None if row is None else Handoff(int(row[0]), key, str(row[1]), str(row[2]))
+
+    async def start(self, key: ConversationKey, asker_id: str, reason: str) -> int | None:
+        """Open a handover; None when one is already open (two clicks, a redelivery)."""
+        return await self.sqlite.call(self._start, key, asker_id, reason)
+
+    def _start(self, key: ConversationKey, asker_id: str, reason: str) -> int | None:
+        db = self.sqlite.db
+        with db.atomic():
+            open_already = db.execute(
+                "SELECT 1 FROM handoffs WHERE conversation_id = ? AND state = 'open'", [key.id]
+            ).fetchone()
+            if open_already:
+                return None
+            cursor = db.execute(
+                "INSERT INTO handoffs (conversation_id, state, asker_id, reason, posted, summary,"
+                " requested_at) VALUES (?, 'open', ?, ?, 0, '', ?)",
+                [key.id, asker_id, reason, time.time()],
+            )
+        return int(cursor.lastrowid or 0)
+
+    async def posted(self, handoff_id: int, summary_place: str) -> None:
+        await self.sqlite.call(lambda: self.sqlite.db.execute(
+            "UPDATE handoffs SET posted = 1, summary = ? WHERE id = ?",
+            [summary_place, handoff_id]))
+
+    async def not_posted(self, handoff_id: int) -> None:
+        """Recorded, but nobody was reached: the bot keeps answering in the thread."""
+        await self.sqlite.call(lambda: self.sqlite.db.execute(
+            "UPDATE handoffs SET state = 'not_posted' WHERE id = ?", [handoff_id]))
+
+    async def close(self, handoff_id: int, by: str = "person") -> bool:
+        """Mark resolved; False when it was no longer open (a second ✅)."""
+        cursor = await self.sqlite.call(lambda: self.sqlite.db.execute(
+            "UPDATE handoffs SET state = 'resolved', resolved_at = ?, resolved_by = ?"
+            " WHERE id = ? AND state = 'open'", [time.time(), by, handoff_id]))
+        return bool(cursor.rowcount)
+
+    async def by_summary(self, summary_place: str) -> str | None:
+        """The conversation id of the open handover whose summary is at `summary_place`."""
+        row = await self.sqlite.call(lambda: self.sqlite.db.execute(
+            "SELECT conversation_id FROM handoffs WHERE summary = ? AND state = 'open'",
+            [summary_place]).fetchone())
+        return None if row is None else str(row[0])
+
+    async def record_quiet(self, incoming: Incoming, role: str) -> bool:
+        """Keep a message said while a person handles the thread (no reply); False if seen."""
+        return await self.sqlite.call(self._record_quiet, incoming, role)
+
+    def _record_quiet(self, incoming: Incoming, role: str) -> bool:
+        db, now, key = self.sqlite.db, time.time(), incoming.key
+        with db.atomic():
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO events (key, conversation_id, created_at) VALUES (?, ?, ?)",
+                [f"{key.platform.value}:{incoming.event_id}", key.id, now])
+            if cursor.rowcount == 0:
+                return False
+            db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", [now, key.id])
+            message = db.execute(
+                "INSERT INTO messages (conversation_id, role, text, tokens, author_id,"
+                " image_count, created_at) VALUES (?, ?, ?, ?, ?, 0, ?)",
+                [key.id, role, incoming.text, len(incoming.text) // 3 + 1, incoming.author_id,
+                 now]).lastrowid or 0
+            db.execute("UPDATE messages SET position = ? WHERE id = ?", [message * 2, message])
+        return True
+
+    async def last_exchange(self, key: ConversationKey) -> tuple[str, str, list[list[str]]]:
+        """The conversation's last question, the bot's answer to it, and that answer's
+        sources, for the summary."""
+        return await self.sqlite.call(self._last_exchange, key)
+
+    def _last_exchange(self, key: ConversationKey) -> tuple[str, str, list[list[str]]]:
+        db = self.sqlite.db
+        row = db.execute(
+            "SELECT m.text, a.text, r.sources FROM messages m"
+            " LEFT JOIN replies r ON r.question_id = m.id"
+            " LEFT JOIN messages a ON a.id = r.answer_id"
+            " WHERE m.conversation_id = ? AND m.role = 'user' AND r.outcome IS NOT NULL"
+            " AND r.outcome != 'handed_over' ORDER BY m.position DESC LIMIT 1", [key.id],
+        ).fetchone()
+        if row is None:
+            return "", "", []
+        return str(row[0] or ""), str(row[1] or ""), json.loads(row[2] or "[]")
+
+    async def previous_outcome(self, key: ConversationKey, before_position: int) -> str:
+        """How the conversation's reply before this question ended ("" for none)."""
+        row = await self.sqlite.call(lambda: self.sqlite.db.execute(
+            "SELECT r.outcome FROM replies r JOIN messages m ON m.id = r.question_id"
+            " WHERE m.conversation_id = ? AND m.position < ? ORDER BY m.position DESC LIMIT 1",
+            [key.id, before_position]).fetchone())
+        return "" if row is None else str(row[0])
+
+    async def vote(self, question_id: int, voter: str, vote: int) -> bool:
+        """Record or change one person's vote on a reply; False for an unknown reply."""
+        return await self.sqlite.call(self._vote, question_id, voter, vote)
+
+    def _vote(self, question_id: int, voter: str, vote: int) -> bool:
+        db, now = self.sqlite.db, time.time()
+        with db.atomic():
+            reply = db.execute("SELECT model, sources FROM replies WHERE question_id = ?"
+                               " ORDER BY id DESC LIMIT 1", [question_id]).fetchone()
+            if reply is None:
+                return False
+            db.execute(
+                "INSERT INTO feedback (question_id, voter, vote, comment, model, sources,"
+                " created_at, updated_at) VALUES (?, ?, ?, '', ?, ?, ?, ?)"
+                " ON CONFLICT(question_id, voter) DO UPDATE SET vote = excluded.vote,"
+                " updated_at = excluded.updated_at",
+                [question_id, voter, vote, reply[0] or "", reply[1] or "[]", now, now])
+        return True
+
+    async def comment(self, question_id: int, voter: str, text: str) -> None:
+        await self.sqlite.call(lambda: self.sqlite.db.execute(
+            "UPDATE feedback SET comment = ?, updated_at = ? WHERE question_id = ? AND voter = ?",
+            [text[:2000], time.time(), question_id, voter]))
+
+    async def votes(self, since: float) -> tuple[int, int, list[str]]:
+        """👍 and 👎 counts since a time, and the questions of the 👎 replies."""
+        rows: Sequence[tuple[int, str]] = await self.sqlite.call(lambda: self.sqlite.db.execute(
+            "SELECT f.vote, coalesce(m.text, '') FROM feedback f"
+            " LEFT JOIN messages m ON m.id = f.question_id WHERE f.updated_at >= ?",
+            [since]).fetchall())
+        up = sum(1 for vote, _ in rows if vote > 0)
+        down = [text for vote, text in rows if vote < 0 and text]
+        return up, len(rows) - up, down

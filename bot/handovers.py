@@ -1,0 +1,106 @@
+"""Handovers and feedback, joined to the store and each platform's escalation channel.
+
+The responder asks here whether a conversation is with a person (then it stays quiet and the
+message is kept as a turn), and hands a conversation over when the model recognises the
+request; adapters call `hand_over`, `give_back` and `vote` for buttons, commands and ✅.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from bot.conversation import ConversationKey, Incoming, Platform
+from bot.handoff import (
+    ALREADY_HANDLED,
+    DEFAULT_CONTACT,
+    GIVEN_BACK,
+    HandoffSummary,
+    offer,
+    told_asker,
+)
+from bot.handoff_rows import HandoffRows
+from bot.surface import Escalation
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Handovers:
+    rows: HandoffRows
+    contact: str = DEFAULT_CONTACT
+    escalations: dict[Platform, Escalation] = field(default_factory=dict)
+
+    def ready(self, platform: Platform) -> bool:
+        """Whether this platform has an escalation channel to post summaries to."""
+        escalation = self.escalations.get(platform)
+        return escalation is not None and escalation.configured
+
+    def offer(self, platform: Platform) -> str:
+        return offer(self.ready(platform), self.contact)
+
+    async def kept_quiet(self, incoming: Incoming) -> bool:
+        """True when a person handles this conversation: the message is kept, not answered.
+
+        The asker's messages are kept as questions, everyone else's as the team's turns.
+        """
+        handoff = await self.rows.open_for(incoming.key)
+        if handoff is None:
+            return False
+        role = "user" if incoming.author_id == handoff.asker_id else "agent"
+        if await self.rows.record_quiet(incoming, role):
+            log.info("kept a %s message in %s quietly (a person handles it)", role,
+                     incoming.key.id)
+        return True
+
+    async def hand_over(self, key: ConversationKey, asker_id: str, asker_name: str,
+                        reason: str) -> str:
+        """Open the handover, post the summary, and return what the asker should read."""
+        handoff_id = await self.rows.start(key, asker_id, reason)
+        if handoff_id is None:
+            return ALREADY_HANDLED
+        question, answer, sources = await self.rows.last_exchange(key)
+        summary = HandoffSummary(key, asker_id, asker_name, question, answer,
+                                 tuple((str(s[0]), str(s[1])) for s in sources), reason)
+        escalation = self.escalations.get(key.platform)
+        where = None
+        if escalation is not None and escalation.configured:
+            try:
+                where = await escalation.post(summary)
+            except Exception as error:  # the asker is told the truth either way
+                log.warning("could not post the handover summary: %s", type(error).__name__)
+        if where is not None:
+            await self.rows.posted(handoff_id, where)
+        else:  # nobody was told, so nobody would give the thread back: the bot stays on
+            await self.rows.not_posted(handoff_id)
+        log.info("handed %s to a person (%s; summary %s)", key.id, reason,
+                 "posted" if where is not None else "not posted")
+        configured = escalation is not None and escalation.configured
+        return told_asker(where is not None, configured, self.contact)
+
+    async def give_back(self, key: ConversationKey, by: str = "person") -> bool:
+        """A person resolved the conversation: the bot answers there again, and says so."""
+        handoff = await self.rows.open_for(key)
+        if handoff is None or not await self.rows.close(handoff.id, by):
+            return False
+        escalation = self.escalations.get(key.platform)
+        if escalation is not None:
+            try:
+                await escalation.say(key, GIVEN_BACK)
+            except Exception as error:
+                log.warning("could not say the thread is given back: %s", type(error).__name__)
+        return True
+
+    async def give_back_summary(self, summary_place: str) -> ConversationKey | None:
+        """A ✅ on the summary in the escalation channel: the conversation it gave back."""
+        conversation = await self.rows.by_summary(summary_place)
+        if conversation is None:
+            return None
+        key = key_of(conversation)
+        return key if await self.give_back(key) else None
+
+
+def key_of(conversation_id: str) -> ConversationKey:
+    """The key back from its id ("slack:T1:C1:1700000000.000100")."""
+    platform, workspace, channel, thread = conversation_id.split(":", 3)
+    return ConversationKey(Platform(platform), workspace, channel, thread)
