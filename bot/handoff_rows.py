@@ -116,6 +116,12 @@ class HandoffRows:
             [key.id, before_position]).fetchone())
         return "" if row is None else str(row[0])
 
+    async def conversation_of(self, question_id: int) -> str | None:
+        """The conversation id a reply (known by its question's id) belongs to."""
+        row = await self.sqlite.call(lambda: self.sqlite.db.execute(
+            "SELECT conversation_id FROM messages WHERE id = ?", [question_id]).fetchone())
+        return None if row is None else str(row[0])
+
     async def vote(self, question_id: int, voter: str, vote: int) -> bool:
         """Record or change one person's vote on a reply; False for an unknown reply."""
         return await self.sqlite.call(self._vote, question_id, voter, vote)

@@ -392,10 +392,11 @@ async def test_commands_are_registered_once_and_not_again_on_restart(tmp_path: P
     assert syncs == [f"/applications/{app}/guilds/{guild}/commands",  # once for two starts
                      f"/applications/{app}/commands",
                      f"/applications/{app}/guilds/{guild}/commands"]  # the guild copies cleared
-    assert sorted(c["name"] for c in in_guild) == ["ask", "reset", "support"]
+    assert sorted(c["name"] for c in in_guild) == ["ask", "escalate", "reset", "resolve", "support"]
     assert all(c.get("guild_id") == guild for c in in_guild)
     # Now only the global commands are left: the guild does not list each command twice.
-    assert sorted(c["name"] for c in fake.registered_commands) == ["ask", "reset", "support"]
+    assert sorted(c["name"] for c in fake.registered_commands) == [
+        "ask", "escalate", "reset", "resolve", "support"]
     assert not any("guild_id" in c for c in fake.registered_commands)
     logins = [c for c in fake.calls if c.path == "/users/@me"]
     assert len(logins) == 3  # it did start three times
@@ -429,7 +430,9 @@ async def test_commands_the_application_lost_are_registered_again(tmp_path: Path
     held = {c["name"]: c["description"] for c in fake.registered_commands}
     assert held == {"ask": "Ask the support bot a question",
                     "support": "Open a private support thread with the bot",
-                    "reset": "Start a fresh conversation in DMs"}
+                    "reset": "Start a fresh conversation in DMs",
+                    "escalate": "Hand this thread to a person from the team",
+                    "resolve": "Give this thread back to the bot (the team)"}
 
 
 async def test_a_guild_that_refuses_the_commands_is_named_and_retried(tmp_path: Path) -> None:

@@ -23,6 +23,8 @@ from aiohttp import web
 from tests.fakes.discord_http import API_PREFIX, Handler, json_response
 from tests.fakes.discord_payloads import (
     FLAG_EPHEMERAL,
+    INTENT_DIRECT_MESSAGE_REACTIONS,
+    INTENT_GUILD_MESSAGE_REACTIONS,
     Json,
     mentions_user,
 )
@@ -191,6 +193,67 @@ class FakeDiscord(DiscordRouting):
             user_id=user_id,
             guild_id=self.guild_id if guild else None,
             dispatched_at=time.monotonic(),
+        )
+        self._interactions[interaction.id] = InteractionState(interaction)
+        self._tokens[interaction.token] = interaction.id
+        payload = self._interaction_json(interaction)
+        await self._hub.broadcast("INTERACTION_CREATE", lambda _intents: payload)
+        return interaction
+
+    async def press(self, message_id: int, custom_id: str, *, user_id: int | None = None
+                    ) -> FakeInteraction:
+        """A user presses a button the message shows: INTERACTION_CREATE type 3."""
+        record = self._messages[message_id]
+        buttons = {c.get("custom_id") for row in record.components
+                   for c in row.get("components") or []}
+        if custom_id not in buttons:
+            raise LookupError(f"message {message_id} shows no button {custom_id!r}")
+        return await self._interact(3, custom_id, record.channel_id, user_id,
+                                    message_id=message_id)
+
+    async def submit_modal(self, opened_by: FakeInteraction, values: Mapping[str, str], *,
+                           user_id: int | None = None) -> FakeInteraction:
+        """The user fills in the modal that `opened_by`'s callback opened and submits it."""
+        modal = self._interactions[opened_by.id].modal
+        if modal is None:
+            raise LookupError("that interaction opened no modal")
+        fields = {c["custom_id"] for row in modal["components"] for c in row["components"]}
+        if not set(values) <= fields:
+            raise LookupError(f"the modal has no field {sorted(set(values) - fields)}")
+        return await self._interact(5, str(modal["custom_id"]), opened_by.channel_id,
+                                    user_id, values=dict(values))
+
+    async def react(self, message_id: int, emoji: str, *, user_id: int | None = None) -> None:
+        """A user adds a unicode emoji reaction: MESSAGE_REACTION_ADD to those who asked for
+        reaction events (GUILD_MESSAGE_REACTIONS, or DIRECT_MESSAGE_REACTIONS in DMs)."""
+        record = self._messages[message_id]
+        user_id = user_id if user_id is not None else self.default_user_id
+        data: Json = {"user_id": str(user_id), "channel_id": str(record.channel_id),
+                      "message_id": str(message_id), "emoji": {"id": None, "name": emoji},
+                      "message_author_id": str(record.author_id), "burst": False, "type": 0}
+        if record.guild_id is not None:
+            data["guild_id"] = str(record.guild_id)
+        wanted = INTENT_GUILD_MESSAGE_REACTIONS if record.guild_id else (
+            INTENT_DIRECT_MESSAGE_REACTIONS)
+        await self._hub.broadcast("MESSAGE_REACTION_ADD",
+                                  lambda intents: data if intents & wanted else None)
+
+    async def _interact(self, kind: int, custom_id: str, channel_id: int,
+                        user_id: int | None, **extra: Any) -> FakeInteraction:
+        user_id = user_id if user_id is not None else self.default_user_id
+        interaction = FakeInteraction(
+            id=self._ids.next(),
+            token="aW50ZXJhY3Rpb24" + secrets.token_urlsafe(60),
+            application_id=self.application_id,
+            name="",
+            options={},
+            channel_id=channel_id,
+            user_id=user_id,
+            guild_id=self._guild_of(channel_id),
+            dispatched_at=time.monotonic(),
+            kind=kind,
+            custom_id=custom_id,
+            **extra,
         )
         self._interactions[interaction.id] = InteractionState(interaction)
         self._tokens[interaction.token] = interaction.id

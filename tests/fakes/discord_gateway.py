@@ -340,18 +340,30 @@ def _options(options: Mapping[str, Any], command: Json | None) -> tuple[list[Jso
     return result, ({"attachments": attachments} if attachments else {})
 
 
-def interaction_create_payload(interaction: FakeInteraction, context: InteractionContext) -> Json:
-    """INTERACTION_CREATE type 2 (slash command) as Discord sends it to the bot."""
-    options, resolved = _options(interaction.options, context.command)
-    data: Json = {"id": context.command_id, "name": interaction.name, "type": 1, "options": options}
-    if resolved:
-        data["resolved"] = resolved
-    if context.command and "guild_id" in context.command:
-        data["guild_id"] = context.command["guild_id"]
+def interaction_create_payload(
+    interaction: FakeInteraction, context: InteractionContext, message: Json | None = None
+) -> Json:
+    """INTERACTION_CREATE as Discord sends it to the bot: a slash command (type 2), a button
+    pressed on `message` (type 3) or a modal submitted (type 5)."""
+    data: Json
+    if interaction.kind == 3:
+        data = {"custom_id": interaction.custom_id, "component_type": 2}
+    elif interaction.kind == 5:
+        data = {"custom_id": interaction.custom_id, "components": [
+            {"type": 1, "components": [{"type": 4, "custom_id": field, "value": value}]}
+            for field, value in interaction.values.items()]}
+    else:
+        options, resolved = _options(interaction.options, context.command)
+        data = {"id": context.command_id, "name": interaction.name, "type": 1,
+                "options": options}
+        if resolved:
+            data["resolved"] = resolved
+        if context.command and "guild_id" in context.command:
+            data["guild_id"] = context.command["guild_id"]
     payload: Json = {
         "id": str(interaction.id),
         "application_id": str(interaction.application_id),
-        "type": 2,
+        "type": interaction.kind,
         "data": data,
         "token": interaction.token,
         "version": 1,
@@ -362,6 +374,8 @@ def interaction_create_payload(interaction: FakeInteraction, context: Interactio
         "entitlements": [],
         "attachment_size_limit": ATTACHMENT_SIZE_LIMIT,
     }
+    if message is not None:
+        payload["message"] = message
     return _with_invoker(payload, interaction, context)
 
 

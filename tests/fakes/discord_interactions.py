@@ -46,12 +46,23 @@ class DiscordInteractions(DiscordRest):
             raise unknown("interaction", 10062)
         body = self._check_message(request[BODY].json)
         kind = body.get("type")
-        if kind not in (4, 5, 9):
-            # 1 (PONG) answers PINGs; 6/7 need a component interaction; 8 autocomplete.
-            raise invalid(("type",), "BASE_TYPE_CHOICES", "Value must be one of {4, 5, 9}.")
+        # 1 (PONG) answers PINGs; 6/7 need a component or modal; 8 is autocomplete; a modal
+        # cannot answer a modal.
+        allowed = {2: (4, 5, 9), 3: (4, 5, 6, 7, 9), 5: (4, 5, 6, 7)}[state.public.kind]
+        if kind not in allowed:
+            choices = ", ".join(map(str, allowed))
+            raise invalid(("type",), "BASE_TYPE_CHOICES", f"Value must be one of {{{choices}}}.")
         data = self._check_message(body.get("data") or {}, ("data",))
         if kind == 4 and is_empty_message(data, 0):
             raise fail(400, 50006, "Cannot send an empty message")
+        if kind == 9:
+            if not data.get("custom_id") or not data.get("title") or not data.get("components"):
+                raise invalid(("data",), "BASE_TYPE_REQUIRED", "This field is required")
+            state.modal = data
+        if kind == 7 and state.public.message_id in self._messages:
+            record = self._messages[state.public.message_id]
+            self._apply_edit(record, data)
+            await self._broadcast_message("MESSAGE_UPDATE", record)
         if kind in (4, 5):
             state.original = (await self._interaction_message(state, data, kind)).id
         state.callback_type, state.acked_at = kind, now

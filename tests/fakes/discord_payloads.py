@@ -23,6 +23,8 @@ DISCORD_EPOCH_MS = 1_420_070_400_000
 # Gateway intents (bit positions from Discord's gateway documentation).
 INTENT_GUILDS = 1 << 0
 INTENT_GUILD_MESSAGES = 1 << 9
+INTENT_GUILD_MESSAGE_REACTIONS = 1 << 10
+INTENT_DIRECT_MESSAGE_REACTIONS = 1 << 13
 INTENT_DIRECT_MESSAGES = 1 << 12
 INTENT_MESSAGE_CONTENT = 1 << 15
 
@@ -108,7 +110,32 @@ def message_body_error(body: Json, prefix: tuple[str, ...] = ()) -> Json | None:
         return form_error(
             (*prefix, "embeds"), "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length."
         )
+    problem = components_error(body.get("components"), prefix)
+    if problem is not None:
+        return problem
     return allowed_mentions_error(body.get("allowed_mentions"), prefix)
+
+
+def components_error(rows: Any, prefix: tuple[str, ...] = ()) -> Json | None:
+    """Action rows (≤ 5) of buttons (≤ 5 each): custom_id ≤ 100 and label ≤ 80 characters."""
+    if rows is None:
+        return None
+    where = (*prefix, "components")
+    if not isinstance(rows, list) or len(rows) > 5:
+        return form_error(where, "BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length.")
+    for row in rows:
+        items = row.get("components") if isinstance(row, dict) else None
+        if row.get("type") != 1 or not isinstance(items, list) or not 0 < len(items) <= 5:
+            return form_error(where, "COMPONENT_LAYOUT_WIDTH_EXCEEDED",
+                              "The specified component exceeds the maximum width")
+        for item in items:
+            if len(str(item.get("custom_id") or "")) > 100 or len(
+                    str(item.get("label") or "")) > 80:
+                return form_error(where, "BASE_TYPE_MAX_LENGTH", "Must be 100 or fewer in length.")
+            if item.get("type") == 2 and item.get("style") != 5 and not item.get("custom_id"):
+                return form_error(where, "COMPONENT_CUSTOM_ID_REQUIRED",
+                                  "A custom id is required")
+    return None
 
 
 def allowed_mentions_error(allowed: Any, prefix: tuple[str, ...] = ()) -> Json | None:

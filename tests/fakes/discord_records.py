@@ -43,6 +43,10 @@ class FakeInteraction:
     user_id: int
     guild_id: int | None
     dispatched_at: float
+    kind: int = 2  # 2 slash command, 3 message component (a button), 5 modal submit
+    custom_id: str = ""  # the button's or the modal's
+    message_id: int | None = None  # the message whose button was pressed
+    values: Mapping[str, str] = field(default_factory=dict)  # a modal's text inputs
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,13 @@ class FakeMessage:
     interaction_id: int | None
     created_at: float
     deleted: bool
+    components: tuple[Json, ...] = ()
+
+    @property
+    def buttons(self) -> list[str]:
+        """The custom ids of the buttons the message shows, in order."""
+        return [str(c.get("custom_id")) for row in self.components
+                for c in row.get("components") or []]
 
 
 @dataclass(frozen=True)
@@ -113,6 +124,7 @@ class MessageRecord:
     interaction: Json | None = None
     interaction_id: int | None = None
     thread: Json | None = None
+    components: list[Json] = field(default_factory=list)
 
     @property
     def author_id(self) -> int:
@@ -134,7 +146,7 @@ class MessageRecord:
             "mention_roles": [str(r) for r in sorted(self.pings.roles)],
             "attachments": self.attachments,
             "embeds": self.embeds,
-            "components": [],
+            "components": self.components,
             "pinned": False,
             "type": self.type,
             "flags": self.flags,
@@ -178,6 +190,7 @@ class MessageRecord:
             reactions=tuple(self.reactions),
             interaction_id=self.interaction_id,
             created_at=self.created_at,
+            components=tuple(self.components),
             deleted=self.deleted,
         )
 

@@ -60,6 +60,7 @@ class InteractionState:
     acked_at: float | None = None
     original: int | None = None
     followups: list[int] = field(default_factory=list)
+    modal: Json | None = None  # the modal a type 9 callback opened
 
 
 class DiscordState:
@@ -210,6 +211,7 @@ class DiscordState:
             attachments=list(body.get("attachments") or []),
             allowed_mentions=body.get("allowed_mentions"),
             message_reference=body.get("message_reference"),
+            components=list(body.get("components") or []),
             **extra,
         )
         record.history.append(record.content)
@@ -224,6 +226,8 @@ class DiscordState:
             record.content = body["content"] or ""
         if "embeds" in body:
             record.embeds = list(body["embeds"] or [])
+        if "components" in body:
+            record.components = list(body["components"] or [])
         if "attachments" in body:
             keep = {str(a.get("id")) for a in body["attachments"] or []}
             record.attachments = [a for a in record.attachments if a["id"] in keep]
@@ -314,4 +318,6 @@ class DiscordState:
             permissions=self._permissions(),
             joined_at=self._joined_at,
         )
-        return interaction_create_payload(interaction, context)
+        message = self._messages.get(interaction.message_id or 0)
+        return interaction_create_payload(
+            interaction, context, message.to_json(self._users) if message else None)

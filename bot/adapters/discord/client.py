@@ -29,10 +29,11 @@ from bot.adapters.discord.events import (
     strip_mentions,
     thread_name,
 )
+from bot.adapters.discord.handoff import DiscordControls, DiscordEscalation
 from bot.adapters.discord.replies import DiscordTiming, Replies
 from bot.adapters.discord.resume import restore
 from bot.config import Settings
-from bot.conversation import Arrival, ConversationKey, Incoming, PageRef, Place
+from bot.conversation import Arrival, ConversationKey, Incoming, PageRef, Place, Platform
 from bot.inbound import Prepared
 from bot.ports import Ports
 from bot.surface import Surface
@@ -70,6 +71,7 @@ def intents_for(settings: Settings) -> discord.Intents:
     intents.guilds = True
     intents.guild_messages = True
     intents.dm_messages = True
+    intents.guild_reactions = True  # a ✅ on a handover summary gives the thread back
     intents.message_content = settings.discord_message_content
     return intents
 
@@ -86,7 +88,9 @@ class SupportClient(discord.Client):
         )
         self.ports = ports
         self.replies = Replies(ports, timing or DiscordTiming())
-        self.tree = build_tree(self, self.replies)
+        self.controls = DiscordControls(ports.handovers, self.replies.dm_conversation)
+        ports.handovers.escalations[Platform.DISCORD] = DiscordEscalation(self, ports.settings)
+        self.tree = build_tree(self, self.replies, self.controls)
 
     async def setup_hook(self) -> None:
         await sync_if_changed(self.tree, self.ports.state, self.ports.settings.discord_guild_id)
@@ -95,6 +99,13 @@ class SupportClient(discord.Client):
 
     async def _restore(self, place: Place, pages: tuple[PageRef, ...]) -> Surface | None:
         return await restore(self, self.replies, place, pages)
+
+    async def on_interaction(self, interaction: discord.Interaction[discord.Client]) -> None:
+        """Our buttons and the 👎 form (slash commands go through the command tree)."""
+        await self.controls.on_interaction(interaction)
+
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        await self.controls.on_reaction(payload)
 
     async def on_ready(self) -> None:
         log.info("connected to Discord as %s in %d servers", self.user, len(self.guilds))
@@ -260,4 +271,11 @@ async def check(settings: Settings) -> list[str]:
     elif not settings.discord_message_content:
         lines.append("message content intent off: thread follow-ups need a mention "
                      "(set DISCORD_MESSAGE_CONTENT=true once it is enabled in the portal)")
+        if settings.escalation_discord_channel:
+            lines.append("handovers: without the message content intent the team's replies in "
+                         "a handed-over thread are not kept; the bot records only that a "
+                         "person handled it")
+    if settings.escalation_discord_channel:
+        lines.append(f"handovers go to channel {settings.escalation_discord_channel}; invite "
+                     "the bot there with Send Messages")
     return lines

@@ -9,6 +9,7 @@ import discord
 from discord import app_commands
 
 from bot.adapters.discord.events import ask_key, commands_differ, guild_key, thread_name
+from bot.adapters.discord.handoff import DiscordControls
 from bot.adapters.discord.pages import Interaction
 from bot.adapters.discord.replies import Replies
 from bot.adapters.discord.surface import safe_mentions
@@ -30,8 +31,9 @@ SUPPORT_FAILED = "I couldn't open a support thread here (missing permissions?). 
 RESET_DONE = "Done: your next message to me in DMs starts a new conversation."
 
 
-def build_tree(client: discord.Client, replies: Replies) -> Tree:
-    """The command tree with /ask, /support and /reset bound to `replies`."""
+def build_tree(client: discord.Client, replies: Replies, controls: DiscordControls) -> Tree:
+    """The command tree: /ask, /support and /reset bound to `replies`; /escalate and /resolve
+    to the handover `controls`."""
     tree: Tree = app_commands.CommandTree(client)
     slash = SlashCommands(replies)
 
@@ -57,6 +59,14 @@ def build_tree(client: discord.Client, replies: Replies) -> Tree:
     @tree.command(name="reset", description="Start a fresh conversation in DMs")
     async def reset(interaction: Interaction) -> None:
         await slash.reset(interaction)
+
+    @tree.command(name="escalate", description="Hand this thread to a person from the team")
+    async def escalate(interaction: Interaction) -> None:
+        await controls.escalate(interaction)
+
+    @tree.command(name="resolve", description="Give this thread back to the bot (the team)")
+    async def resolve(interaction: Interaction) -> None:
+        await controls.resolve(interaction)
 
     @tree.error
     async def on_error(interaction: Interaction, error: app_commands.AppCommandError) -> None:

@@ -33,6 +33,7 @@ class PageOp:
     kind: Literal["create", "edit", "delete"]
     index: int
     text: str = ""
+    view: discord.ui.View | None = None  # buttons to show under this page
 
 
 def page_ops(shown: Sequence[str], pages: Sequence[str], final: bool) -> list[PageOp]:
@@ -47,12 +48,15 @@ def page_ops(shown: Sequence[str], pages: Sequence[str], final: bool) -> list[Pa
     return ops
 
 
+# discord.py reads `view=None` as "remove the buttons", so a view is passed only when set.
 class PageTarget(Protocol):
-    """Where pages live: create, edit or delete page `index`."""
+    """Where pages live: create, edit or delete page `index` (with buttons under it)."""
 
-    async def create(self, index: int, text: str) -> None: ...
+    async def create(self, index: int, text: str, view: discord.ui.View | None = None
+                     ) -> None: ...
 
-    async def edit(self, index: int, text: str) -> None: ...
+    async def edit(self, index: int, text: str, view: discord.ui.View | None = None
+                   ) -> None: ...
 
     async def delete(self, index: int) -> None: ...
 
@@ -71,19 +75,25 @@ class ChannelPages:
         self.reply_to = reply_to
         self.messages: list[discord.Message | discord.PartialMessage] = []
 
-    async def create(self, index: int, text: str) -> None:
-        if self.reply_to is not None and index == 0:
-            sent = await self.channel.send(
-                text, reference=self.reply_to, allowed_mentions=self.mentions
-            )
+    async def create(self, index: int, text: str, view: discord.ui.View | None = None
+                     ) -> None:
+        reference = self.reply_to if index == 0 else None
+        if view is None:
+            sent = await self.channel.send(text, reference=reference,  # type: ignore[arg-type]
+                                           allowed_mentions=self.mentions)
         else:
-            sent = await self.channel.send(text, allowed_mentions=self.mentions)
+            sent = await self.channel.send(text, reference=reference,  # type: ignore[arg-type]
+                                           allowed_mentions=self.mentions, view=view)
         self.messages.append(sent)
 
-    async def edit(self, index: int, text: str) -> None:
-        self.messages[index] = await self.messages[index].edit(
-            content=text, allowed_mentions=self.mentions
-        )
+    async def edit(self, index: int, text: str, view: discord.ui.View | None = None) -> None:
+        message = self.messages[index]
+        if view is None:
+            self.messages[index] = await message.edit(content=text,
+                                                      allowed_mentions=self.mentions)
+        else:
+            self.messages[index] = await message.edit(content=text,
+                                                      allowed_mentions=self.mentions, view=view)
 
     async def delete(self, index: int) -> None:
         await self.messages.pop(index).delete()
@@ -104,24 +114,36 @@ class InteractionPages:
         """Each page's id: the original response, then the followups."""
         return ["@original", *(str(message.id) for message in self.followups)]
 
-    async def create(self, index: int, text: str) -> None:
+    async def create(self, index: int, text: str, view: discord.ui.View | None = None
+                     ) -> None:
         if index == 0:  # the deferred response already exists
-            await self.edit(0, text)
+            await self.edit(0, text, view)
             return
-        sent = await self.interaction.followup.send(
-            text, ephemeral=self.private, allowed_mentions=self.mentions, wait=True
-        )
+        followup = self.interaction.followup
+        if view is None:
+            sent = await followup.send(text, ephemeral=self.private,
+                                       allowed_mentions=self.mentions, wait=True)
+        else:
+            sent = await followup.send(text, ephemeral=self.private,
+                                       allowed_mentions=self.mentions, wait=True, view=view)
         self.followups.append(sent)
 
-    async def edit(self, index: int, text: str) -> None:
+    async def edit(self, index: int, text: str, view: discord.ui.View | None = None) -> None:
         if index == 0:
-            await self.interaction.edit_original_response(
-                content=text, allowed_mentions=self.mentions
-            )
+            if view is None:
+                await self.interaction.edit_original_response(content=text,
+                                                              allowed_mentions=self.mentions)
+            else:
+                await self.interaction.edit_original_response(
+                    content=text, allowed_mentions=self.mentions, view=view)
             return
-        self.followups[index - 1] = await self.followups[index - 1].edit(
-            content=text, allowed_mentions=self.mentions
-        )
+        message = self.followups[index - 1]
+        if view is None:
+            self.followups[index - 1] = await message.edit(content=text,
+                                                           allowed_mentions=self.mentions)
+        else:
+            self.followups[index - 1] = await message.edit(
+                content=text, allowed_mentions=self.mentions, view=view)
 
     async def delete(self, index: int) -> None:
         if index == 0:
@@ -168,9 +190,17 @@ class PageWriter:
             applied += 1
         return applied > 0 or not ops
 
-    async def final(self, pages: Sequence[str]) -> None:
-        """Make the shown pages exactly `pages`, ahead of other replies' partial writes."""
-        for op in page_ops(self.shown, pages, final=True):
+    async def final(self, pages: Sequence[str], view: discord.ui.View | None = None) -> None:
+        """Make the shown pages exactly `pages`, ahead of other replies' partial writes; the
+        last page gets `view`'s buttons in the same write."""
+        ops = page_ops(self.shown, pages, final=True)
+        if view is not None and pages:
+            last = len(pages) - 1
+            ops = [op for op in ops if op.index != last or op.kind == "delete"]
+            kind: Literal["create", "edit"] = "create" if last >= len(self.shown) else "edit"
+            at = next((i for i, op in enumerate(ops) if op.kind == "delete"), len(ops))
+            ops.insert(at, PageOp(kind, last, pages[last], view))
+        for op in ops:
             for attempt in range(FINAL_TRIES):
                 await self.budget.take(Priority.FINAL)
                 try:
@@ -192,10 +222,12 @@ class PageWriter:
         what = f"the {op.kind} of page {op.index + 1} in {self.budget.name}"
         try:
             if op.kind == "create":
-                await reported_if_slow(self.target.create(op.index, op.text), what, self.slow)
+                await reported_if_slow(self.target.create(op.index, op.text, op.view), what,
+                                       self.slow)
                 self.shown.append(op.text)
             elif op.kind == "edit":
-                await reported_if_slow(self.target.edit(op.index, op.text), what, self.slow)
+                await reported_if_slow(self.target.edit(op.index, op.text, op.view), what,
+                                       self.slow)
                 self.shown[op.index] = op.text
             else:
                 await reported_if_slow(self.target.delete(op.index), what, self.slow)

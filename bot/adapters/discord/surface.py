@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import discord
 
+from bot.adapters.discord.buttons import reply_view
 from bot.adapters.discord.pacing import Clock, WriteBudget
 from bot.adapters.discord.pages import (
     NOTE_CONTINUED,
@@ -165,7 +166,7 @@ class MessageSurface(_DiscordText):
 
     async def finish(self, snapshot: Snapshot) -> None:
         try:  # "typing…" goes on while a reply with nothing shown yet waits for its turn
-            await self.writer.final(snapshot.pages)
+            await self.writer.final(snapshot.pages, reply_view(snapshot.reply_id))
         finally:
             self.discard()
 
@@ -257,13 +258,14 @@ class AskSurface(_DiscordText):
     async def finish(self, snapshot: Snapshot) -> None:
         try:
             await self._hand_over_if_due()
+            view = reply_view(snapshot.reply_id)
             try:
-                await self.writer.final(self._pages(snapshot))
+                await self.writer.final(self._pages(snapshot), view)
             except discord.HTTPException as error:
                 if not is_token_error(error) or self._handed_over:
                     raise
                 await self._hand_over()
-                await self.writer.final(self._pages(snapshot))
+                await self.writer.final(self._pages(snapshot), view)
         finally:
             self.discard()
 

@@ -1,0 +1,229 @@
+"""Discord's side of handovers and feedback: the summary in the escalation channel (the one
+place the bot pings: the team's role), the buttons and the 👎 form, /escalate and /resolve,
+and a ✅ on the summary that gives the thread back."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import discord
+
+from bot.adapters.discord.buttons import (
+    FORM,
+    HELPFUL,
+    NOT_HELPFUL,
+    PERSON,
+    RESOLVE,
+    FeedbackForm,
+    form_text,
+    parse,
+    summary_view,
+)
+from bot.adapters.discord.events import guild_key
+from bot.adapters.discord.pages import Interaction
+from bot.config import Settings
+from bot.conversation import DM_WORKSPACE, ConversationKey
+from bot.formatting import neutralise_discord
+from bot.handoff import HandoffSummary, clip
+from bot.handovers import Handovers, key_of
+from bot.notices import unexpected_failure
+
+log = logging.getLogger(__name__)
+
+RESOLVED_EMOJI = frozenset({"✅", "☑️", "✔️"})
+THANKS = "Thanks for the feedback!"
+THANKS_FORM = "Thanks, the team will read it."
+ESCALATE_WHERE = ("Use /escalate in the thread of your question, or press **Talk to a person** "
+                  "under an answer.")
+NOT_HANDED_OVER = "This thread is not with a person right now."
+ONLY_THE_TEAM = "Only someone from the team can give this thread back to the bot."
+GIVEN_BACK_DONE = "Done: the bot answers in this thread again."
+
+
+def thread_channel(key: ConversationKey) -> int:
+    """The channel the conversation's messages go to: its thread, or (DMs and /ask) its
+    channel."""
+    if key.workspace == DM_WORKSPACE or key.thread.startswith("ask-"):
+        return int(key.channel)
+    return int(key.thread)
+
+
+def thread_link(key: ConversationKey) -> str:
+    guild = "@me" if key.workspace == DM_WORKSPACE else key.workspace
+    return f"https://discord.com/channels/{guild}/{thread_channel(key)}"
+
+
+def summary_text(summary: HandoffSummary, role: str) -> str:
+    """The summary as Discord Markdown; people's words are made unable to ping."""
+    ping = f"<@&{role}> " if role else ""
+    lines = [f"{ping}**Handover:** <@{summary.asker_id}> {summary.why.replace('*', '**')} — "
+             f"{thread_link(summary.key)}"]
+    if summary.question:
+        lines.append("**Question**\n" + _quote(neutralise_discord(clip(summary.question, 500))))
+    if summary.answer:
+        lines.append("**The bot answered**\n" + _quote(neutralise_discord(
+            clip(summary.answer, 700))))
+    if summary.sources:
+        lines.append("**Sources it was given:** " + " · ".join(
+            f"[{neutralise_discord(title)}](<{url}>)" if url.startswith("http") else
+            neutralise_discord(title) for title, url in summary.sources[:4]))
+    lines.append("React ✅ here or press **Mark resolved** to give the thread back to the bot.")
+    return "\n".join(lines)[:2000]
+
+
+def _quote(text: str) -> str:
+    return "\n".join(f"> {line}" for line in text.splitlines() or [""])
+
+
+def summary_place(channel_id: int, message_id: int) -> str:
+    return json.dumps({"channel": str(channel_id), "ts": str(message_id)}, sort_keys=True)
+
+
+class DiscordEscalation:
+    """Posts summaries to SUPPORTBOT_ESCALATION_DISCORD_CHANNEL and notes in threads."""
+
+    def __init__(self, client: discord.Client, settings: Settings) -> None:
+        self.client = client
+        self.channel = settings.escalation_discord_channel
+        self.role = next((m for m in settings.escalation_mention.split(",") if m.isdigit()), "")
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.channel)
+
+    async def post(self, summary: HandoffSummary) -> str | None:
+        channel = self.client.get_partial_messageable(int(self.channel))
+        # The role is the only mention allowed anywhere in the bot, and only here.
+        allowed = discord.AllowedMentions(everyone=False, users=False, replied_user=False,
+                                          roles=[discord.Object(int(self.role))] if self.role
+                                          else False)
+        try:
+            sent = await channel.send(summary_text(summary, self.role), allowed_mentions=allowed,
+                                      view=summary_view(summary.key.id), suppress_embeds=True)
+        except discord.HTTPException as error:
+            log.warning("could not post to the escalation channel (HTTP %s, code %s)",
+                        error.status, error.code)
+            return None
+        return summary_place(sent.channel.id, sent.id)
+
+    async def say(self, key: ConversationKey, text: str) -> None:
+        channel = self.client.get_partial_messageable(thread_channel(key))
+        await channel.send(neutralise_discord(text),
+                           allowed_mentions=discord.AllowedMentions.none())
+
+
+DmConversation = Callable[[int, int], Awaitable[ConversationKey]]
+
+
+class DiscordControls:
+    """Handles our buttons, the 👎 form, /escalate, /resolve and ✅ reactions."""
+
+    def __init__(self, handovers: Handovers, dm_conversation: DmConversation) -> None:
+        self.handovers = handovers
+        self.dm_conversation = dm_conversation
+
+    async def on_interaction(self, interaction: Interaction) -> None:
+        data: Mapping[str, Any] = interaction.data or {}
+        found = parse(str(data.get("custom_id") or ""))
+        if found is None or interaction.type not in (discord.InteractionType.component,
+                                                     discord.InteractionType.modal_submit):
+            return
+        action, value = found
+        try:
+            if action in (HELPFUL, NOT_HELPFUL):
+                await self._vote(interaction, value, action == HELPFUL)
+            elif action == FORM:
+                await self._form(interaction, value)
+            elif action == PERSON:
+                await self._person(interaction, value)
+            elif action == RESOLVE:
+                await self._resolve(interaction, value)
+        except discord.HTTPException as error:
+            log.warning("a button's answer failed (HTTP %s, code %s)", error.status, error.code)
+
+    async def _vote(self, interaction: Interaction, reply: str, helpful: bool) -> None:
+        voter = f"discord:{interaction.user.id}"
+        if not reply.isdigit() or not await self.handovers.rows.vote(
+                int(reply), voter, 1 if helpful else -1):
+            await interaction.response.defer()
+            return
+        if helpful:
+            await interaction.response.send_message(THANKS, ephemeral=True)
+        else:  # the form must be the interaction's first answer
+            await interaction.response.send_modal(FeedbackForm(reply))
+
+    async def _form(self, interaction: Interaction, reply: str) -> None:
+        text = form_text(interaction.data)
+        if reply.isdigit() and text:
+            await self.handovers.rows.comment(int(reply), f"discord:{interaction.user.id}", text)
+        await interaction.response.send_message(THANKS_FORM, ephemeral=True)
+
+    async def _person(self, interaction: Interaction, reply: str) -> None:
+        conversation = await self.handovers.rows.conversation_of(int(reply)) if (
+            reply.isdigit()) else None
+        if conversation is None:
+            await interaction.response.send_message(ESCALATE_WHERE, ephemeral=True)
+            return
+        await self._told(interaction, key_of(conversation), "button")
+
+    async def _resolve(self, interaction: Interaction, conversation: str) -> None:
+        try:
+            key = key_of(conversation)
+        except ValueError:
+            await interaction.response.defer()
+            return
+        if not await self.handovers.give_back(key):
+            await interaction.response.send_message(NOT_HANDED_OVER, ephemeral=True)
+            return
+        message = interaction.message
+        content = message.content if message is not None else ""
+        await interaction.response.edit_message(
+            content=f"{content}\n✅ Resolved by <@{interaction.user.id}>."[:2000], view=None,
+            allowed_mentions=discord.AllowedMentions.none())
+
+    async def escalate(self, interaction: Interaction) -> None:
+        key = await self._conversation_here(interaction)
+        if key is None:
+            await interaction.response.send_message(ESCALATE_WHERE, ephemeral=True)
+            return
+        await self._told(interaction, key, "command")
+
+    async def _told(self, interaction: Interaction, key: ConversationKey, reason: str) -> None:
+        """Hand over, then turn the "thinking…" answer into what the asker should know."""
+        await interaction.response.defer(thinking=True)
+        try:
+            told = await self.handovers.hand_over(key, str(interaction.user.id),
+                                                  interaction.user.display_name, reason)
+        except Exception:  # never leave "thinking…" behind
+            log.exception("handing over failed")
+            told = unexpected_failure()
+        await interaction.edit_original_response(
+            content=neutralise_discord(told), allowed_mentions=discord.AllowedMentions.none())
+
+    async def resolve(self, interaction: Interaction) -> None:
+        key = await self._conversation_here(interaction)
+        handoff = await self.handovers.rows.open_for(key) if key is not None else None
+        if key is None or handoff is None:
+            await interaction.response.send_message(NOT_HANDED_OVER, ephemeral=True)
+        elif handoff.asker_id == str(interaction.user.id):
+            await interaction.response.send_message(ONLY_THE_TEAM, ephemeral=True)
+        else:
+            await interaction.response.send_message(GIVEN_BACK_DONE, ephemeral=True)
+            await self.handovers.give_back(key)
+
+    async def _conversation_here(self, interaction: Interaction) -> ConversationKey | None:
+        channel = interaction.channel
+        if interaction.guild_id is None:
+            return await self.dm_conversation(interaction.user.id, interaction.channel_id or 0)
+        if isinstance(channel, discord.Thread) and channel.parent_id is not None:
+            return guild_key(interaction.guild_id, channel.parent_id, channel.id)
+        return None
+
+    async def on_reaction(self, payload: discord.RawReactionActionEvent) -> None:
+        if payload.emoji.name not in RESOLVED_EMOJI:
+            return
+        await self.handovers.give_back_summary(summary_place(payload.channel_id,
+                                                             payload.message_id))
