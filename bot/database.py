@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from sqlite_utils import Database
 
+from bot.conversation import ConversationKey
 from bot.migrations import migrations
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,16 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 OWNER_ONLY = 0o600  # the file holds customers' conversations
 _SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def touch_conversation(db: Database, key: ConversationKey, now: float) -> None:
+    """Create the conversation's row, or note that it was just used."""
+    db.execute(
+        "INSERT INTO conversations (id, platform, workspace, channel, thread, created_at,"
+        " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT(id) DO UPDATE SET updated_at = excluded.updated_at",
+        [key.id, key.platform.value, key.workspace, key.channel, key.thread, now, now],
+    )
 
 
 class StoreError(Exception):

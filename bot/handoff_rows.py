@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 
 from bot.conversation import ConversationKey, Incoming
-from bot.database import SQLiteThread
+from bot.database import SQLiteThread, touch_conversation
 from bot.handoff import Handoff
 
 
@@ -81,7 +81,7 @@ class HandoffRows:
                 [f"{key.platform.value}:{incoming.event_id}", key.id, now])
             if cursor.rowcount == 0:
                 return False
-            db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", [now, key.id])
+            touch_conversation(db, key, now)
             message = db.execute(
                 "INSERT INTO messages (conversation_id, role, text, tokens, author_id,"
                 " image_count, created_at) VALUES (?, ?, ?, ?, ?, 0, ?)",

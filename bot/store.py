@@ -26,7 +26,7 @@ from bot.conversation import (
     RecordedQuestion,
     Turn,
 )
-from bot.database import SQLiteThread
+from bot.database import SQLiteThread, touch_conversation
 from bot.handoff import AGENT_LABEL
 from bot.handoff_rows import HandoffRows
 from bot.journal_rows import JournalRows
@@ -97,7 +97,7 @@ class Store:
             )
             if cursor.rowcount == 0:
                 return None
-            self._touch_conversation(key, now)
+            touch_conversation(self.sqlite.db, key, now)
             wait = self._wait_for_cap(incoming, rate, now) if rate else 0.0
             message_id = self._insert_message(key, "user", incoming.text, tokens, now, incoming)
             position = message_id * 2
@@ -124,14 +124,6 @@ class Store:
         if len(rows) < rate:
             return 0.0
         return max(1.0, float(rows[-1][0]) + HOUR - now)  # when the oldest leaves the hour
-
-    def _touch_conversation(self, key: ConversationKey, now: float) -> None:
-        self.sqlite.db.execute(
-            "INSERT INTO conversations (id, platform, workspace, channel, thread, created_at,"
-            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT(id) DO UPDATE SET updated_at = excluded.updated_at",
-            [key.id, key.platform.value, key.workspace, key.channel, key.thread, now, now],
-        )
 
     def _insert_message(
         self,

@@ -1,0 +1,122 @@
+"""Handovers without a platform: the words after "I couldn't find this", the summary's
+truthfulness, silence while a person handles a thread, giving it back; and where the bot
+answers at all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.conversation import Arrival, ConversationKey, Incoming, Platform
+from bot.handoff import ALREADY_HANDLED, GIVEN_BACK, HandoffSummary
+from bot.handovers import Handovers, key_of
+from bot.policy import ReplyPolicy
+from bot.store import Store
+from tests.fakes.anthropic import FakeAnthropic, Reply
+from tests.surfaces import RecordingSurface
+from tests.test_dont_know import docs
+from tests.test_responder import answer, ask, responder
+
+KEY = ConversationKey(Platform.SLACK, "T1", "C1", "100.1")
+
+
+class FakeEscalation:
+    def __init__(self, lands: bool = True) -> None:
+        self.lands = lands
+        self.posted: list[HandoffSummary] = []
+        self.said: list[tuple[ConversationKey, str]] = []
+
+    @property
+    def configured(self) -> bool:
+        return True
+
+    async def post(self, summary: HandoffSummary) -> str | None:
+        self.posted.append(summary)
+        return '{"channel": "CESC", "ts": "1.0"}' if self.lands else None
+
+    async def say(self, key: ConversationKey, text: str) -> None:
+        self.said.append((key, text))
+
+
+def said(text: str, event: str, author: str) -> Incoming:
+    return Incoming(key=KEY, author_id=author, text=text, event_id=event,
+                    arrival=Arrival.FOLLOW_UP)
+
+
+async def test_yes_after_i_could_not_find_it_reaches_the_model_which_hands_over(
+    store: Store, tmp_path: Path
+) -> None:
+    async with FakeAnthropic() as fake:
+        fake.script(Reply(text="[[HANDOFF]]"))
+        r = responder(store, fake)
+        await r.knowledge.index_folder(docs(tmp_path))
+        first = RecordingSurface()
+        await answer(r, ask("Which Kubernetes ingress annotations tune gRPC keepalive?", "E1"),
+                     first)
+        assert first.final.text.startswith("I couldn't find the answer")
+        assert fake.requests == []  # the gate answered
+        reply = RecordingSurface()
+        await answer(r, ask("oui, une personne s'il vous plaît", "E2"), reply)
+        await r.llm.aclose()  # type: ignore[union-attr]
+    [request] = fake.requests  # the follow-up went to the model, with no passages
+    assert "No passage of the team's documentation matched" in request.documentation()
+    assert reply.final.text == ("A person from the team can help with this. "
+                                "Please contact the team directly.")
+    assert not reply.final.reply_id  # no buttons under a handover note
+
+
+async def test_a_summary_that_did_not_land_is_never_called_a_notification(store: Store) -> None:
+    handovers = Handovers(store.handoffs)
+    handovers.escalations[Platform.SLACK] = FakeEscalation(lands=False)
+    told = await handovers.hand_over(KEY, "UASK", "Ada", "button")
+    assert told.startswith("I tried to reach the team but couldn't just now.")
+    assert await handovers.rows.open_for(KEY) is None  # nobody told: the bot stays on
+
+
+async def test_while_a_person_handles_it_messages_are_kept_quietly_then_it_is_given_back(
+    store: Store,
+) -> None:
+    escalation = FakeEscalation()
+    handovers = Handovers(store.handoffs)
+    handovers.escalations[Platform.SLACK] = escalation
+    told = await handovers.hand_over(KEY, "UASK", "Ada", "words")
+    assert told.startswith("I've asked a person from the team to take over")
+    assert await handovers.hand_over(KEY, "UASK", "Ada", "button") == ALREADY_HANDLED
+    assert len(escalation.posted) == 1
+    assert await handovers.kept_quiet(said("Sent today.", "E1", "UAGENT"))
+    assert await handovers.kept_quiet(said("thanks", "E2", "UASK"))
+    assert await handovers.kept_quiet(said("thanks", "E2", "UASK"))  # a redelivery: kept once
+    rows = await store.sqlite.call(lambda: store.sqlite.db.execute(
+        "SELECT role, text FROM messages ORDER BY id").fetchall())
+    assert rows == [("agent", "Sent today."), ("user", "thanks")]
+    assert await handovers.give_back_summary('{"channel": "CESC", "ts": "1.0"}') == KEY
+    assert escalation.said == [(KEY, GIVEN_BACK)]
+    assert not await handovers.kept_quiet(said("more?", "E3", "UASK"))
+    assert not await handovers.give_back(KEY)  # a second ✅ does nothing
+
+
+def test_a_conversation_id_gives_its_key_back() -> None:
+    assert key_of(KEY.id) == KEY
+    with pytest.raises(ValueError):
+        key_of("slack:T1")
+
+
+@pytest.mark.parametrize(
+    ("key", "arrival", "allowed"),
+    [
+        (ConversationKey(Platform.SLACK, "T1", "C1", "1"), Arrival.MENTION, True),
+        (ConversationKey(Platform.SLACK, "T1", "C9", "1"), Arrival.MENTION, False),
+        (ConversationKey(Platform.SLACK, "T1", "D9", "1"), Arrival.DM, True),  # DMs: team rule
+        (ConversationKey(Platform.SLACK, "T9", "D9", "1"), Arrival.DM, False),
+        (ConversationKey(Platform.DISCORD, "@dm", "55", "1"), Arrival.DM, True),  # no server
+        (ConversationKey(Platform.DISCORD, "G9", "C1", "1"), Arrival.MENTION, False),
+        (ConversationKey(Platform.CONSOLE, "local", "you", "1"), Arrival.DM, True),
+    ],
+)
+def test_where_the_bot_answers(key: ConversationKey, arrival: Arrival, allowed: bool) -> None:
+    policy = ReplyPolicy("claude-haiku-5-5", 1024, 1000, 4,
+                         allowed_channels=frozenset({"C1"}),
+                         allowed_workspaces=frozenset({"T1", "G1"}))
+    incoming = Incoming(key=key, author_id="U1", text="q", event_id="E", arrival=arrival)
+    assert policy.answers_in(incoming) is allowed
