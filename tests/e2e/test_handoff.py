@@ -22,7 +22,7 @@ from bot.adapters.slack.controls import (
 )
 from bot.handoff import GIVEN_BACK
 from tests.e2e.processes import bot_env
-from tests.e2e.test_slack import BOT, answered, bot_for, bot_posts
+from tests.e2e.test_slack import BOT, SECRET, answered, bot_for, bot_posts, http_mode_bot
 from tests.fakes import slack_events as ev
 from tests.fakes.anthropic import FakeAnthropic, Reply, message_text
 from tests.fakes.slack import FakeMessage, FakeSlack
@@ -165,3 +165,25 @@ async def test_without_an_escalation_channel_the_asker_is_told_how_to_reach_the_
         await answered(slack, "C1", thread, count=2)  # nobody was told: the bot stays on
     assert rows(tmp_path / "bot.db", "SELECT state, reason FROM handoffs") == [
         ("not_posted", "words")]
+
+
+async def test_in_http_mode_signed_clicks_are_taken_and_forged_ones_refused(
+    tmp_path: Path, slack: FakeSlack, anthropic: FakeAnthropic
+) -> None:
+    anthropic.script(Reply(text="Open Settings."))
+    bot, url = await http_mode_bot(tmp_path, slack, anthropic)
+    try:
+        mention = ev.app_mention(f"<@{BOT}> where are the settings?", channel="C1")
+        await ev.send_signed_event(url, ev.event_callback(mention), SECRET)
+        await answered(slack, "C1", str(mention["ts"]))
+        [reply] = bot_posts(slack, "C1", str(mention["ts"]))
+        payload = slack.click_payload("C1", reply.ts, HELPFUL, user="UASK")
+        forged = await ev.send_signed_interaction(url, payload, SECRET, bad_signature=True)
+        signed = await ev.send_signed_interaction(url, payload, SECRET)
+        await settle(slack, lambda: rows(tmp_path / "bot.db", "SELECT voter, vote FROM feedback")
+                     == [("slack:UASK", 1)])
+    finally:
+        code = await bot.stop()
+    assert (forged.status, signed.status) == (401, 200)
+    assert signed.elapsed < 1.0
+    assert code == 0, "".join(bot.log)

@@ -367,13 +367,17 @@ class FakeSlack(SlackMethods):
         return await self.socket_mode.push(event, retry_attempt=retry_attempt)
 
     async def click(self, channel: str, ts: str, action_id: str, user: str = "U123") -> Json:
-        """A person presses the button `action_id` on a message; the payload sent."""
+        """A person presses the button `action_id` on a message (sent over Socket Mode)."""
+        payload = self.click_payload(channel, ts, action_id, user)
+        await self.socket_mode.push_interactive(payload)
+        return payload
+
+    def click_payload(self, channel: str, ts: str, action_id: str, user: str = "U123") -> Json:
+        """The block_actions payload of a click, for HTTP mode to send signed."""
         message = self._messages.get(channel, {}).get(ts)
         if message is None:
             raise LookupError(f"no message {ts} in {channel}")
-        payload = self.interactions.block_actions(message, action_id, user)
-        await self.socket_mode.push_interactive(payload)
-        return payload
+        return self.interactions.block_actions(message, action_id, user)
 
     async def submit_view(self, view_id: str, user: str,
                           values: dict[str, dict[str, str]]) -> Json:

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 
@@ -300,3 +301,18 @@ async def send_signed_event(
                 return SignedResponse(resp.status, text, time.monotonic() - started)
     except TimeoutError:
         return SignedResponse(0, "", time.monotonic() - started, timed_out=True)
+
+
+async def send_signed_interaction(
+    url: str, payload: Json, signing_secret: str, *, bad_signature: bool = False,
+    timeout: float = 3.0,
+) -> SignedResponse:
+    """POST a block_actions / view_submission payload the way Slack does in HTTP mode: a
+    form body with one `payload` field holding the JSON, signed like events."""
+    raw = urlencode({"payload": json.dumps(payload)}).encode()
+    headers = signed_headers(raw, signing_secret, bad_signature=bad_signature)
+    headers["Content-Type"] = "application/x-www-form-urlencoded"
+    started = time.monotonic()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+        async with session.post(url, data=raw, headers=headers) as resp:
+            return SignedResponse(resp.status, await resp.text(), time.monotonic() - started)
