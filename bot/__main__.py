@@ -23,6 +23,7 @@ from bot.logs import configure_logging
 from bot.platforms import console_chat, enabled
 from bot.policy import start_of_day
 from bot.runtime import Runtime, open_runtime
+from bot.stats import since_time
 
 log = logging.getLogger("supportbot")
 
@@ -64,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     add_parser(kb, _usage(kb))
     stats = sub.add_parser("stats", help="questions, answers, latency, cost and docs gaps")
     window = stats.add_mutually_exclusive_group()
-    window.add_argument("--since", type=_since, default=None, metavar="WHEN",
+    window.add_argument("--since", type=since_time, default=None, metavar="WHEN",
                         help="how far back: 7d, 12h, 2w or a date such as 2026-11-01 "
                              "(default 30d)")
     window.add_argument("--days", type=_positive_days, default=None,
@@ -72,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true", help="print JSON for scripts")
     stats.set_defaults(func=_stats)
     export = sub.add_parser("export", help="write conversations as JSON lines")
-    export.add_argument("--since", type=_since, default=0.0, metavar="WHEN",
+    export.add_argument("--since", type=since_time, default=0.0, metavar="WHEN",
                         help="only messages since then: a date such as 2026-11-01, or 30d")
     export.add_argument("--output", "-o", default="-", metavar="FILE",
                         help="where to write (default: standard output)")
@@ -101,17 +102,6 @@ def _positive_days(text: str) -> float:
     if not 0 < value <= 36_500:
         raise argparse.ArgumentTypeError(f"must be a positive number of days, got {text!r}")
     return value
-
-
-def _since(text: str) -> float:
-    from bot.stats import parse_since
-
-    try:
-        return parse_since(text, time.time())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be a span such as 7d, 12h, 2w or a date such as 2026-11-01, got {text!r}"
-        ) from None
 
 
 def _person(text: str) -> tuple[Platform, str]:

@@ -45,10 +45,10 @@ class HandoffRows:
             )
         return int(cursor.lastrowid or 0)
 
-    async def posted(self, handoff_id: int, summary_place: str) -> None:
+    async def posted(self, handoff_id: int, summary_place: str, link: str = "") -> None:
         await self.sqlite.call(lambda: self.sqlite.db.execute(
-            "UPDATE handoffs SET posted = 1, summary = ? WHERE id = ?",
-            [summary_place, handoff_id]))
+            "UPDATE handoffs SET posted = 1, summary = ?, link = ? WHERE id = ?",
+            [summary_place, link, handoff_id]))
 
     async def not_posted(self, handoff_id: int) -> None:
         """Recorded, but nobody was reached: the bot keeps answering in the thread."""

@@ -70,7 +70,7 @@ class Handovers:
             except Exception as error:  # the asker is told the truth either way
                 log.warning("could not post the handover summary: %s", type(error).__name__)
         if where is not None:
-            await self.rows.posted(handoff_id, where)
+            await self.rows.posted(handoff_id, where.place, where.thread_link)
         else:  # nobody was told, so nobody would give the thread back: the bot stays on
             await self.rows.not_posted(handoff_id)
         log.info("handed %s to a person (%s; summary %s)", key.id, reason,

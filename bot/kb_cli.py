@@ -21,7 +21,9 @@ from bot.kb_sites import SiteError
 from bot.kb_store import IndexReport
 from bot.knowledge import Knowledge, Progress
 from bot.runtime import Runtime, model_client, open_runtime
+from bot.stats import since_time
 from bot.store import Store
+from bot.suggest import Suggestions
 
 Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
 
@@ -63,6 +65,13 @@ def add_parser(kb: argparse.ArgumentParser, usage: Command) -> None:
         "gaps", help="questions the docs did not answer (pages to write), newest first")
     gaps.add_argument("--days", type=float, default=30.0, help="how many days back (30)")
     gaps.set_defaults(func=_gaps)
+    suggest = commands.add_parser(
+        "suggest", help="draft a docs page from each thread a person resolved")
+    suggest.add_argument("--since", type=since_time, default=None, metavar="WHEN",
+                         help="resolved since then: 30d, 2w or a date (default 30d)")
+    suggest.add_argument("--out", type=Path, default=Path("kb-suggestions"), metavar="FOLDER",
+                         help="where to write the drafts (default ./kb-suggestions)")
+    suggest.set_defaults(func=_suggest)
     clear = commands.add_parser("clear", help="remove every source and document")
     clear.add_argument("--yes", action="store_true", help="do not ask (for scripts)")
     clear.set_defaults(func=_clear)
@@ -293,6 +302,32 @@ async def _gaps(settings: Settings, args: argparse.Namespace) -> int:
                 "no answer in the passages"
             print(f"- {question}\n    ({why}; {confidence:.0%} of its words matched{near})")
         print(f"{len(gaps)} questions in the last {args.days:g} days were not answered by the docs")
+        return 0
+
+    return await _with_runtime(settings, job)
+
+
+async def _suggest(settings: Settings, args: argparse.Namespace) -> int:
+    since = args.since if args.since is not None else time.time() - 30 * 86400
+
+    async def job(runtime: Runtime) -> int:
+        suggestions = Suggestions(runtime.store.sqlite)
+        threads = await suggestions.resolved_since(since)
+        answered = [t for t in threads if t.answers]
+        if answered:
+            try:
+                args.out.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                print(f"supportbot: cannot create {args.out}: {error.strerror}", file=sys.stderr)
+                return 1
+        for thread in answered:
+            print(f"wrote {await suggestions.write(thread, args.out)}")
+        print(f"{_count(len(answered), 'draft')} from threads a person resolved; review them, "
+              f"then `supportbot kb add {args.out}`" if answered else
+              "no new threads resolved by a person with their answer kept")
+        if len(threads) > len(answered):
+            print(f"{len(threads) - len(answered)} resolved threads kept no answer from the "
+                  "team (on Discord this needs the message content intent)")
         return 0
 
     return await _with_runtime(settings, job)

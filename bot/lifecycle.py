@@ -14,7 +14,10 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from sqlite_utils import Database
 
 from bot.conversation import Platform
 from bot.database import SQLiteThread
@@ -32,11 +35,12 @@ class Forgotten:
     docs_gaps: int
     votes: int
     handovers: int
+    drafts: int
 
     def lines(self) -> list[str]:
         return [f"{self.questions} messages from them", f"{self.answers} answers to them",
                 f"{self.docs_gaps} docs-gap records", f"{self.votes} feedback votes",
-                f"{self.handovers} handover records"]
+                f"{self.handovers} handover records", f"{self.drafts} kb suggest drafts"]
 
 
 def parse_person(text: str) -> tuple[Platform, str]:
@@ -79,7 +83,8 @@ class Lifecycle:
                 db.execute(f"DELETE FROM messages WHERE id IN ({marks})", ids)
             gaps = db.execute("DELETE FROM docs_gaps WHERE created_at < ?", [cutoff]).rowcount
             votes = db.execute("DELETE FROM feedback WHERE updated_at < ?", [cutoff]).rowcount
-        return len(ids) + max(gaps, 0) + max(votes, 0)
+            drafts = _delete_drafts(db, "created_at < ?", [cutoff])
+        return len(ids) + max(gaps, 0) + max(votes, 0) + drafts
 
     async def export(self, since: float) -> list[dict[str, Any]]:
         """Conversations with a message since `since`, each with its messages, oldest first."""
@@ -129,6 +134,8 @@ class Lifecycle:
             handovers = db.execute(
                 "DELETE FROM handoffs WHERE asker_id = ? AND conversation_id LIKE ?",
                 [person, f"{platform.value}:%"]).rowcount
+            drafts = _delete_drafts(db, "asker_id = ? AND conversation_id LIKE ?",
+                                    [person, f"{platform.value}:%"])
             gaps = db.execute(
                 "DELETE FROM docs_gaps WHERE author_id = ? AND conversation_id LIKE ?",
                 [person, f"{platform.value}:%"],
@@ -147,9 +154,20 @@ class Lifecycle:
                     " AND author_id = ''", [conversation, text],
                 ).rowcount
                 db.execute("DELETE FROM messages WHERE id = ?", [message_id])
-        log.info("forgot a person: %d messages, %d answers, %d gaps, %d votes, %d handovers",
-                 len(theirs), answers, gaps, votes, handovers)
-        return Forgotten(len(theirs), answers, gaps, votes, handovers)
+        log.info("forgot a person: %d messages, %d answers, %d gaps, %d votes, %d handovers, "
+                 "%d drafts", len(theirs), answers, gaps, votes, handovers, drafts)
+        return Forgotten(len(theirs), answers, gaps, votes, handovers, drafts)
+
+
+def _delete_drafts(db: Database, where: str, params: list[Any]) -> int:
+    """Delete `kb suggest` drafts (their files too, where still in place) matching `where`."""
+    paths = [str(row[0]) for row in db.execute(
+        f"SELECT path FROM kb_drafts WHERE {where}", params).fetchall()]
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            Path(path).unlink()
+    db.execute(f"DELETE FROM kb_drafts WHERE {where}", params)
+    return len(paths)
 
 
 def jsonl(records: list[dict[str, Any]]) -> str:

@@ -219,3 +219,13 @@ def m008_handoffs_and_feedback(db: Database) -> None:
         pk=("question_id", "voter"),
     )
     db["replies"].add_column("sources", str, not_null_default="[]")  # type: ignore[union-attr]
+
+
+@migrations(name="m009_handoff_links_and_drafts")
+def m009_handoff_links_and_drafts(db: Database) -> None:
+    # The thread's link as the platform gave it, for `kb suggest` drafts.
+    db["handoffs"].add_column("link", str, not_null_default="")  # type: ignore[union-attr]
+    # Draft pages `kb suggest` wrote, so `forget --user` can delete theirs.
+    db["kb_drafts"].create(  # type: ignore[union-attr]
+        {"path": str, "conversation_id": str, "asker_id": str, "created_at": float}, pk="path"
+    )

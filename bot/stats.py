@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import re
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -39,6 +41,16 @@ def parse_since(text: str, now: float) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
+
+
+def since_time(text: str) -> float:
+    """An argparse type: parse_since from now, with a message that shows what works."""
+    try:
+        return parse_since(text, time.time())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a span such as 7d, 12h, 2w or a date such as 2026-11-01, got {text!r}"
+        ) from None
 
 
 def nearest_rank(values: Sequence[float], pct: float) -> float | None:

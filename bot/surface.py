@@ -74,6 +74,14 @@ class Journaled(Protocol):
 Restore = Callable[[Place, tuple[PageRef, ...]], Awaitable[Surface | None]]
 
 
+@dataclass(frozen=True)
+class Posted:
+    """Where a handover summary landed, and the link to the asker's thread."""
+
+    place: str  # sorted-key JSON of the summary message: its ✅ finds the handover by it
+    thread_link: str = ""
+
+
 class Escalation(Protocol):
     """A platform's way to reach the team: its escalation channel, and the thread itself."""
 
@@ -82,9 +90,8 @@ class Escalation(Protocol):
         """Whether an escalation channel is set for this platform."""
         ...
 
-    async def post(self, summary: HandoffSummary) -> str | None:
-        """Post the summary (with the team's mention); where it landed as sorted-key JSON
-        (its resolve button and ✅ find it by that), or None when it was not posted."""
+    async def post(self, summary: HandoffSummary) -> Posted | None:
+        """Post the summary (with the team's mention); None when it was not posted."""
         ...
 
     async def say(self, key: ConversationKey, text: str) -> None:

@@ -13,6 +13,7 @@ from bot.handoff import ALREADY_HANDLED, GIVEN_BACK, HandoffSummary
 from bot.handovers import Handovers, key_of
 from bot.policy import ReplyPolicy
 from bot.store import Store
+from bot.surface import Posted
 from tests.fakes.anthropic import FakeAnthropic, Reply
 from tests.surfaces import RecordingSurface
 from tests.test_dont_know import docs
@@ -31,9 +32,10 @@ class FakeEscalation:
     def configured(self) -> bool:
         return True
 
-    async def post(self, summary: HandoffSummary) -> str | None:
+    async def post(self, summary: HandoffSummary) -> Posted | None:
         self.posted.append(summary)
-        return '{"channel": "CESC", "ts": "1.0"}' if self.lands else None
+        return Posted('{"channel": "CESC", "ts": "1.0"}', "https://chat.test/t/1") if (
+            self.lands) else None
 
     async def say(self, key: ConversationKey, text: str) -> None:
         self.said.append((key, text))

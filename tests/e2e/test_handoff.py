@@ -129,6 +129,16 @@ async def test_talk_to_a_person_posts_a_summary_and_the_bot_stays_quiet_until_re
         await answered(slack, "C1", thread, count=4)
     report = json.loads(await cli(tmp_path, "stats", "--json"))
     assert (report["handed_over"], report["resolved_by_person"]) == (1, 1)
+    # The person's answer becomes a draft page the team can review and `kb add`.
+    wrote = await cli(tmp_path, "kb", "suggest", "--since", "1d", "--out", "drafts")
+    [draft] = (tmp_path / "drafts").glob("*.md")
+    assert str(draft.name) in wrote and draft.name.endswith("-where-is-my-refund.md")
+    page = draft.read_text()
+    assert 'title: "where is my refund?"' in page and "Your refund went out today." in page
+    assert f"url: https://fake.slack.com/archives/C1/p{thread.replace('.', '')}" in page
+    assert "no new threads" in await cli(tmp_path, "kb", "suggest", "--out", "drafts")
+    forgotten = await cli(tmp_path, "forget", "--user", "slack:UASK")
+    assert "1 kb suggest drafts" in forgotten and not draft.exists()
     history = [message_text(m) for m in anthropic.requests[-1].body["messages"]]
     assert "(A person from the team replied:) Your refund went out today." in "\n".join(history)
     assert "thanks, got it" in "\n".join(history)

@@ -30,6 +30,7 @@ from bot.formatting import neutralise_discord
 from bot.handoff import HandoffSummary, clip
 from bot.handovers import Handovers, key_of
 from bot.notices import unexpected_failure
+from bot.surface import Posted
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class DiscordEscalation:
     def configured(self) -> bool:
         return bool(self.channel)
 
-    async def post(self, summary: HandoffSummary) -> str | None:
+    async def post(self, summary: HandoffSummary) -> Posted | None:
         channel = self.client.get_partial_messageable(int(self.channel))
         # The role is the only mention allowed anywhere in the bot, and only here.
         allowed = discord.AllowedMentions(everyone=False, users=False, replied_user=False,
@@ -107,7 +108,7 @@ class DiscordEscalation:
             log.warning("could not post to the escalation channel (HTTP %s, code %s)",
                         error.status, error.code)
             return None
-        return summary_place(sent.channel.id, sent.id)
+        return Posted(summary_place(sent.channel.id, sent.id), thread_link(summary.key))
 
     async def say(self, key: ConversationKey, text: str) -> None:
         channel = self.client.get_partial_messageable(thread_channel(key))

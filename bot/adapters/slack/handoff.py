@@ -32,6 +32,7 @@ from bot.formatting import escape_slack, neutralise_mentions
 from bot.handoff import HandoffSummary, clip
 from bot.handovers import Handovers, key_of
 from bot.mrkdwn import to_mrkdwn
+from bot.surface import Posted
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class SlackEscalation:
     def configured(self) -> bool:
         return bool(self.channel)
 
-    async def post(self, summary: HandoffSummary) -> str | None:
+    async def post(self, summary: HandoffSummary) -> Posted | None:
         link = await self._permalink(summary.key)
         text = summary_text(summary, self.mention, link)
         try:
@@ -90,7 +91,7 @@ class SlackEscalation:
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
             log.warning("could not post to the escalation channel: %s", _why(error))
             return None
-        return summary_place(str(posted["channel"]), str(posted["ts"]))
+        return Posted(summary_place(str(posted["channel"]), str(posted["ts"])), link)
 
     async def say(self, key: ConversationKey, text: str) -> None:
         await self.client.chat_postMessage(channel=key.channel, thread_ts=key.thread,

@@ -1,0 +1,97 @@
+"""`supportbot kb suggest`: a draft docs page from each thread a person resolved, for the team
+to review and then `kb add`. The draft holds the question, the person's answer and a link;
+drafts are noted, so a thread is drafted once and `forget --user` can delete theirs."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bot.database import SQLiteThread
+
+SLUG_WORDS = 8
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A thread a person resolved, with what was said in it."""
+
+    conversation_id: str
+    asker_id: str
+    link: str
+    resolved_at: float
+    questions: tuple[str, ...]  # the asker's messages
+    answers: tuple[str, ...]  # the team's messages while they handled it
+
+
+def slug(text: str) -> str:
+    words = re.findall(r"[a-z0-9]+", text.lower())[:SLUG_WORDS]
+    return "-".join(words) or "question"
+
+
+def draft_page(thread: Resolved) -> str:
+    """The draft as Markdown with front matter (`kb add` reads the title and link)."""
+    question = thread.questions[0] if thread.questions else "(question not kept)"
+    title = " ".join(question.split())[:80].replace('"', "'")
+    when = datetime.fromtimestamp(thread.resolved_at, UTC).strftime("%Y-%m-%d")
+    lines = ["---", f'title: "{title}"']
+    if thread.link:
+        lines.append(f"url: {thread.link}")
+    lines += ["---", "", f"# {title}", "", "## The question", ""]
+    lines += [f"> {line}" for q in thread.questions for line in q.splitlines()]
+    lines += ["", "## The team's answer", ""]
+    lines += ["\n\n".join(thread.answers), ""]
+    source = f"[the support thread]({thread.link})" if thread.link else "a support thread"
+    lines.append(f"_Drafted by supportbot from {source} a person resolved on {when}. Check it, "
+                 "make it general, then add it to your docs._")
+    return "\n".join(lines) + "\n"
+
+
+class Suggestions:
+    def __init__(self, sqlite: SQLiteThread) -> None:
+        self.sqlite = sqlite
+
+    async def resolved_since(self, since: float) -> list[Resolved]:
+        """Resolved threads not drafted yet, oldest first."""
+        return await self.sqlite.call(self._resolved_since, since)
+
+    def _resolved_since(self, since: float) -> list[Resolved]:
+        db = self.sqlite.db
+        handoffs = db.execute(
+            "SELECT h.conversation_id, h.asker_id, h.link, h.requested_at, h.resolved_at"
+            " FROM handoffs h WHERE h.state = 'resolved' AND h.resolved_at >= ?"
+            " AND NOT EXISTS (SELECT 1 FROM kb_drafts d"
+            "   WHERE d.conversation_id = h.conversation_id) ORDER BY h.resolved_at",
+            [since],
+        ).fetchall()
+        found = []
+        for conversation, asker, link, requested, resolved in handoffs:
+            said = db.execute(
+                "SELECT role, text, created_at FROM messages WHERE conversation_id = ?"
+                " AND created_at <= ? AND (role = 'agent' OR (role = 'user' AND author_id = ?))"
+                " ORDER BY position", [conversation, resolved, asker],
+            ).fetchall()
+            questions = tuple(text for role, text, _ in said if role == "user")
+            answers = tuple(text for role, text, at in said if role == "agent" and at >= requested)
+            found.append(Resolved(str(conversation), str(asker), str(link or ""),
+                                  float(resolved), questions, answers))
+        return found
+
+    async def write(self, thread: Resolved, folder: Path) -> Path:
+        """Write the draft (never over another file) and note it."""
+        when = datetime.fromtimestamp(thread.resolved_at, UTC).strftime("%Y-%m-%d")
+        base = f"{when}-{slug(thread.questions[0] if thread.questions else '')}"
+        path = folder / f"{base}.md"
+        for n in range(2, 1000):  # bounded: a thousand drafts of one question on one day
+            if not path.exists():
+                break
+            path = folder / f"{base}-{n}.md"
+        path.write_text(draft_page(thread), encoding="utf-8")
+        await self.sqlite.call(lambda: self.sqlite.db.execute(
+            "INSERT OR REPLACE INTO kb_drafts (path, conversation_id, asker_id, created_at)"
+            " VALUES (?, ?, ?, ?)", [str(path.resolve()), thread.conversation_id,
+                                     thread.asker_id, time.time()]))
+        return path
