@@ -131,8 +131,11 @@ class HandoffRows:
         with db.atomic():
             reply = db.execute("SELECT model, sources FROM replies WHERE question_id = ?"
                                " ORDER BY id DESC LIMIT 1", [question_id]).fetchone()
-            if reply is None:
-                return False
+            if reply is None:  # a click before the reply's record is written (it fills in)
+                if db.execute("SELECT 1 FROM messages WHERE id = ? AND role = 'user'",
+                              [question_id]).fetchone() is None:
+                    return False
+                reply = ("", "[]")
             db.execute(
                 "INSERT INTO feedback (question_id, voter, vote, comment, model, sources,"
                 " created_at, updated_at) VALUES (?, ?, ?, '', ?, ?, ?, ?)"

@@ -229,3 +229,9 @@ def m009_handoff_links_and_drafts(db: Database) -> None:
     db["kb_drafts"].create(  # type: ignore[union-attr]
         {"path": str, "conversation_id": str, "asker_id": str, "created_at": float}, pk="path"
     )
+
+
+@migrations(name="m010_first_sign")
+def m010_first_sign(db: Database) -> None:
+    # When the reply's first visible sign (placeholder, typing, "thinking…") was shown.
+    db["replies"].add_column("first_sign_ms", float)  # type: ignore[union-attr]

@@ -212,8 +212,10 @@ class Responder:
         live = LiveReply(surface.limit, surface.render, size=surface.size)
         live.reply_id = str(question.message_id)  # its buttons: feedback, talk to a person
         answer = _failed_answer(self.policy.model)
+        first_sign_ms: float | None = None
         try:
-            await quietly(surface.start(), "show the first sign")
+            if await quietly(surface.start(), "show the first sign"):
+                first_sign_ms = (self.clock() - started) * 1000
             if before is not None:
                 await asyncio.shield(before)  # the previous reply in this conversation
             async with self._slots:
@@ -233,9 +235,8 @@ class Responder:
             try:
                 total_ms = (self.clock() - started) * 1000
                 tokens = estimate_tokens(answer.text, self.model)
-                await asyncio.shield(
-                    self.store.record_answer(incoming.key, question, answer, tokens, total_ms)
-                )
+                await asyncio.shield(self.store.record_answer(
+                    incoming.key, question, answer, tokens, total_ms, first_sign_ms))
             finally:
                 turn.leave()  # only now: the next reply must see this answer in its history
 

@@ -72,6 +72,7 @@ class ReplyRow:
     cost_usd: float | None
     first_text_ms: float | None
     total_ms: float | None
+    first_sign_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,8 @@ class Report:
     failed: int
     rate_limited: int
     over_budget: int
-    first_words_ms: tuple[float | None, float | None]  # p50, p95
+    first_sign_ms: tuple[float | None, float | None]  # p50, p95: placeholder or typing shown
+    first_words_ms: tuple[float | None, float | None]
     full_answer_ms: tuple[float | None, float | None]
     spent_today_usd: float
     daily_budget_usd: float | None
@@ -141,6 +143,7 @@ def build_report(
     for reply in replies:
         outcomes[reply.outcome] += 1
     streamed = [r for r in replies if r.outcome == MODEL_ANSWERED]
+    signs = [r.first_sign_ms for r in replies if r.first_sign_ms is not None]
     first = [r.first_text_ms for r in streamed if r.first_text_ms is not None]
     full = [r.total_ms for r in streamed if r.total_ms is not None]
     return Report(
@@ -153,6 +156,7 @@ def build_report(
         failed=outcomes["failed"] + outcomes["interrupted"],
         rate_limited=outcomes["rate_limited"],
         over_budget=outcomes["over_budget"],
+        first_sign_ms=(nearest_rank(signs, 50), nearest_rank(signs, 95)),
         first_words_ms=(nearest_rank(first, 50), nearest_rank(first, 95)),
         full_answer_ms=(nearest_rank(full, 50), nearest_rank(full, 95)),
         spent_today_usd=round(spent_today, 6),
@@ -230,6 +234,7 @@ def render(report: Report) -> str:
         ("resolved by the bot / by a person", f"{resolved_by_bot} / {report.resolved_by_person}"),
         ("👍 / 👎", _votes(report)),
         ("answer rate", _share(answered, report.questions)),
+        ("first visible sign p50 / p95", _ms_pair(report.first_sign_ms)),
         ("first words p50 / p95", _ms_pair(report.first_words_ms)),
         ("full answer p50 / p95", _ms_pair(report.full_answer_ms)),
         ("spent today (UTC)", _today(report)),
@@ -277,6 +282,8 @@ def _ms_pair(pair: tuple[float | None, float | None]) -> str:
     low, high = pair
     if low is None or high is None:
         return "-"
+    if high < 1000:
+        return f"{low:.0f} ms / {high:.0f} ms"
     return f"{low / 1000:.1f} s / {high / 1000:.1f} s"
 
 

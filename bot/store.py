@@ -227,13 +227,15 @@ class Store:
         answer: Answer,
         tokens: int,
         total_ms: float,
+        first_sign_ms: float | None = None,
     ) -> None:
         """Store what the user saw as the assistant's turn, with its usage and cost.
 
         The reply leaves the journal unless it was interrupted: an interrupted reply stays
         there for the next start to finish.
         """
-        await self.sqlite.call(self._record_answer, key, question, answer, tokens, total_ms)
+        await self.sqlite.call(self._record_answer, key, question, answer, tokens, total_ms,
+                               first_sign_ms)
 
     def _record_answer(
         self,
@@ -242,6 +244,7 @@ class Store:
         answer: Answer,
         tokens: int,
         total_ms: float,
+        first_sign_ms: float | None,
     ) -> None:
         db, now = self.sqlite.db, time.time()
         with db.atomic():
@@ -260,8 +263,8 @@ class Store:
                 "INSERT INTO replies (conversation_id, question_id, answer_id, model,"
                 " stop_reason, outcome, input_tokens, output_tokens,"
                 " cache_creation_input_tokens, cache_read_input_tokens, cost_usd,"
-                " first_text_ms, total_ms, created_at, sources)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " first_text_ms, total_ms, created_at, sources, first_sign_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     key.id,
                     question.message_id,
@@ -278,8 +281,13 @@ class Store:
                     total_ms,
                     now,
                     json.dumps([list(source) for source in answer.sources]),
+                    first_sign_ms,
                 ],
             )
+            # Votes cast while this was being written learn what they were about.
+            db.execute("UPDATE feedback SET model = ?, sources = ? WHERE question_id = ?"
+                       " AND model = ''", [answer.model, json.dumps(
+                           [list(source) for source in answer.sources]), question.message_id])
 
     async def event_seen(self, platform: Platform, event_id: str) -> bool:
         """True when this event was taken in before (a quick look before slow preparation)."""

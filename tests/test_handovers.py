@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.conversation import Arrival, ConversationKey, Incoming, Platform
+from bot.conversation import Answer, Arrival, ConversationKey, Incoming, Platform, Usage
 from bot.handoff import ALREADY_HANDLED, GIVEN_BACK, HandoffSummary
 from bot.handovers import Handovers, key_of
 from bot.policy import ReplyPolicy
@@ -122,3 +122,18 @@ def test_where_the_bot_answers(key: ConversationKey, arrival: Arrival, allowed: 
                          allowed_workspaces=frozenset({"T1", "G1"}))
     incoming = Incoming(key=key, author_id="U1", text="q", event_id="E", arrival=arrival)
     assert policy.answers_in(incoming) is allowed
+
+
+async def test_a_vote_before_the_reply_is_recorded_is_kept_and_learns_the_model(
+    store: Store,
+) -> None:
+    question = await store.record_question(ask("how do I export?", "E1"), 5)
+    assert question is not None
+    assert await store.handoffs.vote(question.message_id, "slack:U1", -1)  # a quick click
+    assert not await store.handoffs.vote(999, "slack:U1", 1)  # no such reply
+    await store.record_answer(ask("how do I export?", "E1").key, question, Answer(
+        "Use Export.", "claude-haiku-5-5", "end_turn", Usage(), 0.0,
+        sources=(("Exports", "https://docs.test/export"),)), 5, 100.0)
+    rows = await store.sqlite.call(lambda: store.sqlite.db.execute(
+        "SELECT vote, model, sources FROM feedback").fetchall())
+    assert rows == [(-1, "claude-haiku-5-5", '[["Exports", "https://docs.test/export"]]')]

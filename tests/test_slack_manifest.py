@@ -5,7 +5,7 @@ from pathlib import Path
 MANIFEST = Path(__file__).resolve().parent.parent / "slack-app-manifest.yml"
 SCOPES = {"app_mentions:read", "chat:write", "im:history", "im:read", "im:write",
           "channels:history", "groups:history", "files:read", "reactions:write",
-          "reactions:read", "users:read"}
+          "reactions:read", "usergroups:read", "users:read"}
 EVENTS = {"app_mention", "message.im", "message.channels", "message.groups", "reaction_added"}
 
 

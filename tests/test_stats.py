@@ -12,7 +12,7 @@ NOW = 1_764_000_000.0
 def reply(outcome: str = "answered", model: str = "claude-haiku-5-5", first: float = 800,
           total: float = 3000, cost: float | None = 0.001, read: int = 0,
           write: int = 0) -> ReplyRow:
-    return ReplyRow(model, outcome, 1000, 200, write, read, cost, first, total)
+    return ReplyRow(model, outcome, 1000, 200, write, read, cost, first, total, first / 10)
 
 
 def test_since_takes_spans_and_dates() -> None:
@@ -62,6 +62,7 @@ def test_report_counts_outcomes_latency_cost_and_cache_savings() -> None:
     assert (report.dont_know, report.rate_limited, report.over_budget, report.failed) == (
         1, 1, 1, 1)
     assert report.first_words_ms == (800, 900)
+    assert report.first_sign_ms == (80, 90)  # every reply shows its first sign
     [haiku, future] = report.models
     assert haiku.replies == 4 and haiku.cost_usd == pytest.approx(0.004)
     # 10,000 reads at $0.09/M below the input price, less 2,000 writes at $0.025/M above it.

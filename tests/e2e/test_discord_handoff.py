@@ -113,3 +113,21 @@ async def test_escalate_and_resolve_commands_in_a_thread(tmp_path: Path) -> None
         assert fake.interaction_original(theirs.id) is not None
     assert rows(tmp_path / "bot.db", "SELECT state, reason FROM handoffs") == [
         ("resolved", "command")]
+
+
+async def test_mark_resolved_on_the_summary_gives_the_thread_back(tmp_path: Path) -> None:
+    model = FakeAnthropic()
+    model.script(Reply(text="[[HANDOFF]]"))
+    async with FakeDiscord() as fake, model, discord_bot(tmp_path, fake, model, **env(fake)):
+        question = await fake.dispatch_message("a human please", mentions_bot=True)
+        await fake.wait_for(lambda: len(bot_messages(fake, ESCALATION)) == 1, 10)
+        await fake.wait_for(lambda: any(m.content.startswith("I've asked a person")
+                                        for m in bot_messages(fake, CHANNEL)), 10)
+        [reply] = bot_messages(fake, CHANNEL)
+        assert not reply.buttons  # nothing to rate on a handover note
+        [summary] = bot_messages(fake, ESCALATION)
+        await fake.press(summary.id, summary.buttons[0], user_id=TEAM_MEMBER)
+        await fake.wait_for(answered(fake, question, GIVEN_BACK), 10)
+        await fake.wait_for(lambda: "Resolved by" in bot_messages(fake, ESCALATION)[0].content,
+                            10)
+        assert bot_messages(fake, ESCALATION)[0].buttons == []

@@ -93,6 +93,7 @@ async def test_an_answer_carries_feedback_buttons_and_votes_are_kept_and_changea
         await settle(slack, lambda: len(rows(db, "SELECT * FROM feedback")) == 2)
     report = json.loads(await cli(tmp_path, "stats", "--json"))
     assert (report["helpful"], report["not_helpful"]) == (1, 1)
+    assert 0 < report["first_sign_ms"][0] <= report["first_words_ms"][0]
     assert report["gaps"] == [{"count": 1, "example": "how do I export my data?"}]
     forgotten = await cli(tmp_path, "forget", "--user", "slack:UASK")
     assert "2 feedback votes" in forgotten  # theirs, and the other vote on the answer to them

@@ -493,13 +493,16 @@ async def test_sigterm_mid_reply_ends_it_with_a_note(
 async def test_check_reports_the_workspace(
     tmp_path: Path, slack: FakeSlack, anthropic: FakeAnthropic
 ) -> None:
-    bot = BotProcess(tmp_path, env_for(tmp_path, slack, anthropic), "check")
+    env = env_for(tmp_path, slack, anthropic, SUPPORTBOT_ESCALATION_SLACK_CHANNEL="CESC",
+                  SUPPORTBOT_ESCALATION_MENTION="S0TEAM")
+    bot = BotProcess(tmp_path, env, "check")
     await bot.start()
     try:
         code, out, err = await bot.finish()
     finally:
         await bot.stop()
     assert code == 0, out + err
+    assert "slack: handovers mention @support-team (S0TEAM)" in out
     assert "slack: connected to workspace Fake Workspace (T0001) as @supportbot" in out
     assert "slack: Socket Mode: the app token opens a connection" in out
     assert slack.bot_token not in out + err

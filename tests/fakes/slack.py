@@ -124,6 +124,9 @@ class FakeSlack(SlackMethods):
         self.acks = self.socket_mode.acks  # envelope_id → seconds from send to ack
         self.deliveries = self.socket_mode.deliveries
         self.interactions = Interactions(team_id, app_id)
+        self.usergroups: list[Json] = [
+            {"id": "S0TEAM", "team_id": team_id, "handle": "support-team",
+             "name": "Support team", "is_usergroup": True, "user_count": 3}]
         # (channel, ts) of the messages people sent (pushed as events), for chat.getPermalink.
         self.people_messages: set[tuple[str, str]] = set()
         self._server: LocalServer | None = None
@@ -146,6 +149,7 @@ class FakeSlack(SlackMethods):
             "reactions.remove": self._reaction_remove,
             "assistant.threads.setStatus": self._set_status,
             "views.open": self.interactions.views_open,
+            "usergroups.list": self._usergroups_list,
             "chat.getPermalink": lambda params: permalink(params, self._messages,
                                                           self.people_messages),
         }
@@ -256,6 +260,9 @@ class FakeSlack(SlackMethods):
         }
 
     # ----- Web API ---------------------------------------------------------------------------
+
+    def _usergroups_list(self, params: Json) -> _Reply:
+        return _Reply({"ok": True, "usergroups": list(self.usergroups)})
 
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]

@@ -33,7 +33,7 @@ from bot.adapters.slack.events import (
     thread_context,
 )
 from bot.adapters.slack.files import Attachments, FileFetcher
-from bot.adapters.slack.handoff import SlackControls, SlackEscalation
+from bot.adapters.slack.handoff import SlackControls, SlackEscalation, escalation_lines
 from bot.adapters.slack.pacing import SlackPacing
 from bot.adapters.slack.stream import NativeStreamSurface
 from bot.adapters.slack.surface import ReplyPlace, SlackSurface, error_code, retry_after
@@ -96,6 +96,7 @@ async def check(settings: Settings) -> list[str]:
             lines.append(f"HTTP mode: Events API at POST /slack/events on port {settings.port}")
         if settings.slack_native_streaming:
             lines.append("native streaming on (falls back to chat.update when refused)")
+        lines += await escalation_lines(slack.client, settings)
         return lines
 
 

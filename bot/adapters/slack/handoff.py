@@ -111,6 +111,29 @@ def _why(error: Exception) -> str:
     return error_code(error) if isinstance(error, SlackApiError) else type(error).__name__
 
 
+async def escalation_lines(client: AsyncWebClient, settings: Settings) -> list[str]:
+    """What `check` says about handovers: where they go, and whether the group exists."""
+    channel = settings.escalation_slack_channel
+    if not channel:
+        return ["handovers: no SUPPORTBOT_ESCALATION_SLACK_CHANNEL; a request for a person "
+                "gets SUPPORTBOT_ESCALATION_CONTACT"]
+    lines = [f"handovers go to <#{channel}>; invite the bot there"]
+    group = next((m for m in settings.escalation_mention.split(",") if m.startswith("S")), "")
+    if not group:
+        return lines
+    try:
+        found = await client.usergroups_list()
+    except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
+        return [*lines, f"WARNING: could not list user groups ({_why(error)}); the manifest's "
+                        "usergroups:read scope lets check confirm SUPPORTBOT_ESCALATION_MENTION"]
+    groups: list[dict[str, Any]] = found.get("usergroups") or []
+    handles = {str(g.get("id")): str(g.get("handle") or "") for g in groups}
+    if group in handles:
+        return [*lines, f"handovers mention @{handles[group]} ({group})"]
+    return [*lines, f"WARNING: SUPPORTBOT_ESCALATION_MENTION={group} is not a user group of this "
+                    "workspace; copy its id from the group's page"]
+
+
 class SlackControls:
     """Listens for the buttons, the 👎 form and ✅ reactions; slow work in tasks it owns."""
 
