@@ -232,7 +232,7 @@ def render(report: Report) -> str:
         ("asked to wait (hourly cap)", str(report.rate_limited)),
         ("handed to a person", _handovers(report)),
         ("resolved by the bot / by a person", f"{resolved_by_bot} / {report.resolved_by_person}"),
-        ("👍 / 👎", _votes(report)),
+        ("votes: helpful / not helpful", _votes(report)),
         ("answer rate", _share(answered, report.questions)),
         ("first visible sign p50 / p95", _ms_pair(report.first_sign_ms)),
         ("first words p50 / p95", _ms_pair(report.first_words_ms)),
@@ -271,7 +271,7 @@ def _votes(report: Report) -> str:
     votes = report.helpful + report.not_helpful
     if not votes:
         return "no votes yet"
-    return f"{report.helpful} / {report.not_helpful} ({report.helpful / votes:.0%} 👍)"
+    return f"{report.helpful} / {report.not_helpful} ({report.helpful / votes:.0%} helpful)"
 
 
 def _share(part: int, whole: int) -> str:
@@ -282,9 +282,11 @@ def _ms_pair(pair: tuple[float | None, float | None]) -> str:
     low, high = pair
     if low is None or high is None:
         return "-"
-    if high < 1000:
-        return f"{low:.0f} ms / {high:.0f} ms"
-    return f"{low / 1000:.1f} s / {high / 1000:.1f} s"
+    return f"{_duration(low)} / {_duration(high)}"
+
+
+def _duration(ms: float) -> str:
+    return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
 
 
 def _dollars(value: float | None) -> str:
