@@ -189,44 +189,31 @@ def _temperature(text: str) -> float:
     return value
 
 
-def _hours(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise ValueError(text)
-    return value
+def _bounded(low: float, high: float, low_allowed: bool = False) -> Callable[[str], float]:
+    """A parser of numbers above `low` (or from it) up to `high`; nan is never in range."""
+
+    def parse(text: str) -> float:
+        value = float(text)
+        if not ((low <= value) if low_allowed else (low < value)) or not value <= high:
+            raise ValueError(text)
+        return value
+
+    return parse
 
 
-def _positive_seconds(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 3600:
-        raise ValueError(text)
-    return value
+_hours = _bounded(0, float("inf"))
+_positive_seconds = _bounded(0, 3600)
+_minutes = _bounded(0, 7 * 24 * 60, low_allowed=True)
+_days = _bounded(0, 36_500)
 
 
-def _minutes(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 7 * 24 * 60:
-        raise ValueError(text)
-    return value
+def _dollars(text: str) -> float:
+    return _bounded(0, 999_999.99)(text.removeprefix("$").replace(",", ""))
 
 
 def _count(text: str) -> int:
     value = int(text.replace("_", ""))
     if not 0 <= value <= 100_000:
-        raise ValueError(text)
-    return value
-
-
-def _dollars(text: str) -> float:
-    value = float(text.removeprefix("$").replace(",", ""))
-    if not 0 < value < 1_000_000:  # nan fails too
-        raise ValueError(text)
-    return value
-
-
-def _days(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 36_500:
         raise ValueError(text)
     return value
 
