@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from bot.conversation import Answer, Usage
 from bot.streaming import LiveReply
 from bot.surface import Snapshot, Surface
 
@@ -134,3 +135,20 @@ async def quietly(step: Awaitable[None], what: str, timeout: float = FINISH_TIME
     except Exception as error:
         log.warning("could not %s: %s", what, type(error).__name__)
         return False
+
+
+async def finish_with(
+    surface: Surface, live: LiveReply, text: str, model: str, outcome: str = "answered"
+) -> Answer:
+    live.feed(text)
+    await settle(surface, live.final())
+    return Answer(text, model, "end_turn", Usage(), None, None, outcome)
+
+
+async def replace_with(surface: Surface, answer: Answer) -> Answer:
+    """Show `answer.text` in place of whatever the stream showed (nothing, while a marker
+    was held back)."""
+    replaced = LiveReply(surface.limit, surface.render, size=surface.size)
+    replaced.feed(answer.text)
+    await settle(surface, replaced.final())
+    return answer

@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
+from bot.admission import Admission
 from bot.citations import Grounding
 from bot.conversation import (
     Answer,
@@ -47,12 +48,19 @@ from bot.notices import (
     REFUSAL,
     failure_message,
     kb_only_answer,
-    not_here,
     please_wait,
     unexpected_failure,
 )
-from bot.painting import FINISH_TIMEOUT, NOTE_TIMEOUT, painting, quietly, settle
-from bot.policy import ReplyPolicy, start_of_day
+from bot.painting import (
+    FINISH_TIMEOUT,
+    NOTE_TIMEOUT,
+    finish_with,
+    painting,
+    quietly,
+    replace_with,
+    settle,
+)
+from bot.policy import ReplyPolicy
 from bot.prompts import PromptBook, build_prompt
 from bot.retrieval import terms
 from bot.store import Store
@@ -81,6 +89,7 @@ class Responder:
         self.policy = policy
         self.store = store
         self.handovers = Handovers(store.handoffs, policy.contact)
+        self.admission = Admission(policy, store)
         self.knowledge = knowledge
         self.llm = llm
         self.book = book
@@ -100,8 +109,9 @@ class Responder:
         """Record the question and start its reply; None when seen before or shutting down."""
         text = question_text(incoming)
         tokens = estimate_tokens(text, self.model, len(incoming.images))
-        if not self.policy.answers_in(incoming):
-            return await self._not_here(incoming, surface)
+        refusal = await self.admission.refusal(incoming)
+        if refusal is not None:
+            return self._say_once(surface, refusal) if refusal and not self._closing else None
         if await self.handovers.kept_quiet(incoming):  # a person handles this thread now
             return None
         place = surface.where() if isinstance(surface, Journaled) else None
@@ -120,19 +130,12 @@ class Responder:
             return None
         return self._start(incoming, text, question, surface)
 
-    async def _not_here(self, incoming: Incoming, surface: Surface) -> asyncio.Task[None] | None:
-        """Say once per channel where the bot does answer; then stay silent there."""
-        key = incoming.key
-        log.info("not answering in %s:%s:%s (outside the allowed channels)",
-                 key.platform.value, key.workspace, key.channel)
-        told = f"told-not-here:{key.platform.value}:{key.workspace}:{key.channel}"
-        if self._closing or not await self.store.first_time(told):
-            return None
-        text = not_here(self.policy.allowed_channels)
+    def _say_once(self, surface: Surface, text: str) -> asyncio.Task[None]:
+        """Where the bot does not answer: say where it does (channel links are the
+        platform's own syntax, <#C…>, so this text is not rendered)."""
 
         async def say() -> None:
             await quietly(surface.start(), "show the first sign")
-            # Channel links are the platform's own syntax (<#C…>), so this is not rendered.
             await settle(surface, Snapshot((text,), text, True))
 
         return self._own(say())
@@ -250,9 +253,9 @@ class Responder:
         started: float,
     ) -> Answer:
         if not incoming.text.strip() and not incoming.images:
-            return await _finish_with(surface, live, EMPTY_QUESTION, self.policy.model)
+            return await finish_with(surface, live, EMPTY_QUESTION, self.policy.model)
         if question.wait_seconds:  # no buttons: there is nothing to rate or hand over yet
-            return await _replace_with(surface, Answer(
+            return await replace_with(surface, Answer(
                 please_wait(question.wait_seconds), "", "end_turn", Usage(), None, None,
                 "rate_limited"))
         # A follow-up ("and in async?") searches with the thread's earlier questions too.
@@ -264,19 +267,19 @@ class Responder:
         if silent:
             await self.store.record_gap(incoming.key, text, "gate", found.confidence,
                                         found.passages, incoming.author_id)
-        over_budget = await self._over_budget()
+        over_budget = self.llm is not None and await self.admission.over_budget()
         if self.llm is None or over_budget:
             why, outcome = (OVER_BUDGET, "over_budget") if over_budget else (NO_KEY, "kb_only")
             offline = kb_only_answer(passages, words, why, indexed=found.indexed,
                                      closest=found.passages)
-            return await _finish_with(surface, live, offline, "", outcome)
+            return await finish_with(surface, live, offline, "", outcome)
         offer = self.handovers.offer(incoming.key.platform)
         # After "I couldn't find this", the answer may be "yes, a person please" in any
         # language: the model (given no passages) recognises that, or says not-in-docs again.
         replying_to_offer = silent and await self.store.handoffs.previous_outcome(
             incoming.key, question.position) == "not_in_docs"
         if silent and not replying_to_offer:  # the model would find no passages to answer
-            return await _finish_with(surface, live, honest_reply(found.passages, offer), "",
+            return await finish_with(surface, live, honest_reply(found.passages, offer), "",
                                       "not_in_docs")
         grounding = Grounding(passages, words, incoming.key.platform, offer=offer)
         budget = self._budget(incoming, passages)
@@ -295,7 +298,7 @@ class Responder:
                 if answer.outcome == "wants_person":
                     told = await self.handovers.hand_over(
                         incoming.key, incoming.author_id, incoming.author_name, "words")
-                    return await _replace_with(surface, replace(answer, text=told,
+                    return await replace_with(surface, replace(answer, text=told,
                                                                 outcome="handed_over"))
                 if answer.outcome == "not_in_docs":
                     await self.store.record_gap(incoming.key, text, "model", found.confidence,
@@ -310,13 +313,6 @@ class Responder:
                 log.warning("prompt too long (%d > %d); retrying with %d history tokens",
                             error.tokens, error.maximum, budget)
         raise AssertionError("unreachable")
-
-    async def _over_budget(self) -> bool:
-        """True once today's (UTC) model spend has reached SUPPORTBOT_DAILY_BUDGET_USD."""
-        limit = self.policy.daily_budget_usd
-        if limit is None or self.llm is None:
-            return False
-        return await self.store.spent_since(start_of_day()) >= limit
 
     def _budget(self, incoming: Incoming, passages: list[Passage]) -> int:
         system = self.book.system_for(incoming.key.platform)
@@ -387,7 +383,7 @@ class Responder:
                           "wants_person")
         if end.stop_reason == "refusal" or declined:
             text = honest_reply(grounding.passages, grounding.offer) if declined else REFUSAL
-            return await _replace_with(surface, Answer(
+            return await replace_with(surface, Answer(
                 text, end.model, end.stop_reason, end.usage, cost, first_text_ms,
                 "not_in_docs" if declined else "refused"))
         cut = end.stop_reason in ("max_tokens", "model_context_window_exceeded")
@@ -414,23 +410,6 @@ class Responder:
 
 def _failed_answer(model: str) -> Answer:
     return Answer("", model, "error", Usage(), None, None, "failed")
-
-
-async def _finish_with(
-    surface: Surface, live: LiveReply, text: str, model: str, outcome: str = "answered"
-) -> Answer:
-    live.feed(text)
-    await settle(surface, live.final())
-    return Answer(text, model, "end_turn", Usage(), None, None, outcome)
-
-
-async def _replace_with(surface: Surface, answer: Answer) -> Answer:
-    """Show `answer.text` in place of whatever the stream showed (nothing, while a marker
-    was held back)."""
-    replaced = LiveReply(surface.limit, surface.render, size=surface.size)
-    replaced.feed(answer.text)
-    await settle(surface, replaced.final())
-    return answer
 
 
 def _silence(shown: str, policy: ReplyPolicy) -> LLMError:
