@@ -78,11 +78,14 @@ async def test_talk_to_a_person_pings_only_the_role_and_a_check_mark_gives_it_ba
         assert summary.buttons == [custom_id("resolve", f"discord:{fake.guild_id}:{CHANNEL}:"
                                                         f"{question}")]
         # While a person handles the thread, the bot is quiet and keeps what is said.
+        handed_over_at = summary.created_at
         await fake.dispatch_message("Sent today.", channel_id=question, author_id=TEAM_MEMBER)
         await fake.dispatch_message("thanks!", channel_id=question)
         kept = "SELECT role, text FROM messages WHERE role = 'agent' OR text = 'thanks!'"
         await fake.wait_for(lambda: len(rows(tmp_path / "bot.db", kept)) == 2, 10)
         assert rows(tmp_path / "bot.db", kept) == [("agent", "Sent today."), ("user", "thanks!")]
+        assert not [at for channel, at in fake.typing if channel == question and
+                    at > handed_over_at]  # no "typing…" for an answer that will not come
         await fake.react(summary.id, "✅", user_id=TEAM_MEMBER)
         await fake.wait_for(answered(fake, question, GIVEN_BACK), 10)
         await fake.dispatch_message("which currency?", channel_id=question)
