@@ -198,3 +198,18 @@ async def test_in_http_mode_signed_clicks_are_taken_and_forged_ones_refused(
     assert (forged.status, signed.status) == (401, 200)
     assert signed.elapsed < 1.0
     assert code == 0, "".join(bot.log)
+
+
+async def test_a_check_mark_on_the_question_gives_it_back_unless_the_asker_puts_it(
+    tmp_path: Path, slack: FakeSlack, anthropic: FakeAnthropic
+) -> None:
+    anthropic.script(Reply(text="[[HANDOFF]]"))
+    async with bot_for(tmp_path, slack, anthropic, **ESCALATION):
+        thread = await ask(slack, "talk to a human please")
+        await answered(slack, "C1", thread)
+        await slack.react("C1", thread, user="UASK")  # the asker cannot close their own case
+        await asyncio.sleep(0.5)
+        assert rows(tmp_path / "bot.db", "SELECT state FROM handoffs") == [("open",)]
+        await slack.react("C1", thread, user="UAGENT")
+        await settle(slack, lambda: bot_posts(slack, "C1", thread)[-1].text == GIVEN_BACK)
+    assert rows(tmp_path / "bot.db", "SELECT state FROM handoffs") == [("resolved",)]
