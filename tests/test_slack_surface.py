@@ -182,3 +182,27 @@ async def test_when_the_channel_is_busy_a_reaction_comes_first(slack: FakeSlack)
     assert slack.calls[1].time - slack.calls[0].time < 0.15
     assert slack.calls[2].time - slack.calls[0].time >= 0.9
     assert slack.messages("C1")[0].reactions == ()  # removed once the placeholder was up
+
+
+async def test_buttons_ride_on_the_last_page_or_come_in_their_own_message(
+    slack: FakeSlack,
+) -> None:
+    short = SlackSurface(client(slack), PLACE, SlackPacing().workspace("T0001"))
+    await short.start()
+    live = live_for(short, "A short answer.")
+    live.reply_id = "42"
+    await short.finish(live.final())
+    [message] = slack.messages("C1", PLACE.thread_ts)
+    assert message.blocks is not None and message.blocks[0]["text"]["text"] == "A short answer."
+    assert [b["value"] for b in message.blocks[1]["elements"]] == ["42", "42", "42"]
+    # A last page longer than a section block (3,000 characters) keeps its text as text.
+    other = ReplyPlace("T0001", "C2", "200.000001", "U1", "200.000001")
+    long = SlackSurface(client(slack), other, SlackPacing().workspace("T0001"))
+    await long.start()
+    live = live_for(long, "word " * 700)  # 3,500 characters, one page
+    live.reply_id = "43"
+    await long.finish(live.final())
+    [answer, controls] = slack.messages("C2", other.thread_ts)
+    assert answer.text.startswith("word word") and not answer.blocks
+    assert controls.blocks is not None and controls.blocks[0]["type"] == "actions"
+    assert long.posted == [answer.ts]  # the buttons' message is not a page of the answer
