@@ -25,7 +25,7 @@ from bot.conversation import Passage, Platform, Turn
 from bot.docs_parse import PATH_SEPARATOR
 from bot.dont_know import MarkerWatch, Verdict
 from bot.knowledge import Knowledge, doc_files
-from bot.llm import AnthropicClient
+from bot.model_client import ModelClient
 from bot.policy import ReplyPolicy
 from bot.prompts import PromptBook, build_prompt
 from bot.retrieval import fts_query, terms
@@ -256,7 +256,7 @@ async def _dont_know(reader: Reader, questions: Sequence[EvalQuestion],
     )
 
 
-def model_reader(llm: AnthropicClient, book: PromptBook, max_tokens: int) -> Reader:
+def model_reader(llm: ModelClient, book: PromptBook, max_tokens: int) -> Reader:
     """Asks as the bot does (its system prompt, the numbered passages, the question) and
     stops reading as soon as the start of the answer shows whether it is the marker."""
 

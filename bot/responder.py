@@ -34,7 +34,7 @@ from bot.handovers import Handovers
 from bot.journal import JournalingSurface, closing_pages
 from bot.journal_rows import Unfinished
 from bot.knowledge import Knowledge
-from bot.llm import AnthropicClient
+from bot.model_client import ModelClient
 from bot.models import ModelProfile, cost_usd, estimate_tokens, profile
 from bot.notices import (
     EMPTY_QUESTION,
@@ -82,7 +82,7 @@ class Responder:
         policy: ReplyPolicy,
         store: Store,
         knowledge: Knowledge,
-        llm: AnthropicClient | None,
+        llm: ModelClient | None,
         book: PromptBook,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -326,7 +326,7 @@ class Responder:
 
     async def _stream(
         self,
-        llm: AnthropicClient,
+        llm: ModelClient,
         prompt: Prompt,
         surface: Surface,
         live: LiveReply,

@@ -14,6 +14,7 @@ from bot.embedding import Embedder
 from bot.inbound import Inbound
 from bot.knowledge import Knowledge
 from bot.llm import AnthropicClient, ModelOptions
+from bot.model_client import ModelClient
 from bot.policy import ReplyPolicy
 from bot.ports import PlatformState, Ports
 from bot.prompts import PromptBook
@@ -30,7 +31,7 @@ class Runtime:
     store: Store
     knowledge: Knowledge
     responder: Responder
-    llm: AnthropicClient | None
+    llm: ModelClient | None
     inbound: Inbound
 
     def ports(self, platform: Platform) -> Ports:
@@ -53,7 +54,7 @@ class Runtime:
         )
 
 
-def model_client(settings: Settings) -> AnthropicClient | None:
+def model_client(settings: Settings) -> ModelClient | None:
     """The model client, or None when no API key is configured (knowledge-base-only mode)."""
     if not settings.anthropic_api_key:
         return None

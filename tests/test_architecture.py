@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "bot"
 
-VALUES = {"bot.conversation", "bot.errors", "bot.surface", "bot.handoff"}
+VALUES = {"bot.conversation", "bot.errors", "bot.surface", "bot.handoff", "bot.model_client"}
 POLICY = {"bot.trimming", "bot.streaming", "bot.formatting", "bot.mrkdwn", "bot.notices",
           "bot.docs_parse", "bot.html_docs", "bot.rst_docs", "bot.retrieval", "bot.citations",
           "bot.dont_know", "bot.policy", "bot.stats",
