@@ -196,11 +196,12 @@ async def _stats(settings: Settings, args: argparse.Namespace) -> int:
 
     async def job(runtime: Runtime) -> int:
         rows = StatsRows(runtime.store.sqlite)
-        handed, resolved, open_now = await rows.handovers(since)
+        handed, resolved, open_now, not_posted = await rows.handovers(since)
         up, down, downvoted = await runtime.store.handoffs.votes(since)
-        people = People(handed, resolved, open_now, up, down, tuple(downvoted))
+        people = People(handed, resolved, open_now, not_posted, await rows.resolved_by_bot(since),
+                        up, down, tuple(downvoted))
         report = build_report(
-            since, await rows.questions(since), await rows.replies(since),
+            since, await rows.replies(since),
             await rows.gap_questions(since), await runtime.store.spent_since(start_of_day(now)),
             settings.daily_budget_usd, people,
         )
@@ -239,6 +240,10 @@ async def _forget(settings: Settings, args: argparse.Namespace) -> int:
         print(f"deleted for {platform.value}:{person}:")
         for line in gone.lines():
             print(f"  {line}")
+        if not any((gone.questions, gone.answers, gone.docs_gaps, gone.votes, gone.handovers,
+                    gone.drafts)):
+            print(f"nothing is kept for {platform.value}:{person}; check the id (Slack: U0123ABCD "
+                  "from the profile's ⋮ → Copy member ID; Discord: Developer Mode → Copy User ID)")
         return 0
 
     return await _with_runtime(settings, job)

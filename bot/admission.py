@@ -3,6 +3,7 @@ once), and whether today's spend still allows the model. Joins the policy to the
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from bot.conversation import Incoming
@@ -26,7 +27,11 @@ class Admission:
         key = incoming.key
         log.info("not answering in %s:%s:%s (outside the allowed channels)",
                  key.platform.value, key.workspace, key.channel)
-        told = f"told-not-here:{key.platform.value}:{key.workspace}:{key.channel}"
+        # Told once per place and per setting: a changed list is said again.
+        rule = ",".join(sorted(self.policy.allowed_channels)) + "/" + ",".join(
+            sorted(self.policy.allowed_workspaces))
+        digest = hashlib.sha256(rule.encode()).hexdigest()[:12]
+        told = f"told-not-here:{digest}:{key.platform.value}:{key.workspace}:{key.channel}"
         if not await self.store.first_time(told):
             return ""
         return not_here(self.policy.allowed_channels)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from bot.conversation import Passage, Platform
 from bot.docs_parse import PATH_SEPARATOR
-from bot.dont_know import MarkerWatch
+from bot.dont_know import MARKERS, MarkerWatch
 from bot.notices import docs_sections, place_of
 
 _CITATION = re.compile(r"[ \t]?\[(\d{1,3})\]")
@@ -83,6 +83,9 @@ class Grounding:
 
     def closing(self, text: str) -> tuple[str, str]:
         """The answer with only valid citations, and the Sources note to put under it."""
+        for marker in MARKERS:  # never shown, wherever a model put one
+            if marker in text:
+                text = text.replace(marker, "").rstrip()
         clean, used = cited(text, len(self.passages))
         line = sources_line(self.passages, used, self.platform)
         return clean, ("\n\n" + line if line else "")

@@ -208,7 +208,7 @@ _days = _bounded(0, 36_500)
 
 
 def _dollars(text: str) -> float:
-    return _bounded(0, 999_999.99)(text.removeprefix("$").replace(",", ""))
+    return _bounded(0, 999_999.99)(text.strip().strip("$").strip())
 
 
 def _count(text: str) -> int:
@@ -218,45 +218,46 @@ def _count(text: str) -> int:
     return value
 
 
-_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# A Slack id (C0123ABCD, T0123ABCD, S0123ABCD: a capital letter, then capitals and digits,
+# at least one digit) or a Discord snowflake (digits).
+_ID = re.compile(r"[A-Z](?=[A-Z0-9]*[0-9])[A-Z0-9]{1,20}|[0-9]{15,21}")
+_ID_HINT = "Slack ids look like C0123ABCD (channels), T0123ABCD (teams), S0123ABCD (user " \
+    "groups); Discord ids are long numbers (Developer Mode → Copy ID)"
 
 
 def _ids(r: _Reader, name: str) -> frozenset[str]:
-    """A comma-separated list of platform ids (Slack C…/T…, Discord snowflakes)."""
-    ids = [part.strip() for part in r.raw(name).split(",") if part.strip()]
+    """A comma-separated list of platform ids; Slack's are upper-case (c0123abc is taken)."""
+    ids = [part.strip().upper() for part in r.raw(name).split(",") if part.strip()]
     for text in ids:
         if not _ID.fullmatch(text):
-            raise ConfigError(
-                f'{name} must be ids separated by commas (Slack C0123ABC / T0123ABC, Discord '
-                f'server or channel ids), got "{text}"'
-            )
+            raise ConfigError(f'{name} takes ids separated by commas, got "{text}": {_ID_HINT}')
     return frozenset(ids)
 
 
 def _one_id(r: _Reader, name: str) -> str:
-    ids = _ids(r, name)
-    if len(ids) > 1:
-        raise ConfigError(f"{name} takes one id, got {len(ids)}")
-    return next(iter(ids), "")
+    text = r.raw(name).strip().upper()
+    if text and not _ID.fullmatch(text):
+        raise ConfigError(f'{name} takes one channel id, got "{text}": {_ID_HINT}')
+    return text
 
 
 def _mentions(r: _Reader, name: str) -> str:
     """A Slack user group id (S…) and/or a Discord role id (digits), comma-separated."""
-    ids = _ids(r, name)
-    slack = [i for i in ids if i.startswith("S") and not i.isdigit()]
-    discord = [i for i in ids if i.isdigit()]
+    ids = [part.strip().upper() for part in r.raw(name).split(",") if part.strip()]
+    slack = [i for i in ids if i.startswith("S") and _ID.fullmatch(i)]
+    discord = [i for i in ids if i.isdigit() and _ID.fullmatch(i)]
     if len(slack) > 1 or len(discord) > 1 or len(slack) + len(discord) != len(ids):
-        raise ConfigError(f"{name} must be a Slack user group id (S0123ABC) and/or a Discord "
-                          "role id, separated by a comma")
+        raise ConfigError(f"{name} must be a Slack user group id (S0123ABCD, from the group's "
+                          "page) and/or a Discord role id (a long number), separated by a comma")
     return ",".join(slack + discord)
 
 
 def _sentence(r: _Reader, name: str) -> str:
-    """A short sentence the bot says to customers (one line, no mentions)."""
+    """A short plain sentence the bot says to customers (no markup, no mentions)."""
     text = " ".join(r.raw(name).split())
-    if len(text) > 300 or "@everyone" in text or "@here" in text or "<!" in text:
-        raise ConfigError(f"{name} must be one short sentence (300 characters at most, "
-                          "no @everyone/@here)")
+    if len(text) > 300 or "@everyone" in text or "@here" in text or any(c in text for c in "<>"):
+        raise ConfigError(f"{name} must be one short plain sentence (300 characters at most, "
+                          "no @everyone/@here, no <…> mentions or links in angle brackets)")
     return text
 
 
@@ -325,9 +326,10 @@ def _settings_from(r: _Reader) -> Settings:
         discord_message_content=r.flag("DISCORD_MESSAGE_CONTENT", False),
         log_level=r.choice("LOG_LEVEL", "INFO", LOG_LEVELS),
         user_rate=r.parsed("SUPPORTBOT_USER_RATE", 20, _count, "a whole number of questions "
-                           "per person per hour (0 turns the cap off)"),
+                           "per person per hour from 0 (no cap) to 100000"),
         daily_budget_usd=r.parsed("SUPPORTBOT_DAILY_BUDGET_USD", None, _dollars,
-                                  "a positive amount of US dollars, such as 5 or 12.50"),
+                                  "a positive amount of US dollars with a dot for cents, such "
+                                  "as 5 or 12.50"),
         allowed_channels=_ids(r, "SUPPORTBOT_ALLOWED_CHANNELS"),
         allowed_workspaces=_ids(r, "SUPPORTBOT_ALLOWED_WORKSPACES"),
         retention_days=r.parsed("SUPPORTBOT_RETENTION_DAYS", None, _days,

@@ -27,6 +27,8 @@ class HandoffSummary:
     answer: str
     sources: tuple[tuple[str, str], ...]  # (title, link or file)
     reason: str  # button / command / words / dont_know
+    request: str = ""  # the message that asked for a person, when it was not the question
+    private: bool = False  # a direct message with the bot: the team cannot see or reply there
 
     @property
     def why(self) -> str:
@@ -48,8 +50,11 @@ class Handoff:
     summary_place: str  # platform-specific JSON, "" when no summary was posted
 
 
-def told_asker(posted: bool, configured: bool, contact: str) -> str:
+def told_asker(posted: bool, configured: bool, contact: str, private: bool = False) -> str:
     """What the asker reads: true to what happened, never "notified" unless it was."""
+    if posted and private:
+        return ("I've asked a person from the team to take over. This conversation is private, "
+                "so they'll message you directly; until they're done I'll stay quiet here.")
     if posted:
         return ("I've asked a person from the team to take over. They'll reply in this thread; "
                 "until they're done I'll stay quiet here.")
@@ -59,6 +64,8 @@ def told_asker(posted: bool, configured: bool, contact: str) -> str:
 
 
 ALREADY_HANDLED = "A person from the team is already on this thread; they'll reply here."
+NOT_YOURS = ("Only the person who asked can hand this thread to the team. Ask your own "
+             "question, and the button under its answer is yours.")
 GIVEN_BACK = ("A person from the team marked this as resolved. I'm back: ask me anything else "
               "in this thread.")
 
@@ -67,7 +74,7 @@ def offer(escalation_ready: bool, contact: str) -> str:
     """The last line of the "I don't know" reply."""
     if escalation_ready:
         return "Want a person to help? Ask me for one and I'll hand this thread to the team."
-    return f"A person from the team can help: {contact[:1].lower()}{contact[1:]}"
+    return f"A person from the team can help. {contact}"
 
 
 def clip(text: str, limit: int = MAX_QUOTED) -> str:

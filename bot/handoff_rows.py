@@ -84,29 +84,34 @@ class HandoffRows:
             touch_conversation(db, key, now)
             message = db.execute(
                 "INSERT INTO messages (conversation_id, role, text, tokens, author_id,"
-                " image_count, created_at) VALUES (?, ?, ?, ?, ?, 0, ?)",
+                " image_count, created_at, admitted) VALUES (?, ?, ?, ?, ?, 0, ?, 0)",
                 [key.id, role, incoming.text, len(incoming.text) // 3 + 1, incoming.author_id,
                  now]).lastrowid or 0
             db.execute("UPDATE messages SET position = ? WHERE id = ?", [message * 2, message])
         return True
 
-    async def last_exchange(self, key: ConversationKey) -> tuple[str, str, list[list[str]]]:
-        """The conversation's last question, the bot's answer to it, and that answer's
-        sources, for the summary."""
-        return await self.sqlite.call(self._last_exchange, key)
+    async def last_exchange(self, key: ConversationKey, question_id: int = 0
+                            ) -> tuple[str, str, str, list[list[str]]]:
+        """For the summary: who asked, the question, the bot's answer to it and that answer's
+        sources. The question is `question_id` when given, else the conversation's last one
+        the bot answered."""
+        return await self.sqlite.call(self._last_exchange, key, question_id)
 
-    def _last_exchange(self, key: ConversationKey) -> tuple[str, str, list[list[str]]]:
+    def _last_exchange(self, key: ConversationKey, question_id: int
+                       ) -> tuple[str, str, str, list[list[str]]]:
         db = self.sqlite.db
         row = db.execute(
-            "SELECT m.text, a.text, r.sources FROM messages m"
+            "SELECT m.author_id, m.text, a.text, r.sources FROM messages m"
             " LEFT JOIN replies r ON r.question_id = m.id"
             " LEFT JOIN messages a ON a.id = r.answer_id"
-            " WHERE m.conversation_id = ? AND m.role = 'user' AND r.outcome IS NOT NULL"
-            " AND r.outcome != 'handed_over' ORDER BY m.position DESC LIMIT 1", [key.id],
+            " WHERE m.conversation_id = ? AND m.role = 'user' AND (m.id = ? OR (? = 0"
+            " AND r.outcome IS NOT NULL AND r.outcome NOT IN ('handed_over', 'rate_limited')))"
+            " ORDER BY m.position DESC LIMIT 1", [key.id, question_id, question_id],
         ).fetchone()
         if row is None:
-            return "", "", []
-        return str(row[0] or ""), str(row[1] or ""), json.loads(row[2] or "[]")
+            return "", "", "", []
+        return (str(row[0] or ""), str(row[1] or ""), str(row[2] or ""),
+                json.loads(row[3] or "[]"))
 
     async def previous_outcome(self, key: ConversationKey, before_position: int) -> str:
         """How the conversation's reply before this question ended ("" for none)."""
@@ -140,6 +145,7 @@ class HandoffRows:
                 "INSERT INTO feedback (question_id, voter, vote, comment, model, sources,"
                 " created_at, updated_at) VALUES (?, ?, ?, '', ?, ?, ?, ?)"
                 " ON CONFLICT(question_id, voter) DO UPDATE SET vote = excluded.vote,"
+                " comment = CASE WHEN vote = excluded.vote THEN comment ELSE '' END,"
                 " updated_at = excluded.updated_at",
                 [question_id, voter, vote, reply[0] or "", reply[1] or "[]", now, now])
         return True

@@ -15,6 +15,7 @@ from bot.handoff import (
     ALREADY_HANDLED,
     DEFAULT_CONTACT,
     GIVEN_BACK,
+    NOT_YOURS,
     HandoffSummary,
     offer,
     told_asker,
@@ -49,20 +50,28 @@ class Handovers:
             return False
         role = "user" if incoming.author_id == handoff.asker_id else "agent"
         if await self.rows.record_quiet(incoming, role):
-            log.info("kept a %s message in %s quietly (a person handles it)", role,
-                     incoming.key.id)
+            log.info("kept a message from the %s in %s (a person handles it)",
+                     "asker" if role == "user" else "team", incoming.key.id)
         return True
 
     async def hand_over(self, key: ConversationKey, asker_id: str, asker_name: str,
-                        reason: str) -> str:
-        """Open the handover, post the summary, and return what the asker should read."""
+                        reason: str, request: str = "", question_id: int = 0) -> str:
+        """Open the handover, post the summary, and return what the asker should read.
+
+        `request` is the message that asked for a person (words); `question_id` the question
+        whose answer carried the button that was pressed.
+        """
         handoff_id = await self.rows.start(key, asker_id, reason)
         if handoff_id is None:
             return ALREADY_HANDLED
-        question, answer, sources = await self.rows.last_exchange(key)
-        summary = HandoffSummary(key, asker_id, asker_name, question, answer,
-                                 tuple((str(s[0]), str(s[1])) for s in sources), reason)
+        _, question, answer, sources = await self.rows.last_exchange(key, question_id)
+        if not question:  # the very first message asked for a person
+            question, request = request, ""
         escalation = self.escalations.get(key.platform)
+        private = escalation is not None and escalation.is_private(key)
+        summary = HandoffSummary(key, asker_id, asker_name, question, answer,
+                                 tuple((str(s[0]), str(s[1])) for s in sources), reason,
+                                 request, private)
         where = None
         if escalation is not None and escalation.configured:
             try:
@@ -76,7 +85,20 @@ class Handovers:
         log.info("handed %s to a person (%s; summary %s)", key.id, reason,
                  "posted" if where is not None else "not posted")
         configured = escalation is not None and escalation.configured
-        return told_asker(where is not None, configured, self.contact)
+        return told_asker(where is not None, configured, self.contact, private)
+
+    async def hand_over_reply(self, reply_id: int, clicker_id: str, clicker_name: str) -> str:
+        """"Talk to a person" pressed under an answer: the thread goes to the team if the
+        person who asked pressed it."""
+        conversation = await self.rows.conversation_of(reply_id)
+        if conversation is None:
+            return NOT_YOURS
+        key = key_of(conversation)
+        asker, _, _, _ = await self.rows.last_exchange(key, reply_id)
+        if asker and asker != clicker_id:
+            return NOT_YOURS
+        return await self.hand_over(key, clicker_id, clicker_name, "button",
+                                    question_id=reply_id)
 
     async def give_back(self, key: ConversationKey, by: str = "person") -> bool:
         """A person resolved the conversation: the bot answers there again, and says so."""

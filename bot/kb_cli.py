@@ -327,7 +327,8 @@ async def _suggest(settings: Settings, args: argparse.Namespace) -> int:
               "no new threads resolved by a person with their answer kept")
         if len(threads) > len(answered):
             print(f"{len(threads) - len(answered)} resolved threads kept no answer from the "
-                  "team (on Discord this needs the message content intent)")
+                  "team (the team answered elsewhere, or, on Discord, without the message "
+                  "content intent)")
         return 0
 
     return await _with_runtime(settings, job)

@@ -83,8 +83,10 @@ class Lifecycle:
                 db.execute(f"DELETE FROM messages WHERE id IN ({marks})", ids)
             gaps = db.execute("DELETE FROM docs_gaps WHERE created_at < ?", [cutoff]).rowcount
             votes = db.execute("DELETE FROM feedback WHERE updated_at < ?", [cutoff]).rowcount
+            handovers = db.execute("DELETE FROM handoffs WHERE requested_at < ?",
+                                   [cutoff]).rowcount
             drafts = _delete_drafts(db, "created_at < ?", [cutoff])
-        return len(ids) + max(gaps, 0) + max(votes, 0) + drafts
+        return len(ids) + max(gaps, 0) + max(votes, 0) + max(handovers, 0) + drafts
 
     async def export(self, since: float) -> list[dict[str, Any]]:
         """Conversations with a message since `since`, each with its messages, oldest first."""
@@ -107,9 +109,9 @@ class Lifecycle:
             messages = []
             for role, author, text, at, outcome, model in rows:
                 message = {"role": role, "text": text, "at": at}
-                if role == "user":
+                if role in ("user", "agent"):  # the asker, or a person from the team
                     message["author"] = f"{platform}:{author}"
-                else:
+                if role == "assistant":
                     message.update(outcome=outcome or "answered", model=model or "")
                 messages.append(message)
             yield {"conversation": cid, "platform": platform, "workspace": workspace,
@@ -125,10 +127,14 @@ class Lifecycle:
         with db.atomic():
             theirs = db.execute(
                 "SELECT id, conversation_id, position, text FROM messages"
-                " WHERE author_id = ? AND role = 'user' AND conversation_id LIKE ?",
+                " WHERE author_id = ? AND role IN ('user', 'agent') AND conversation_id LIKE ?",
                 [person, f"{platform.value}:%"],
             ).fetchall()
-            answers = 0
+            # What the team wrote to them while a person handled their thread.
+            answers = db.execute(
+                "DELETE FROM messages WHERE role = 'agent' AND conversation_id IN"
+                " (SELECT conversation_id FROM handoffs WHERE asker_id = ?"
+                "  AND conversation_id LIKE ?)", [person, f"{platform.value}:%"]).rowcount
             voter = f"{platform.value}:{person}"
             votes = db.execute("DELETE FROM feedback WHERE voter = ?", [voter]).rowcount
             handovers = db.execute(

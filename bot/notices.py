@@ -81,8 +81,8 @@ def kb_only_answer(
     if passages:
         return f"{why}.\n\n{docs_sections(passages, words)}"
     if not indexed:
-        return (f"{why}, and no docs are indexed yet (`supportbot kb add FOLDER_OR_URL`, or "
-                "SUPPORTBOT_KB). A person will need to help.")
+        return (f"{why}, and I have no docs to look in yet. A person from the team will need "
+                "to help.")
     found = f"\n\nThe closest pages I found:\n{docs_links(closest)}" if closest else ""
     return (f"{why}, and I couldn't find this in the docs.{found}\n\n"
             "A person from the team will need to help.")

@@ -145,10 +145,11 @@ async def finish_with(
     return Answer(text, model, "end_turn", Usage(), None, None, outcome)
 
 
-async def replace_with(surface: Surface, answer: Answer) -> Answer:
+async def replace_with(surface: Surface, answer: Answer, reply_id: str = "") -> Answer:
     """Show `answer.text` in place of whatever the stream showed (nothing, while a marker
-    was held back)."""
+    was held back); with a `reply_id`, under the reply's buttons."""
     replaced = LiveReply(surface.limit, surface.render, size=surface.size)
+    replaced.reply_id = reply_id
     replaced.feed(answer.text)
     await settle(surface, replaced.final())
     return answer

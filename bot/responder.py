@@ -28,7 +28,7 @@ from bot.conversation import (
     StreamEnd,
     Usage,
 )
-from bot.dont_know import MIN_WORDS, honest_reply
+from bot.dont_know import HANDOFF_MARKER, MIN_WORDS, honest_reply
 from bot.errors import LLMError, PromptTooLongError, ReplyTimeoutError, StreamInterruptedError
 from bot.handovers import Handovers
 from bot.journal import JournalingSurface, closing_pages
@@ -254,10 +254,9 @@ class Responder:
     ) -> Answer:
         if not incoming.text.strip() and not incoming.images:
             return await finish_with(surface, live, EMPTY_QUESTION, self.policy.model)
-        if question.wait_seconds:  # no buttons: there is nothing to rate or hand over yet
-            return await replace_with(surface, Answer(
-                please_wait(question.wait_seconds), "", "end_turn", Usage(), None, None,
-                "rate_limited"))
+        if question.wait_seconds:  # the buttons stay: a person can still be asked for
+            return await finish_with(surface, live, please_wait(question.wait_seconds), "",
+                                     "rate_limited")
         # A follow-up ("and in async?") searches with the thread's earlier questions too.
         earlier = await self.store.earlier_questions(incoming.key, question)
         found = await self.knowledge.rank(text, self.policy.passages, earlier)
@@ -297,7 +296,8 @@ class Responder:
                 answer = await self._stream(self.llm, prompt, surface, live, started, grounding)
                 if answer.outcome == "wants_person":
                     told = await self.handovers.hand_over(
-                        incoming.key, incoming.author_id, incoming.author_name, "words")
+                        incoming.key, incoming.author_id, incoming.author_name,
+                        "dont_know" if replying_to_offer else "words", request=text)
                     return await replace_with(surface, replace(answer, text=told,
                                                                 outcome="handed_over"))
                 if answer.outcome == "not_in_docs":
@@ -378,14 +378,15 @@ class Responder:
     ) -> Answer:
         cost = cost_usd(end.usage, profile(end.model))
         declined = grounding.watch.declined
-        if grounding.watch.wants_person:  # the caller hands over, then shows what happened
+        # The marker belongs at the start; a model that puts it later still means it.
+        if grounding.watch.wants_person or HANDOFF_MARKER in live.text:
             return Answer("", end.model, end.stop_reason, end.usage, cost, first_text_ms,
                           "wants_person")
         if end.stop_reason == "refusal" or declined:
             text = honest_reply(grounding.passages, grounding.offer) if declined else REFUSAL
             return await replace_with(surface, Answer(
                 text, end.model, end.stop_reason, end.usage, cost, first_text_ms,
-                "not_in_docs" if declined else "refused"))
+                "not_in_docs" if declined else "refused"), live.reply_id)
         cut = end.stop_reason in ("max_tokens", "model_context_window_exceeded")
         text, sources = grounding.closing(live.text)
         note = (NOTE_CUT if cut else "") + sources

@@ -25,8 +25,8 @@ DONT_KNOW = "not_in_docs"
 SIMILAR = 0.34  # two questions sharing this share of their words are one docs gap
 GAP_GROUPS = 10
 
-_SPAN = re.compile(r"(\d+(?:\.\d+)?)\s*([mhdw])", re.I)
-_UNIT = {"m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+_SPAN = re.compile(r"(\d+(?:\.\d+)?)\s*([hdw])", re.I)  # no "m": minutes or months?
+_UNIT = {"h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
 
 
 def parse_since(text: str, now: float) -> float:
@@ -40,6 +40,8 @@ def parse_since(text: str, now: float) -> float:
     moment = datetime.fromisoformat(text.strip())
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
+    if moment.timestamp() > now:
+        raise ValueError(text)  # a date in the future selects nothing
     return moment.timestamp()
 
 
@@ -49,7 +51,8 @@ def since_time(text: str) -> float:
         return parse_since(text, time.time())
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"must be a span such as 7d, 12h, 2w or a date such as 2026-11-01, got {text!r}"
+            f"must be a span such as 12h, 7d or 2w, or a past date such as 2026-11-01, got "
+            f"{text!r}"
         ) from None
 
 
@@ -111,9 +114,12 @@ class Report:
     daily_budget_usd: float | None
     models: tuple[ModelUse, ...]
     gaps: tuple[GapGroup, ...]
-    handed_over: int = 0  # conversations handed to a person
+    handed_over: int = 0  # handovers asked for
     resolved_by_person: int = 0  # of those, given back after a person resolved them
     with_a_person_now: int = 0
+    handover_not_posted: int = 0  # nobody could be told (no channel, or the post failed)
+    resolved_by_bot: int = 0  # conversations answered and never handed over
+    answer_rate: float | None = None  # answered by the model or the docs, of all questions
     helpful: int = 0  # 👍 votes
     not_helpful: int = 0  # 👎 votes
 
@@ -130,15 +136,19 @@ class People:
     handed_over: int = 0
     resolved: int = 0
     open_now: int = 0
+    not_posted: int = 0
+    resolved_by_bot: int = 0
     helpful: int = 0
     not_helpful: int = 0
     downvoted_questions: tuple[str, ...] = ()
 
 
 def build_report(
-    since: float, questions: int, replies: Sequence[ReplyRow], gap_questions: Sequence[str],
+    since: float, replies: Sequence[ReplyRow], gap_questions: Sequence[str],
     spent_today: float, budget: float | None, people: People = People(),
 ) -> Report:
+    """Every question gets one reply record (an answer, a refusal, a "please wait"…), so the
+    replies count the questions; they hold no text, so the figures survive retention."""
     outcomes: dict[str, int] = defaultdict(int)
     for reply in replies:
         outcomes[reply.outcome] += 1
@@ -146,6 +156,8 @@ def build_report(
     signs = [r.first_sign_ms for r in replies if r.first_sign_ms is not None]
     first = [r.first_text_ms for r in streamed if r.first_text_ms is not None]
     full = [r.total_ms for r in streamed if r.total_ms is not None]
+    questions = len(replies)
+    answered = outcomes[MODEL_ANSWERED] + sum(outcomes[o] for o in FROM_DOCS)
     return Report(
         since=since,
         questions=questions,
@@ -167,6 +179,9 @@ def build_report(
         handed_over=people.handed_over,
         resolved_by_person=people.resolved,
         with_a_person_now=people.open_now,
+        handover_not_posted=people.not_posted,
+        resolved_by_bot=people.resolved_by_bot,
+        answer_rate=round(answered / questions, 4) if questions else None,
         helpful=people.helpful,
         not_helpful=people.not_helpful,
     )
@@ -219,8 +234,6 @@ def group_gaps(questions: Sequence[str], most: int = GAP_GROUPS) -> list[GapGrou
 def render(report: Report) -> str:
     """The report as a few readable tables."""
     started = datetime.fromtimestamp(report.since, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    answered = report.answered_by_model + report.answered_from_docs
-    resolved_by_bot = max(0, answered - report.handed_over)
     rows: list[tuple[str, str]] = [
         ("questions", str(report.questions)),
         ("answered by the model", str(report.answered_by_model)),
@@ -231,9 +244,10 @@ def render(report: Report) -> str:
         ("failed or interrupted", str(report.failed)),
         ("asked to wait (hourly cap)", str(report.rate_limited)),
         ("handed to a person", _handovers(report)),
-        ("resolved by the bot / by a person", f"{resolved_by_bot} / {report.resolved_by_person}"),
+        ("resolved by the bot / by a person",
+         f"{report.resolved_by_bot} / {report.resolved_by_person}"),
         ("votes: helpful / not helpful", _votes(report)),
-        ("answer rate", _share(answered, report.questions)),
+        ("answer rate", "-" if report.answer_rate is None else f"{report.answer_rate:.0%}"),
         ("first visible sign p50 / p95", _ms_pair(report.first_sign_ms)),
         ("first words p50 / p95", _ms_pair(report.first_words_ms)),
         ("full answer p50 / p95", _ms_pair(report.full_answer_ms)),
@@ -263,8 +277,11 @@ def _with_part(total: int, part: int, label: str) -> str:
 def _handovers(report: Report) -> str:
     if not report.handed_over:
         return "0"
-    return (f"{report.handed_over} ({report.resolved_by_person} resolved, "
-            f"{report.with_a_person_now} with a person now)")
+    parts = [f"{report.resolved_by_person} resolved",
+             f"{report.with_a_person_now} with a person now"]
+    if report.handover_not_posted:
+        parts.append(f"{report.handover_not_posted} nobody could be told")
+    return f"{report.handed_over} ({', '.join(parts)})"
 
 
 def _votes(report: Report) -> str:
@@ -272,10 +289,6 @@ def _votes(report: Report) -> str:
     if not votes:
         return "no votes yet"
     return f"{report.helpful} / {report.not_helpful} ({report.helpful / votes:.0%} helpful)"
-
-
-def _share(part: int, whole: int) -> str:
-    return f"{part / whole:.0%}" if whole else "-"
 
 
 def _ms_pair(pair: tuple[float | None, float | None]) -> str:

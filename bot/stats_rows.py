@@ -11,14 +11,6 @@ class StatsRows:
     def __init__(self, sqlite: SQLiteThread) -> None:
         self.sqlite = sqlite
 
-    async def questions(self, since: float) -> int:
-        row = await self.sqlite.call(
-            lambda: self.sqlite.db.execute(
-                "SELECT count(*) FROM messages WHERE role = 'user' AND created_at >= ?", [since]
-            ).fetchone()
-        )
-        return int(row[0])
-
     async def replies(self, since: float) -> list[ReplyRow]:
         rows = await self.sqlite.call(
             lambda: self.sqlite.db.execute(
@@ -41,12 +33,26 @@ class StatsRows:
         )
         return [str(r[0]) for r in rows]
 
-    async def handovers(self, since: float) -> tuple[int, int, int]:
-        """Handovers requested since a time: all, resolved by a person, still open."""
+    async def handovers(self, since: float) -> tuple[int, int, int, int]:
+        """Handovers requested since a time: all, resolved by a person, still with a person,
+        and those whose summary could not be posted."""
         row = await self.sqlite.call(
             lambda: self.sqlite.db.execute(
-                "SELECT count(*), total(state = 'resolved'), total(state = 'open')"
-                " FROM handoffs WHERE requested_at >= ?", [since],
+                "SELECT count(*), total(state = 'resolved'), total(state = 'open'),"
+                " total(state = 'not_posted') FROM handoffs WHERE requested_at >= ?", [since],
             ).fetchone()
         )
-        return int(row[0]), int(row[1]), int(row[2])
+        return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+
+    async def resolved_by_bot(self, since: float) -> int:
+        """Conversations the bot answered (by the model or from the docs) that nobody
+        handed to a person."""
+        row = await self.sqlite.call(
+            lambda: self.sqlite.db.execute(
+                "SELECT count(DISTINCT conversation_id) FROM replies WHERE created_at >= ?"
+                " AND outcome IN ('answered', 'kb_only', 'over_budget') AND conversation_id"
+                " NOT IN (SELECT conversation_id FROM handoffs WHERE requested_at >= ?)",
+                [since, since],
+            ).fetchone()
+        )
+        return int(row[0])

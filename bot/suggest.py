@@ -4,6 +4,7 @@ drafts are noted, so a thread is drafted once and `forget --user` can delete the
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -63,18 +64,22 @@ class Suggestions:
         handoffs = db.execute(
             "SELECT h.conversation_id, h.asker_id, h.link, h.requested_at, h.resolved_at"
             " FROM handoffs h WHERE h.state = 'resolved' AND h.resolved_at >= ?"
-            " AND NOT EXISTS (SELECT 1 FROM kb_drafts d"
-            "   WHERE d.conversation_id = h.conversation_id) ORDER BY h.resolved_at",
-            [since],
+            " ORDER BY h.resolved_at", [since],
         ).fetchall()
+        drafted = {str(c): str(p) for p, c in db.execute(
+            "SELECT path, conversation_id FROM kb_drafts").fetchall()}
         found = []
         for conversation, asker, link, requested, resolved in handoffs:
+            if conversation in drafted and Path(drafted[conversation]).exists():
+                continue  # drafted already (a draft that was deleted is written again)
             said = db.execute(
                 "SELECT role, text, created_at FROM messages WHERE conversation_id = ?"
                 " AND created_at <= ? AND (role = 'agent' OR (role = 'user' AND author_id = ?))"
                 " ORDER BY position", [conversation, resolved, asker],
             ).fetchall()
-            questions = tuple(text for role, text, _ in said if role == "user")
+            # The question(s) that led to the handover, not what came after the answer.
+            questions = tuple(text for role, text, at in said
+                              if role == "user" and at <= requested + 1)
             answers = tuple(text for role, text, at in said if role == "agent" and at >= requested)
             found.append(Resolved(str(conversation), str(asker), str(link or ""),
                                   float(resolved), questions, answers))
@@ -89,7 +94,10 @@ class Suggestions:
             if not path.exists():
                 break
             path = folder / f"{base}-{n}.md"
-        path.write_text(draft_page(thread), encoding="utf-8")
+        # Customers' words: readable by the owner only, like the database and exports.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(draft_page(thread))
         await self.sqlite.call(lambda: self.sqlite.db.execute(
             "INSERT OR REPLACE INTO kb_drafts (path, conversation_id, asker_id, created_at)"
             " VALUES (?, ?, ?, ?)", [str(path.resolve()), thread.conversation_id,

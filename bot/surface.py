@@ -97,3 +97,7 @@ class Escalation(Protocol):
     async def say(self, key: ConversationKey, text: str) -> None:
         """A plain message from the bot in the conversation (the thread is given back)."""
         ...
+
+    def is_private(self, key: ConversationKey) -> bool:
+        """Whether the conversation is a direct message the team cannot see or reply in."""
+        ...

@@ -32,6 +32,8 @@ def test_caps_and_places_are_read() -> None:
                       SUPPORTBOT_ALLOWED_CHANNELS=" C1 ,C2,", SUPPORTBOT_RETENTION_DAYS="90")
     assert (s.user_rate, s.daily_budget_usd, s.retention_days) == (0, 12.5, 90.0)
     assert s.allowed_channels == {"C1", "C2"}
+    assert settings_from(SUPPORTBOT_ALLOWED_CHANNELS="c0123abcd").allowed_channels == {
+        "C0123ABCD"}  # Slack ids are upper-case: a lower-case copy still matches
 
 
 @pytest.mark.parametrize(
@@ -53,8 +55,14 @@ def test_caps_and_places_are_read() -> None:
         ("SUPPORTBOT_USER_RATE", "ten", "SUPPORTBOT_USER_RATE must be a whole number"),
         ("SUPPORTBOT_DAILY_BUDGET_USD", "0", "SUPPORTBOT_DAILY_BUDGET_USD must be a positive"),
         ("SUPPORTBOT_DAILY_BUDGET_USD", "nan", "SUPPORTBOT_DAILY_BUDGET_USD must be a positive"),
-        ("SUPPORTBOT_ALLOWED_CHANNELS", "C1, #general", 'got "#general"'),
-        ("SUPPORTBOT_ALLOWED_WORKSPACES", "T1;T2", "SUPPORTBOT_ALLOWED_WORKSPACES must be ids"),
+        ("SUPPORTBOT_ALLOWED_CHANNELS", "C1, #general", 'got "#GENERAL"'),
+        ("SUPPORTBOT_ALLOWED_CHANNELS", "general", 'got "GENERAL": Slack ids look like'),
+        ("SUPPORTBOT_ALLOWED_WORKSPACES", "T1;T2", "SUPPORTBOT_ALLOWED_WORKSPACES takes ids"),
+        ("SUPPORTBOT_ESCALATION_SLACK_CHANNEL", "#handovers", "takes one channel id"),
+        ("SUPPORTBOT_ESCALATION_MENTION", "@team", "must be a Slack user group id"),
+        ("SUPPORTBOT_ESCALATION_CONTACT", "Ask <@U0LEAD>", "one short plain sentence"),
+        ("SUPPORTBOT_DAILY_BUDGET_USD", "5,50", "with a dot for cents"),
+        ("SUPPORTBOT_USER_RATE", "99999999999", "from 0 (no cap) to 100000"),
         ("SUPPORTBOT_RETENTION_DAYS", "forever", "SUPPORTBOT_RETENTION_DAYS must be a positive"),
     ],
 )

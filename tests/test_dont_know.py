@@ -72,7 +72,7 @@ async def test_the_model_s_marker_becomes_the_honest_reply_and_is_never_shown(
     text = surface.final.text
     assert text.startswith("I couldn't find the answer to this in our docs")
     assert "Single sign-on › Configure SSO (sso.md)" in text  # the closest page
-    assert "please contact the team directly" in text and MARKER not in text
+    assert "Please contact the team directly." in text and MARKER not in text
     [(question, reason, _, closest)] = await store.docs_gaps()
     assert reason == "model" and "Admin team" in question
     assert json.loads(closest)[0][0] == "sso.md"

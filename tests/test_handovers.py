@@ -34,11 +34,14 @@ class FakeEscalation:
 
     async def post(self, summary: HandoffSummary) -> Posted | None:
         self.posted.append(summary)
-        return Posted('{"channel": "CESC", "ts": "1.0"}', "https://chat.test/t/1") if (
+        return Posted('{"channel": "C0ESC", "ts": "1.0"}', "https://chat.test/t/1") if (
             self.lands) else None
 
     async def say(self, key: ConversationKey, text: str) -> None:
         self.said.append((key, text))
+
+    def is_private(self, key: ConversationKey) -> bool:
+        return key.channel.startswith("D")
 
 
 def said(text: str, event: str, author: str) -> Incoming:
@@ -92,7 +95,7 @@ async def test_while_a_person_handles_it_messages_are_kept_quietly_then_it_is_gi
     rows = await store.sqlite.call(lambda: store.sqlite.db.execute(
         "SELECT role, text FROM messages ORDER BY id").fetchall())
     assert rows == [("agent", "Sent today."), ("user", "thanks")]
-    assert await handovers.give_back_summary('{"channel": "CESC", "ts": "1.0"}') == KEY
+    assert await handovers.give_back_summary('{"channel": "C0ESC", "ts": "1.0"}') == KEY
     assert escalation.said == [(KEY, GIVEN_BACK)]
     assert not await handovers.kept_quiet(said("more?", "E3", "UASK"))
     assert not await handovers.give_back(KEY)  # a second ✅ does nothing
@@ -137,3 +140,18 @@ async def test_a_vote_before_the_reply_is_recorded_is_kept_and_learns_the_model(
     rows = await store.sqlite.call(lambda: store.sqlite.db.execute(
         "SELECT vote, model, sources FROM feedback").fetchall())
     assert rows == [(-1, "claude-haiku-5-5", '[["Exports", "https://docs.test/export"]]')]
+
+
+async def test_a_marker_a_model_puts_late_is_never_left_in_the_final_text(store: Store) -> None:
+    async with FakeAnthropic() as fake:
+        fake.script(Reply(text="Let me check that for you. [[HANDOFF]]"),
+                    Reply(text="Here it is. [[NOT_IN_DOCS]]"))
+        r = responder(store, fake)
+        late_handoff, late_marker = RecordingSurface(), RecordingSurface()
+        await answer(r, ask("I need a human", "E1"), late_handoff)
+        key = ConversationKey(Platform.SLACK, "T1", "C1", "300.1")
+        await answer(r, ask("what is the plan?", "E2", key), late_marker)
+        await r.llm.aclose()  # type: ignore[union-attr]
+    assert late_handoff.final.text == ("A person from the team can help with this. "
+                                       "Please contact the team directly.")
+    assert late_marker.final.text == "Here it is."

@@ -72,7 +72,7 @@ async def test_without_a_key_greetings_and_an_empty_index_get_their_own_replies(
     r = responder(store, None)
     empty = RecordingSurface()
     await answer(r, ask("how do I rotate a key?", "E1"), empty)
-    assert "no docs are indexed yet" in empty.final.text  # not "found nothing"
+    assert "I have no docs to look in yet" in empty.final.text  # not "found nothing"
     await r.knowledge.index_folder(docs(tmp_path))
     hello = RecordingSurface()
     await answer(r, ask("hello!", "E2"), hello)

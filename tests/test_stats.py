@@ -6,7 +6,7 @@ import pytest
 
 from bot.stats import ReplyRow, build_report, group_gaps, nearest_rank, parse_since, render
 
-NOW = 1_764_000_000.0
+NOW = 1_800_000_000.0  # January 2027
 
 
 def reply(outcome: str = "answered", model: str = "claude-haiku-5-5", first: float = 800,
@@ -20,7 +20,7 @@ def test_since_takes_spans_and_dates() -> None:
     assert parse_since("12h", NOW) == NOW - 12 * 3600
     assert parse_since("2w", NOW) == NOW - 14 * 86400
     assert parse_since("2026-11-01", NOW) == 1_793_491_200.0  # midnight UTC
-    for bad in ("yesterday", "0d", "-3d", "7"):
+    for bad in ("yesterday", "0d", "-3d", "7", "3m", "2099-01-01"):
         with pytest.raises(ValueError):
             parse_since(bad, NOW)
 
@@ -57,8 +57,9 @@ def test_report_counts_outcomes_latency_cost_and_cache_savings() -> None:
         reply("answered", model="claude-some-future-model", cost=None),
     ]
     gaps = ["export pdf reports", "export pdf reports weekly"]
-    report = build_report(NOW - 86400, 9, replies, gaps, 0.5, 2.0)
-    assert (report.questions, report.answered_by_model, report.answered_from_docs) == (9, 3, 2)
+    report = build_report(NOW - 86400, replies, gaps, 0.5, 2.0)
+    assert (report.questions, report.answered_by_model, report.answered_from_docs) == (8, 3, 2)
+    assert report.answer_rate == 0.625
     assert (report.dont_know, report.rate_limited, report.over_budget, report.failed) == (
         1, 1, 1, 1)
     assert report.first_words_ms == (800, 900)
@@ -72,4 +73,4 @@ def test_report_counts_outcomes_latency_cost_and_cache_savings() -> None:
     assert "$0.5000 of $2" in shown and "unknown" in shown and "export pdf reports" in shown
     data = json.loads(json.dumps(report.as_json()))
     assert data["gaps"] == [{"count": 2, "example": "export pdf reports"}]
-    assert data["since"].startswith("2025-")
+    assert data["since"].startswith("2027-")

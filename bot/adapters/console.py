@@ -186,5 +186,8 @@ def _banner(ports: Ports, interactive: bool) -> None:
     else:
         print(f"supportbot: chatting with {settings.model}; history in {settings.db_path}",
               file=sys.stderr)
+    if not settings.kb_sources:
+        print("  SUPPORTBOT_KB is not set: answers use only the docs added with "
+              "`supportbot kb add FOLDER_OR_URL`.", file=sys.stderr)
     if interactive:
         print(HELP, file=sys.stderr)

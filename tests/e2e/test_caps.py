@@ -90,7 +90,7 @@ async def test_outside_the_allowed_channels_it_says_once_where_it_answers(
 async def test_outside_the_allowed_workspaces_it_does_not_answer(
     tmp_path: Path, slack: FakeSlack, anthropic: FakeAnthropic
 ) -> None:
-    async with bot_for(tmp_path, slack, anthropic, SUPPORTBOT_ALLOWED_WORKSPACES="TOTHER"):
+    async with bot_for(tmp_path, slack, anthropic, SUPPORTBOT_ALLOWED_WORKSPACES="T0OTHER"):
         thread = await ask(slack, "help?")
         text = await answered(slack, "C1", thread)
     assert text.startswith("I'm not set up to answer here")

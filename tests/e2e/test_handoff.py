@@ -27,7 +27,7 @@ from tests.fakes import slack_events as ev
 from tests.fakes.anthropic import FakeAnthropic, Reply, message_text
 from tests.fakes.slack import FakeMessage, FakeSlack
 
-ESCALATION = {"SUPPORTBOT_ESCALATION_SLACK_CHANNEL": "CESC",
+ESCALATION = {"SUPPORTBOT_ESCALATION_SLACK_CHANNEL": "C0ESC",
               "SUPPORTBOT_ESCALATION_MENTION": "S0TEAM"}
 
 
@@ -108,8 +108,8 @@ async def test_talk_to_a_person_posts_a_summary_and_the_bot_stays_quiet_until_re
         await answered(slack, "C1", thread)
         [reply] = bot_posts(slack, "C1", thread)
         await slack.click("C1", reply.ts, HANDOFF, user="UASK")
-        await settle(slack, lambda: len(slack.messages("CESC")) == 1)
-        [summary] = slack.messages("CESC")
+        await settle(slack, lambda: len(slack.messages("C0ESC")) == 1)
+        [summary] = slack.messages("C0ESC")
         assert summary.text.startswith("<!subteam^S0TEAM> *Handover:* <@UASK> pressed")
         assert "where is my refund?" in summary.text and "Refunds take 5 days." in summary.text
         assert f"https://fake.slack.com/archives/C1/p{thread.replace('.', '')}" in summary.text
@@ -124,8 +124,10 @@ async def test_talk_to_a_person_posts_a_summary_and_the_bot_stays_quiet_until_re
         assert len(bot_posts(slack, "C1", thread)) == 2
         assert len(anthropic.requests) == 1
         # A ✅ from the team on the summary gives the thread back.
-        await slack.react("CESC", summary.ts, user="UAGENT")
+        await slack.react("C0ESC", summary.ts, user="UAGENT")
         await settle(slack, lambda: bot_posts(slack, "C1", thread)[-1].text == GIVEN_BACK)
+        await settle(slack, lambda: "✅ Resolved by <@UAGENT>." in slack.messages("C0ESC")[0].text)
+        assert not buttons(slack.messages("C0ESC")[0])  # no stale Mark resolved
         await say_in_thread(slack, thread, "one more thing: is it in EUR?", user="UASK")
         await answered(slack, "C1", thread, count=4)
     report = json.loads(await cli(tmp_path, "stats", "--json"))
@@ -154,13 +156,13 @@ async def test_asking_in_words_hands_over_and_mark_resolved_gives_it_back(
         text = await answered(slack, "C1", thread)
         assert text.startswith("I've asked a person from the team to take over")
         assert "[[" not in text and not buttons(bot_posts(slack, "C1", thread)[0])
-        await settle(slack, lambda: len(slack.messages("CESC")) == 1)
-        [summary] = slack.messages("CESC")
+        await settle(slack, lambda: len(slack.messages("C0ESC")) == 1)
+        [summary] = slack.messages("C0ESC")
         assert "asked for a person" in summary.text
-        await slack.click("CESC", summary.ts, RESOLVE, user="UAGENT")
+        await slack.click("C0ESC", summary.ts, RESOLVE, user="UAGENT")
         await settle(slack, lambda: bot_posts(slack, "C1", thread)[-1].text == GIVEN_BACK)
-        await settle(slack, lambda: "Resolved by <@UAGENT>" in slack.messages("CESC")[0].text)
-        assert not buttons(slack.messages("CESC")[0])
+        await settle(slack, lambda: "Resolved by <@UAGENT>" in slack.messages("C0ESC")[0].text)
+        assert not buttons(slack.messages("C0ESC")[0])
 
 
 async def test_without_an_escalation_channel_the_asker_is_told_how_to_reach_the_team(
@@ -213,3 +215,24 @@ async def test_a_check_mark_on_the_question_gives_it_back_unless_the_asker_puts_
         await slack.react("C1", thread, user="UAGENT")
         await settle(slack, lambda: bot_posts(slack, "C1", thread)[-1].text == GIVEN_BACK)
     assert rows(tmp_path / "bot.db", "SELECT state FROM handoffs") == [("resolved",)]
+
+
+async def test_only_the_asker_can_hand_their_thread_over_and_a_dm_is_said_to_be_private(
+    tmp_path: Path, slack: FakeSlack, anthropic: FakeAnthropic
+) -> None:
+    anthropic.script(Reply(text="Refunds take 5 days."), Reply(text="[[HANDOFF]]"))
+    async with bot_for(tmp_path, slack, anthropic, **ESCALATION):
+        thread = await ask(slack, "where is my refund?")
+        await answered(slack, "C1", thread)
+        [reply] = bot_posts(slack, "C1", thread)
+        await slack.click("C1", reply.ts, HANDOFF, user="UBYSTANDER")
+        await settle(slack, lambda: any(e["user"] == "UBYSTANDER" for e in slack.ephemerals))
+        assert "Only the person who asked" in slack.ephemerals[-1]["text"]
+        assert slack.messages("C0ESC") == [] and len(bot_posts(slack, "C1", thread)) == 1
+        dm = ev.message("I want to talk to a human", user="UASK", channel="D1")
+        await slack.push_event(dm)
+        told = await answered(slack, "D1", str(dm["ts"]))
+        assert "This conversation is private, so they'll message you directly" in told
+        await settle(slack, lambda: len(slack.messages("C0ESC")) == 1)
+        assert "in a direct message with the bot" in slack.messages("C0ESC")[0].text
+        assert "I want to talk to a human" in slack.messages("C0ESC")[0].text

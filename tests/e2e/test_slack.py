@@ -493,7 +493,7 @@ async def test_sigterm_mid_reply_ends_it_with_a_note(
 async def test_check_reports_the_workspace(
     tmp_path: Path, slack: FakeSlack, anthropic: FakeAnthropic
 ) -> None:
-    env = env_for(tmp_path, slack, anthropic, SUPPORTBOT_ESCALATION_SLACK_CHANNEL="CESC",
+    env = env_for(tmp_path, slack, anthropic, SUPPORTBOT_ESCALATION_SLACK_CHANNEL="C0ESC",
                   SUPPORTBOT_ESCALATION_MENTION="S0TEAM")
     bot = BotProcess(tmp_path, env, "check")
     await bot.start()

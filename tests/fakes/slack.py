@@ -143,6 +143,7 @@ class FakeSlack(SlackMethods):
             "chat.appendStream": self._append_stream,
             "chat.stopStream": self._stop_stream,
             "conversations.replies": self._replies,
+            "conversations.history": self._history,
             "conversations.info": self._conversation_info,
             "users.info": self._user_info,
             "reactions.add": self._reaction_add,
@@ -398,8 +399,7 @@ class FakeSlack(SlackMethods):
         """A person adds a reaction to a message (the bot gets reaction_added)."""
         message = self._messages.get(channel, {}).get(ts)
         item_user = message.user if message is not None else ""
-        await self.push_event(reaction_added(user, reaction, channel, ts, item_user,
-                                             self.team_id))
+        await self.push_event(reaction_added(user, reaction, channel, ts, item_user))
 
     async def send_disconnect(self, reason: str = "refresh_requested") -> None:
         """Ask the Socket Mode client to reconnect, as Slack does before recycling a link."""

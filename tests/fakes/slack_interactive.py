@@ -147,9 +147,9 @@ def permalink(params: Json, messages: dict[str, dict[str, FakeMessage]],
                permalink=f"https://fake.slack.com/archives/{channel}/p{ts.replace('.', '')}")
 
 
-def reaction_added(user: str, reaction: str, channel: str, ts: str, item_user: str,
-                   team: str) -> Json:
-    """The reaction_added event Slack sends when a person reacts to a message."""
+def reaction_added(user: str, reaction: str, channel: str, ts: str, item_user: str) -> Json:
+    """The reaction_added event Slack sends when a person reacts to a message. It names no
+    team: the event_callback envelope's team_id does."""
     return {"type": "reaction_added", "user": user, "reaction": reaction,
             "item": {"type": "message", "channel": channel, "ts": ts},
-            "item_user": item_user, "event_ts": ev.next_ts(), "team": team}
+            "item_user": item_user, "event_ts": ev.next_ts()}

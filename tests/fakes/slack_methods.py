@@ -206,6 +206,22 @@ class SlackMethods:
 
     # ----- conversations, users, reactions, assistant ---------------------------------------
 
+    def _history(self, params: Json) -> _Reply:
+        """conversations.history: the channel's top-level messages, newest first, up to
+        `latest` (inclusive when asked), at most `limit` (Slack caps it at 999)."""
+        channel = _need(params, "channel", "channel_not_found")
+        latest = _str(params, "latest")
+        inclusive = _str(params, "inclusive") in ("1", "true", "True")
+        limit = max(1, min(_int(params, "limit", 100), 999))
+        found = [m for m in self._messages.get(channel, {}).values()
+                 if not m.thread_ts or m.thread_ts == m.ts]
+        if latest:
+            found = [m for m in found if ev.ts_key(m.ts) < ev.ts_key(latest)
+                     or (inclusive and m.ts == latest)]
+        found.sort(key=lambda m: ev.ts_key(m.ts), reverse=True)
+        return _ok(messages=[self._api_message(m) for m in found[:limit]],
+                   has_more=len(found) > limit)
+
     def _replies(self, params: Json) -> _Reply:
         channel = _need(params, "channel", "channel_not_found")
         ts = _need(params, "ts", "thread_not_found")

@@ -60,13 +60,18 @@ def thread_link(key: ConversationKey) -> str:
 def summary_text(summary: HandoffSummary, role: str) -> str:
     """The summary as Discord Markdown; people's words are made unable to ping."""
     ping = f"<@&{role}> " if role else ""
+    where = ("in a direct message with the bot, which the team cannot see: message them "
+             "directly" if summary.private else thread_link(summary.key))
     lines = [f"{ping}**Handover:** <@{summary.asker_id}> {summary.why.replace('*', '**')} — "
-             f"{thread_link(summary.key)}"]
+             f"{where}"]
     if summary.question:
         lines.append("**Question**\n" + _quote(neutralise_discord(clip(summary.question, 500))))
     if summary.answer:
         lines.append("**The bot answered**\n" + _quote(neutralise_discord(
             clip(summary.answer, 700))))
+    if summary.request:
+        lines.append("**Then asked for a person**\n" + _quote(neutralise_discord(
+            clip(summary.request, 300))))
     if summary.sources:
         lines.append("**Sources it was given:** " + " · ".join(
             f"[{neutralise_discord(title)}](<{url}>)" if url.startswith("http") else
@@ -109,6 +114,9 @@ class DiscordEscalation:
                         error.status, error.code)
             return None
         return Posted(summary_place(sent.channel.id, sent.id), thread_link(summary.key))
+
+    def is_private(self, key: ConversationKey) -> bool:
+        return key.workspace == DM_WORKSPACE
 
     async def say(self, key: ConversationKey, text: str) -> None:
         channel = self.client.get_partial_messageable(thread_channel(key))
@@ -163,12 +171,18 @@ class DiscordControls:
         await interaction.response.send_message(THANKS_FORM, ephemeral=True)
 
     async def _person(self, interaction: Interaction, reply: str) -> None:
-        conversation = await self.handovers.rows.conversation_of(int(reply)) if (
-            reply.isdigit()) else None
-        if conversation is None:
+        if not reply.isdigit():
             await interaction.response.send_message(ESCALATE_WHERE, ephemeral=True)
             return
-        await self._told(interaction, key_of(conversation), "button")
+        await interaction.response.defer(thinking=True, ephemeral=True)  # for the clicker
+        try:
+            told = await self.handovers.hand_over_reply(
+                int(reply), str(interaction.user.id), interaction.user.display_name)
+        except Exception:  # never leave "thinking…" behind
+            log.exception("handing over failed")
+            told = unexpected_failure()
+        await interaction.edit_original_response(
+            content=neutralise_discord(told), allowed_mentions=discord.AllowedMentions.none())
 
     async def _resolve(self, interaction: Interaction, conversation: str) -> None:
         try:
@@ -223,8 +237,18 @@ class DiscordControls:
             return guild_key(interaction.guild_id, channel.parent_id, channel.id)
         return None
 
-    async def on_reaction(self, payload: discord.RawReactionActionEvent) -> None:
+    async def on_reaction(self, payload: discord.RawReactionActionEvent,
+                          client: discord.Client) -> None:
         if payload.emoji.name not in RESOLVED_EMOJI:
             return
-        await self.handovers.give_back_summary(summary_place(payload.channel_id,
-                                                             payload.message_id))
+        place = summary_place(payload.channel_id, payload.message_id)
+        if await self.handovers.give_back_summary(place) is None:
+            return
+        try:  # the summary shows who resolved it, and its button goes
+            channel = client.get_partial_messageable(payload.channel_id)
+            message = await channel.fetch_message(payload.message_id)
+            await message.edit(
+                content=f"{message.content}\n✅ Resolved by <@{payload.user_id}>."[:2000],
+                view=None, allowed_mentions=discord.AllowedMentions.none())
+        except discord.HTTPException as error:
+            log.info("could not mark the summary resolved (HTTP %s)", error.status)

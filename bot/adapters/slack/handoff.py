@@ -29,7 +29,7 @@ from bot.adapters.slack.surface import error_code
 from bot.config import Settings
 from bot.conversation import ConversationKey, Platform
 from bot.formatting import escape_slack, neutralise_mentions
-from bot.handoff import HandoffSummary, clip
+from bot.handoff import NOT_YOURS, HandoffSummary, clip
 from bot.handovers import Handovers, key_of
 from bot.mrkdwn import to_mrkdwn
 from bot.surface import Posted
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 RESOLVED_REACTIONS = frozenset({"white_check_mark", "heavy_check_mark", "ballot_box_with_check"})
 THANKS = "Thanks for the feedback!"
+ALREADY_BACK = "This thread is already back with the bot."
 
 
 def summary_text(summary: HandoffSummary, mention: str, link: str) -> str:
@@ -45,20 +46,32 @@ def summary_text(summary: HandoffSummary, mention: str, link: str) -> str:
     group = next((m for m in mention.split(",") if m.startswith("S")), "")
     ping = f"<!subteam^{group}> " if group else ""
     where = f" in <#{summary.key.channel}>" if summary.key.channel[:1] in "CG" else ""
+    if summary.private:
+        where = (" in a direct message with the bot, which the team cannot see: message "
+                 f"<@{summary.asker_id}> directly")
     lines = [f"{ping}*Handover:* <@{summary.asker_id}> {summary.why}{where}."]
     if summary.question:
-        lines.append("*Question*\n" + _quote(escape_slack(neutralise_mentions(
-            clip(summary.question)))))
+        lines.append("*Question*\n" + _quote(_plain(summary.question)))
     if summary.answer:
         lines.append("*The bot answered*\n" + _quote(to_mrkdwn(clip(summary.answer))))
+    if summary.request:
+        lines.append("*Then asked for a person*\n" + _quote(_plain(summary.request)))
     if summary.sources:
         lines.append("*Sources it was given:* " + " · ".join(
             f"<{url}|{escape_slack(title)}>" if url.startswith("http") else escape_slack(title)
             for title, url in summary.sources[:4]))
-    if link:
+    if link and not summary.private:
         lines.append(f"<{link}|Open the thread> · react ✅ here or press *Mark resolved* to "
                      "give it back to the bot")
+    elif summary.private:
+        lines.append("React ✅ here or press *Mark resolved* when they are helped, so the bot "
+                     "answers them again")
     return "\n".join(lines)
+
+
+def _plain(text: str) -> str:
+    """A person's words, shown as they wrote them and unable to ping anyone."""
+    return escape_slack(neutralise_mentions(clip(text)))
 
 
 def _quote(text: str) -> str:
@@ -96,6 +109,9 @@ class SlackEscalation:
     async def say(self, key: ConversationKey, text: str) -> None:
         await self.client.chat_postMessage(channel=key.channel, thread_ts=key.thread,
                                            text=to_mrkdwn(text))
+
+    def is_private(self, key: ConversationKey) -> bool:
+        return key.channel.startswith("D")  # a DM with the bot
 
     async def _permalink(self, key: ConversationKey) -> str:
         try:
@@ -181,15 +197,19 @@ class SlackControls:
 
     async def on_handoff(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
+        action = (body.get("actions") or [{}])[0]
+        reply = _reply_id(action.get("value"))
         key = _thread_of(body)
-        user = body.get("user") or {}
-        if key is None:
-            return
-        self._own(self._hand_over(key, str(user.get("id") or ""),
-                                  str(user.get("name") or user.get("username") or "")))
+        if reply is not None and key is not None:
+            self._own(self._hand_over(key, reply, body))
 
-    async def _hand_over(self, key: ConversationKey, user: str, name: str) -> None:
-        told = await self.handovers.hand_over(key, user, name, "button")
+    async def _hand_over(self, key: ConversationKey, reply: int, body: dict[str, Any]) -> None:
+        user = body.get("user") or {}
+        told = await self.handovers.hand_over_reply(
+            reply, str(user.get("id") or ""), str(user.get("name") or user.get("username") or ""))
+        if told == NOT_YOURS:  # only the clicker needs to read that
+            await self._ephemeral(body, told)
+            return
         await self.client.chat_postMessage(channel=key.channel, thread_ts=key.thread,
                                            text=to_mrkdwn(told))
 
@@ -203,27 +223,36 @@ class SlackControls:
         self._own(self._resolve(key, body))
 
     async def _resolve(self, key: ConversationKey, body: dict[str, Any]) -> None:
-        if not await self.handovers.give_back(key):
-            return
+        user = str((body.get("user") or {}).get("id", ""))
         message = body.get("message") or {}
-        channel = (body.get("channel") or {}).get("id")
+        channel = str((body.get("channel") or {}).get("id") or "")
+        if not await self.handovers.give_back(key):
+            await self._ephemeral(body, ALREADY_BACK)
         if channel and message.get("ts"):  # the summary shows who resolved it, no button
-            user = (body.get("user") or {}).get("id", "")
-            text = f"{message.get('text', '')}\n✅ Resolved by <@{user}>."
-            await self.client.chat_update(channel=str(channel), ts=str(message["ts"]),
-                                          text=text, blocks=[])
+            await self._mark_summary(channel, str(message["ts"]), user,
+                                     str(message.get("text") or ""))
 
-    async def on_reaction(self, event: dict[str, Any]) -> None:
+    async def _mark_summary(self, channel: str, ts: str, user: str, text: str) -> None:
+        await self.client.chat_update(channel=channel, ts=ts, blocks=[],
+                                      text=f"{text}\n✅ Resolved by <@{user}>.")
+
+    async def on_reaction(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         if event.get("reaction") not in RESOLVED_REACTIONS:
             return
         item = event.get("item") or {}
         channel, ts = str(item.get("channel") or ""), str(item.get("ts") or "")
+        # reaction_added carries no team of its own: the envelope's team_id says which.
+        team = str(body.get("team_id") or event.get("team") or "")
         if channel and ts:
             self._own(self._resolved_by_reaction(channel, ts, str(event.get("user") or ""),
-                                                 str(event.get("team") or "")))
+                                                 team))
 
     async def _resolved_by_reaction(self, channel: str, ts: str, user: str, team: str) -> None:
         if await self.handovers.give_back_summary(summary_place(channel, ts)) is not None:
+            found = await self.client.conversations_history(
+                channel=channel, latest=ts, inclusive=True, limit=1)
+            text = next((str(m.get("text") or "") for m in found.get("messages") or []), "")
+            await self._mark_summary(channel, ts, user, text)
             return
         # A ✅ on the thread's first message, by someone other than the asker.
         key = ConversationKey(Platform.SLACK, team, channel, ts)
