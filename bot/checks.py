@@ -36,9 +36,14 @@ async def run_checks(settings: Settings) -> int:
     ok = _check_prompts(settings)
     ok = await _check_store(settings) and ok
     ok = await _check_model(settings) and ok
+    warned = False
     for platform in enabled(settings):
-        ok = await _check_platform(platform, settings) and ok
-    print("all checks passed" if ok else "some checks failed")
+        passed, warnings = await _check_platform(platform, settings)
+        ok, warned = passed and ok, warned or warnings
+    if ok and warned:
+        print("checks passed, with warnings: see the WARNING lines above")
+    else:
+        print("all checks passed" if ok else "some checks failed")
     return 0 if ok else 1
 
 
@@ -81,12 +86,14 @@ async def _check_model(settings: Settings) -> bool:
         await client.aclose()
 
 
-async def _check_platform(platform: PlatformEntry, settings: Settings) -> bool:
+async def _check_platform(platform: PlatformEntry, settings: Settings) -> tuple[bool, bool]:
+    """(reached, warned) for one platform."""
     try:
-        for line in await platform.check(settings):
-            print(f"{platform.name}: {line}")
-        return True
+        lines = await platform.check(settings)
     except Exception as error:
         print(f"{platform.name}: FAILED — {redact(str(error), settings.secrets())} "
               f"(see {platform.setup})")
-        return False
+        return False, False
+    for line in lines:
+        print(f"{platform.name}: {line}")
+    return True, any(line.startswith("WARNING") for line in lines)

@@ -503,6 +503,15 @@ async def test_check_reports_the_workspace(
         await bot.stop()
     assert code == 0, out + err
     assert "slack: handovers mention @support-team (S0TEAM)" in out
+    assert "all checks passed" in out
+    wrong = BotProcess(tmp_path, {**env, "SUPPORTBOT_ESCALATION_MENTION": "S0NOPE"}, "check")
+    await wrong.start()
+    try:
+        code, warned, _ = await wrong.finish()
+    finally:
+        await wrong.stop()
+    assert code == 0 and "WARNING: SUPPORTBOT_ESCALATION_MENTION=S0NOPE" in warned
+    assert "checks passed, with warnings" in warned
     assert "slack: connected to workspace Fake Workspace (T0001) as @supportbot" in out
     assert "slack: Socket Mode: the app token opens a connection" in out
     assert slack.bot_token not in out + err
