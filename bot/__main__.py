@@ -218,14 +218,14 @@ async def _export(settings: Settings, args: argparse.Namespace) -> int:
         if args.output == "-":
             sys.stdout.write(text)
         else:
-            try:
-                with open(args.output, "x", encoding="utf-8") as out:
+            try:  # customers' conversations: readable by the owner only from the start
+                fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8") as out:
                     out.write(text)
             except OSError as error:
                 print(f"supportbot: cannot write {args.output}: {error.strerror}",
                       file=sys.stderr)
                 return 1
-            os.chmod(args.output, 0o600)  # customers' conversations
             print(f"wrote {len(records)} conversations to {args.output}", file=sys.stderr)
         return 0
 

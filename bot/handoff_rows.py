@@ -121,6 +121,13 @@ class HandoffRows:
             [key.id, before_position]).fetchone())
         return "" if row is None else str(row[0])
 
+    async def first_asker(self, key: ConversationKey) -> str:
+        """Who started the conversation ("" when nobody has asked in it yet)."""
+        row = await self.sqlite.call(lambda: self.sqlite.db.execute(
+            "SELECT author_id FROM messages WHERE conversation_id = ? AND role = 'user'"
+            " ORDER BY position LIMIT 1", [key.id]).fetchone())
+        return "" if row is None else str(row[0] or "")
+
     async def conversation_of(self, question_id: int) -> str | None:
         """The conversation id a reply (known by its question's id) belongs to."""
         row = await self.sqlite.call(lambda: self.sqlite.db.execute(

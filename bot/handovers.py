@@ -7,6 +7,7 @@ request; adapters call `hand_over`, `give_back` and `vote` for buttons, commands
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 
@@ -61,6 +62,9 @@ class Handovers:
         `request` is the message that asked for a person (words); `question_id` the question
         whose answer carried the button that was pressed.
         """
+        # The asker is whoever started the thread, even when someone else asks for a person:
+        # their later messages stay theirs, and the team's are the others'.
+        asker_id = await self.rows.first_asker(key) or asker_id
         handoff_id = await self.rows.start(key, asker_id, reason)
         if handoff_id is None:
             return ALREADY_HANDLED
@@ -73,15 +77,19 @@ class Handovers:
                                  tuple((str(s[0]), str(s[1])) for s in sources), reason,
                                  request, private)
         where = None
-        if escalation is not None and escalation.configured:
-            try:
-                where = await escalation.post(summary)
-            except Exception as error:  # the asker is told the truth either way
-                log.warning("could not post the handover summary: %s", type(error).__name__)
-        if where is not None:
-            await self.rows.posted(handoff_id, where.place, where.thread_link)
-        else:  # nobody was told, so nobody would give the thread back: the bot stays on
-            await self.rows.not_posted(handoff_id)
+        try:
+            if escalation is not None and escalation.configured:
+                try:
+                    where = await escalation.post(summary)
+                except Exception as error:  # the asker is told the truth either way
+                    log.warning("could not post the handover summary: %s",
+                                type(error).__name__)
+        finally:  # even when cancelled: a thread silenced with no summary stays silent
+            if where is not None:
+                await asyncio.shield(self.rows.posted(handoff_id, where.place,
+                                                      where.thread_link))
+            else:  # nobody was told, so nobody would give the thread back: the bot stays on
+                await asyncio.shield(self.rows.not_posted(handoff_id))
         log.info("handed %s to a person (%s; summary %s)", key.id, reason,
                  "posted" if where is not None else "not posted")
         configured = escalation is not None and escalation.configured

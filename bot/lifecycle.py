@@ -83,10 +83,19 @@ class Lifecycle:
                 db.execute(f"DELETE FROM messages WHERE id IN ({marks})", ids)
             gaps = db.execute("DELETE FROM docs_gaps WHERE created_at < ?", [cutoff]).rowcount
             votes = db.execute("DELETE FROM feedback WHERE updated_at < ?", [cutoff]).rowcount
-            handovers = db.execute("DELETE FROM handoffs WHERE requested_at < ?",
-                                   [cutoff]).rowcount
-            drafts = _delete_drafts(db, "created_at < ?", [cutoff])
-        return len(ids) + max(gaps, 0) + max(votes, 0) + max(handovers, 0) + drafts
+            # A thread a person still handles keeps its handover, however old.
+            handovers = db.execute("DELETE FROM handoffs WHERE requested_at < ?"
+                                   " AND state != 'open'", [cutoff]).rowcount
+            # Drafts may have been reviewed into the team's docs: only the note goes.
+            drafts = db.execute("DELETE FROM kb_drafts WHERE created_at < ?",
+                                [cutoff]).rowcount
+            # The Slack thread read when the bot was first mentioned into it.
+            contexts = db.execute(
+                "DELETE FROM kv WHERE key LIKE 'slack:thread-context:%' AND"
+                " substr(key, 22) IN (SELECT id FROM conversations WHERE updated_at < ?)",
+                [cutoff]).rowcount
+        return (len(ids) + max(gaps, 0) + max(votes, 0) + max(handovers, 0) + max(drafts, 0)
+                + max(contexts, 0))
 
     async def export(self, since: float) -> list[dict[str, Any]]:
         """Conversations with a message since `since`, each with its messages, oldest first."""
@@ -140,8 +149,12 @@ class Lifecycle:
             handovers = db.execute(
                 "DELETE FROM handoffs WHERE asker_id = ? AND conversation_id LIKE ?",
                 [person, f"{platform.value}:%"]).rowcount
-            drafts = _delete_drafts(db, "asker_id = ? AND conversation_id LIKE ?",
-                                    [person, f"{platform.value}:%"])
+            drafts = _delete_drafts(db, person, f"{platform.value}:%")
+            # Thread context read where they wrote (it quotes them).
+            db.execute(
+                "DELETE FROM kv WHERE key LIKE 'slack:thread-context:%' AND substr(key, 22) IN"
+                " (SELECT conversation_id FROM messages WHERE author_id = ?"
+                "  AND conversation_id LIKE ?)", [person, f"{platform.value}:%"])
             gaps = db.execute(
                 "DELETE FROM docs_gaps WHERE author_id = ? AND conversation_id LIKE ?",
                 [person, f"{platform.value}:%"],
@@ -165,14 +178,15 @@ class Lifecycle:
         return Forgotten(len(theirs), answers, gaps, votes, handovers, drafts)
 
 
-def _delete_drafts(db: Database, where: str, params: list[Any]) -> int:
-    """Delete `kb suggest` drafts (their files too, where still in place) matching `where`."""
+def _delete_drafts(db: Database, asker: str, conversations: str) -> int:
+    """Delete one person's `kb suggest` drafts: their files too, where still in place."""
+    where, params = "asker_id = ? AND conversation_id LIKE ?", [asker, conversations]
     paths = [str(row[0]) for row in db.execute(
-        f"SELECT path FROM kb_drafts WHERE {where}", params).fetchall()]
+        "SELECT path FROM kb_drafts WHERE " + where, params).fetchall()]
     for path in paths:
         with contextlib.suppress(FileNotFoundError):
             Path(path).unlink()
-    db.execute(f"DELETE FROM kb_drafts WHERE {where}", params)
+    db.execute("DELETE FROM kb_drafts WHERE " + where, params)
     return len(paths)
 
 

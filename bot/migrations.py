@@ -235,3 +235,12 @@ def m009_handoff_links_and_drafts(db: Database) -> None:
 def m010_first_sign(db: Database) -> None:
     # When the reply's first visible sign (placeholder, typing, "thinking…") was shown.
     db["replies"].add_column("first_sign_ms", float)  # type: ignore[union-attr]
+
+
+@migrations(name="m011_reply_lookups")
+def m011_reply_lookups(db: Database) -> None:
+    # A reply is found by its question (votes, summaries, the previous outcome) and by its
+    # answer (export) on every click and every doubtful question; a summary by its place.
+    db["replies"].create_index(["question_id"])  # type: ignore[union-attr]
+    db["replies"].create_index(["answer_id"])  # type: ignore[union-attr]
+    db["handoffs"].create_index(["summary"])  # type: ignore[union-attr]

@@ -30,6 +30,7 @@ from bot.conversation import (
 )
 from bot.dont_know import HANDOFF_MARKER, MIN_WORDS, honest_reply
 from bot.errors import LLMError, PromptTooLongError, ReplyTimeoutError, StreamInterruptedError
+from bot.handoff import ALREADY_HANDLED
 from bot.handovers import Handovers
 from bot.journal import JournalingSurface, closing_pages
 from bot.journal_rows import Unfinished
@@ -254,6 +255,10 @@ class Responder:
     ) -> Answer:
         if not incoming.text.strip() and not incoming.images:
             return await finish_with(surface, live, EMPTY_QUESTION, self.policy.model)
+        if await self.store.handoffs.open_for(incoming.key) is not None:
+            # Handed to a person while this question waited for the one before it.
+            return await replace_with(surface, Answer(ALREADY_HANDLED, "", "end_turn", Usage(),
+                                                      None, None, "handed_over"))
         if question.wait_seconds:  # the buttons stay: a person can still be asked for
             return await finish_with(surface, live, please_wait(question.wait_seconds), "",
                                      "rate_limited")

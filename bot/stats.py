@@ -76,6 +76,7 @@ class ReplyRow:
     first_text_ms: float | None
     total_ms: float | None
     first_sign_ms: float | None = None
+    latest: bool = True  # the question's last reply record (outcomes count only these)
 
 
 @dataclass(frozen=True)
@@ -147,16 +148,18 @@ def build_report(
     since: float, replies: Sequence[ReplyRow], gap_questions: Sequence[str],
     spent_today: float, budget: float | None, people: People = People(),
 ) -> Report:
-    """Every question gets one reply record (an answer, a refusal, a "please wait"…), so the
-    replies count the questions; they hold no text, so the figures survive retention."""
+    """Every question ends in one final reply record (an answer, a refusal, a "please
+    wait"…), so those count the questions; they hold no text, so the figures survive
+    retention. Tokens and cost count every record, an interrupted one's too."""
     outcomes: dict[str, int] = defaultdict(int)
-    for reply in replies:
+    final = [reply for reply in replies if reply.latest]  # one per question
+    for reply in final:
         outcomes[reply.outcome] += 1
     streamed = [r for r in replies if r.outcome == MODEL_ANSWERED]
     signs = [r.first_sign_ms for r in replies if r.first_sign_ms is not None]
     first = [r.first_text_ms for r in streamed if r.first_text_ms is not None]
     full = [r.total_ms for r in streamed if r.total_ms is not None]
-    questions = len(replies)
+    questions = len(final)
     answered = outcomes[MODEL_ANSWERED] + sum(outcomes[o] for o in FROM_DOCS)
     return Report(
         since=since,

@@ -12,16 +12,19 @@ class StatsRows:
         self.sqlite = sqlite
 
     async def replies(self, since: float) -> list[ReplyRow]:
+        """Every reply record since a time; `latest` marks the last one of each question (a
+        reply a restart cut off has an earlier record of its own, whose tokens were spent)."""
         rows = await self.sqlite.call(
             lambda: self.sqlite.db.execute(
                 "SELECT model, outcome, input_tokens, output_tokens, cache_creation_input_tokens,"
-                " cache_read_input_tokens, cost_usd, first_text_ms, total_ms, first_sign_ms"
-                " FROM replies"
-                " WHERE created_at >= ?", [since],
+                " cache_read_input_tokens, cost_usd, first_text_ms, total_ms, first_sign_ms,"
+                " id IN (SELECT max(id) FROM replies WHERE created_at >= ? GROUP BY question_id)"
+                " FROM replies WHERE created_at >= ?", [since, since],
             ).fetchall()
         )
         return [ReplyRow(str(r[0] or ""), str(r[1] or ""), int(r[2] or 0), int(r[3] or 0),
-                         int(r[4] or 0), int(r[5] or 0), r[6], r[7], r[8], r[9]) for r in rows]
+                         int(r[4] or 0), int(r[5] or 0), r[6], r[7], r[8], r[9], bool(r[10]))
+                for r in rows]
 
     async def gap_questions(self, since: float) -> list[str]:
         """Questions the docs did not answer, newest first."""

@@ -4,6 +4,7 @@ answers at all."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,20 @@ async def test_a_marker_a_model_puts_late_is_never_left_in_the_final_text(store:
     assert late_handoff.final.text == ("A person from the team can help with this. "
                                        "Please contact the team directly.")
     assert late_marker.final.text == "Here it is."
+
+
+async def test_a_question_waiting_behind_a_handover_is_not_answered(store: Store) -> None:
+    async with FakeAnthropic() as fake:
+        fake.script(Reply(text="[[HANDOFF]]", first_token_delay=0.3), Reply(text="An answer."))
+        r = responder(store, fake)
+        r.handovers.escalations[Platform.SLACK] = FakeEscalation()
+        first, second = RecordingSurface(), RecordingSurface()
+        key = ConversationKey(Platform.SLACK, "T1", "C1", "400.1")
+        one = await r.submit(ask("a human please", "E1", key), first)
+        two = await r.submit(ask("and my invoice?", "E2", key), second)  # queued behind it
+        assert one is not None and two is not None
+        await asyncio.wait_for(asyncio.gather(one, two), 10)
+        await r.llm.aclose()  # type: ignore[union-attr]
+    assert first.final.text.startswith("I've asked a person from the team to take over")
+    assert second.final.text == ALREADY_HANDLED
+    assert len(fake.requests) == 1

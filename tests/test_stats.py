@@ -11,8 +11,9 @@ NOW = 1_800_000_000.0  # January 2027
 
 def reply(outcome: str = "answered", model: str = "claude-haiku-5-5", first: float = 800,
           total: float = 3000, cost: float | None = 0.001, read: int = 0,
-          write: int = 0) -> ReplyRow:
-    return ReplyRow(model, outcome, 1000, 200, write, read, cost, first, total, first / 10)
+          write: int = 0, latest: bool = True) -> ReplyRow:
+    return ReplyRow(model, outcome, 1000, 200, write, read, cost, first, total, first / 10,
+                    latest)
 
 
 def test_since_takes_spans_and_dates() -> None:
@@ -55,6 +56,7 @@ def test_report_counts_outcomes_latency_cost_and_cache_savings() -> None:
         reply("rate_limited", model="", cost=None),
         reply("failed"),
         reply("answered", model="claude-some-future-model", cost=None),
+        reply("interrupted", model="claude-some-future-model", cost=None, latest=False),
     ]
     gaps = ["export pdf reports", "export pdf reports weekly"]
     report = build_report(NOW - 86400, replies, gaps, 0.5, 2.0)
@@ -69,6 +71,7 @@ def test_report_counts_outcomes_latency_cost_and_cache_savings() -> None:
     # 10,000 reads at $0.09/M below the input price, less 2,000 writes at $0.025/M above it.
     assert haiku.cache_saved_usd == pytest.approx(0.0009 - 0.00005)
     assert future.cost_usd is None and future.cache_saved_usd is None
+    assert future.replies == 2  # the interrupted record's tokens were spent too
     shown = render(report)
     assert "$0.5000 of $2" in shown and "unknown" in shown and "export pdf reports" in shown
     data = json.loads(json.dumps(report.as_json()))

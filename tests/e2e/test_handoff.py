@@ -110,7 +110,8 @@ async def test_talk_to_a_person_posts_a_summary_and_the_bot_stays_quiet_until_re
         await slack.click("C1", reply.ts, HANDOFF, user="UASK")
         await settle(slack, lambda: len(slack.messages("C0ESC")) == 1)
         [summary] = slack.messages("C0ESC")
-        assert summary.text.startswith("<!subteam^S0TEAM> *Handover:* <@UASK> pressed")
+        assert summary.text.startswith("<!subteam^S0TEAM> *Handover:* uask (`UASK`) pressed")
+        assert "<@UASK>" not in summary.text  # named, not pinged
         assert "where is my refund?" in summary.text and "Refunds take 5 days." in summary.text
         assert f"https://fake.slack.com/archives/C1/p{thread.replace('.', '')}" in summary.text
         assert buttons(summary) == [RESOLVE]

@@ -62,6 +62,7 @@ class FeedbackForm(discord.ui.Modal, title="What was wrong?"):
 
     def __init__(self, reply_id: str) -> None:
         super().__init__(timeout=FORM_SECONDS, custom_id=custom_id(FORM, reply_id))
+        self.stop()  # handled from its custom id: discord.py keeps no copy of it
 
 
 def form_text(data: object) -> str:

@@ -88,7 +88,8 @@ class SupportClient(discord.Client):
         )
         self.ports = ports
         self.replies = Replies(ports, timing or DiscordTiming())
-        self.controls = DiscordControls(ports.handovers, self.replies.dm_conversation)
+        self.controls = DiscordControls(ports.handovers, self.replies.dm_conversation,
+                                        ports.known)
         ports.handovers.escalations[Platform.DISCORD] = DiscordEscalation(self, ports.settings)
         self.tree = build_tree(self, self.replies, self.controls)
 

@@ -65,19 +65,22 @@ def summary_text(summary: HandoffSummary, role: str) -> str:
     lines = [f"{ping}**Handover:** <@{summary.asker_id}> {summary.why.replace('*', '**')} — "
              f"{where}"]
     if summary.question:
-        lines.append("**Question**\n" + _quote(neutralise_discord(clip(summary.question, 500))))
+        lines.append("**Question**\n" + _quote(_plain(summary.question, 500)))
     if summary.answer:
-        lines.append("**The bot answered**\n" + _quote(neutralise_discord(
-            clip(summary.answer, 700))))
+        lines.append("**The bot answered**\n" + _quote(_plain(summary.answer, 700)))
     if summary.request:
-        lines.append("**Then asked for a person**\n" + _quote(neutralise_discord(
-            clip(summary.request, 300))))
+        lines.append("**Then asked for a person**\n" + _quote(_plain(summary.request, 300)))
     if summary.sources:
         lines.append("**Sources it was given:** " + " · ".join(
             f"[{neutralise_discord(title)}](<{url}>)" if url.startswith("http") else
             neutralise_discord(title) for title, url in summary.sources[:4]))
     lines.append("React ✅ here or press **Mark resolved** to give the thread back to the bot.")
     return "\n".join(lines)[:2000]
+
+
+def _plain(text: str, limit: int) -> str:
+    """Words shown as written: no links, code blocks or pings of their own in the summary."""
+    return neutralise_discord(discord.utils.escape_markdown(clip(text, limit)))
 
 
 def _quote(text: str) -> str:
@@ -116,23 +119,29 @@ class DiscordEscalation:
         return Posted(summary_place(sent.channel.id, sent.id), thread_link(summary.key))
 
     def is_private(self, key: ConversationKey) -> bool:
-        return key.workspace == DM_WORKSPACE
+        # A DM, or an /ask answer (no thread to reply in; private ones only the asker sees).
+        return key.workspace == DM_WORKSPACE or key.thread.startswith("ask-")
 
     async def say(self, key: ConversationKey, text: str) -> None:
+        if key.thread.startswith("ask-"):
+            return  # an /ask answer has no thread of its own to say it in
         channel = self.client.get_partial_messageable(thread_channel(key))
         await channel.send(neutralise_discord(text),
                            allowed_mentions=discord.AllowedMentions.none())
 
 
 DmConversation = Callable[[int, int], Awaitable[ConversationKey]]
+Known = Callable[[ConversationKey], Awaitable[bool]]
 
 
 class DiscordControls:
     """Handles our buttons, the 👎 form, /escalate, /resolve and ✅ reactions."""
 
-    def __init__(self, handovers: Handovers, dm_conversation: DmConversation) -> None:
+    def __init__(self, handovers: Handovers, dm_conversation: DmConversation,
+                 known: Known) -> None:
         self.handovers = handovers
         self.dm_conversation = dm_conversation
+        self.known = known  # whether the bot holds a conversation
 
     async def on_interaction(self, interaction: Interaction) -> None:
         data: Mapping[str, Any] = interaction.data or {}
@@ -154,21 +163,20 @@ class DiscordControls:
             log.warning("a button's answer failed (HTTP %s, code %s)", error.status, error.code)
 
     async def _vote(self, interaction: Interaction, reply: str, helpful: bool) -> None:
-        voter = f"discord:{interaction.user.id}"
-        if not reply.isdigit() or not await self.handovers.rows.vote(
-                int(reply), voter, 1 if helpful else -1):
-            await interaction.response.defer()
-            return
+        # The interaction is answered first (3 s), the vote written after.
         if helpful:
             await interaction.response.send_message(THANKS, ephemeral=True)
         else:  # the form must be the interaction's first answer
             await interaction.response.send_modal(FeedbackForm(reply))
+        if reply.isdigit():
+            await self.handovers.rows.vote(int(reply), f"discord:{interaction.user.id}",
+                                           1 if helpful else -1)
 
     async def _form(self, interaction: Interaction, reply: str) -> None:
+        await interaction.response.send_message(THANKS_FORM, ephemeral=True)
         text = form_text(interaction.data)
         if reply.isdigit() and text:
             await self.handovers.rows.comment(int(reply), f"discord:{interaction.user.id}", text)
-        await interaction.response.send_message(THANKS_FORM, ephemeral=True)
 
     async def _person(self, interaction: Interaction, reply: str) -> None:
         if not reply.isdigit():
@@ -185,33 +193,28 @@ class DiscordControls:
             content=neutralise_discord(told), allowed_mentions=discord.AllowedMentions.none())
 
     async def _resolve(self, interaction: Interaction, conversation: str) -> None:
+        await interaction.response.defer()  # a deferred update: the summary is edited below
         try:
             key = key_of(conversation)
         except ValueError:
-            await interaction.response.defer()
             return
-        if not await self.handovers.give_back(key):
-            await interaction.response.send_message(NOT_HANDED_OVER, ephemeral=True)
-            return
+        given_back = await self.handovers.give_back(key)
         message = interaction.message
-        content = message.content if message is not None else ""
-        await interaction.response.edit_message(
-            content=f"{content}\n✅ Resolved by <@{interaction.user.id}>."[:2000], view=None,
-            allowed_mentions=discord.AllowedMentions.none())
+        if message is not None:  # resolved now or before: the stale button goes either way
+            await message.edit(
+                content=f"{message.content}\n✅ Resolved by <@{interaction.user.id}>."[:2000]
+                if given_back else message.content, view=None,
+                allowed_mentions=discord.AllowedMentions.none())
 
     async def escalate(self, interaction: Interaction) -> None:
-        key = await self._conversation_here(interaction)
-        if key is None:
-            await interaction.response.send_message(ESCALATE_WHERE, ephemeral=True)
-            return
-        await self._told(interaction, key, "command")
-
-    async def _told(self, interaction: Interaction, key: ConversationKey, reason: str) -> None:
-        """Hand over, then turn the "thinking…" answer into what the asker should know."""
         await interaction.response.defer(thinking=True)
+        key = await self._conversation_here(interaction)
+        if key is None or not await self.known(key):
+            await interaction.edit_original_response(content=ESCALATE_WHERE)
+            return
         try:
             told = await self.handovers.hand_over(key, str(interaction.user.id),
-                                                  interaction.user.display_name, reason)
+                                                  interaction.user.display_name, "command")
         except Exception:  # never leave "thinking…" behind
             log.exception("handing over failed")
             told = unexpected_failure()
@@ -219,14 +222,15 @@ class DiscordControls:
             content=neutralise_discord(told), allowed_mentions=discord.AllowedMentions.none())
 
     async def resolve(self, interaction: Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
         key = await self._conversation_here(interaction)
         handoff = await self.handovers.rows.open_for(key) if key is not None else None
         if key is None or handoff is None:
-            await interaction.response.send_message(NOT_HANDED_OVER, ephemeral=True)
+            await interaction.edit_original_response(content=NOT_HANDED_OVER)
         elif handoff.asker_id == str(interaction.user.id):
-            await interaction.response.send_message(ONLY_THE_TEAM, ephemeral=True)
+            await interaction.edit_original_response(content=ONLY_THE_TEAM)
         else:
-            await interaction.response.send_message(GIVEN_BACK_DONE, ephemeral=True)
+            await interaction.edit_original_response(content=GIVEN_BACK_DONE)
             await self.handovers.give_back(key)
 
     async def _conversation_here(self, interaction: Interaction) -> ConversationKey | None:

@@ -46,10 +46,13 @@ def summary_text(summary: HandoffSummary, mention: str, link: str) -> str:
     group = next((m for m in mention.split(",") if m.startswith("S")), "")
     ping = f"<!subteam^{group}> " if group else ""
     where = f" in <#{summary.key.channel}>" if summary.key.channel[:1] in "CG" else ""
+    # Named, not mentioned: a mention would notify the asker if they are in this channel.
+    who = f"{escape_slack(summary.asker_name)} (`{summary.asker_id}`)" if summary.asker_name \
+        else f"`{summary.asker_id}`"
     if summary.private:
         where = (" in a direct message with the bot, which the team cannot see: message "
                  f"<@{summary.asker_id}> directly")
-    lines = [f"{ping}*Handover:* <@{summary.asker_id}> {summary.why}{where}."]
+    lines = [f"{ping}*Handover:* {who} {summary.why}{where}."]
     if summary.question:
         lines.append("*Question*\n" + _quote(_plain(summary.question)))
     if summary.answer:
@@ -167,26 +170,33 @@ class SlackControls:
         app.event("reaction_added")(self.on_reaction)
 
     async def on_vote(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        # Bolt acknowledges only when a listener returns (process_before_response): every
+        # listener here returns at once and leaves the work to a task it owns.
         await ack()
+        self._own(self._vote(body))
+
+    async def _vote(self, body: dict[str, Any]) -> None:
         action = (body.get("actions") or [{}])[0]
         voter = f"slack:{(body.get('user') or {}).get('id', '')}"
         reply = _reply_id(action.get("value"))
         if reply is None:
             return
         helpful = action.get("action_id") == HELPFUL
-        if not await self.handovers.rows.vote(reply, voter, 1 if helpful else -1):
-            return
-        if helpful:
-            self._own(self._ephemeral(body, THANKS))
-            return
-        try:  # the trigger lasts 3 s: open the form now, not in a task
-            await self.client.views_open(trigger_id=str(body.get("trigger_id") or ""),
-                                         view=feedback_form(str(reply)))
-        except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
-            log.info("could not open the feedback form: %s", _why(error))
+        if not helpful:  # the trigger lasts 3 s: the form opens before anything else
+            try:
+                async with asyncio.timeout(2.5):
+                    await self.client.views_open(trigger_id=str(body.get("trigger_id") or ""),
+                                                 view=feedback_form(str(reply)))
+            except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
+                log.info("could not open the feedback form: %s", _why(error))
+        if await self.handovers.rows.vote(reply, voter, 1 if helpful else -1) and helpful:
+            await self._ephemeral(body, THANKS)
 
     async def on_form(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
+        self._own(self._form(body))
+
+    async def _form(self, body: dict[str, Any]) -> None:
         view = body.get("view") or {}
         reply = _reply_id(view.get("private_metadata"))
         values = ((view.get("state") or {}).get("values") or {}).get(FORM_BLOCK) or {}
@@ -277,6 +287,8 @@ class SlackControls:
             await work
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
             log.warning("a button's follow-up failed: %s", _why(error))
+        except Exception:
+            log.exception("a button's follow-up failed")
 
     async def aclose(self) -> None:
         for task in list(self._tasks):

@@ -176,17 +176,24 @@ class SlackSurface:
                     await self._post(text, remaining, blocks)
                 elif self.shown[page] != text or blocks:
                     await self._final_edit(page, text, remaining, blocks)
-            if snapshot.reply_id and snapshot.pages and buttons is None:
-                await self._post(CONTROLS_TEXT, deadline - loop.time(),
-                                 controls(snapshot.reply_id))
-                self.posted.pop()  # not a page of the answer: never edited or deleted
-                self.shown.pop()
             for ts in self.posted[len(snapshot.pages):]:
                 await self._delete(ts)
             del self.posted[len(snapshot.pages):]
             del self.shown[len(snapshot.pages):]
+            if snapshot.reply_id and snapshot.pages and buttons is None:
+                await self._post_controls(snapshot.reply_id, deadline - loop.time())
         finally:
             self._leave()
+
+    async def _post_controls(self, reply_id: str, timeout: float) -> None:
+        """The buttons in a message of their own: best effort, the answer is complete."""
+        try:
+            await self._post(CONTROLS_TEXT, max(timeout, 1.0), controls(reply_id))
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
+            log.warning("could not post the answer's buttons: %s", type(error).__name__)
+            return
+        self.posted.pop()  # not a page of the answer: never edited or deleted
+        self.shown.pop()
 
     # ----- single calls ---------------------------------------------------------------------
 
