@@ -36,7 +36,7 @@ def slug(text: str) -> str:
 def draft_page(thread: Resolved) -> str:
     """The draft as Markdown with front matter (`kb add` reads the title and link)."""
     question = thread.questions[0] if thread.questions else "(question not kept)"
-    title = " ".join(question.split())[:80].replace('"', "'")
+    title = " ".join(question.split())[:80].replace("\\", "/").replace('"', "'")
     when = datetime.fromtimestamp(thread.resolved_at, UTC).strftime("%Y-%m-%d")
     lines = ["---", f'title: "{title}"']
     if thread.link:

@@ -132,12 +132,12 @@ class SupportClient(discord.Client):
         channel, mention = message.channel, route is Route.MENTION
         reply_to = message.to_reference(fail_if_not_exists=False) if mention else None
         surface = self.replies.message_surface(channel, channel.id, message.author.id, reply_to)
-        if await self.ports.handovers.rows.open_for(key) is not None:
-            # A person handles this thread: the message is kept, and no "typing…" promises
-            # an answer that will not come.
-            return Prepared(await self._question(message, route, key, me), surface,
-                            on_refused=surface.discard)
         try:
+            if await self.ports.handovers.rows.open_for(key) is not None:
+                # A person handles this thread: the message is kept, and no "typing…"
+                # promises an answer that will not come.
+                return Prepared(await self._question(message, route, key, me), surface,
+                                on_refused=surface.discard)
             # Typing is the first visible sign, so it goes before threads and downloads.
             return await self.replies.prepared(
                 surface, lambda: self._question(message, route, key, me)
