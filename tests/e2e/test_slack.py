@@ -460,6 +460,8 @@ async def test_native_streaming_when_enabled(
         [reply] = bot_posts(slack, "C1", mention["ts"])
     assert reply.text == anthropic.last_text_sent() and not reply.streaming
     assert reply.appends >= 1 and slack.count("chat.update") == 0
+    actions = [e["action_id"] for b in reply.blocks or () for e in b.get("elements") or []]
+    assert actions == ["supportbot_helpful", "supportbot_not_helpful", "supportbot_handoff"]
 
 
 async def test_native_streaming_falls_back_to_updates_when_refused(

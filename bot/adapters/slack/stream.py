@@ -15,6 +15,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.adapters.slack.controls import controls
 from bot.adapters.slack.pacing import WorkspacePacing
 from bot.adapters.slack.surface import (
     FINISH_TIMEOUT,
@@ -119,7 +120,7 @@ class NativeStreamSurface:
         final = defuse_markdown(snapshot.text)
         try:
             fits = final.startswith(self.sent) and len(final) <= NATIVE_MAX_CHARS
-            if fits and await self._stop(final[len(self.sent):]):
+            if fits and await self._stop(final[len(self.sent):], snapshot.reply_id):
                 return
             await self._switch_to_updates()
         finally:
@@ -132,15 +133,17 @@ class NativeStreamSurface:
             self._joined = False
             self.pacing.appends.leave()
 
-    async def _stop(self, rest: str) -> bool:
-        """End the stream with the rest of the text; False when Slack will not take it."""
+    async def _stop(self, rest: str, reply_id: str = "") -> bool:
+        """End the stream with the rest of the text (and the reply's buttons under it);
+        False when Slack will not take it."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + FINISH_TIMEOUT
         for attempt in range(MAX_ATTEMPTS):
             await self.pacing.stops.acquire_final(deadline - loop.time())
             try:
                 await self.client.chat_stopStream(
-                    channel=self.place.channel, ts=str(self.ts), markdown_text=rest or None
+                    channel=self.place.channel, ts=str(self.ts), markdown_text=rest or None,
+                    blocks=controls(reply_id) if reply_id else None,
                 )
                 self.sent += rest
                 return True
