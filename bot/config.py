@@ -225,18 +225,20 @@ _ID_HINT = "Slack ids look like C0123ABCD (channels), T0123ABCD (teams), S0123AB
     "groups); Discord ids are long numbers (Developer Mode → Copy ID)"
 
 
-def _ids(r: _Reader, name: str) -> frozenset[str]:
-    """A comma-separated list of platform ids; Slack's are upper-case (c0123abc is taken)."""
+def _ids(r: _Reader, name: str, slack_kinds: str) -> frozenset[str]:
+    """A comma-separated list of platform ids: Discord snowflakes, or Slack ids whose first
+    letter is one of `slack_kinds` (C channel, G private channel, D DM, T team, E grid).
+    Slack's are upper-case, so a lower-case copy is taken."""
     ids = [part.strip().upper() for part in r.raw(name).split(",") if part.strip()]
     for text in ids:
-        if not _ID.fullmatch(text):
+        if not _ID.fullmatch(text) or not (text.isdigit() or text[0] in slack_kinds):
             raise ConfigError(f'{name} takes ids separated by commas, got "{text}": {_ID_HINT}')
     return frozenset(ids)
 
 
-def _one_id(r: _Reader, name: str) -> str:
+def _one_id(r: _Reader, name: str, slack_kinds: str) -> str:
     text = r.raw(name).strip().upper()
-    if text and not _ID.fullmatch(text):
+    if text and (not _ID.fullmatch(text) or not (text.isdigit() or text[0] in slack_kinds)):
         raise ConfigError(f'{name} takes one channel id, got "{text}": {_ID_HINT}')
     return text
 
@@ -330,12 +332,12 @@ def _settings_from(r: _Reader) -> Settings:
         daily_budget_usd=r.parsed("SUPPORTBOT_DAILY_BUDGET_USD", None, _dollars,
                                   "a positive amount of US dollars with a dot for cents, such "
                                   "as 5 or 12.50"),
-        allowed_channels=_ids(r, "SUPPORTBOT_ALLOWED_CHANNELS"),
-        allowed_workspaces=_ids(r, "SUPPORTBOT_ALLOWED_WORKSPACES"),
+        allowed_channels=_ids(r, "SUPPORTBOT_ALLOWED_CHANNELS", "CG"),
+        allowed_workspaces=_ids(r, "SUPPORTBOT_ALLOWED_WORKSPACES", "TE"),
         retention_days=r.parsed("SUPPORTBOT_RETENTION_DAYS", None, _days,
                                 "a positive number of days"),
-        escalation_slack_channel=_one_id(r, "SUPPORTBOT_ESCALATION_SLACK_CHANNEL"),
-        escalation_discord_channel=_one_id(r, "SUPPORTBOT_ESCALATION_DISCORD_CHANNEL"),
+        escalation_slack_channel=_one_id(r, "SUPPORTBOT_ESCALATION_SLACK_CHANNEL", "CG"),
+        escalation_discord_channel=_one_id(r, "SUPPORTBOT_ESCALATION_DISCORD_CHANNEL", ""),
         escalation_mention=_mentions(r, "SUPPORTBOT_ESCALATION_MENTION"),
         escalation_contact=_sentence(r, "SUPPORTBOT_ESCALATION_CONTACT")
         or "Please contact the team directly.",

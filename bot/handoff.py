@@ -63,7 +63,7 @@ def told_asker(posted: bool, configured: bool, contact: str, private: bool = Fal
     return f"A person from the team can help with this. {contact}"
 
 
-ALREADY_HANDLED = "A person from the team is already on this thread; they'll reply here."
+ALREADY_HANDLED = "A person from the team is already on this; they'll get back to you."
 NOT_YOURS = ("Only the person who asked can hand this thread to the team. Ask your own "
              "question, and the button under its answer is yours.")
 GIVEN_BACK = ("A person from the team marked this as resolved. I'm back: ask me anything else "

@@ -62,9 +62,11 @@ class Handovers:
         `request` is the message that asked for a person (words); `question_id` the question
         whose answer carried the button that was pressed.
         """
-        # The asker is whoever started the thread, even when someone else asks for a person:
-        # their later messages stay theirs, and the team's are the others'.
-        asker_id = await self.rows.first_asker(key) or asker_id
+        # The thread is its asker's (whoever started it): only they hand it over, and while a
+        # person handles it their messages stay theirs and everyone else's are the team's.
+        started_by = await self.rows.first_asker(key)
+        if started_by and started_by != asker_id:
+            return NOT_YOURS
         handoff_id = await self.rows.start(key, asker_id, reason)
         if handoff_id is None:
             return ALREADY_HANDLED
@@ -101,11 +103,7 @@ class Handovers:
         conversation = await self.rows.conversation_of(reply_id)
         if conversation is None:
             return NOT_YOURS
-        key = key_of(conversation)
-        asker, _, _, _ = await self.rows.last_exchange(key, reply_id)
-        if asker and asker != clicker_id:
-            return NOT_YOURS
-        return await self.hand_over(key, clicker_id, clicker_name, "button",
+        return await self.hand_over(key_of(conversation), clicker_id, clicker_name, "button",
                                     question_id=reply_id)
 
     async def give_back(self, key: ConversationKey, by: str = "person") -> bool:

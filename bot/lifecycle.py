@@ -53,7 +53,8 @@ def parse_person(text: str) -> tuple[Platform, str]:
                          "discord:80351110224678912") from None
     if not person.strip() or any(c.isspace() for c in person.strip()):
         raise ValueError(f"{text!r}: the id after {platform}: is missing")
-    return where, person.strip()
+    person = person.strip()
+    return where, person.upper() if where is Platform.SLACK else person  # Slack ids: capitals
 
 
 class Lifecycle:
@@ -73,9 +74,11 @@ class Lifecycle:
     def _purge_batch(self, cutoff: float) -> int:
         db = self.sqlite.db
         with db.atomic():
+            # A thread a person still handles keeps its text: they are reading it.
             ids = [row[0] for row in db.execute(
-                "SELECT id FROM messages WHERE created_at < ? LIMIT ?", [cutoff, PURGE_BATCH]
-            ).fetchall()]
+                "SELECT id FROM messages WHERE created_at < ? AND conversation_id NOT IN"
+                " (SELECT conversation_id FROM handoffs WHERE state = 'open') LIMIT ?",
+                [cutoff, PURGE_BATCH]).fetchall()]
             marks = ",".join("?" * len(ids))
             if ids:
                 # A reply still journaled for an old question is closed with it.
@@ -83,9 +86,9 @@ class Lifecycle:
                 db.execute(f"DELETE FROM messages WHERE id IN ({marks})", ids)
             gaps = db.execute("DELETE FROM docs_gaps WHERE created_at < ?", [cutoff]).rowcount
             votes = db.execute("DELETE FROM feedback WHERE updated_at < ?", [cutoff]).rowcount
-            # A thread a person still handles keeps its handover, however old.
-            handovers = db.execute("DELETE FROM handoffs WHERE requested_at < ?"
-                                   " AND state != 'open'", [cutoff]).rowcount
+            # Handovers stay as figures (stats count them); only their thread links go.
+            handovers = db.execute("UPDATE handoffs SET link = '' WHERE requested_at < ?"
+                                   " AND state != 'open' AND link != ''", [cutoff]).rowcount
             # Drafts may have been reviewed into the team's docs: only the note goes.
             drafts = db.execute("DELETE FROM kb_drafts WHERE created_at < ?",
                                 [cutoff]).rowcount
@@ -178,9 +181,12 @@ class Lifecycle:
         return Forgotten(len(theirs), answers, gaps, votes, handovers, drafts)
 
 
-def _delete_drafts(db: Database, asker: str, conversations: str) -> int:
-    """Delete one person's `kb suggest` drafts: their files too, where still in place."""
-    where, params = "asker_id = ? AND conversation_id LIKE ?", [asker, conversations]
+def _delete_drafts(db: Database, person: str, conversations: str) -> int:
+    """Delete the `kb suggest` drafts that hold one person's words (asked by them, or
+    answered by them for the team): their files too, where still in place."""
+    where = ("conversation_id LIKE ? AND (asker_id = ? OR conversation_id IN (SELECT"
+             " conversation_id FROM messages WHERE author_id = ?))")
+    params = [conversations, person, person]
     paths = [str(row[0]) for row in db.execute(
         "SELECT path FROM kb_drafts WHERE " + where, params).fetchall()]
     for path in paths:

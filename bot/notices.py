@@ -40,7 +40,7 @@ NO_TEXT_CUT = (
 
 
 NO_KEY = "I can't reach the AI model right now (no ANTHROPIC_API_KEY is set)"
-OVER_BUDGET = "Today's budget for AI answers is used up, so I can only show what the docs say"
+OVER_BUDGET = "Today's budget for AI answers is used up"
 
 
 def please_wait(seconds: float) -> str:
@@ -74,7 +74,7 @@ def kb_only_answer(
     its link and the lines that match the question, under a label that says what this is.
     `passages` come through the search's don't-know gate: none when the docs are silent,
     and then `closest` (what the search found anyway) is named as pages to look at."""
-    if all(word in SOCIAL_WORDS for word in words):  # a greeting or thanks: nothing to look up
+    if is_social(words):  # a greeting or thanks: nothing to look up
         if any(word in THANKS_WORDS for word in words):
             return "Glad it helped! Ask me anything else about the docs."
         return f"Hi! {why}, so I can only show what the docs say: ask me a question about them."
@@ -86,6 +86,11 @@ def kb_only_answer(
     found = f"\n\nThe closest pages I found:\n{docs_links(closest)}" if closest else ""
     return (f"{why}, and I couldn't find this in the docs.{found}\n\n"
             "A person from the team will need to help.")
+
+
+def is_social(words: Sequence[str]) -> bool:
+    """A message that only greets or thanks (no words at all counts too)."""
+    return all(word in SOCIAL_WORDS for word in words)
 
 
 def docs_sections(passages: Sequence[Passage], words: Sequence[str]) -> str:

@@ -28,7 +28,7 @@ from bot.conversation import (
     StreamEnd,
     Usage,
 )
-from bot.dont_know import HANDOFF_MARKER, MIN_WORDS, honest_reply
+from bot.dont_know import HANDOFF_MARKER, MARKER, MIN_WORDS, honest_reply
 from bot.errors import LLMError, PromptTooLongError, ReplyTimeoutError, StreamInterruptedError
 from bot.handoff import ALREADY_HANDLED
 from bot.handovers import Handovers
@@ -48,6 +48,7 @@ from bot.notices import (
     OVER_BUDGET,
     REFUSAL,
     failure_message,
+    is_social,
     kb_only_answer,
     please_wait,
     unexpected_failure,
@@ -274,6 +275,8 @@ class Responder:
         over_budget = self.llm is not None and await self.admission.over_budget()
         if self.llm is None or over_budget:
             why, outcome = (OVER_BUDGET, "over_budget") if over_budget else (NO_KEY, "kb_only")
+            if not passages and not is_social(words):
+                outcome = "not_in_docs"  # nothing from the docs was shown: not an answer
             offline = kb_only_answer(passages, words, why, indexed=found.indexed,
                                      closest=found.passages)
             return await finish_with(surface, live, offline, "", outcome)
@@ -382,7 +385,7 @@ class Responder:
         grounding: Grounding,
     ) -> Answer:
         cost = cost_usd(end.usage, profile(end.model))
-        declined = grounding.watch.declined
+        declined = grounding.watch.declined or MARKER in live.text
         # The marker belongs at the start; a model that puts it later still means it.
         if grounding.watch.wants_person or HANDOFF_MARKER in live.text:
             return Answer("", end.model, end.stop_reason, end.usage, cost, first_text_ms,

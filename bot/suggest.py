@@ -70,8 +70,8 @@ class Suggestions:
             "SELECT path, conversation_id FROM kb_drafts").fetchall()}
         found = []
         for conversation, asker, link, requested, resolved in handoffs:
-            if conversation in drafted and Path(drafted[conversation]).exists():
-                continue  # drafted already (a draft that was deleted is written again)
+            if conversation in drafted:
+                continue  # drafted once: the team may have moved it into the docs
             said = db.execute(
                 "SELECT role, text, created_at FROM messages WHERE conversation_id = ?"
                 " AND created_at <= ? AND (role = 'agent' OR (role = 'user' AND author_id = ?))"

@@ -59,6 +59,8 @@ def test_caps_and_places_are_read() -> None:
         ("SUPPORTBOT_ALLOWED_CHANNELS", "general", 'got "GENERAL": Slack ids look like'),
         ("SUPPORTBOT_ALLOWED_WORKSPACES", "T1;T2", "SUPPORTBOT_ALLOWED_WORKSPACES takes ids"),
         ("SUPPORTBOT_ESCALATION_SLACK_CHANNEL", "#handovers", "takes one channel id"),
+        ("SUPPORTBOT_ESCALATION_SLACK_CHANNEL", "S0TEAM", "takes one channel id"),
+        ("SUPPORTBOT_ALLOWED_CHANNELS", "support2", 'got "SUPPORT2"'),
         ("SUPPORTBOT_ESCALATION_MENTION", "@team", "must be a Slack user group id"),
         ("SUPPORTBOT_ESCALATION_CONTACT", "Ask <@U0LEAD>", "one short plain sentence"),
         ("SUPPORTBOT_DAILY_BUDGET_USD", "5,50", "with a dot for cents"),

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.conversation import Answer, Arrival, ConversationKey, Incoming, Platform, Usage
-from bot.handoff import ALREADY_HANDLED, GIVEN_BACK, HandoffSummary
+from bot.handoff import ALREADY_HANDLED, GIVEN_BACK, NOT_YOURS, HandoffSummary
 from bot.handovers import Handovers, key_of
 from bot.policy import ReplyPolicy
 from bot.store import Store
@@ -155,7 +155,8 @@ async def test_a_marker_a_model_puts_late_is_never_left_in_the_final_text(store:
         await r.llm.aclose()  # type: ignore[union-attr]
     assert late_handoff.final.text == ("A person from the team can help with this. "
                                        "Please contact the team directly.")
-    assert late_marker.final.text == "Here it is."
+    assert late_marker.final.text.startswith("I couldn't find the answer")
+    assert "[[" not in late_marker.final.text
 
 
 async def test_a_question_waiting_behind_a_handover_is_not_answered(store: Store) -> None:
@@ -173,3 +174,27 @@ async def test_a_question_waiting_behind_a_handover_is_not_answered(store: Store
     assert first.final.text.startswith("I've asked a person from the team to take over")
     assert second.final.text == ALREADY_HANDLED
     assert len(fake.requests) == 1
+
+
+async def test_only_the_person_who_started_a_thread_can_hand_it_over(store: Store) -> None:
+    handovers = Handovers(store.handoffs)
+    handovers.escalations[Platform.SLACK] = FakeEscalation()
+    question = await store.record_question(ask("where is my refund?", "E1"), 5)
+    assert question is not None
+    key = ask("x", "E0").key
+    assert await handovers.hand_over(key, "UBYSTANDER", "Bo", "words") == NOT_YOURS
+    assert await handovers.rows.open_for(key) is None
+    told = await handovers.hand_over(key, "U1", "Ada", "words")  # ask() writes as U1
+    assert told.startswith("I've asked a person")
+
+
+async def test_a_late_not_in_docs_marker_gives_the_honest_reply(store: Store) -> None:
+    async with FakeAnthropic() as fake:
+        fake.script(Reply(text="Hmm, not sure. [[NOT_IN_DOCS]]"))
+        r = responder(store, fake)
+        surface = RecordingSurface()
+        await answer(r, ask("what is the plan?", "E1"), surface)
+        await r.llm.aclose()  # type: ignore[union-attr]
+    assert surface.final.text.startswith("I couldn't find the answer to this in our docs")
+    [(_, reason, _, _)] = await store.docs_gaps()
+    assert reason == "model"

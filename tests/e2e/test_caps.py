@@ -52,13 +52,22 @@ async def test_past_the_daily_budget_replies_come_from_the_docs_with_a_note(
     tmp_path: Path, slack: FakeSlack, anthropic: FakeAnthropic
 ) -> None:
     anthropic.script(Reply(text="A model answer."))
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "reports.md").write_text("# Reports\n\n## Importing a report\n\nOpen Reports "
+                                     "and press Import to import a report from a CSV file.\n")
+    indexed = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "kb", "add", str(docs), cwd=tmp_path, env=bot_env(tmp_path),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    assert await asyncio.wait_for(indexed.wait(), 60) == 0
     # The first reply costs more than this, so the budget is reached mid-day.
     async with bot_for(tmp_path, slack, anthropic, SUPPORTBOT_DAILY_BUDGET_USD="0.000001"):
-        first = await ask(slack, "how do I export a report?")
+        first = await ask(slack, "how do I import a report from a CSV file?")
         assert await answered(slack, "C1", first) == "A model answer."
-        second = await ask(slack, "how do I import a report?")
+        second = await ask(slack, "can I import reports from CSV?")
         text = await answered(slack, "C1", second)
-    assert text.startswith("Today's budget for AI answers is used up")
+    assert text.startswith("Today's budget for AI answers is used up.")
+    assert "Open Reports and press Import" in text  # the docs' closest section, shown
     assert len(anthropic.requests) == 1
     stats = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "stats", "--since", "1d", cwd=tmp_path, env=bot_env(tmp_path),

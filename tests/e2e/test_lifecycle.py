@@ -108,3 +108,23 @@ async def test_run_purges_messages_older_than_the_retention_and_keeps_the_figure
         assert left == ["Bob asks about exports", "Answer for Bob."]
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM replies").fetchone()[0] == 2
+
+
+async def test_retention_keeps_the_text_of_a_thread_a_person_still_handles(
+    tmp_path: Path, slack: FakeSlack, anthropic: FakeAnthropic
+) -> None:
+    anthropic.script(Reply(text="[[HANDOFF]]"))
+    env = {"SUPPORTBOT_ESCALATION_SLACK_CHANNEL": "C0ESC"}
+    async with bot_for(tmp_path, slack, anthropic, **env):
+        mention = ev.app_mention(f"<@{BOT}> a human please", user="UADA", channel="C1")
+        await slack.push_event(mention)
+        await answered(slack, "C1", str(mention["ts"]))
+    db = tmp_path / "bot.db"
+    with sqlite3.connect(db) as conn:  # the thread was handed over ten days ago
+        conn.execute("UPDATE messages SET created_at = created_at - 10 * 86400")
+    async with bot_for(tmp_path, slack, anthropic, SUPPORTBOT_RETENTION_DAYS="7", **env):
+        await asyncio.sleep(1.0)  # the purge runs at start
+    with sqlite3.connect(db) as conn:
+        texts = [r[0] for r in conn.execute("SELECT text FROM messages")]
+        states = [r[0] for r in conn.execute("SELECT state FROM handoffs")]
+    assert "a human please" in texts and states == ["open"]

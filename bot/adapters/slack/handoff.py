@@ -236,15 +236,17 @@ class SlackControls:
         user = str((body.get("user") or {}).get("id", ""))
         message = body.get("message") or {}
         channel = str((body.get("channel") or {}).get("id") or "")
-        if not await self.handovers.give_back(key):
+        given_back = await self.handovers.give_back(key)
+        if not given_back:
             await self._ephemeral(body, ALREADY_BACK)
-        if channel and message.get("ts"):  # the summary shows who resolved it, no button
-            await self._mark_summary(channel, str(message["ts"]), user,
+        if channel and message.get("ts"):  # the stale button goes either way
+            await self._mark_summary(channel, str(message["ts"]), user if given_back else "",
                                      str(message.get("text") or ""))
 
     async def _mark_summary(self, channel: str, ts: str, user: str, text: str) -> None:
-        await self.client.chat_update(channel=channel, ts=ts, blocks=[],
-                                      text=f"{text}\n✅ Resolved by <@{user}>.")
+        """The summary without its button, saying who resolved it (when `user` did)."""
+        resolved = f"\n✅ Resolved by <@{user}>." if user else ""
+        await self.client.chat_update(channel=channel, ts=ts, blocks=[], text=text + resolved)
 
     async def on_reaction(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         if event.get("reaction") not in RESOLVED_REACTIONS:
