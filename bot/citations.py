@@ -83,9 +83,13 @@ class Grounding:
 
     def closing(self, text: str) -> tuple[str, str]:
         """The answer with only valid citations, and the Sources note to put under it."""
-        for marker in MARKERS:  # never shown, wherever a model put one
+        for marker in MARKERS:  # never shown, wherever a model put one, even cut off at the end
             if marker in text:
                 text = text.replace(marker, "").rstrip()
+            cut = next((n for n in range(len(marker) - 1, 1, -1)
+                        if text.rstrip().endswith(marker[:n])), 0)
+            if cut:
+                text = text.rstrip()[:-cut].rstrip()
         clean, used = cited(text, len(self.passages))
         line = sources_line(self.passages, used, self.platform)
         return clean, ("\n\n" + line if line else "")

@@ -106,26 +106,30 @@ class Handovers:
         return await self.hand_over(key_of(conversation), clicker_id, clicker_name, "button",
                                     question_id=reply_id)
 
-    async def give_back(self, key: ConversationKey, by: str = "person") -> bool:
-        """A person resolved the conversation: the bot answers there again, and says so."""
+    async def give_back(self, key: ConversationKey, resolver: str = "") -> bool:
+        """A person resolved the conversation: the bot answers there again, says so, and
+        the summary shows who resolved it."""
         handoff = await self.rows.open_for(key)
-        if handoff is None or not await self.rows.close(handoff.id, by):
+        if handoff is None or not await self.rows.close(handoff.id, "person"):
             return False
         escalation = self.escalations.get(key.platform)
         if escalation is not None:
             try:
                 await escalation.say(key, GIVEN_BACK)
+                if handoff.summary_place:
+                    await escalation.mark_resolved(handoff.summary_place, resolver)
             except Exception as error:
                 log.warning("could not say the thread is given back: %s", type(error).__name__)
         return True
 
-    async def give_back_summary(self, summary_place: str) -> ConversationKey | None:
+    async def give_back_summary(self, summary_place: str, resolver: str = ""
+                                ) -> ConversationKey | None:
         """A ✅ on the summary in the escalation channel: the conversation it gave back."""
         conversation = await self.rows.by_summary(summary_place)
         if conversation is None:
             return None
         key = key_of(conversation)
-        return key if await self.give_back(key) else None
+        return key if await self.give_back(key, resolver) else None
 
 
 def key_of(conversation_id: str) -> ConversationKey:

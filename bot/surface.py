@@ -101,3 +101,7 @@ class Escalation(Protocol):
     def is_private(self, key: ConversationKey) -> bool:
         """Whether the conversation is a direct message the team cannot see or reply in."""
         ...
+
+    async def mark_resolved(self, summary_place: str, resolver: str) -> None:
+        """Show on the summary who resolved the thread, and take its button away."""
+        ...

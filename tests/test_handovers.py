@@ -28,6 +28,7 @@ class FakeEscalation:
         self.lands = lands
         self.posted: list[HandoffSummary] = []
         self.said: list[tuple[ConversationKey, str]] = []
+        self.marked: list[tuple[str, str]] = []
 
     @property
     def configured(self) -> bool:
@@ -43,6 +44,9 @@ class FakeEscalation:
 
     def is_private(self, key: ConversationKey) -> bool:
         return key.channel.startswith("D")
+
+    async def mark_resolved(self, summary_place: str, resolver: str) -> None:
+        self.marked.append((summary_place, resolver))
 
 
 def said(text: str, event: str, author: str) -> Incoming:
@@ -96,8 +100,9 @@ async def test_while_a_person_handles_it_messages_are_kept_quietly_then_it_is_gi
     rows = await store.sqlite.call(lambda: store.sqlite.db.execute(
         "SELECT role, text FROM messages ORDER BY id").fetchall())
     assert rows == [("agent", "Sent today."), ("user", "thanks")]
-    assert await handovers.give_back_summary('{"channel": "C0ESC", "ts": "1.0"}') == KEY
+    assert await handovers.give_back_summary('{"channel": "C0ESC", "ts": "1.0"}', "UAGENT") == KEY
     assert escalation.said == [(KEY, GIVEN_BACK)]
+    assert escalation.marked == [('{"channel": "C0ESC", "ts": "1.0"}', "UAGENT")]
     assert not await handovers.kept_quiet(said("more?", "E3", "UASK"))
     assert not await handovers.give_back(KEY)  # a second ✅ does nothing
 
@@ -198,3 +203,11 @@ async def test_a_late_not_in_docs_marker_gives_the_honest_reply(store: Store) ->
     assert surface.final.text.startswith("I couldn't find the answer to this in our docs")
     [(_, reason, _, _)] = await store.docs_gaps()
     assert reason == "model"
+
+
+def test_a_marker_cut_off_at_the_end_is_not_shown() -> None:
+    from bot.citations import Grounding
+
+    grounding = Grounding([], [], Platform.SLACK)
+    assert grounding.closing("All done. [[HAND")[0] == "All done."
+    assert grounding.closing("Use [[links]] here.")[0] == "Use [[links]] here."

@@ -215,6 +215,9 @@ async def test_a_check_mark_on_the_question_gives_it_back_unless_the_asker_puts_
         assert rows(tmp_path / "bot.db", "SELECT state FROM handoffs") == [("open",)]
         await slack.react("C1", thread, user="UAGENT")
         await settle(slack, lambda: bot_posts(slack, "C1", thread)[-1].text == GIVEN_BACK)
+        # The summary says so too, and its button goes.
+        await settle(slack, lambda: "✅ Resolved by <@UAGENT>." in slack.messages("C0ESC")[0].text)
+        assert not buttons(slack.messages("C0ESC")[0])
     assert rows(tmp_path / "bot.db", "SELECT state FROM handoffs") == [("resolved",)]
 
 

@@ -106,7 +106,7 @@ class SupportClient(discord.Client):
         await self.controls.on_interaction(interaction)
 
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
-        await self.controls.on_reaction(payload, self)
+        await self.controls.on_reaction(payload)
 
     async def on_ready(self) -> None:
         log.info("connected to Discord as %s in %d servers", self.user, len(self.guilds))

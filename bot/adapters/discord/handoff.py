@@ -122,6 +122,14 @@ class DiscordEscalation:
         # A DM, or an /ask answer (no thread to reply in; private ones only the asker sees).
         return key.workspace == DM_WORKSPACE or key.thread.startswith("ask-")
 
+    async def mark_resolved(self, summary_place: str, resolver: str) -> None:
+        place = json.loads(summary_place)
+        channel = self.client.get_partial_messageable(int(place["channel"]))
+        message = await channel.fetch_message(int(place["ts"]))
+        who = f" by <@{resolver}>" if resolver else ""
+        await message.edit(content=f"{message.content}\n✅ Resolved{who}."[:2000], view=None,
+                           allowed_mentions=discord.AllowedMentions.none())
+
     async def say(self, key: ConversationKey, text: str) -> None:
         if key.thread.startswith("ask-"):
             return  # an /ask answer has no thread of its own to say it in
@@ -193,18 +201,15 @@ class DiscordControls:
             content=neutralise_discord(told), allowed_mentions=discord.AllowedMentions.none())
 
     async def _resolve(self, interaction: Interaction, conversation: str) -> None:
-        await interaction.response.defer()  # a deferred update: the summary is edited below
+        await interaction.response.defer()  # a deferred update: the summary is edited after
         try:
             key = key_of(conversation)
         except ValueError:
             return
-        given_back = await self.handovers.give_back(key)
-        message = interaction.message
-        if message is not None:  # resolved now or before: the stale button goes either way
-            await message.edit(
-                content=f"{message.content}\n✅ Resolved by <@{interaction.user.id}>."[:2000]
-                if given_back else message.content, view=None,
-                allowed_mentions=discord.AllowedMentions.none())
+        if await self.handovers.give_back(key, str(interaction.user.id)):
+            return  # the summary is marked on the way
+        if interaction.message is not None:  # a stale button: it goes, the text stays
+            await interaction.message.edit(view=None)
 
     async def escalate(self, interaction: Interaction) -> None:
         await interaction.response.defer(thinking=True)
@@ -231,7 +236,7 @@ class DiscordControls:
             await interaction.edit_original_response(content=ONLY_THE_TEAM)
         else:
             await interaction.edit_original_response(content=GIVEN_BACK_DONE)
-            await self.handovers.give_back(key)
+            await self.handovers.give_back(key, str(interaction.user.id))
 
     async def _conversation_here(self, interaction: Interaction) -> ConversationKey | None:
         channel = interaction.channel
@@ -241,18 +246,8 @@ class DiscordControls:
             return guild_key(interaction.guild_id, channel.parent_id, channel.id)
         return None
 
-    async def on_reaction(self, payload: discord.RawReactionActionEvent,
-                          client: discord.Client) -> None:
+    async def on_reaction(self, payload: discord.RawReactionActionEvent) -> None:
         if payload.emoji.name not in RESOLVED_EMOJI:
             return
         place = summary_place(payload.channel_id, payload.message_id)
-        if await self.handovers.give_back_summary(place) is None:
-            return
-        try:  # the summary shows who resolved it, and its button goes
-            channel = client.get_partial_messageable(payload.channel_id)
-            message = await channel.fetch_message(payload.message_id)
-            await message.edit(
-                content=f"{message.content}\n✅ Resolved by <@{payload.user_id}>."[:2000],
-                view=None, allowed_mentions=discord.AllowedMentions.none())
-        except discord.HTTPException as error:
-            log.info("could not mark the summary resolved (HTTP %s)", error.status)
+        await self.handovers.give_back_summary(place, str(payload.user_id))

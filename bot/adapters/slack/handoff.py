@@ -116,6 +116,16 @@ class SlackEscalation:
     def is_private(self, key: ConversationKey) -> bool:
         return key.channel.startswith("D")  # a DM with the bot
 
+    async def mark_resolved(self, summary_place: str, resolver: str) -> None:
+        place = json.loads(summary_place)
+        channel, ts = str(place.get("channel") or ""), str(place.get("ts") or "")
+        found = await self.client.conversations_history(channel=channel, latest=ts,
+                                                        inclusive=True, limit=1)
+        text = next((str(m.get("text") or "") for m in found.get("messages") or []
+                     if m.get("ts") == ts), "")
+        await mark_summary(self.client, channel, ts, resolver, text)
+
+
     async def _permalink(self, key: ConversationKey) -> str:
         try:
             found = await self.client.chat_getPermalink(channel=key.channel,
@@ -124,6 +134,13 @@ class SlackEscalation:
             log.info("no permalink for the thread: %s", _why(error))
             return ""
         return str(found.get("permalink") or "")
+
+
+async def mark_summary(client: AsyncWebClient, channel: str, ts: str, resolver: str,
+                       text: str) -> None:
+    """The summary without its button, saying who resolved it (when someone did)."""
+    resolved = f"\n✅ Resolved by <@{resolver}>." if resolver else "\n✅ Resolved."
+    await client.chat_update(channel=channel, ts=ts, blocks=[], text=text + resolved)
 
 
 def _why(error: Exception) -> str:
@@ -234,19 +251,14 @@ class SlackControls:
 
     async def _resolve(self, key: ConversationKey, body: dict[str, Any]) -> None:
         user = str((body.get("user") or {}).get("id", ""))
+        if await self.handovers.give_back(key, user):
+            return  # the summary is marked on the way
+        await self._ephemeral(body, ALREADY_BACK)
         message = body.get("message") or {}
         channel = str((body.get("channel") or {}).get("id") or "")
-        given_back = await self.handovers.give_back(key)
-        if not given_back:
-            await self._ephemeral(body, ALREADY_BACK)
-        if channel and message.get("ts"):  # the stale button goes either way
-            await self._mark_summary(channel, str(message["ts"]), user if given_back else "",
-                                     str(message.get("text") or ""))
-
-    async def _mark_summary(self, channel: str, ts: str, user: str, text: str) -> None:
-        """The summary without its button, saying who resolved it (when `user` did)."""
-        resolved = f"\n✅ Resolved by <@{user}>." if user else ""
-        await self.client.chat_update(channel=channel, ts=ts, blocks=[], text=text + resolved)
+        if channel and message.get("ts"):  # a stale button: it goes, the text stays
+            await self.client.chat_update(channel=channel, ts=str(message["ts"]), blocks=[],
+                                          text=str(message.get("text") or ""))
 
     async def on_reaction(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         if event.get("reaction") not in RESOLVED_REACTIONS:
@@ -260,17 +272,13 @@ class SlackControls:
                                                  team))
 
     async def _resolved_by_reaction(self, channel: str, ts: str, user: str, team: str) -> None:
-        if await self.handovers.give_back_summary(summary_place(channel, ts)) is not None:
-            found = await self.client.conversations_history(
-                channel=channel, latest=ts, inclusive=True, limit=1)
-            text = next((str(m.get("text") or "") for m in found.get("messages") or []), "")
-            await self._mark_summary(channel, ts, user, text)
+        if await self.handovers.give_back_summary(summary_place(channel, ts), user) is not None:
             return
         # A ✅ on the thread's first message, by someone other than the asker.
         key = ConversationKey(Platform.SLACK, team, channel, ts)
         handoff = await self.handovers.rows.open_for(key)
         if handoff is not None and handoff.asker_id != user:
-            await self.handovers.give_back(key)
+            await self.handovers.give_back(key, user)
 
     async def _ephemeral(self, body: dict[str, Any], text: str) -> None:
         channel = (body.get("channel") or {}).get("id")
