@@ -82,7 +82,7 @@ class JournalRows:
         rows = self.sqlite.db.execute(
             "SELECT j.question_id, m.position, m.text, m.image_count, c.platform, c.workspace,"
             " c.channel, c.thread, j.event_id, j.author_id, j.author_name, j.arrival,"
-            " j.place_kind, j.place, j.pages, j.asked_at"
+            " j.place_kind, j.place, j.pages, j.asked_at, m.admitted"
             " FROM reply_journal j JOIN messages m ON m.id = j.question_id"
             " JOIN conversations c ON c.id = j.conversation_id"
             " WHERE c.platform = ? ORDER BY j.question_id",
@@ -93,7 +93,7 @@ class JournalRows:
 
 def _unfinished(row: tuple[object, ...]) -> Unfinished:
     (question_id, position, text, image_count, platform, workspace, channel, thread, event_id,
-     author_id, author_name, arrival, kind, place, pages, asked_at) = row
+     author_id, author_name, arrival, kind, place, pages, asked_at, admitted) = row
     key = ConversationKey(Platform(str(platform)), str(workspace), str(channel), str(thread))
     question = str(text)
     if image_count:  # images are not stored; say so rather than answer as if there were none
@@ -102,8 +102,11 @@ def _unfinished(row: tuple[object, ...]) -> Unfinished:
                         event_id=str(event_id), arrival=Arrival(str(arrival)),
                         author_name=str(author_name))
     fields = json.loads(str(place))
+    # A question past its asker's hourly cap stays so when answered again after a restart.
+    wait = 0.0 if admitted else max(60.0, float(str(asked_at)) + 3600 - time.time())
     return Unfinished(
-        question=RecordedQuestion(message_id=int(str(question_id)), position=int(str(position))),
+        question=RecordedQuestion(message_id=int(str(question_id)), position=int(str(position)),
+                                  wait_seconds=wait),
         incoming=incoming,
         place=Place.of(str(kind), **{str(k): str(v) for k, v in fields.items()}),
         pages=tuple(PageRef(str(i), str(t)) for i, t in json.loads(str(pages))),

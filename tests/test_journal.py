@@ -64,3 +64,15 @@ async def test_the_journal_holds_the_text_of_a_write_cut_off_by_a_stop(store: St
     writing.cancel()  # the process stops while the write is out
     [entry] = await store.journal.unfinished(Platform.SLACK)
     assert entry.pages == (PageRef("m1", "Open Settings and"),)  # not the older "…"
+
+
+async def test_a_question_past_the_hourly_cap_stays_so_after_a_restart(store: Store) -> None:
+    place = Place("test", (("channel", "C1"),))
+    first = Incoming(KEY, "U1", "one", "E1", Arrival.MENTION)
+    second = Incoming(KEY, "U1", "two", "E2", Arrival.MENTION)
+    assert await store.record_question(first, 5, place, rate=1) is not None
+    capped = await store.record_question(second, 5, place, rate=1)
+    assert capped is not None and capped.wait_seconds > 0
+    waits = {e.incoming.text: e.question.wait_seconds
+             for e in await store.journal.unfinished(Platform.SLACK)}
+    assert waits["one"] == 0 and 3500 < waits["two"] <= 3600
