@@ -7,6 +7,7 @@ asker honestly what happens next, and stays quiet in the thread until a person g
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from bot.conversation import ConversationKey
@@ -75,6 +76,23 @@ def offer(escalation_ready: bool, contact: str) -> str:
     if escalation_ready:
         return "Want a person to help? Ask me for one and I'll hand this thread to the team."
     return f"A person from the team can help. {contact}"
+
+
+def summary_place(channel: str | int, message: str | int) -> str:
+    """Where a summary was posted, as the handover keeps it: a ✅ or a button on that
+    message finds the handover by this exact text, whichever platform it is on."""
+    return json.dumps({"channel": str(channel), "ts": str(message)}, sort_keys=True)
+
+
+def summary_message(place: str) -> tuple[str, str]:
+    """(channel, message) back from summary_place."""
+    found = json.loads(place)
+    return str(found.get("channel") or ""), str(found.get("ts") or "")
+
+
+def quoted(text: str) -> str:
+    """Each line as a block quote (the same "> " syntax in Slack mrkdwn and Discord)."""
+    return "\n".join(f"> {line}" for line in text.splitlines() or [""])
 
 
 def clip(text: str, limit: int = MAX_QUOTED) -> str:

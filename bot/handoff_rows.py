@@ -7,8 +7,8 @@ import json
 import time
 from collections.abc import Sequence
 
-from bot.conversation import ConversationKey, Incoming
-from bot.database import SQLiteThread, touch_conversation
+from bot.conversation import ConversationKey
+from bot.database import SQLiteThread
 from bot.handoff import Handoff
 
 
@@ -68,27 +68,6 @@ class HandoffRows:
             "SELECT conversation_id FROM handoffs WHERE summary = ? AND state = 'open'",
             [summary_place]).fetchone())
         return None if row is None else str(row[0])
-
-    async def record_quiet(self, incoming: Incoming, role: str) -> bool:
-        """Keep a message said while a person handles the thread (no reply); False if seen."""
-        return await self.sqlite.call(self._record_quiet, incoming, role)
-
-    def _record_quiet(self, incoming: Incoming, role: str) -> bool:
-        db, now, key = self.sqlite.db, time.time(), incoming.key
-        with db.atomic():
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO events (key, conversation_id, created_at) VALUES (?, ?, ?)",
-                [f"{key.platform.value}:{incoming.event_id}", key.id, now])
-            if cursor.rowcount == 0:
-                return False
-            touch_conversation(db, key, now)
-            message = db.execute(
-                "INSERT INTO messages (conversation_id, role, text, tokens, author_id,"
-                " image_count, created_at, admitted) VALUES (?, ?, ?, ?, ?, 0, ?, 0)",
-                [key.id, role, incoming.text, len(incoming.text) // 3 + 1, incoming.author_id,
-                 now]).lastrowid or 0
-            db.execute("UPDATE messages SET position = ? WHERE id = ?", [message * 2, message])
-        return True
 
     async def last_exchange(self, key: ConversationKey, question_id: int = 0
                             ) -> tuple[str, str, str, list[list[str]]]:

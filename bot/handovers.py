@@ -22,6 +22,7 @@ from bot.handoff import (
     told_asker,
 )
 from bot.handoff_rows import HandoffRows
+from bot.store import Store
 from bot.surface import Escalation
 
 log = logging.getLogger(__name__)
@@ -29,9 +30,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Handovers:
-    rows: HandoffRows
+    store: Store
     contact: str = DEFAULT_CONTACT
     escalations: dict[Platform, Escalation] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> HandoffRows:
+        return self.store.handoffs
 
     def ready(self, platform: Platform) -> bool:
         """Whether this platform has an escalation channel to post summaries to."""
@@ -41,16 +46,17 @@ class Handovers:
     def offer(self, platform: Platform) -> str:
         return offer(self.ready(platform), self.contact)
 
-    async def kept_quiet(self, incoming: Incoming) -> bool:
+    async def kept_quiet(self, incoming: Incoming, tokens: int = 0) -> bool:
         """True when a person handles this conversation: the message is kept, not answered.
 
-        The asker's messages are kept as questions, everyone else's as the team's turns.
+        The asker's messages are kept as questions, everyone else's as the team's turns;
+        neither counts against the hourly cap.
         """
         handoff = await self.rows.open_for(incoming.key)
         if handoff is None:
             return False
         role = "user" if incoming.author_id == handoff.asker_id else "agent"
-        if await self.rows.record_quiet(incoming, role):
+        if await self.store.record_question(incoming, tokens, role=role, counted=False):
             log.info("kept a message from the %s in %s (a person handles it)",
                      "asker" if role == "user" else "team", incoming.key.id)
         return True

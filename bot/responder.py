@@ -90,7 +90,7 @@ class Responder:
     ) -> None:
         self.policy = policy
         self.store = store
-        self.handovers = Handovers(store.handoffs, policy.contact)
+        self.handovers = Handovers(store, policy.contact)
         self.admission = Admission(policy, store)
         self.knowledge = knowledge
         self.llm = llm
@@ -114,7 +114,8 @@ class Responder:
         refusal = await self.admission.refusal(incoming)
         if refusal is not None:
             return self._say_once(surface, refusal) if refusal and not self._closing else None
-        if await self.handovers.kept_quiet(incoming):  # a person handles this thread now
+        if await self.handovers.kept_quiet(replace(incoming, text=text), tokens):
+            # A person handles this thread now: kept, not answered.
             return None
         place = surface.where() if isinstance(surface, Journaled) else None
         if self._closing and place is None:

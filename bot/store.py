@@ -73,19 +73,24 @@ class Store:
         return cast(Table, self.sqlite.db[name])
 
     async def record_question(
-        self, incoming: Incoming, tokens: int, place: Place | None = None, rate: int = 0
+        self, incoming: Incoming, tokens: int, place: Place | None = None, rate: int = 0,
+        role: str = "user", counted: bool = True,
     ) -> RecordedQuestion | None:
         """Write the question before any reply; None if its event id was seen before.
 
         With a `place`, the reply is journaled in the same transaction, so a crash at any
         later moment leaves a row that says where its messages are. With a `rate`, a question
         beyond the asker's `rate` admitted questions in the last hour is kept but not
-        admitted: its `wait_seconds` says when the next one will be.
+        admitted: its `wait_seconds` says when the next one will be. A message kept while a
+        person handles the thread is not `counted` against the cap, and its `role` is
+        "agent" when the team wrote it.
         """
-        return await self.sqlite.call(self._record_question, incoming, tokens, place, rate)
+        return await self.sqlite.call(self._record_question, incoming, tokens, place, rate,
+                                      role, counted)
 
     def _record_question(
-        self, incoming: Incoming, tokens: int, place: Place | None, rate: int
+        self, incoming: Incoming, tokens: int, place: Place | None, rate: int, role: str,
+        counted: bool,
     ) -> RecordedQuestion | None:
         db, now = self.sqlite.db, time.time()
         key = incoming.key
@@ -99,10 +104,10 @@ class Store:
                 return None
             touch_conversation(self.sqlite.db, key, now)
             wait = self._wait_for_cap(incoming, rate, now) if rate else 0.0
-            message_id = self._insert_message(key, "user", incoming.text, tokens, now, incoming)
+            message_id = self._insert_message(key, role, incoming.text, tokens, now, incoming)
             position = message_id * 2
             db.execute("UPDATE messages SET position = ?, admitted = ? WHERE id = ?",
-                       [position, int(wait == 0), message_id])
+                       [position, int(wait == 0 and counted), message_id])
             db.execute(
                 "UPDATE events SET message_id = ? WHERE key = ?",
                 [message_id, f"{key.platform.value}:{incoming.event_id}"],

@@ -64,14 +64,12 @@ class Suggestions:
         handoffs = db.execute(
             "SELECT h.conversation_id, h.asker_id, h.link, h.requested_at, h.resolved_at"
             " FROM handoffs h WHERE h.state = 'resolved' AND h.resolved_at >= ?"
-            " ORDER BY h.resolved_at", [since],
+            # Drafted once: the team may have moved the draft into the docs since.
+            " AND NOT EXISTS (SELECT 1 FROM kb_drafts d"
+            "   WHERE d.conversation_id = h.conversation_id) ORDER BY h.resolved_at", [since],
         ).fetchall()
-        drafted = {str(c): str(p) for p, c in db.execute(
-            "SELECT path, conversation_id FROM kb_drafts").fetchall()}
         found = []
         for conversation, asker, link, requested, resolved in handoffs:
-            if conversation in drafted:
-                continue  # drafted once: the team may have moved it into the docs
             said = db.execute(
                 "SELECT role, text, created_at FROM messages WHERE conversation_id = ?"
                 " AND created_at <= ? AND (role = 'agent' OR (role = 'user' AND author_id = ?))"

@@ -77,7 +77,7 @@ async def test_yes_after_i_could_not_find_it_reaches_the_model_which_hands_over(
 
 
 async def test_a_summary_that_did_not_land_is_never_called_a_notification(store: Store) -> None:
-    handovers = Handovers(store.handoffs)
+    handovers = Handovers(store)
     handovers.escalations[Platform.SLACK] = FakeEscalation(lands=False)
     told = await handovers.hand_over(KEY, "UASK", "Ada", "button")
     assert told.startswith("I tried to reach the team but couldn't just now.")
@@ -88,7 +88,7 @@ async def test_while_a_person_handles_it_messages_are_kept_quietly_then_it_is_gi
     store: Store,
 ) -> None:
     escalation = FakeEscalation()
-    handovers = Handovers(store.handoffs)
+    handovers = Handovers(store)
     handovers.escalations[Platform.SLACK] = escalation
     told = await handovers.hand_over(KEY, "UASK", "Ada", "words")
     assert told.startswith("I've asked a person from the team to take over")
@@ -182,7 +182,7 @@ async def test_a_question_waiting_behind_a_handover_is_not_answered(store: Store
 
 
 async def test_only_the_person_who_started_a_thread_can_hand_it_over(store: Store) -> None:
-    handovers = Handovers(store.handoffs)
+    handovers = Handovers(store)
     handovers.escalations[Platform.SLACK] = FakeEscalation()
     question = await store.record_question(ask("where is my refund?", "E1"), 5)
     assert question is not None

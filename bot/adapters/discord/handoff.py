@@ -4,7 +4,6 @@ and a ✅ on the summary that gives the thread back."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -27,7 +26,7 @@ from bot.adapters.discord.pages import Interaction
 from bot.config import Settings
 from bot.conversation import DM_WORKSPACE, ConversationKey
 from bot.formatting import neutralise_discord
-from bot.handoff import HandoffSummary, clip
+from bot.handoff import HandoffSummary, clip, quoted, summary_message, summary_place
 from bot.handovers import Handovers, key_of
 from bot.notices import unexpected_failure
 from bot.surface import Posted
@@ -65,11 +64,11 @@ def summary_text(summary: HandoffSummary, role: str) -> str:
     lines = [f"{ping}**Handover:** <@{summary.asker_id}> {summary.why.replace('*', '**')} — "
              f"{where}"]
     if summary.question:
-        lines.append("**Question**\n" + _quote(_plain(summary.question, 500)))
+        lines.append("**Question**\n" + quoted(_plain(summary.question, 500)))
     if summary.answer:
-        lines.append("**The bot answered**\n" + _quote(_plain(summary.answer, 700)))
+        lines.append("**The bot answered**\n" + quoted(_plain(summary.answer, 700)))
     if summary.request:
-        lines.append("**Then asked for a person**\n" + _quote(_plain(summary.request, 300)))
+        lines.append("**Then asked for a person**\n" + quoted(_plain(summary.request, 300)))
     if summary.sources:
         lines.append("**Sources it was given:** " + " · ".join(
             f"[{neutralise_discord(title)}](<{url}>)" if url.startswith("http") else
@@ -81,14 +80,6 @@ def summary_text(summary: HandoffSummary, role: str) -> str:
 def _plain(text: str, limit: int) -> str:
     """Words shown as written: no links, code blocks or pings of their own in the summary."""
     return neutralise_discord(discord.utils.escape_markdown(clip(text, limit)))
-
-
-def _quote(text: str) -> str:
-    return "\n".join(f"> {line}" for line in text.splitlines() or [""])
-
-
-def summary_place(channel_id: int, message_id: int) -> str:
-    return json.dumps({"channel": str(channel_id), "ts": str(message_id)}, sort_keys=True)
 
 
 class DiscordEscalation:
@@ -123,9 +114,9 @@ class DiscordEscalation:
         return key.workspace == DM_WORKSPACE or key.thread.startswith("ask-")
 
     async def mark_resolved(self, summary_place: str, resolver: str) -> None:
-        place = json.loads(summary_place)
-        channel = self.client.get_partial_messageable(int(place["channel"]))
-        message = await channel.fetch_message(int(place["ts"]))
+        channel_id, message_id = summary_message(summary_place)
+        channel = self.client.get_partial_messageable(int(channel_id))
+        message = await channel.fetch_message(int(message_id))
         who = f" by <@{resolver}>" if resolver else ""
         await message.edit(content=f"{message.content}\n✅ Resolved{who}."[:2000], view=None,
                            allowed_mentions=discord.AllowedMentions.none())

@@ -4,7 +4,6 @@ buttons under answers, the 👎 form, and ✅ reactions that give a thread back.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -29,7 +28,14 @@ from bot.adapters.slack.surface import error_code
 from bot.config import Settings
 from bot.conversation import ConversationKey, Platform
 from bot.formatting import escape_slack, neutralise_mentions
-from bot.handoff import NOT_YOURS, HandoffSummary, clip
+from bot.handoff import (
+    NOT_YOURS,
+    HandoffSummary,
+    clip,
+    quoted,
+    summary_message,
+    summary_place,
+)
 from bot.handovers import Handovers, key_of
 from bot.mrkdwn import to_mrkdwn
 from bot.surface import Posted
@@ -54,11 +60,11 @@ def summary_text(summary: HandoffSummary, mention: str, link: str) -> str:
                  f"<@{summary.asker_id}> directly")
     lines = [f"{ping}*Handover:* {who} {summary.why}{where}."]
     if summary.question:
-        lines.append("*Question*\n" + _quote(_plain(summary.question)))
+        lines.append("*Question*\n" + quoted(_plain(summary.question)))
     if summary.answer:
-        lines.append("*The bot answered*\n" + _quote(to_mrkdwn(clip(summary.answer))))
+        lines.append("*The bot answered*\n" + quoted(to_mrkdwn(clip(summary.answer))))
     if summary.request:
-        lines.append("*Then asked for a person*\n" + _quote(_plain(summary.request)))
+        lines.append("*Then asked for a person*\n" + quoted(_plain(summary.request)))
     if summary.sources:
         lines.append("*Sources it was given:* " + " · ".join(
             f"<{url}|{escape_slack(title)}>" if url.startswith("http") else escape_slack(title)
@@ -75,14 +81,6 @@ def summary_text(summary: HandoffSummary, mention: str, link: str) -> str:
 def _plain(text: str) -> str:
     """A person's words, shown as they wrote them and unable to ping anyone."""
     return escape_slack(neutralise_mentions(clip(text)))
-
-
-def _quote(text: str) -> str:
-    return "\n".join(f"> {line}" for line in text.splitlines() or [""])
-
-
-def summary_place(channel: str, ts: str) -> str:
-    return json.dumps({"channel": channel, "ts": ts}, sort_keys=True)
 
 
 class SlackEscalation:
@@ -117,8 +115,7 @@ class SlackEscalation:
         return key.channel.startswith("D")  # a DM with the bot
 
     async def mark_resolved(self, summary_place: str, resolver: str) -> None:
-        place = json.loads(summary_place)
-        channel, ts = str(place.get("channel") or ""), str(place.get("ts") or "")
+        channel, ts = summary_message(summary_place)
         found = await self.client.conversations_history(channel=channel, latest=ts,
                                                         inclusive=True, limit=1)
         text = next((str(m.get("text") or "") for m in found.get("messages") or []
