@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
-from bot.docs_parse import Section
+from bot.docs_parse import PATH_SEPARATOR, Section
+from bot.retrieval import is_release_notes
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class Hit:
     text: str
     url: str
     score: float  # higher is better
+    release_notes: bool = False  # from a changelog or a release announcement
 
 
 class KbTables:
@@ -132,12 +134,14 @@ class KbTables:
             self._delete_passages(source, [path])
             db.execute(
                 "INSERT INTO kb_documents (source, path, title, url, sha256, etag,"
-                " last_modified, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " last_modified, indexed_at, release_notes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (source, path) DO UPDATE SET title = excluded.title,"
                 " url = excluded.url, sha256 = excluded.sha256, etag = excluded.etag,"
-                " last_modified = excluded.last_modified, indexed_at = excluded.indexed_at",
+                " last_modified = excluded.last_modified, indexed_at = excluded.indexed_at,"
+                " release_notes = excluded.release_notes",
                 [source, path, title, url, known.sha256, known.etag, known.last_modified,
-                 time.time()],
+                 time.time(),
+                 int(is_release_notes([s.heading for s in sections], PATH_SEPARATOR))],
             )
             doc_id = db.execute(
                 "SELECT id FROM kb_documents WHERE source = ? AND path = ?", [source, path]
@@ -184,14 +188,14 @@ class KbTables:
         """Passages matching the FTS5 query, best first; score = -bm25 (higher is better)."""
         rows = self.db.execute(
             "SELECT p.id, d.path, p.heading, p.anchor, p.text, d.url,"
-            " -bm25(kb_passages_fts, ?, 1.0) AS score"
+            " -bm25(kb_passages_fts, ?, 1.0) AS score, d.release_notes"
             " FROM kb_passages_fts f JOIN kb_passages p ON p.id = f.rowid"
             " JOIN kb_documents d ON d.id = p.document_id"
             " WHERE kb_passages_fts MATCH ? ORDER BY score DESC LIMIT ?",
             [heading_weight, query, limit],
         ).fetchall()
-        return [Hit(int(r[0]), r[1], r[2], r[3] or "", r[4], r[5] or "", float(r[6]))
-                for r in rows]
+        return [Hit(int(r[0]), r[1], r[2], r[3] or "", r[4], r[5] or "", float(r[6]),
+                    bool(r[7])) for r in rows]
 
     def hits(self, passage_ids: Sequence[int]) -> dict[int, Hit]:
         """The passages with these ids (score 0), for results found by another signal."""
@@ -200,12 +204,13 @@ class KbTables:
             chunk = list(passage_ids[start : start + 500])
             marks = ",".join("?" * len(chunk))
             rows = self.db.execute(
-                "SELECT p.id, d.path, p.heading, p.anchor, p.text, d.url FROM kb_passages p"
+                "SELECT p.id, d.path, p.heading, p.anchor, p.text, d.url, d.release_notes"
+                " FROM kb_passages p"
                 f" JOIN kb_documents d ON d.id = p.document_id WHERE p.id IN ({marks})",
                 chunk,
             ).fetchall()
             found.update({int(r[0]): Hit(int(r[0]), r[1], r[2], r[3] or "", r[4], r[5] or "",
-                                         0.0) for r in rows})
+                                         0.0, bool(r[6])) for r in rows})
         return found
 
     def sections(self) -> list[tuple[str, str, str]]:

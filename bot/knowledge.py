@@ -29,6 +29,7 @@ from bot.kb_store import DocumentRow, Hit, IndexReport, KbTables, Known, SourceR
 from bot.retrieval import (
     MAX_TERMS,
     Ranked,
+    asks_about_releases,
     coverage,
     diversified,
     folded,
@@ -48,6 +49,10 @@ PER_DOCUMENT = 2  # passages one document may hold among the results
 # The semantic ranking's say in the fusion, BM25's being 1. Small: on the evaluation sets a
 # larger say cost more at hit@1 and section level than it gained (README, "Search quality").
 SEMANTIC_WEIGHT = 0.1
+# A changelog or release announcement keeps this share of its fused score: it names every
+# feature in a line, so it matches many questions whose answer is a guide. Chosen on the pip
+# and pytest sets (0.4-0.8 gave the same figures there); README, "Search quality".
+RELEASE_NOTES_WEIGHT = 0.6
 # The don't-know gate: the best passage must hold this share of the question's weight (by
 # IDF). Tuned on the pip set to decline no answerable question there.
 MIN_COVERAGE = 0.20
@@ -267,8 +272,11 @@ class Knowledge:
             by_id.update(await self._db(lambda t: t.hits(missing)))
         fused = rrf([[h.passage_id for h in lexical], [pid for pid, _ in semantic]],
                     [1.0, SEMANTIC_WEIGHT])
+        # Release notes rank below the guides unless the question is about releases.
+        notes = 1.0 if asks_about_releases(words) else RELEASE_NOTES_WEIGHT
         ranked = sorted(
-            (Ranked(pid, by_id[pid].path, score) for pid, score in fused.items() if pid in by_id),
+            (Ranked(pid, by_id[pid].path, score * (notes if by_id[pid].release_notes else 1.0))
+             for pid, score in fused.items() if pid in by_id),
             key=lambda r: -r.score,
         )
         ranked = _distinct(ranked, by_id)

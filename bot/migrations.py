@@ -5,6 +5,9 @@ from __future__ import annotations
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from bot.docs_parse import PATH_SEPARATOR
+from bot.retrieval import is_release_notes
+
 migrations = Migrations("supportbot")
 
 
@@ -244,3 +247,17 @@ def m011_reply_lookups(db: Database) -> None:
     db["replies"].create_index(["question_id"])  # type: ignore[union-attr]
     db["replies"].create_index(["answer_id"])  # type: ignore[union-attr]
     db["handoffs"].create_index(["summary"])  # type: ignore[union-attr]
+
+
+@migrations(name="m012_release_notes")
+def m012_release_notes(db: Database) -> None:
+    # Changelogs and release announcements rank below the guides (knowledge.py); documents
+    # indexed before this are classified from their stored headings, so nothing is re-read.
+    db["kb_documents"].add_column("release_notes", int, not_null_default=0)  # type: ignore[union-attr]
+    rows = db.execute("SELECT document_id, heading FROM kb_passages").fetchall()
+    headings: dict[int, list[str]] = {}
+    for document_id, heading in rows:
+        headings.setdefault(int(document_id), []).append(heading)
+    flagged = [(i,) for i, found in headings.items()
+               if is_release_notes(found, PATH_SEPARATOR)]
+    db.conn.executemany("UPDATE kb_documents SET release_notes = 1 WHERE id = ?", flagged)

@@ -22,6 +22,32 @@ STOPWORDS = frozenset(
 )
 MAX_TERMS = 16
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al., 2009)
+# A heading that names a release: "8.4.2 (2025-09-03)", "Scrapy 2.11.0", "v1.2.3", "1.4 (2019)".
+_RELEASE = re.compile(r"(?<![\w.])v?\d+\.\d+\.\d+(?![\w.])|"
+                      r"(?<![\w.])\d+\.\d+(?![\w.]).*\b(?:19|20)\d\d\b")
+RELEASE_HEADING_WORDS = 6  # longer headings with a version in them are prose ("Migrating...")
+
+
+def is_release_notes(headings: Sequence[str], separator: str) -> bool:
+    """Whether a document is release notes (a changelog, a release announcement): most of its
+    sections sit under a heading that names a version. Such pages mention every feature in a
+    line or two, so they match many questions while the guide that answers them says more."""
+    if not headings:
+        return False
+    named = sum(1 for heading in headings if any(
+        _RELEASE.search(part) and len(part.split()) <= RELEASE_HEADING_WORDS
+        for part in heading.split(separator)))
+    return named * 2 > len(headings)
+
+
+_RELEASE_WORDS = frozenset("version versions release releases released changelog".split())
+_VERSION = re.compile(r"^v?\d+(?:\.\d+)+$")
+
+
+def asks_about_releases(words: Sequence[str]) -> bool:
+    """Whether the question is about versions ("which release added dark mode?", "what
+    changed in 2.4?"): then release notes are what answers it."""
+    return any(w in _RELEASE_WORDS or _VERSION.match(w) for w in words)
 
 
 def terms(text: str) -> list[str]:

@@ -10,12 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlite_utils import Database
 
 import bot.knowledge as knowledge_module
 from bot.docs_parse import ParsedDoc, parse_document
 from bot.embedding import Embedder
 from bot.knowledge import Knowledge
-from bot.retrieval import folded, rrf
+from bot.migrations import migrations
+from bot.retrieval import folded, is_release_notes, rrf
 from bot.store import Store
 
 SSO = "# Single sign-on\n\n## Configure SSO\n\nSSO is configured under Admin > Security.\n"
@@ -286,3 +288,70 @@ def test_a_question_that_names_its_own_subject_is_not_folded() -> None:
     assert folded("what is the refund policy for annual plans?", earlier) == [
         "refund", "policy", "annual", "plans"]
     assert folded("and via the CLI?", earlier) == ["via", "cli", "rotate", "api", "key"]
+
+
+CHANGELOG = "# Changelog\n\n" + "".join(
+    f"## 2.{n}.0 ({2020 + n}-01-15)\n\n- Webhook deliveries are retried more times (#{n}0{n})."
+    "\n\n" for n in range(6))
+RETRIES = ("# Webhooks\n\n## When a send fails\n\nA webhook delivery that fails is sent again up "
+           "to five times, each time after a longer wait; the log lists every attempt.\n")
+
+
+def test_release_notes_are_told_from_guides_by_their_headings() -> None:
+    sep = " › "
+    assert is_release_notes(["Changelog", "Changelog › pytest 8.4.2 (2025-09-03) › Bug fixes",
+                             "Changelog › pytest 8.4.1 (2025-06-17)"], sep)
+    assert is_release_notes(["Release Notes › 0.47.3 (August 24, 2025) › Fixed"], sep)
+    assert is_release_notes(["pytest-2.9.0"], sep)
+    assert is_release_notes(["Version 1.4 (2019)"], sep)
+    # Numbered chapters, a version in prose, one release section in a guide: not release notes.
+    assert not is_release_notes(["Site map › Node 1.0: Quick reference", "Site map › 2.1: FAQ"],
+                                sep)
+    assert not is_release_notes(["Upgrading › Migrating to 3.0.0 from the old release line"], sep)
+    assert not is_release_notes(["Guide › Install", "Guide › Proxies", "Guide › 20.3.1 changes"],
+                                sep)
+    assert not is_release_notes([], sep)
+
+
+async def test_a_changelog_that_names_the_words_ranks_below_the_guide(
+    store: Store, tmp_path: Path
+) -> None:
+    kb = Knowledge(store.sqlite)
+    await kb.index_folder(write(tmp_path / "docs", {"changelog.md": CHANGELOG,
+                                                    "webhooks.md": RETRIES}))
+    found = await kb.rank("how many times are webhook deliveries retried?", 3)
+    assert found.passages[0].source == "webhooks.md"
+    assert {p.source for p in found.passages} == {"webhooks.md", "changelog.md"}  # still found
+    # Without the rule the changelog's repeated words win: the test measures the rule.
+    knowledge_module.RELEASE_NOTES_WEIGHT = 1.0
+    try:
+        plain = await kb.rank("how many times are webhook deliveries retried?", 3)
+    finally:
+        knowledge_module.RELEASE_NOTES_WEIGHT = 0.6
+    assert plain.passages[0].source == "changelog.md"
+    # A question about releases is answered by the release notes.
+    about = await kb.rank("which release retried webhook deliveries more times?", 3)
+    assert about.passages[0].source == "changelog.md"
+
+
+async def test_an_index_made_before_the_rule_is_classified_on_upgrade(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = Database(path)
+    migrations.apply(db, stop_before="m012_release_notes")
+    db.execute("INSERT INTO kb_sources (id, kind, added_at, refreshed_at, problem)"
+               " VALUES ('d', 'folder', 0, 0, '')")
+    for doc_id, heading in ((1, "Changelog › 1.2.3 (2024-01-01)"), (2, "Webhooks › Delivery")):
+        db.execute("INSERT INTO kb_documents (id, source, path, title, url, sha256, etag,"
+                   " last_modified, indexed_at) VALUES (?, 'd', ?, '', '', '', '', '', 0)",
+                   [doc_id, f"doc{doc_id}.md"])
+        db.execute("INSERT INTO kb_passages (document_id, heading, anchor, text)"
+                   " VALUES (?, ?, '', 'text')", [doc_id, heading])
+    db.conn.commit()
+    db.close()
+    store = await Store.open(path)
+    try:
+        flags = await store.sqlite.call(lambda: store.sqlite.db.execute(
+            "SELECT path, release_notes FROM kb_documents ORDER BY path").fetchall())
+    finally:
+        await store.close()
+    assert flags == [("doc1.md", 1), ("doc2.md", 0)]
