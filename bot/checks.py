@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
-from bot.config import Secret, Settings
+from bot.config import ConfigError, Secret, Settings
 from bot.database import StoreError
 from bot.errors import LLMError
 from bot.logs import redact
@@ -71,16 +71,24 @@ async def _check_store(settings: Settings) -> bool:
 
 
 async def _check_model(settings: Settings) -> bool:
-    client = model_client(settings)
+    try:
+        client = model_client(settings)
+    except ConfigError as error:
+        print(f"model: FAILED — {error}")
+        return False
     if client is None:
         print("model: ANTHROPIC_API_KEY is not set; answers come from the knowledge base only")
         return True
+    provider = client.provider
     try:
         name = await client.check()
-        print(f"model: reached {settings.anthropic_base_url} — {settings.model} ({name})")
+        print(f"model: reached {provider.name} at {provider.base_url} — {settings.model} "
+              f"({name})")
         return True
     except LLMError as error:
-        print(f"model: FAILED — {redact(error.message, settings.secrets())} (HTTP {error.status})")
+        hint = f"; {provider.hint()}" if error.status in (401, 403, 404) else ""
+        print(f"model: FAILED — {redact(error.message, settings.secrets())} "
+              f"(HTTP {error.status}){hint}")
         return False
     finally:
         await client.aclose()

@@ -52,6 +52,21 @@ def mask(value: str) -> str:
     return f"{value[:4]}…{value[-2:]}"
 
 
+PROVIDERS = ("anthropic", "bedrock", "vertex")
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """SUPPORTBOT_PROVIDER and the variables each cloud's own tools read (providers.py)."""
+
+    name: str = "anthropic"
+    base_url: str = ""  # SUPPORTBOT_PROVIDER_BASE_URL: any provider at another endpoint
+    region: str = ""  # AWS_REGION / AWS_DEFAULT_REGION, or CLOUD_ML_REGION / GOOGLE_CLOUD_LOCATION
+    project: str = ""  # GOOGLE_CLOUD_PROJECT (or ANTHROPIC_VERTEX_PROJECT_ID)
+    aws_profile: str = ""  # AWS_PROFILE
+    bedrock_api_key: str = ""  # AWS_BEARER_TOKEN_BEDROCK
+
+
 @dataclass(frozen=True)
 class Settings:
     anthropic_api_key: Secret
@@ -93,6 +108,13 @@ class Settings:
     escalation_discord_channel: str = ""
     escalation_mention: str = ""  # Slack user group id (S…) or Discord role id
     escalation_contact: str = "Please contact the team directly."
+    provider: ProviderSettings = ProviderSettings()
+
+    @property
+    def model_ready(self) -> bool:
+        """A model is configured: an Anthropic key, or a cloud provider (its credentials are
+        resolved on the first request, as the cloud's own tools do)."""
+        return self.provider.name != "anthropic" or bool(self.anthropic_api_key)
 
     @property
     def slack_enabled(self) -> bool:
@@ -111,7 +133,8 @@ class Settings:
             self.slack_signing_secret,
             self.discord_bot_token,
         )
-        return [s.value for s in values if s.value]
+        return [s.value for s in values if s.value] + [
+            v for v in (self.provider.bedrock_api_key,) if v]
 
 
 class _Reader:
@@ -263,6 +286,47 @@ def _sentence(r: _Reader, name: str) -> str:
     return text
 
 
+def _provider(r: _Reader) -> ProviderSettings:
+    """SUPPORTBOT_PROVIDER with the variables its cloud's tools use; what each provider
+    needs is checked when its client is made (providers.py), at start."""
+    name = r.choice("SUPPORTBOT_PROVIDER", "anthropic", PROVIDERS)
+    base_url = r.url("SUPPORTBOT_PROVIDER_BASE_URL", "")
+    if name == "bedrock":
+        found = ProviderSettings(
+            name, base_url, region=r.raw("AWS_REGION") or r.raw("AWS_DEFAULT_REGION"),
+            aws_profile=r.raw("AWS_PROFILE"),
+            bedrock_api_key=r.token("AWS_BEARER_TOKEN_BEDROCK").value)
+        if not found.region:
+            raise ConfigError("AWS_REGION must be set for SUPPORTBOT_PROVIDER=bedrock "
+                              "(the Bedrock endpoint's region, such as us-east-1)")
+        if not found.bedrock_api_key:
+            _require_extra("botocore", "bedrock", "signing with AWS credentials")
+        return found
+    if name == "vertex":
+        found = ProviderSettings(
+            name, base_url, region=r.raw("CLOUD_ML_REGION") or r.raw("GOOGLE_CLOUD_LOCATION"),
+            project=r.raw("GOOGLE_CLOUD_PROJECT") or r.raw("ANTHROPIC_VERTEX_PROJECT_ID"))
+        if not found.region:
+            raise ConfigError("CLOUD_ML_REGION (or GOOGLE_CLOUD_LOCATION) must be set for "
+                              "SUPPORTBOT_PROVIDER=vertex, such as us-east5 or global")
+        if not found.project:
+            raise ConfigError("GOOGLE_CLOUD_PROJECT must be set for SUPPORTBOT_PROVIDER=vertex "
+                              "(the Google Cloud project id)")
+        _require_extra("google.auth", "vertex", "Google credentials")
+        return found
+    return ProviderSettings(name, base_url)
+
+
+def _require_extra(module: str, extra: str, why: str) -> None:
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ImportError:  # the parent package is missing
+        found = False
+    if not found:
+        raise ConfigError(f"SUPPORTBOT_PROVIDER={extra} needs the {extra} extra for {why}: "
+                          f"pip install 'supportbot[{extra}]'")
+
+
 def _snowflake(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -341,6 +405,7 @@ def _settings_from(r: _Reader) -> Settings:
         escalation_mention=_mentions(r, "SUPPORTBOT_ESCALATION_MENTION"),
         escalation_contact=_sentence(r, "SUPPORTBOT_ESCALATION_CONTACT")
         or "Please contact the team directly.",
+        provider=_provider(r),
     )
     _check_slack_mode(settings)
     return settings

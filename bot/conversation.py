@@ -102,6 +102,7 @@ class StreamEnd:
     stop_reason: str
     usage: Usage
     model: str
+    price_factor: float = 1.0  # the endpoint's premium over list price (providers.py)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
-"""The Anthropic Messages API over httpx: one async generator of text deltas, then the end.
+"""The Messages API over httpx: one async generator of text deltas, then the end.
 
+Where it is served (the Anthropic API, Bedrock, Vertex) is a Provider (providers.py).
 Everything else here is private: request bodies per model profile, SSE parsing, typed errors
-from the API's error body, retries with backoff before any text, and the fallback model.
+from the error body, retries with backoff before any text, fresh credentials after a 401,
+and the fallback model.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import random
 import re
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -31,11 +33,11 @@ from bot.errors import (
     UnavailableError,
 )
 from bot.models import ModelProfile, estimate_tokens, profile
+from bot.providers import AnthropicAPI, Prepared, Provider
 from bot.transport import AiohttpTransport
 
 log = logging.getLogger(__name__)
 
-API_VERSION = "2023-06-01"
 MAX_RETRIES = 3
 _TOO_LONG = re.compile(r"prompt is too long: (\d+) tokens > (\d+) maximum")
 
@@ -51,13 +53,13 @@ class ModelOptions:
     prompt_caching: bool = True  # cache breakpoints (off only to measure what they save)
 
 
-class AnthropicClient:
-    """A pooled HTTP client for the Messages API; `stream()` is the one public call."""
+class ClaudeClient:
+    """A pooled HTTP client for the Messages API wherever a Provider serves it; `stream()`
+    is the one call the bot makes."""
 
     def __init__(
         self,
-        api_key: str,
-        base_url: str,
+        provider: Provider,
         options: ModelOptions,
         *,
         connect_timeout: float = 10.0,
@@ -65,11 +67,11 @@ class AnthropicClient:
         backoff_base: float = 0.5,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        self.provider = provider
         self.options = options
         self.backoff_base = backoff_base
         self._client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            headers={"x-api-key": api_key, "anthropic-version": API_VERSION},
+            base_url=provider.base_url,
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
             transport=transport or AiohttpTransport(),
         )
@@ -87,7 +89,7 @@ class AnthropicClient:
             last = index == len(models) - 1
             sent_text = False
             try:
-                async for item in self._stream_with_retries(prompt, profile(model_id)):
+                async for item in self._stream_with_retries(prompt, model_id):
                     sent_text = sent_text or isinstance(item, str)
                     yield item
                 return
@@ -97,24 +99,34 @@ class AnthropicClient:
                 log.warning("%s stays unavailable (%s); trying %s", model_id, error, models[-1])
 
     async def count_tokens(self, prompt: Prompt) -> int:
-        """The API's own count of the prompt's input tokens."""
+        """The API's own count of the prompt's input tokens (the Anthropic API)."""
         body = _body(prompt, profile(self.options.model), self.options, stream=False)
-        body.pop("max_tokens", None)
-        body.pop("stream", None)
-        body.pop("temperature", None)
-        response = await self._send("/v1/messages/count_tokens", body)
+        for name in ("max_tokens", "stream", "temperature"):
+            body.pop(name, None)
+        prepared = await self.provider.prepare(self.options.model, body, stream=False)
+        response = await self._send(prepared.path + "/count_tokens", prepared)
         return int(response.json()["input_tokens"])
 
     async def check(self) -> str:
-        """Reach the API with the configured model; returns the model's display name."""
-        response = await self._client.get(f"/v1/models/{self.options.model}")
-        if response.status_code != 200:
-            raise _error_from(response.status_code, response.text, response.headers)
-        return str(response.json().get("display_name", self.options.model))
+        """Reach the provider with the configured model: what answered, and as whom."""
+        model = self.options.model
+        if isinstance(self.provider, AnthropicAPI):
+            prepared = await self.provider.prepare(model, {}, stream=False)
+            response = await self._client.get(f"/v1/models/{model}", headers=prepared.headers)
+            if response.status_code != 200:
+                raise _error_from(response.status_code, response.text, response.headers)
+            name = str(response.json().get("display_name", model))
+        else:  # no model list on the clouds' Messages endpoints: one tiny request
+            body = {"max_tokens": 16, "messages": [{"role": "user", "content": "ping"}]}
+            prepared = await self.provider.prepare(model, body, stream=False)
+            response = await self._send(prepared.path, prepared)
+            name = str(response.json().get("model") or self.provider.model_id(model))
+        return f"{name}, as {await self.provider.identity()}"
 
-    async def _send(self, path: str, body: dict[str, Any]) -> httpx.Response:
+    async def _send(self, path: str, prepared: Prepared) -> httpx.Response:
         try:
-            response = await self._client.post(path, json=body)
+            response = await self._client.post(path, content=prepared.content,
+                                               headers=prepared.headers)
         except httpx.HTTPError as error:
             raise UnavailableError(f"cannot reach the model API: {type(error).__name__}") from None
         if response.status_code != 200:
@@ -122,22 +134,31 @@ class AnthropicClient:
         return response
 
     async def _stream_with_retries(
-        self, prompt: Prompt, model: ModelProfile
+        self, prompt: Prompt, model_id: str
     ) -> AsyncIterator[str | StreamEnd]:
-        body = _body(prompt, model, self.options, stream=True)
-        for attempt in range(MAX_RETRIES + 1):
+        body = _body(prompt, profile(model_id), self.options, stream=True)
+        renewed = False
+        attempt = 0
+        while True:
             started = False
             try:
-                async for item in self._stream_once(body, model.id):
+                async for item in self._stream_once(body, model_id):
                     started = started or isinstance(item, str)
                     yield item
                 return
+            except AuthenticationError:
+                # A token that expired or was revoked early: fresh credentials, once.
+                if started or renewed or not await self.provider.renew():
+                    raise
+                renewed = True
+                log.info("model API refused the credentials; retrying with fresh ones")
             except LLMError as error:
                 if started or not error.retryable or attempt == MAX_RETRIES:
                     raise
                 delay = self._backoff(attempt, error.retry_after)
+                attempt += 1
                 log.info("model API %s (%s); retry %d in %.1fs", error.status, error.error_type,
-                         attempt + 1, delay)
+                         attempt, delay)
                 await asyncio.sleep(delay)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
@@ -150,20 +171,33 @@ class AnthropicClient:
         self, body: dict[str, Any], model_id: str
     ) -> AsyncIterator[str | StreamEnd]:
         sent_text = False
+        prepared = await self.provider.prepare(model_id, body, stream=True)
+        end_model = self.provider.model_id(model_id)
+        factor = self.provider.price_factor(model_id)
         try:
-            async with self._client.stream("POST", "/v1/messages", json=body) as response:
+            async with self._client.stream("POST", prepared.path, content=prepared.content,
+                                           headers=prepared.headers) as response:
                 if response.status_code != 200:
                     text = (await response.aread()).decode("utf-8", "replace")
                     raise _error_from(response.status_code, text, response.headers)
                 request_id = response.headers.get("request-id", "")
-                async for item in _read_events(EventSource(response), model_id, request_id):
+                async for item in _read_events(EventSource(response), end_model, request_id):
                     sent_text = sent_text or isinstance(item, str)
-                    yield item
+                    yield replace(item, price_factor=factor) if isinstance(
+                        item, StreamEnd) else item
         except httpx.HTTPError as error:
             # After some text the answer is partial whatever the cause: not retryable.
             cls = StreamInterruptedError if sent_text else UnavailableError
             what = "timed out" if isinstance(error, httpx.TimeoutException) else "was lost"
             raise cls(f"the model API connection {what} ({type(error).__name__})") from None
+
+
+class AnthropicClient(ClaudeClient):
+    """The client on the Anthropic API with an API key."""
+
+    def __init__(self, api_key: str, base_url: str, options: ModelOptions,
+                 **kw: Any) -> None:
+        super().__init__(AnthropicAPI(api_key, base_url), options, **kw)
 
 
 async def _read_events(
@@ -236,15 +270,25 @@ def _class_for(status: int, error_type: str) -> type[LLMError]:
 
 
 def _error_from(status: int, text: str, headers: httpx.Headers) -> LLMError:
-    """A typed error from the API's error body: {"type":"error","error":{type,message}}."""
+    """A typed error from the error body: the API's {"type":"error","error":{type,message}},
+    AWS's {"message": …} with an x-amzn-errortype header, or Google's
+    {"error":{"code","message","status"}} (sometimes inside a list)."""
     try:
         payload = json.loads(text)
-        error = payload.get("error", {}) if isinstance(payload, dict) else {}
     except ValueError:
-        payload, error = {}, {}
-    message = str(error.get("message") or f"HTTP {status}")
-    error_type = str(error.get("type") or "")
-    request_id = headers.get("request-id") or str(payload.get("request_id", ""))
+        payload = {}
+    if isinstance(payload, list) and payload and isinstance(payload[0], dict):
+        payload = payload[0]
+    if not isinstance(payload, dict):
+        payload = {}
+    found = payload.get("error")
+    error: dict[str, Any] = found if isinstance(found, dict) else {}
+    message = str(error.get("message") or payload.get("message") or payload.get("Message")
+                  or f"HTTP {status}")
+    aws_type = headers.get("x-amzn-errortype", "").split(":")[0]
+    error_type = str(error.get("type") or error.get("status") or aws_type or "")
+    request_id = (headers.get("request-id") or headers.get("x-amzn-requestid")
+                  or str(payload.get("request_id", "")))
     retry_after = _seconds(headers.get("retry-after"))
     kw: dict[str, Any] = dict(
         status=status, error_type=error_type, request_id=request_id, retry_after=retry_after
@@ -284,7 +328,6 @@ def _body(
         _mark_end(messages[-1])
     messages.append(_message(current, prompt.context))
     body: dict[str, Any] = {
-        "model": model.id,
         "max_tokens": min(prompt.max_tokens, model.max_output),
         "system": [system_block],
         "messages": messages,

@@ -7,6 +7,7 @@ and an unknown cost.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -100,9 +101,56 @@ MESSAGE_OVERHEAD_TOKENS = 4
 IMAGE_TOKENS = 1600  # a large image costs at most about this much
 
 
+# Amazon Bedrock names a model "anthropic.<id>", run in the caller's region; a prefix picks
+# a cross-region inference profile: "global." (any region) or a geography ("us.", "eu."…).
+BEDROCK_PREFIX = "anthropic."
+BEDROCK_GEOGRAPHIES = ("global.", "us.", "eu.", "apac.", "jp.", "au.", "us-gov.")
+_BEDROCK_SUFFIX = re.compile(r"-v\d+(?::\d+)?$")  # "-v1:0" on the older, dated model ids
+_DATED = re.compile(r"(?:-|@)(\d{8})$")  # "-20251001" (Bedrock), "@20251001" (Vertex)
+# Claude on Bedrock and Vertex: from Claude Sonnet 4.5 and Haiku 4.5 on, regional and
+# multi-region endpoints cost 10 % more than the global one, which is priced as the Claude
+# API (Anthropic's pricing page, "Third-party platform pricing"; AWS's and Google's pages).
+REGIONAL_PREMIUM = 1.10
+BATCH_DISCOUNT = 0.5  # the Message Batches API charges half the price, tokens of every kind
+_NO_PREMIUM = frozenset({"claude-3-haiku-20240307"})
+
+
+def canonical_model_id(model_id: str) -> str:
+    """The Claude API id behind a Bedrock or Vertex id: "us.anthropic.claude-haiku-4-5-
+    20251001-v1:0" and "claude-haiku-4-5@20251001" are both "claude-haiku-4-5"."""
+    name = model_id
+    for geography in BEDROCK_GEOGRAPHIES:
+        if name.startswith(geography + BEDROCK_PREFIX):
+            name = name[len(geography):]
+            break
+    name = name.removeprefix(BEDROCK_PREFIX)
+    name = _BEDROCK_SUFFIX.sub("", name)
+    if name in _PROFILES:
+        return name
+    undated = _DATED.sub("", name)
+    if undated in _PROFILES:
+        return undated
+    return name.replace("@", "-")
+
+
+def bedrock_model_id(model_id: str) -> str:
+    """The id Bedrock knows: a Claude API id gets "anthropic."; a Bedrock id is kept."""
+    if model_id.startswith(BEDROCK_PREFIX) or model_id.startswith(BEDROCK_GEOGRAPHIES):
+        return model_id
+    return BEDROCK_PREFIX + model_id
+
+
+def regional_premium(model_id: str, global_endpoint: bool) -> float:
+    """The price factor of a Bedrock or Vertex endpoint for this model."""
+    if global_endpoint or canonical_model_id(model_id) in _NO_PREMIUM:
+        return 1.0
+    return REGIONAL_PREMIUM
+
+
 def profile(model_id: str) -> ModelProfile:
-    """The profile for a model id; unknown ids get a small, cautious one with unknown price."""
-    known = _PROFILES.get(model_id)
+    """The profile for a model id (a Bedrock or Vertex id finds its Claude API profile);
+    unknown ids get a small, cautious one with unknown price."""
+    known = _PROFILES.get(model_id) or _PROFILES.get(canonical_model_id(model_id))
     if known is not None:
         return known
     return ModelProfile(
@@ -127,8 +175,9 @@ def estimate_tokens(text: str, model: ModelProfile, images: int = 0) -> int:
     )
 
 
-def cost_usd(usage: Usage, model: ModelProfile) -> float | None:
-    """Dollar cost of one request, using the long-context price when the prompt crosses it."""
+def cost_usd(usage: Usage, model: ModelProfile, factor: float = 1.0) -> float | None:
+    """Dollar cost of one request, using the long-context price when the prompt crosses it;
+    `factor`: the endpoint's premium over list price (a regional cloud endpoint: 1.1)."""
     price = model.price
     if price is None:
         return None
@@ -140,4 +189,4 @@ def cost_usd(usage: Usage, model: ModelProfile) -> float | None:
         + usage.cache_creation_input_tokens * price.cache_write
         + usage.cache_read_input_tokens * price.cache_read
     )
-    return total / 1_000_000
+    return total * factor / 1_000_000

@@ -152,8 +152,8 @@ def _clip(line: str, limit: int = 240) -> str:
 def failure_message(error: LLMError) -> str:
     """A short, honest sentence for the user; details stay in the log."""
     if isinstance(error, AuthenticationError):
-        return ("⚠️ I can't reach the AI service: its API key was rejected. "
-                "An admin needs to check ANTHROPIC_API_KEY.")
+        return ("⚠️ I can't reach the AI service: it rejected my credentials. "
+                "An admin needs to run `supportbot check`, which names the setting to fix.")
     if isinstance(error, ReplyTimeoutError):
         return "⚠️ The AI service did not answer in time. Please try again in a few minutes."
     if isinstance(error, StreamInterruptedError):

@@ -385,7 +385,7 @@ class Responder:
         self, end: StreamEnd, surface: Surface, live: LiveReply, first_text_ms: float | None,
         grounding: Grounding,
     ) -> Answer:
-        cost = cost_usd(end.usage, profile(end.model))
+        cost = cost_usd(end.usage, profile(end.model), end.price_factor)
         declined = grounding.watch.declined or MARKER in live.text
         # The marker belongs at the start; a model that puts it later still means it.
         if grounding.watch.wants_person or HANDOFF_MARKER in live.text:

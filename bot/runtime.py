@@ -13,11 +13,12 @@ from bot.conversation import Platform
 from bot.embedding import Embedder
 from bot.inbound import Inbound
 from bot.knowledge import Knowledge
-from bot.llm import AnthropicClient, ModelOptions
+from bot.llm import ClaudeClient, ModelOptions
 from bot.model_client import ModelClient
 from bot.policy import ReplyPolicy
 from bot.ports import PlatformState, Ports
 from bot.prompts import PromptBook
+from bot.providers import make_provider
 from bot.responder import Responder
 from bot.store import Store
 from bot.surface import Restore
@@ -54,9 +55,11 @@ class Runtime:
         )
 
 
-def model_client(settings: Settings) -> ModelClient | None:
-    """The model client, or None when no API key is configured (knowledge-base-only mode)."""
-    if not settings.anthropic_api_key:
+def model_client(settings: Settings) -> ClaudeClient | None:
+    """The model client on the configured provider, or None when the Anthropic API is the
+    provider and no key is set (knowledge-base-only mode). Raises ConfigError, naming the
+    variable, when a cloud provider lacks a setting."""
+    if not settings.model_ready:
         return None
     options = ModelOptions(
         model=settings.model,
@@ -64,9 +67,9 @@ def model_client(settings: Settings) -> ModelClient | None:
         temperature=settings.temperature,
         effort=settings.effort,
     )
-    return AnthropicClient(
-        settings.anthropic_api_key.value, settings.anthropic_base_url, options
-    )
+    provider = make_provider(settings.provider, settings.anthropic_api_key.value,
+                             settings.anthropic_base_url)
+    return ClaudeClient(provider, options)
 
 
 @contextlib.asynccontextmanager

@@ -6,6 +6,7 @@ import pytest
 from bot.store import Store
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.docs_site import DocsSite
+from tests.localonly import sitecustomize  # noqa: F401  (installs the local-only guard)
 
 
 @pytest.fixture

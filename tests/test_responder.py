@@ -146,8 +146,8 @@ async def test_rejected_key_gives_an_honest_message(store: Store) -> None:
         r = responder(store, fake)
         surface = RecordingSurface()
         await answer(r, ask("hi", "E1"), surface)
-        assert "API key was rejected" in surface.final.text
-        assert "ANTHROPIC_API_KEY" in surface.final.text
+        assert "rejected my credentials" in surface.final.text
+        assert "supportbot check" in surface.final.text
         await r.llm.aclose()  # type: ignore[union-attr]
 
 

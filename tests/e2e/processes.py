@@ -8,7 +8,12 @@ import sys
 from pathlib import Path
 
 BASE_ENV_DROP = ("ANTHROPIC_API_KEY", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN",
-                 "SLACK_SIGNING_SECRET", "DISCORD_BOT_TOKEN")
+                 "SLACK_SIGNING_SECRET", "DISCORD_BOT_TOKEN", "SUPPORTBOT_PROVIDER",
+                 "SUPPORTBOT_PROVIDER_BASE_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                 "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_BEARER_TOKEN_BEDROCK",
+                 "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT", "CLOUD_ML_REGION")
+# Loaded by each bot process at start-up: it refuses any connection beyond this machine.
+LOCAL_ONLY = Path(__file__).resolve().parent.parent / "localonly"
 
 
 def bot_env(workdir: Path, **extra: str) -> dict[str, str]:
@@ -19,6 +24,13 @@ def bot_env(workdir: Path, **extra: str) -> dict[str, str]:
         SUPPORTBOT_FALLBACK_MODEL="",
         LOG_LEVEL="INFO",
         PYTHONUNBUFFERED="1",
+        PYTHONPATH=os.pathsep.join(
+            p for p in (str(LOCAL_ONLY), os.environ.get("PYTHONPATH", "")) if p),
+        # The cloud credential chains probe metadata addresses when nothing else is found.
+        AWS_EC2_METADATA_DISABLED="true",
+        NO_GCE_CHECK="True",
+        AWS_CONFIG_FILE=str(workdir / "no-aws-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(workdir / "no-aws-credentials"),
     )
     env.update(extra)
     return env

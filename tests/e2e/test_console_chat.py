@@ -62,7 +62,7 @@ async def test_429_is_retried_then_answered(tmp_path: Path, anthropic: FakeAnthr
 async def test_rejected_key_gives_a_clear_message(tmp_path: Path) -> None:
     async with FakeAnthropic(api_key="the-right-key") as fake:
         out, err = await chat_once(fake, tmp_path, "hello")
-        assert "API key was rejected" in out
+        assert "rejected my credentials" in out and "supportbot check" in out
         assert "test-key" not in err  # the key itself never reaches the log
 
 

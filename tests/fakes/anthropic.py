@@ -20,6 +20,15 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.anthropic_clouds import (
+    BEDROCK_PATH,
+    TOKEN_PATH,
+    VERTEX_PATH,
+    AwsAccount,
+    CloudError,
+    GoogleAccount,
+    aws_error,
+)
 from tests.fakes.anthropic_rules import (
     ERROR_MESSAGES,
     JSON,
@@ -111,6 +120,17 @@ class Fail:
 Step = Reply | Fail
 
 
+def bedrock_id(model: str) -> str:
+    """The Claude API id behind a Bedrock model id ("us.anthropic.claude-haiku-5-5"), or ""
+    for an id Bedrock would not know (no "anthropic." provider prefix)."""
+    name = model.split(".", 1)[1] if model.split(".", 1)[0] in (
+        "global", "us", "eu", "apac", "jp", "au") else model
+    if not name.startswith("anthropic."):
+        return ""
+    name = name.removeprefix("anthropic.")
+    return name.rsplit("-v", 1)[0] if name.endswith(":0") else name
+
+
 def message_text(message: Any) -> str:
     """A message's own text: string content, or its text blocks but a <documentation> one."""
     content = message["content"]
@@ -198,6 +218,8 @@ class FakeAnthropic:
         self._cache = PromptCache()
         self._sent = SentText()
         self._server: LocalServer | None = None
+        self.aws = AwsAccount()  # Bedrock: who may call, where (anthropic_clouds.py)
+        self.google = GoogleAccount()  # Vertex: the project, region and token issuer
 
     # -- lifecycle
 
@@ -206,6 +228,9 @@ class FakeAnthropic:
         app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_REQUEST_BYTES)
         app.router.add_post("/v1/messages", self._on_messages)
         app.router.add_post("/v1/messages/count_tokens", self._on_count_tokens)
+        app.router.add_post(BEDROCK_PATH, self._on_bedrock)
+        app.router.add_post(VERTEX_PATH, self._on_vertex)
+        app.router.add_post(TOKEN_PATH, self.google.on_token)
         app.router.add_get("/v1/models", self._on_models)
         app.router.add_get("/v1/models/{model_id}", self._on_model)
         app.router.add_post("/_fake/script", self._on_script)
@@ -269,12 +294,46 @@ class FakeAnthropic:
     # -- /v1 endpoints
 
     async def _on_messages(self, request: web.Request) -> web.StreamResponse:
-        received = time.monotonic()
         body = parse_body(await request.read())
-        headers = {name.lower(): value for name, value in request.headers.items()}
-        self.requests.append(RecordedRequest(request.path, headers, body or {}, received))
+        self._record(request, body)
         try:
             check_headers(request.headers, self.api_key)
+        except ApiError as exc:
+            return error_response(exc)
+        return await self._answer(request, body)
+
+    def _record(self, request: web.Request, body: Any) -> None:
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        self.requests.append(RecordedRequest(request.path, headers, body or {}, time.monotonic()))
+
+    async def _on_bedrock(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        body = parse_body(raw)
+        self._record(request, body)
+        try:
+            self.aws.check(request, raw)
+            if not request.headers.get("anthropic-version"):
+                raise aws_error(400, "ValidationException", "anthropic-version is required")
+            model = body.get("model") if isinstance(body, dict) else None
+            if not isinstance(model, str) or not bedrock_id(model):
+                raise aws_error(400, "ValidationException",
+                                "The provided model identifier is invalid.")
+        except CloudError as refusal:
+            return refusal.response
+        return await self._answer(request, {**body, "model": bedrock_id(model)})
+
+    async def _on_vertex(self, request: web.Request) -> web.StreamResponse:
+        body = parse_body(await request.read())
+        self._record(request, body)
+        try:
+            model, streamed = self.google.check(request, body)
+        except CloudError as refusal:
+            return refusal.response
+        payload = {k: v for k, v in body.items() if k != "anthropic_version"}
+        return await self._answer(request, {**payload, "model": model, "stream": streamed})
+
+    async def _answer(self, request: web.Request, body: Any) -> web.StreamResponse:
+        try:
             payload = require_object(body)
             call = self._validate(payload)
             step = self._take_step(call.prompt.last_user_text)
