@@ -63,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     from bot.kb_cli import add_parser
 
     add_parser(kb, _usage(kb))
+    from bot.eval_cli import add_parser as add_eval
+
+    add_eval(sub)
     stats = sub.add_parser("stats", help="questions, answers, latency, cost and docs gaps")
     window = stats.add_mutually_exclusive_group()
     window.add_argument("--since", type=since_time, default=None, metavar="WHEN",

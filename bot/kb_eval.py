@@ -51,6 +51,7 @@ class EvalQuestion:
     expected: tuple[str, ...]
     section: str | None
     answerable: bool
+    key_phrases: tuple[str, ...] = ()  # words a good answer holds (`eval answers`)
 
 
 @dataclass
@@ -122,8 +123,11 @@ def _question(path: Path, number: int, line: str) -> EvalQuestion:
         raise EvalError(f"{where}: 'section' must be a heading (a string)")
     if answerable and not expected:
         raise EvalError(f"{where}: an answerable question needs 'expected' paths")
+    phrases = data.get("key_phrases", [])
+    if not isinstance(phrases, list) or not all(isinstance(p, str) and p for p in phrases):
+        raise EvalError(f"{where}: 'key_phrases' must be a list of words or phrases")
     return EvalQuestion(question.strip(), tuple(p.removeprefix("./") for p in expected),
-                        section, answerable)
+                        section, answerable, tuple(phrases))
 
 
 def unknown_paths(questions: Sequence[EvalQuestion], documents: set[str]) -> list[str]:

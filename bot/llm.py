@@ -114,7 +114,7 @@ class ClaudeClient:
             prepared = await self.provider.prepare(model, {}, stream=False)
             response = await self._client.get(f"/v1/models/{model}", headers=prepared.headers)
             if response.status_code != 200:
-                raise _error_from(response.status_code, response.text, response.headers)
+                raise error_from(response.status_code, response.text, response.headers)
             name = str(response.json().get("display_name", model))
         else:  # no model list on the clouds' Messages endpoints: one tiny request
             body = {"max_tokens": 16, "messages": [{"role": "user", "content": "ping"}]}
@@ -130,13 +130,26 @@ class ClaudeClient:
         except httpx.HTTPError as error:
             raise UnavailableError(f"cannot reach the model API: {type(error).__name__}") from None
         if response.status_code != 200:
-            raise _error_from(response.status_code, response.text, response.headers)
+            raise error_from(response.status_code, response.text, response.headers)
         return response
+
+    async def stream_body(self, body: dict[str, Any]) -> AsyncIterator[str | StreamEnd]:
+        """A request body made by request_body(), streamed with the same retries (no
+        fallback: an evaluation asks the model it names)."""
+        payload = {key: value for key, value in body.items() if key != "model"}
+        async for item in self._retrying({**payload, "stream": True}, str(body["model"])):
+            yield item
 
     async def _stream_with_retries(
         self, prompt: Prompt, model_id: str
     ) -> AsyncIterator[str | StreamEnd]:
         body = _body(prompt, profile(model_id), self.options, stream=True)
+        async for item in self._retrying(body, model_id):
+            yield item
+
+    async def _retrying(
+        self, body: dict[str, Any], model_id: str
+    ) -> AsyncIterator[str | StreamEnd]:
         renewed = False
         attempt = 0
         while True:
@@ -179,7 +192,7 @@ class ClaudeClient:
                                            headers=prepared.headers) as response:
                 if response.status_code != 200:
                     text = (await response.aread()).decode("utf-8", "replace")
-                    raise _error_from(response.status_code, text, response.headers)
+                    raise error_from(response.status_code, text, response.headers)
                 request_id = response.headers.get("request-id", "")
                 async for item in _read_events(EventSource(response), end_model, request_id):
                     sent_text = sent_text or isinstance(item, str)
@@ -269,7 +282,15 @@ def _class_for(status: int, error_type: str) -> type[LLMError]:
     return BadRequestError
 
 
-def _error_from(status: int, text: str, headers: httpx.Headers) -> LLMError:
+def request_body(prompt: Prompt, model_id: str, options: ModelOptions) -> dict[str, Any]:
+    """The non-streaming Messages request the bot would send for this prompt, with its
+    model: what a Message Batch carries as each request's params."""
+    body = _body(prompt, profile(model_id), options, stream=False)
+    body.pop("stream")
+    return {"model": model_id, **body}
+
+
+def error_from(status: int, text: str, headers: httpx.Headers) -> LLMError:
     """A typed error from the error body: the API's {"type":"error","error":{type,message}},
     AWS's {"message": …} with an x-amzn-errortype header, or Google's
     {"error":{"code","message","status"}} (sometimes inside a list)."""

@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.anthropic_batches import BatchEndpoints
 from tests.fakes.anthropic_clouds import (
     BEDROCK_PATH,
     TOKEN_PATH,
@@ -61,6 +62,7 @@ from tests.fakes.anthropic_wire import (
     error_response,
     errors_middleware,
     json_response,
+    message_object,
     respond,
     stream,
 )
@@ -218,6 +220,8 @@ class FakeAnthropic:
         self._cache = PromptCache()
         self._sent = SentText()
         self._server: LocalServer | None = None
+        self.batches = BatchEndpoints(self._batch_answer, lambda: self.base_url,
+                                      lambda r: check_headers(r.headers, self.api_key))
         self.aws = AwsAccount()  # Bedrock: who may call, where (anthropic_clouds.py)
         self.google = GoogleAccount()  # Vertex: the project, region and token issuer
 
@@ -228,6 +232,7 @@ class FakeAnthropic:
         app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_REQUEST_BYTES)
         app.router.add_post("/v1/messages", self._on_messages)
         app.router.add_post("/v1/messages/count_tokens", self._on_count_tokens)
+        self.batches.add_routes(app)
         app.router.add_post(BEDROCK_PATH, self._on_bedrock)
         app.router.add_post(VERTEX_PATH, self._on_vertex)
         app.router.add_post(TOKEN_PATH, self.google.on_token)
@@ -348,6 +353,22 @@ class FakeAnthropic:
         if payload.get("stream") is True:
             return await stream(request, call, answer, usage, self._pace(step), self._sent)
         return await respond(call, answer, usage, self._pace(step), self._sent)
+
+    def _batch_answer(self, params: JSON) -> tuple[str, JSON]:
+        """One batch request's result: the answer this request would have had alone."""
+        try:
+            call = self._validate(params)
+            step = self._take_step(call.prompt.last_user_text)
+            if isinstance(step, Fail):
+                raise fail_error(step)
+        except ApiError as exc:
+            return "errored", {"type": "error", "error": {
+                "type": exc.error_type or "invalid_request_error", "message": exc.message}}
+        answer = compose_answer(call, step.text, step.words, step.stop_reason, self.default_words)
+        usage = self._cache.bill(call.prompt, call.spec.min_cacheable)
+        self.requests.append(RecordedRequest("/v1/messages/batches", {}, params,
+                                             time.monotonic()))
+        return "succeeded", message_object(call, answer, usage)
 
     def _validate(self, body: JSON) -> Call:
         spec, max_tokens, thinking = check_message_request(body)

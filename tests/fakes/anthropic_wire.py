@@ -95,13 +95,16 @@ async def respond(
     if pace.error_after_deltas is not None:
         return error_response(ApiError(529, "Overloaded"))
     sent.text = answer.text
+    return json_response(message_object(call, answer, usage))
+
+
+def message_object(call: Call, answer: Answer, usage: Usage) -> JSON:
+    """The whole answer as the API's Message object (a non-streaming reply, a batch result)."""
     content: list[JSON] = []
     if answer.thinking is not None:
         content.append(_thinking_block(call, answer.thinking))
     content.append({"type": "text", "text": answer.text})
-    return json_response(
-        _message(call, content, answer.stop_reason, usage.as_dict(answer.output_tokens))
-    )
+    return _message(call, content, answer.stop_reason, usage.as_dict(answer.output_tokens))
 
 
 # ---------------------------------------------------------------- an SSE stream
