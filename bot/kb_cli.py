@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from bot.config import Settings
+from bot.config import ConfigError, Settings
 from bot.crawl import is_site
 from bot.embedding import Embedder
 from bot.errors import LLMError
@@ -242,7 +242,11 @@ async def _eval(settings: Settings, args: argparse.Namespace) -> int:
         print(f"supportbot: --docs {args.docs} is not a folder (to evaluate on a docs site, "
               "`kb add` it and run `kb eval` without --docs)", file=sys.stderr)
         return 2
-    llm = model_client(settings) if args.answers else None
+    try:
+        llm = model_client(settings) if args.answers else None
+    except ConfigError as error:
+        print(f"supportbot: configuration error: {error}", file=sys.stderr)
+        return 2
     if args.answers and llm is None:
         print("supportbot: kb eval --answers asks the model: set ANTHROPIC_API_KEY",
               file=sys.stderr)

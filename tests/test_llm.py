@@ -12,7 +12,7 @@ from bot.errors import (
     StreamInterruptedError,
     UnavailableError,
 )
-from bot.llm import AnthropicClient, ModelOptions
+from bot.llm import AnthropicClient, ClaudeClient, ModelOptions
 from tests.fakes.anthropic import Fail, FakeAnthropic, Reply
 
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489")
@@ -40,7 +40,7 @@ def client(fake: FakeAnthropic, **options: object) -> AnthropicClient:
     )
 
 
-async def collect(c: AnthropicClient, p: Prompt) -> tuple[str, StreamEnd]:
+async def collect(c: ClaudeClient, p: Prompt) -> tuple[str, StreamEnd]:
     text, end = "", None
     async for item in c.stream(p):
         if isinstance(item, StreamEnd):

@@ -16,6 +16,7 @@ from bot.llm import ClaudeClient, ModelOptions
 from bot.models import cost_usd, profile
 from bot.providers import Bedrock, Vertex
 from tests.fakes.anthropic import Fail, FakeAnthropic, Reply
+from tests.test_llm import collect as collect_stream
 
 OPTIONS = ModelOptions("claude-haiku-5-5", None, 0.3, "low")
 
@@ -26,14 +27,7 @@ def prompt(question: str = "How do I reset my password?") -> Prompt:
 
 
 async def collect(client: ClaudeClient) -> tuple[str, StreamEnd]:
-    text, end = "", None
-    async for item in client.stream(prompt()):
-        if isinstance(item, StreamEnd):
-            end = item
-        else:
-            text += item
-    assert end is not None
-    return text, end
+    return await collect_stream(client, prompt())
 
 
 @pytest.fixture

@@ -89,3 +89,16 @@ class BotProcess:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.kill()
             await self.proc.wait()
+
+
+async def chat_once(workdir: Path, env: dict[str, str], question: str) -> tuple[str, str]:
+    """Ask one question in `supportbot chat`, read the answer, close stdin: (out, err)."""
+    bot = await BotProcess(workdir, env).start()
+    try:
+        await bot.send(question)
+        await bot.read_until("\n\n")
+        code, out, err = await bot.finish()
+        assert code == 0, err
+        return out, err
+    finally:
+        await bot.stop()

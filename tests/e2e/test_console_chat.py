@@ -4,6 +4,7 @@ import time
 from pathlib import Path
 
 from tests.e2e.processes import BotProcess, bot_env
+from tests.e2e.processes import chat_once as ask_once
 from tests.fakes.anthropic import Fail, FakeAnthropic, Reply, message_text
 
 
@@ -12,15 +13,7 @@ def env_for(fake: FakeAnthropic, workdir: Path) -> dict[str, str]:
 
 
 async def chat_once(fake: FakeAnthropic, workdir: Path, question: str) -> tuple[str, str]:
-    bot = await BotProcess(workdir, env_for(fake, workdir)).start()
-    try:
-        await bot.send(question)
-        await bot.read_until("\n\n")
-        code, out, err = await bot.finish()
-        assert code == 0, err
-        return out, err
-    finally:
-        await bot.stop()
+    return await ask_once(workdir, env_for(fake, workdir), question)
 
 
 async def test_answer_streams_into_the_terminal(tmp_path: Path) -> None:

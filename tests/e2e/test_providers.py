@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.e2e.processes import BotProcess, bot_env
+from tests.e2e.processes import bot_env, chat_once
 from tests.e2e.test_bad_input import run
 from tests.fakes.anthropic import FakeAnthropic, Reply
 from tests.localonly.sitecustomize import MARK
@@ -32,22 +32,10 @@ def vertex_env(fake: FakeAnthropic, workdir: Path, **extra: str) -> dict[str, st
     return bot_env(workdir, **{**settings, **extra})
 
 
-async def ask(env: dict[str, str], workdir: Path, question: str) -> tuple[str, str]:
-    bot = await BotProcess(workdir, env).start()
-    try:
-        await bot.send(question)
-        await bot.read_until("\n\n")
-        code, out, err = await bot.finish()
-        assert code == 0, err
-        return out, err
-    finally:
-        await bot.stop()
-
-
 async def test_an_answer_streams_through_bedrock_signed_with_sigv4(tmp_path: Path) -> None:
     async with FakeAnthropic(delta_interval=0.01) as fake:
         fake.script(Reply(text="Open Settings and press Reset password."))
-        out, err = await ask(bedrock_env(fake, tmp_path), tmp_path, "How do I reset it?")
+        out, err = await chat_once(tmp_path, bedrock_env(fake, tmp_path), "How do I reset it?")
         assert "bot> Open Settings and press Reset password." in out
         assert fake.aws.signed == 1 and fake.requests[-1].path == "/anthropic/v1/messages"
         code, out, err = await run(tmp_path, bedrock_env(fake, tmp_path), "check")
@@ -59,7 +47,7 @@ async def test_an_answer_streams_through_bedrock_signed_with_sigv4(tmp_path: Pat
 async def test_an_answer_streams_through_vertex_with_a_refreshed_token(tmp_path: Path) -> None:
     async with FakeAnthropic(delta_interval=0.01) as fake:
         fake.script(Reply(text="Billing lives under Admin."))
-        out, err = await ask(vertex_env(fake, tmp_path), tmp_path, "Where is billing?")
+        out, err = await chat_once(tmp_path, vertex_env(fake, tmp_path), "Where is billing?")
         assert "bot> Billing lives under Admin." in out
         assert fake.google.issued == 1
         assert fake.requests[-1].path.endswith("/models/claude-haiku-5-5:streamRawPredict")
