@@ -307,3 +307,27 @@ async def test_no_credentials_anywhere_is_an_honest_error(
     finally:
         await client.aclose()
     assert fake.requests == []
+
+
+def test_the_cloud_sdks_stay_out_of_the_default_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml")
+                            .read_text())["project"]
+    default = " ".join(project["dependencies"]).lower()
+    assert "botocore" not in default and "boto3" not in default and "google-auth" not in default
+    extras = project["optional-dependencies"]
+    assert any("botocore" in d for d in extras["bedrock"])
+    assert any("google-auth" in d for d in extras["vertex"])
+    # Without the extra, the start says which one to install (a Bedrock API key needs none).
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ConfigError, match=r"supportbot\[bedrock\]"):
+        load_settings({"SUPPORTBOT_PROVIDER": "bedrock", "AWS_REGION": "us-east-1"},
+                      dotenv_path=None)
+    with pytest.raises(ConfigError, match=r"supportbot\[vertex\]"):
+        load_settings({"SUPPORTBOT_PROVIDER": "vertex", "CLOUD_ML_REGION": "global",
+                       "GOOGLE_CLOUD_PROJECT": "p"}, dotenv_path=None)
+    assert load_settings({"SUPPORTBOT_PROVIDER": "bedrock", "AWS_REGION": "us-east-1",
+                          "AWS_BEARER_TOKEN_BEDROCK": "k"}, dotenv_path=None).model_ready
