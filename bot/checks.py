@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 from bot.config import ConfigError, Secret, Settings
@@ -21,9 +21,16 @@ def describe(settings: Settings) -> list[str]:
     lines = []
     for field in fields(settings):
         value = getattr(settings, field.name)
-        shown = str(value) if isinstance(value, Secret | Path) else repr(value)
-        lines.append(f"  {field.name:<24} {shown}")
+        if is_dataclass(value) and not isinstance(value, Secret):  # the provider: a line each
+            lines += [f"  {field.name + '.' + inner.name:<24} {_shown(getattr(value, inner.name))}"
+                      for inner in fields(value)]
+            continue
+        lines.append(f"  {field.name:<24} {_shown(value)}")
     return lines
+
+
+def _shown(value: object) -> str:
+    return str(value) if isinstance(value, Secret | Path) else repr(value)
 
 
 async def run_checks(settings: Settings) -> int:

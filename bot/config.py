@@ -64,7 +64,7 @@ class ProviderSettings:
     region: str = ""  # AWS_REGION / AWS_DEFAULT_REGION, or CLOUD_ML_REGION / GOOGLE_CLOUD_LOCATION
     project: str = ""  # GOOGLE_CLOUD_PROJECT (or ANTHROPIC_VERTEX_PROJECT_ID)
     aws_profile: str = ""  # AWS_PROFILE
-    bedrock_api_key: str = ""  # AWS_BEARER_TOKEN_BEDROCK
+    bedrock_api_key: Secret = Secret("")  # AWS_BEARER_TOKEN_BEDROCK
 
 
 @dataclass(frozen=True)
@@ -133,8 +133,7 @@ class Settings:
             self.slack_signing_secret,
             self.discord_bot_token,
         )
-        return [s.value for s in values if s.value] + [
-            v for v in (self.provider.bedrock_api_key,) if v]
+        return [s.value for s in (*values, self.provider.bedrock_api_key) if s.value]
 
 
 class _Reader:
@@ -295,7 +294,7 @@ def _provider(r: _Reader) -> ProviderSettings:
         found = ProviderSettings(
             name, base_url, region=r.raw("AWS_REGION") or r.raw("AWS_DEFAULT_REGION"),
             aws_profile=r.raw("AWS_PROFILE"),
-            bedrock_api_key=r.token("AWS_BEARER_TOKEN_BEDROCK").value)
+            bedrock_api_key=r.token("AWS_BEARER_TOKEN_BEDROCK"))
         if not found.region:
             raise ConfigError("AWS_REGION must be set for SUPPORTBOT_PROVIDER=bedrock "
                               "(the Bedrock endpoint's region, such as us-east-1)")

@@ -114,7 +114,7 @@ class Bedrock:
         # bedrock-runtime's /anthropic path signs as "bedrock" and reads a body version.
         self.runtime = host.startswith("bedrock-runtime.")
         self.service = "bedrock" if self.runtime else "bedrock-mantle"
-        self._key = settings.bedrock_api_key
+        self._key = settings.bedrock_api_key.value
         self._profile = settings.aws_profile
         self._credentials: Any = None
 

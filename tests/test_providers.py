@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, ProviderSettings, load_settings
+from bot.checks import describe
+from bot.config import ConfigError, ProviderSettings, Secret, load_settings
 from bot.conversation import Prompt, StreamEnd, Turn
 from bot.errors import AuthenticationError, BadRequestError, LLMError
 from bot.llm import ClaudeClient, ModelOptions
@@ -52,7 +53,7 @@ def bedrock(fake: FakeAnthropic, **kw: str) -> ClaudeClient:
     settings = ProviderSettings("bedrock", fake.base_url + "/anthropic",
                                 region=kw.get("region", "us-east-1"),
                                 aws_profile=kw.get("profile", ""),
-                                bedrock_api_key=kw.get("key", ""))
+                                bedrock_api_key=Secret(kw.get("key", "")))
     options = ModelOptions(kw.get("model", "claude-haiku-5-5"), kw.get("fallback"), 0.3, "low")
     return ClaudeClient(Bedrock(settings), options, backoff_base=0.01)
 
@@ -239,7 +240,7 @@ async def test_vertex_global_is_list_price_and_its_host_has_no_region() -> None:
         "bedrock", "https://bedrock-runtime.eu-west-1.amazonaws.com/anthropic", "eu-west-1"))
     assert runtime.service == "bedrock"
     prepared = await runtime.__class__(ProviderSettings(
-        "bedrock", runtime.base_url, "eu-west-1", bedrock_api_key="k")).prepare(
+        "bedrock", runtime.base_url, "eu-west-1", bedrock_api_key=Secret("k"))).prepare(
         "claude-haiku-5-5", {"max_tokens": 5}, stream=True)
     assert json.loads(prepared.content)["anthropic_version"] == "bedrock-2023-05-31"
 
@@ -278,6 +279,8 @@ def test_a_missing_setting_fails_at_start_naming_it() -> None:
     keyed = load_settings({"SUPPORTBOT_PROVIDER": "bedrock", "AWS_DEFAULT_REGION": "us-west-2",
                            "AWS_BEARER_TOKEN_BEDROCK": "secret-bedrock-key"}, dotenv_path=None)
     assert "secret-bedrock-key" in keyed.secrets()  # so the log redactor hides it
+    shown = "\n".join(describe(keyed))  # what `supportbot check` prints
+    assert "secret-bedrock-key" not in shown and "provider.region" in shown
 
 
 def test_cloud_model_ids_find_their_prices() -> None:
