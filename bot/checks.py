@@ -12,6 +12,7 @@ from bot.logs import redact
 from bot.models import profile
 from bot.platforms import PlatformEntry, enabled
 from bot.prompts import PromptBook, shipped_prompts
+from bot.providers import LOCAL_CREDENTIALS
 from bot.runtime import model_client
 from bot.store import Store
 
@@ -94,8 +95,8 @@ async def _check_model(settings: Settings) -> bool:
         return True
     except LLMError as error:
         hint = f"; {provider.hint()}" if error.status in (401, 403, 404) else ""
-        print(f"model: FAILED — {redact(error.message, settings.secrets())} "
-              f"(HTTP {error.status}){hint}")
+        status = "" if error.error_type == LOCAL_CREDENTIALS else f" (HTTP {error.status})"
+        print(f"model: FAILED — {redact(error.message, settings.secrets())}{status}{hint}")
         return False
     finally:
         await client.aclose()

@@ -27,6 +27,7 @@ API_VERSION = "2023-06-01"
 BEDROCK_BODY_VERSION = "bedrock-2023-05-31"  # bedrock-runtime's /anthropic path reads the body
 VERTEX_BODY_VERSION = "vertex-2023-10-16"
 GOOGLE_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+LOCAL_CREDENTIALS = "credentials"  # error_type of a refusal found here, before any request
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,8 @@ class Bedrock:
                 raise AuthenticationError(
                     "no AWS credentials found for SUPPORTBOT_PROVIDER=bedrock: set "
                     "AWS_BEARER_TOKEN_BEDROCK, AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
-                    "AWS_SECRET_ACCESS_KEY, or run where a role provides them", status=401)
+                    "AWS_SECRET_ACCESS_KEY, or run where a role provides them",
+                    status=401, error_type=LOCAL_CREDENTIALS)
         return self._credentials.get_frozen_credentials()
 
     async def renew(self) -> bool:
@@ -236,7 +238,7 @@ class Vertex:
             raise AuthenticationError(
                 "no Google credentials found for SUPPORTBOT_PROVIDER=vertex: run `gcloud auth "
                 "application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS to a key "
-                "file", status=401) from None
+                "file", status=401, error_type=LOCAL_CREDENTIALS) from None
         return credentials
 
     def _refresh(self) -> None:
@@ -247,7 +249,8 @@ class Vertex:
             self._credentials.refresh(Request())
         except RefreshError as error:
             raise AuthenticationError(
-                f"the Google credentials could not be refreshed ({error})", status=401) from None
+                f"the Google credentials could not be refreshed ({error})",
+                status=401, error_type=LOCAL_CREDENTIALS) from None
         except TransportError:
             raise UnavailableError("cannot reach Google's token endpoint") from None
 
