@@ -334,3 +334,14 @@ def test_the_cloud_sdks_stay_out_of_the_default_install(monkeypatch: pytest.Monk
                        "GOOGLE_CLOUD_PROJECT": "p"}, dotenv_path=None)
     assert load_settings({"SUPPORTBOT_PROVIDER": "bedrock", "AWS_REGION": "us-east-1",
                           "AWS_BEARER_TOKEN_BEDROCK": "k"}, dotenv_path=None).model_ready
+
+
+async def test_a_fake_run_as_a_process_hands_out_its_vertex_key_file(
+    fake: FakeAnthropic
+) -> None:
+    import httpx
+
+    async with httpx.AsyncClient() as http:
+        key_file = (await http.get(fake.base_url + "/_fake/google-credentials")).json()
+    assert key_file["type"] == "service_account"
+    assert key_file["token_uri"] == fake.base_url + "/oauth2/token"

@@ -242,6 +242,7 @@ class FakeAnthropic:
         app.router.add_get("/_fake/requests", self._on_requests)
         app.router.add_get("/_fake/stats", self._on_stats)
         app.router.add_post("/_fake/reset", self._on_reset)
+        app.router.add_get("/_fake/google-credentials", self._on_google_credentials)
         self._server = LocalServer(app, shutdown_timeout=SHUTDOWN_TIMEOUT)
         self.base_url = await self._server.start(port)
         return self.base_url
@@ -423,6 +424,10 @@ class FakeAnthropic:
 
     async def _on_stats(self, request: web.Request) -> web.StreamResponse:
         return json_response({"requests": len(self.requests), "cpu_seconds": time.process_time()})
+
+    async def _on_google_credentials(self, request: web.Request) -> web.StreamResponse:
+        """A service-account key file for the fake Vertex (GOOGLE_APPLICATION_CREDENTIALS)."""
+        return json_response(self.google.adc_file(self.base_url + TOKEN_PATH))
 
     async def _on_reset(self, request: web.Request) -> web.StreamResponse:
         self.reset()
