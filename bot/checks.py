@@ -12,7 +12,7 @@ from bot.logs import redact
 from bot.models import profile
 from bot.platforms import PlatformEntry, enabled
 from bot.prompts import PromptBook, shipped_prompts
-from bot.providers import LOCAL_CREDENTIALS
+from bot.providers import LOCAL_CREDENTIALS, Provider
 from bot.runtime import model_client
 from bot.store import Store
 
@@ -79,6 +79,9 @@ async def _check_store(settings: Settings) -> bool:
 
 
 async def _check_model(settings: Settings) -> bool:
+    for name in settings.provider.unused:
+        print(f"model: WARNING — {name} is set but SUPPORTBOT_PROVIDER is "
+              f"{settings.provider.name}, so it is not used (forgot SUPPORTBOT_PROVIDER?)")
     try:
         client = model_client(settings)
     except ConfigError as error:
@@ -90,16 +93,31 @@ async def _check_model(settings: Settings) -> bool:
     provider = client.provider
     try:
         name = await client.check()
-        print(f"model: reached {provider.name} at {provider.base_url} — {settings.model} "
-              f"({name})")
+        print(f"model: reached {provider.name} at {provider.base_url} — {name}")
         return True
     except LLMError as error:
-        hint = f"; {provider.hint()}" if error.status in (401, 403, 404) else ""
-        status = "" if error.error_type == LOCAL_CREDENTIALS else f" (HTTP {error.status})"
-        print(f"model: FAILED — {redact(error.message, settings.secrets())}{status}{hint}")
+        print(f"model: FAILED — {redact(error.message, settings.secrets())}"
+              f"{_status(error)}{_hint(error, provider, settings.model)}")
         return False
     finally:
         await client.aclose()
+
+
+def _status(error: LLMError) -> str:
+    local = error.error_type == LOCAL_CREDENTIALS or error.status == 0
+    return "" if local else f" (HTTP {error.status})"
+
+
+def _hint(error: LLMError, provider: Provider, model: str) -> str:
+    """Which settings to look at for this refusal."""
+    if error.status == 0:
+        return ("; check SUPPORTBOT_PROVIDER_BASE_URL" if provider.name != "anthropic"
+                else "; check ANTHROPIC_BASE_URL and SUPPORTBOT_PROVIDER_BASE_URL") + \
+            " and the network"
+    if error.status == 404:
+        return (f"; check SUPPORTBOT_MODEL ({provider.model_id(model)}) and the endpoint "
+                f"{provider.base_url} (SUPPORTBOT_PROVIDER_BASE_URL); {provider.hint()}")
+    return f"; {provider.hint()}" if error.status in (401, 403) else ""
 
 
 async def _check_platform(platform: PlatformEntry, settings: Settings) -> tuple[bool, bool]:

@@ -65,6 +65,11 @@ class ProviderSettings:
     project: str = ""  # GOOGLE_CLOUD_PROJECT (or ANTHROPIC_VERTEX_PROJECT_ID)
     aws_profile: str = ""  # AWS_PROFILE
     bedrock_api_key: Secret = Secret("")  # AWS_BEARER_TOKEN_BEDROCK
+    # AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, from the environment or
+    # .env (botocore reads only the process environment, so they are handed over).
+    aws_keys: tuple[str, Secret, Secret] | None = None
+    google_key_file: str = ""  # GOOGLE_APPLICATION_CREDENTIALS when it comes from .env
+    unused: tuple[str, ...] = ()  # cloud variables set for a provider that is not chosen
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,9 @@ class Settings:
             self.slack_signing_secret,
             self.discord_bot_token,
         )
-        return [s.value for s in (*values, self.provider.bedrock_api_key) if s.value]
+        keys = self.provider.aws_keys
+        extra = (self.provider.bedrock_api_key, *(keys[1:] if keys else ()))
+        return [s.value for s in (*values, *extra) if s.value]
 
 
 class _Reader:
@@ -290,30 +297,70 @@ def _provider(r: _Reader) -> ProviderSettings:
     needs is checked when its client is made (providers.py), at start."""
     name = r.choice("SUPPORTBOT_PROVIDER", "anthropic", PROVIDERS)
     base_url = r.url("SUPPORTBOT_PROVIDER_BASE_URL", "")
+    unused = tuple(var for var in _CLOUD_VARIABLES[name] if r.raw(var))
     if name == "bedrock":
+        key_id, secret = r.raw("AWS_ACCESS_KEY_ID"), r.token("AWS_SECRET_ACCESS_KEY")
+        if bool(key_id) != bool(secret):
+            raise ConfigError("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together")
         found = ProviderSettings(
-            name, base_url, region=r.raw("AWS_REGION") or r.raw("AWS_DEFAULT_REGION"),
-            aws_profile=r.raw("AWS_PROFILE"),
-            bedrock_api_key=r.token("AWS_BEARER_TOKEN_BEDROCK"))
-        if not found.region:
-            raise ConfigError("AWS_REGION must be set for SUPPORTBOT_PROVIDER=bedrock "
-                              "(the Bedrock endpoint's region, such as us-east-1)")
+            name, base_url, region=_aws_region(r), aws_profile=r.raw("AWS_PROFILE"),
+            bedrock_api_key=r.token("AWS_BEARER_TOKEN_BEDROCK"),
+            aws_keys=(key_id, secret, r.token("AWS_SESSION_TOKEN")) if key_id else None,
+            unused=unused)
         if not found.bedrock_api_key:
             _require_extra("botocore", "bedrock", "signing with AWS credentials")
         return found
     if name == "vertex":
-        found = ProviderSettings(
-            name, base_url, region=r.raw("CLOUD_ML_REGION") or r.raw("GOOGLE_CLOUD_LOCATION"),
-            project=r.raw("GOOGLE_CLOUD_PROJECT") or r.raw("ANTHROPIC_VERTEX_PROJECT_ID"))
-        if not found.region:
+        region = r.raw("CLOUD_ML_REGION") or r.raw("GOOGLE_CLOUD_LOCATION")
+        if not region:
             raise ConfigError("CLOUD_ML_REGION (or GOOGLE_CLOUD_LOCATION) must be set for "
                               "SUPPORTBOT_PROVIDER=vertex, such as us-east5 or global")
-        if not found.project:
-            raise ConfigError("GOOGLE_CLOUD_PROJECT must be set for SUPPORTBOT_PROVIDER=vertex "
-                              "(the Google Cloud project id)")
+        if not _GOOGLE_LOCATION.match(region):
+            raise ConfigError(f'CLOUD_ML_REGION must be a location such as us-east5, eu or '
+                              f'global, got "{region}"')
+        project = r.raw("GOOGLE_CLOUD_PROJECT") or r.raw("ANTHROPIC_VERTEX_PROJECT_ID")
+        if not project:
+            raise ConfigError("GOOGLE_CLOUD_PROJECT (or ANTHROPIC_VERTEX_PROJECT_ID) must be "
+                              "set for SUPPORTBOT_PROVIDER=vertex (the Google Cloud project id)")
+        key_file = r.raw("GOOGLE_APPLICATION_CREDENTIALS")
         _require_extra("google.auth", "vertex", "Google credentials")
-        return found
-    return ProviderSettings(name, base_url)
+        return ProviderSettings(name, base_url, region=region, project=project,
+                                google_key_file=key_file if key_file and (
+                                    "GOOGLE_APPLICATION_CREDENTIALS" not in os.environ) else "",
+                                unused=unused)
+    return ProviderSettings(name, base_url, unused=unused)
+
+
+# Variables that only mean something to one provider: set while another is chosen, they are
+# most likely a forgotten SUPPORTBOT_PROVIDER, and `check` says so.
+_CLOUD_VARIABLES = {
+    "anthropic": ("AWS_BEARER_TOKEN_BEDROCK", "CLOUD_ML_REGION", "GOOGLE_CLOUD_PROJECT"),
+    "bedrock": ("CLOUD_ML_REGION", "ANTHROPIC_VERTEX_PROJECT_ID"),
+    "vertex": ("AWS_BEARER_TOKEN_BEDROCK",),
+}
+_AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+_GOOGLE_LOCATION = re.compile(r"^[a-z]+(-[a-z]+\d*)?$")
+
+
+def _aws_region(r: _Reader) -> str:
+    """AWS_REGION, AWS_DEFAULT_REGION, or the region of the AWS profile (as the AWS tools
+    read it); a ConfigError naming AWS_REGION when none is found or it is not a region."""
+    region = r.raw("AWS_REGION") or r.raw("AWS_DEFAULT_REGION")
+    if not region and importlib.util.find_spec("botocore") is not None:
+        import botocore.session
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            region = botocore.session.Session(
+                profile=r.raw("AWS_PROFILE") or None).get_config_variable("region") or ""
+        except BotoCoreError:
+            region = ""
+    if not region:
+        raise ConfigError("AWS_REGION must be set for SUPPORTBOT_PROVIDER=bedrock "
+                          "(the Bedrock endpoint's region, such as us-east-1)")
+    if not _AWS_REGION.match(region):
+        raise ConfigError(f'AWS_REGION must be a region such as us-east-1, got "{region}"')
+    return region
 
 
 def _require_extra(module: str, extra: str, why: str) -> None:

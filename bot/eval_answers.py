@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ from bot.batches import BatchResult, BatchStatus, MessageBatches, chunks
 from bot.citations import cited
 from bot.conversation import Passage, Platform, StreamEnd, Turn, Usage
 from bot.dont_know import HANDOFF_MARKER, MarkerWatch
+from bot.errors import AuthenticationError, LLMError
 from bot.kb_eval import PROMPT_PASSAGES, EvalQuestion
 from bot.knowledge import Knowledge
 from bot.llm import ClaudeClient, request_body
@@ -36,6 +38,7 @@ class Judged:
     question: str
     outcome: str  # answered / dont_know / handed_over / failed
     answerable: bool
+    declined_by: str  # "gate" or "model" for dont_know, else ""
     cited_expected: bool | None  # None: the question expects no document
     phrases_found: list[str] = field(default_factory=list)
     phrases_missing: list[str] = field(default_factory=list)
@@ -74,7 +77,7 @@ async def prepare(knowledge: Knowledge, book: PromptBook, questions: Sequence[Ev
     for index, question in enumerate(questions):
         found = await knowledge.search(question.question, PROMPT_PASSAGES)
         if not found:
-            gated[index] = Judged(question.question, "dont_know", question.answerable,
+            gated[index] = Judged(question.question, "dont_know", question.answerable, "gate",
                                   None if not question.expected else False,
                                   phrases_missing=list(question.key_phrases))
             continue
@@ -103,6 +106,7 @@ def judge(item: Asked, text: str, usage: Usage, model: str, discount: float) -> 
     found = [p for p in question.key_phrases if p.lower() in lowered]
     cost = (cost_usd(usage, profile(model)) or 0.0) * discount
     return Judged(question.question, outcome, question.answerable,
+                  "model" if outcome == "dont_know" else "",
                   bool(sources & set(question.expected)) if question.expected else None,
                   found, [p for p in question.key_phrases if p not in found],
                   usage.input_tokens + usage.cache_read_input_tokens
@@ -111,7 +115,7 @@ def judge(item: Asked, text: str, usage: Usage, model: str, discount: float) -> 
 
 
 def failed(item: Asked, why: str) -> Judged:
-    return Judged(item.question.question, "failed", item.question.answerable, None,
+    return Judged(item.question.question, "failed", item.question.answerable, "", None,
                   error=why)
 
 
@@ -123,12 +127,25 @@ async def by_batch(batches: MessageBatches, asked: Sequence[Asked],
     by_id = {f"q{item.index:06d}": item for item in asked}
     for batch in chunks([(cid, item.body) for cid, item in by_id.items()]):
         status = await batches.create(batch)
-        status = await batches.wait(status.id, progress, first_poll=first_poll)
+        try:
+            status = await batches.wait(status.id, progress, first_poll=first_poll)
+        except asyncio.CancelledError:  # Ctrl-C: stop the batch rather than pay for it
+            await asyncio.shield(_cancel(batches, status.id))
+            raise
         for result in await batches.results(status):
             item = by_id.get(result.custom_id)
             if item is not None:
                 judged[item.index] = _from_result(item, result)
     return judged
+
+
+async def _cancel(batches: MessageBatches, batch_id: str) -> None:
+    try:
+        await batches.cancel(batch_id)
+        print(f"\nbatch {batch_id} cancelled", file=sys.stderr)
+    except LLMError as error:
+        print(f"\nbatch {batch_id} could not be cancelled ({error}); it may still run and "
+              "be billed", file=sys.stderr)
 
 
 def _from_result(item: Asked, result: BatchResult) -> Judged:
@@ -159,6 +176,8 @@ async def one_by_one(client: ClaudeClient, asked: Sequence[Asked]) -> dict[int, 
                         end = piece
                     else:
                         text += piece
+            except AuthenticationError:
+                raise  # every other question would fail the same way
             except Exception as error:  # one failed question never stops the report
                 judged[item.index] = failed(item, str(error))
                 return
@@ -184,6 +203,7 @@ def report(mode: str, model: str, questions: Sequence[EvalQuestion],
         "key_phrases_found": sum(len(j.phrases_found) for j in items),
         "key_phrases": phrases,
         "unanswerable_declined": sum(1 for j in unanswerable if j.outcome == "dont_know"),
+        "declined_by_gate": sum(1 for j in items if j.declined_by == "gate"),
         "unanswerable": len(unanswerable),
         "input_tokens": sum(j.input_tokens for j in items),
         "output_tokens": sum(j.output_tokens for j in items),
@@ -205,16 +225,18 @@ def as_text(result: AnswersReport) -> str:
                 f"{len(item.phrases_found) + len(item.phrases_missing)}"
                 if item.phrases_found or item.phrases_missing else "")
         why = f" ({item.error})" if item.error else ""
-        lines.append(f"{number:3}. {item.outcome:11} {cite:9}{keys}  {item.question[:70]}{why}")
+        outcome = f"{item.outcome} ({item.declined_by})" if item.declined_by else item.outcome
+        lines.append(f"{number:3}. {outcome:17} {cite:9}{keys}  {item.question[:70]}{why}")
     lines += [
         "",
-        f"answered {t['answered']}, I don't know {t['dont_know']}, handed over "
+        f"answered {t['answered']}, I don't know {t['dont_know']} (the search's gate "
+        f"{t['declined_by_gate']}), handed over "
         f"{t['handed_over']}, failed {t['failed']}",
         f"expected source cited in {t['cited_expected']} of {t['answered_with_expected_docs']}"
         f" answers; key phrases {t['key_phrases_found']}/{t['key_phrases']}; unanswerable "
         f"declined {t['unanswerable_declined']}/{t['unanswerable']}",
         f"tokens in {t['input_tokens']:,}, out {t['output_tokens']:,}; cost "
-        f"${t['cost_usd']:.4f}" + (" (batch price: half the single price)"
+        f"${t['cost_usd']:.6f}" + (" (batch price: half the single price)"
                                   if result.mode == "batch" else ""),
     ]
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from bot.batches import BatchStatus, MessageBatches
 from bot.config import ConfigError, Settings
 from bot.errors import LLMError
 from bot.eval_answers import as_json, as_text, by_batch, one_by_one, prepare, report
-from bot.kb_eval import EvalError, load_questions
+from bot.kb_eval import EvalError, load_questions, unknown_paths
 from bot.prompts import PromptBook
 from bot.runtime import model_client, open_runtime
 
@@ -45,6 +45,10 @@ async def _answers(settings: Settings, args: argparse.Namespace) -> int:
     except (OSError, EvalError) as error:
         print(f"supportbot: {error}", file=sys.stderr)
         return 2
+    if args.json is not None and (args.json.is_dir() or not args.json.parent.is_dir()):
+        print(f"supportbot: --json {args.json}: not a file in an existing folder",
+              file=sys.stderr)
+        return 2
     if not args.no_batch and settings.provider.name != "anthropic":
         print(f"supportbot: the Message Batches API is only on the Anthropic API, not on "
               f"{settings.provider.name}; run with --no-batch to ask one by one",
@@ -61,10 +65,14 @@ async def _answers(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     try:
         async with open_runtime(settings) as runtime:
-            if not await runtime.knowledge.documents():
+            documents = {doc.path for doc in await runtime.knowledge.documents()}
+            if not documents:
                 print("supportbot: the knowledge base is empty: `supportbot kb add DOCS` "
                       "first", file=sys.stderr)
                 return 2
+            for path in unknown_paths(questions, documents):
+                print(f"supportbot: warning: expected path {path!r} is not an indexed document "
+                      "(`kb list --documents` shows them)", file=sys.stderr)
             asked, judged = await prepare(
                 runtime.knowledge, PromptBook.load(settings.prompts_dir), questions, client,
                 settings.max_tokens)
@@ -77,7 +85,7 @@ async def _answers(settings: Settings, args: argparse.Namespace) -> int:
             finally:
                 await batches.aclose()
     except LLMError as error:
-        print(f"supportbot: eval answers: the model API refused: {error}", file=sys.stderr)
+        print(f"supportbot: eval answers: the model could not answer: {error}", file=sys.stderr)
         return 1
     finally:
         await client.aclose()

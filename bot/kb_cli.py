@@ -248,7 +248,8 @@ async def _eval(settings: Settings, args: argparse.Namespace) -> int:
         print(f"supportbot: configuration error: {error}", file=sys.stderr)
         return 2
     if args.answers and llm is None:
-        print("supportbot: kb eval --answers asks the model: set ANTHROPIC_API_KEY",
+        print("supportbot: kb eval --answers asks the model: set ANTHROPIC_API_KEY (or "
+              "SUPPORTBOT_PROVIDER for Bedrock or Vertex)",
               file=sys.stderr)
         return 2
 

@@ -115,12 +115,12 @@ class ClaudeClient:
             response = await self._client.get(f"/v1/models/{model}", headers=prepared.headers)
             if response.status_code != 200:
                 raise error_from(response.status_code, response.text, response.headers)
-            name = str(response.json().get("display_name", model))
+            name = f'{model} ({response.json().get("display_name", model)})'
         else:  # no model list on the clouds' Messages endpoints: one tiny request
             body = {"max_tokens": 16, "messages": [{"role": "user", "content": "ping"}]}
             prepared = await self.provider.prepare(model, body, stream=False)
             response = await self._send(prepared.path, prepared)
-            name = str(response.json().get("model") or self.provider.model_id(model))
+            name = self.provider.model_id(model)
         return f"{name}, as {await self.provider.identity()}"
 
     async def _send(self, path: str, prepared: Prepared) -> httpx.Response:
@@ -128,7 +128,8 @@ class ClaudeClient:
             response = await self._client.post(path, content=prepared.content,
                                                headers=prepared.headers)
         except httpx.HTTPError as error:
-            raise UnavailableError(f"cannot reach the model API: {type(error).__name__}") from None
+            raise UnavailableError(f"cannot reach {self.provider.base_url}{path} "
+                                   f"({type(error).__name__})") from None
         if response.status_code != 200:
             raise error_from(response.status_code, response.text, response.headers)
         return response
@@ -200,6 +201,9 @@ class ClaudeClient:
                         item, StreamEnd) else item
         except httpx.HTTPError as error:
             # After some text the answer is partial whatever the cause: not retryable.
+            if isinstance(error, httpx.ConnectError):
+                raise UnavailableError(f"cannot connect to {self.provider.base_url}"
+                                       f"{prepared.path} (ConnectError)") from None
             cls = StreamInterruptedError if sent_text else UnavailableError
             what = "timed out" if isinstance(error, httpx.TimeoutException) else "was lost"
             raise cls(f"the model API connection {what} ({type(error).__name__})") from None

@@ -41,5 +41,6 @@ def configure_logging(level: str, secrets: Iterable[str]) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "aiohttp.access", "discord.http", "discord.gateway"):
+    for noisy in ("httpx", "httpcore", "aiohttp.access", "discord.http", "discord.gateway",
+                  "botocore", "google.auth", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

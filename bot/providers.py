@@ -117,6 +117,7 @@ class Bedrock:
         self.service = "bedrock" if self.runtime else "bedrock-mantle"
         self._key = settings.bedrock_api_key.value
         self._profile = settings.aws_profile
+        self._keys = settings.aws_keys  # given keys (the environment or .env) come first
         self._credentials: Any = None
 
     def model_id(self, model: str) -> str:
@@ -150,9 +151,25 @@ class Bedrock:
         return {name: str(value) for name, value in request.headers.items()}
 
     def _frozen_credentials(self) -> Any:
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            return self._read_credentials()
+        except BotoCoreError as error:  # a missing profile, half a key pair, a broken file
+            raise AuthenticationError(
+                f"the AWS credentials could not be read: {error}",
+                status=401, error_type=LOCAL_CREDENTIALS) from None
+
+    def _read_credentials(self) -> Any:
         if self._credentials is None:
             import botocore.session
+            from botocore.credentials import Credentials
 
+            if self._keys:
+                key_id, secret, token = self._keys
+                self._credentials = Credentials(key_id, secret.value, token.value or None,
+                                                method="env")
+                return self._credentials.get_frozen_credentials()
             session = botocore.session.Session(profile=self._profile or None)
             self._credentials = session.get_credentials()
             if self._credentials is None:
@@ -199,6 +216,7 @@ class Vertex:
         host = ("https://aiplatform.googleapis.com" if self.region == "global"
                 else f"https://{self.region}-aiplatform.googleapis.com")
         self.base_url = (settings.base_url or f"{host}/v1").rstrip("/")
+        self._key_file = settings.google_key_file
         self._credentials: Any = None
         self._lock = asyncio.Lock()
 
@@ -233,12 +251,16 @@ class Vertex:
         from google.auth.exceptions import DefaultCredentialsError
 
         try:
+            if self._key_file:  # named in .env, where google-auth does not look
+                return _key_file_credentials(self._key_file)
             credentials, _ = google.auth.default(scopes=[GOOGLE_SCOPE])
-        except DefaultCredentialsError:
+        except (DefaultCredentialsError, OSError, ValueError) as error:
+            where = (f"GOOGLE_APPLICATION_CREDENTIALS ({self._key_file}): {error}"
+                     if self._key_file else "run `gcloud auth application-default login`, or "
+                     "set GOOGLE_APPLICATION_CREDENTIALS to a key file")
             raise AuthenticationError(
-                "no Google credentials found for SUPPORTBOT_PROVIDER=vertex: run `gcloud auth "
-                "application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS to a key "
-                "file", status=401, error_type=LOCAL_CREDENTIALS) from None
+                f"no usable Google credentials for SUPPORTBOT_PROVIDER=vertex: {where}",
+                status=401, error_type=LOCAL_CREDENTIALS) from None
         return credentials
 
     def _refresh(self) -> None:
@@ -248,8 +270,9 @@ class Vertex:
         try:
             self._credentials.refresh(Request())
         except RefreshError as error:
+            why = error.args[0] if error.args else error
             raise AuthenticationError(
-                f"the Google credentials could not be refreshed ({error})",
+                f"the Google credentials could not be refreshed: {why}",
                 status=401, error_type=LOCAL_CREDENTIALS) from None
         except TransportError:
             raise UnavailableError("cannot reach Google's token endpoint") from None
@@ -270,6 +293,26 @@ class Vertex:
     def hint(self) -> str:
         return (f"check the Google credentials (GOOGLE_APPLICATION_CREDENTIALS), "
                 f"GOOGLE_CLOUD_PROJECT ({self.project}) and CLOUD_ML_REGION ({self.region})")
+
+
+def _key_file_credentials(path: str) -> Any:
+    """Credentials from a key file of the two kinds a team puts in .env: a service account's
+    key, or a user's application-default credentials. Other kinds (workload identity
+    federation) go in the process environment, where google-auth reads them itself."""
+    from google.oauth2 import credentials as user_credentials
+    from google.oauth2 import service_account
+
+    with open(path, encoding="utf-8") as file:
+        info = json.load(file)
+    kind = info.get("type") if isinstance(info, dict) else None
+    if kind == "service_account":
+        return service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+            info, scopes=[GOOGLE_SCOPE])
+    if kind == "authorized_user":
+        return user_credentials.Credentials.from_authorized_user_info(  # type: ignore[no-untyped-call]
+            info, [GOOGLE_SCOPE])
+    raise ValueError(f"a key file of type {kind!r}: set GOOGLE_APPLICATION_CREDENTIALS in the "
+                     "process environment for this kind")
 
 
 def make_provider(settings: ProviderSettings, api_key: str, anthropic_url: str) -> Provider:

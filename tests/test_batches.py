@@ -104,3 +104,27 @@ def test_requests_are_split_within_the_api_limits(monkeypatch: pytest.MonkeyPatc
     assert [len(b) for b in split] == [2, 2, 1]
     with pytest.raises(ValueError, match="custom_id"):
         chunks([("not ok!", {})])
+
+
+async def test_an_interrupted_wait_cancels_the_batch(anthropic: FakeAnthropic) -> None:
+    import asyncio
+
+    from bot.eval_answers import Asked, by_batch
+    from bot.kb_eval import EvalQuestion
+
+    anthropic.batches.processing_seconds = 60
+    asked = [Asked(0, EvalQuestion("q", ("a.md",), None, True), [], params("q"))]
+    batches = client(anthropic)
+    try:
+        task = asyncio.create_task(by_batch(batches, asked, first_poll=0.05))
+        for _ in range(100):  # until the batch exists and is being polled
+            await asyncio.sleep(0.02)
+            if anthropic.batches.polls:
+                break
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        await batches.aclose()
+    [batch] = anthropic.batches.batches.values()
+    assert batch.canceled_at is not None  # stopped, not left to run and be billed

@@ -345,3 +345,88 @@ async def test_a_fake_run_as_a_process_hands_out_its_vertex_key_file(
         key_file = (await http.get(fake.base_url + "/_fake/google-credentials")).json()
     assert key_file["type"] == "service_account"
     assert key_file["token_uri"] == fake.base_url + "/oauth2/token"
+
+
+async def test_a_broken_aws_setup_is_named_not_a_traceback(
+    fake: FakeAnthropic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[support]\naws_access_key_id = AKIDFAKEEXAMPLE0001\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for profile_name, why in (("suport", "could not be found"), ("support", "Partial")):
+        client = bedrock(fake, profile=profile_name)
+        try:
+            with pytest.raises(AuthenticationError, match=why) as error:
+                await collect(client)
+        finally:
+            await client.aclose()
+        assert "AWS credentials could not be read" in str(error.value)
+    assert fake.requests == []
+    with pytest.raises(ConfigError, match="AWS_SECRET_ACCESS_KEY must be set together"):
+        load_settings({"SUPPORTBOT_PROVIDER": "bedrock", "AWS_REGION": "us-east-1",
+                       "AWS_ACCESS_KEY_ID": "AKIDFAKEEXAMPLE0001"}, dotenv_path=None)
+
+
+async def test_keys_and_a_key_file_named_in_dotenv_are_used(
+    fake: FakeAnthropic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    key_file = tmp_path / "sa.json"
+    key_file.write_text(json.dumps(fake.google.adc_file(fake.base_url + "/oauth2/token")))
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("AWS_REGION=us-east-1\nAWS_ACCESS_KEY_ID=AKIDFAKEEXAMPLE0001\n"
+                      "AWS_SECRET_ACCESS_KEY=fake-secret-key-for-tests-only\n"
+                      "GOOGLE_CLOUD_PROJECT=acme-support\nCLOUD_ML_REGION=us-east5\n"
+                      f"GOOGLE_APPLICATION_CREDENTIALS={key_file}\n")
+    aws = load_settings({"SUPPORTBOT_PROVIDER": "bedrock"}, dotenv_path=dotenv).provider
+    google = load_settings({"SUPPORTBOT_PROVIDER": "vertex"}, dotenv_path=dotenv).provider
+    assert "fake-secret-key-for-tests-only" in load_settings(
+        {"SUPPORTBOT_PROVIDER": "bedrock"}, dotenv_path=dotenv).secrets()
+    signed = ClaudeClient(Bedrock(ProviderSettings(
+        "bedrock", fake.base_url + "/anthropic", aws.region, aws_keys=aws.aws_keys)), OPTIONS)
+    keyed = ClaudeClient(Vertex(ProviderSettings(
+        "vertex", fake.base_url + "/v1", google.region, google.project,
+        google_key_file=google.google_key_file)), OPTIONS)
+    try:
+        assert (await collect(signed))[0] and (await collect(keyed))[0]
+    finally:
+        await signed.aclose()
+        await keyed.aclose()
+    assert fake.aws.signed == 1 and fake.google.issued == 1
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    client = ClaudeClient(Vertex(ProviderSettings(
+        "vertex", fake.base_url + "/v1", "us-east5", "acme-support",
+        google_key_file=str(broken))), OPTIONS)
+    try:
+        with pytest.raises(AuthenticationError, match="broken.json"):
+            await collect(client)
+    finally:
+        await client.aclose()
+
+
+def test_the_region_comes_from_the_aws_profile_and_must_look_like_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config"
+    config.write_text("[profile support]\nregion = eu-central-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    settings = load_settings({"SUPPORTBOT_PROVIDER": "bedrock", "AWS_PROFILE": "support",
+                              "AWS_BEARER_TOKEN_BEDROCK": "k"}, dotenv_path=None)
+    assert settings.provider.region == "eu-central-1"
+    for name, env in (("AWS_REGION", {"SUPPORTBOT_PROVIDER": "bedrock", "AWS_REGION":
+                                      "https://bedrock.us-east-1.amazonaws.com",
+                                      "AWS_BEARER_TOKEN_BEDROCK": "k"}),
+                      ("CLOUD_ML_REGION", {"SUPPORTBOT_PROVIDER": "vertex",
+                                           "CLOUD_ML_REGION": "us east5",
+                                           "GOOGLE_CLOUD_PROJECT": "p"})):
+        with pytest.raises(ConfigError, match=f"{name} must be a"):
+            load_settings(env, dotenv_path=None)

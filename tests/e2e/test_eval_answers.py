@@ -11,7 +11,7 @@ from tests.e2e.test_bad_input import run
 from tests.fakes.anthropic import Fail, FakeAnthropic, Reply
 
 DATA = Path(__file__).resolve().parent.parent / "data"
-QUESTIONS = [
+QUESTIONS: list[dict[str, object]] = [
     {"question": "How can I get my dashboard as a PDF file?", "expected": ["guide/exports.md"],
      "key_phrases": ["Export", "PDF", "carrier pigeon"]},
     {"question": "What is the fastest a widget can refresh?", "expected": ["guide/widgets.rst"]},
@@ -72,7 +72,9 @@ async def test_a_question_set_is_answered_as_one_batch_and_judged(tmp_path: Path
     assert totals["unanswerable_declined"] == 2 and totals["failed"] == 1
     assert totals["cost_usd"] > 0 and totals["input_tokens"] > 0
     assert "batch price: half the single price" in out
-    assert "answered 2, I don't know 2, handed over 1, failed 1" in out
+    assert "answered 2, I don't know 2 (the search's gate 1), handed over 1, failed 1" in out
+    assert report["questions"][3]["declined_by"] == "gate"
+    assert report["questions"][2]["declined_by"] == "model"
 
 
 async def test_one_by_one_costs_twice_the_batch_for_the_same_answers(tmp_path: Path) -> None:
@@ -104,3 +106,23 @@ async def test_bedrock_has_no_batches_and_says_to_ask_one_by_one(tmp_path: Path)
                   AWS_BEARER_TOKEN_BEDROCK="k")
     code, _, err = await run(tmp_path, env, "eval", "answers", str(questions))
     assert code == 2 and "--no-batch" in err and "Traceback" not in err
+
+
+async def test_mistakes_are_said_before_any_model_call(tmp_path: Path) -> None:
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(json.dumps({**QUESTIONS[0], "expected": ["guide/export.md"]}) + "\n")
+    async with FakeAnthropic(api_key="the-right-key") as fake:
+        env = bot_env(tmp_path, ANTHROPIC_API_KEY="a-wrong-key",
+                      ANTHROPIC_BASE_URL=fake.base_url)
+        code, _, err = await run(tmp_path, env, "kb", "add", str(DATA / "docs"))
+        assert code == 0, err
+        code, _, err = await run(tmp_path, env, "eval", "answers", str(questions), "--json",
+                                 str(tmp_path / "no-such-folder" / "out.json"))
+        assert code == 2 and "not a file in an existing folder" in err
+        assert fake.batches.batches == {} and fake.requests == []
+        code, out, err = await run(tmp_path, env, "eval", "answers", str(questions),
+                                   "--no-batch")
+    # A refused key stops the run (every question would fail the same way), and says so.
+    assert code == 1 and "invalid x-api-key" in err and "Traceback" not in err
+    assert "expected path 'guide/export.md' is not an indexed document" in err
+    assert "a-wrong-key" not in out + err

@@ -84,3 +84,18 @@ async def test_the_guard_refuses_a_connection_beyond_this_machine(tmp_path: Path
                   SUPPORTBOT_PROVIDER_BASE_URL="http://192.0.2.1/anthropic")
     code, out, err = await run(tmp_path, env, "check")
     assert code != 0 and MARK in err
+
+
+async def test_check_names_the_address_it_could_not_reach_and_forgotten_settings(
+    tmp_path: Path
+) -> None:
+    env = bot_env(tmp_path, SUPPORTBOT_PROVIDER="bedrock", AWS_REGION="us-east-1",
+                  AWS_BEARER_TOKEN_BEDROCK="k",
+                  SUPPORTBOT_PROVIDER_BASE_URL="http://127.0.0.1:9/anthropic")
+    code, out, err = await run(tmp_path, env, "check")
+    assert code != 0 and "http://127.0.0.1:9/anthropic/v1/messages" in out
+    assert "SUPPORTBOT_PROVIDER_BASE_URL" in out and "(HTTP 0)" not in out
+    # Cloud settings with no SUPPORTBOT_PROVIDER: the Anthropic API is used, and check says so.
+    env = bot_env(tmp_path, AWS_BEARER_TOKEN_BEDROCK="k", AWS_REGION="us-east-1")
+    code, out, err = await run(tmp_path, env, "check")
+    assert "WARNING — AWS_BEARER_TOKEN_BEDROCK is set but SUPPORTBOT_PROVIDER is anthropic" in out
