@@ -24,7 +24,7 @@ import httpx
 
 from bot.errors import BadRequestError, UnavailableError
 from bot.llm import error_from
-from bot.providers import Provider
+from bot.providers import AnthropicAPI, Provider
 
 MAX_REQUESTS = 100_000  # per batch (the API's limit)
 MAX_BYTES = 256_000_000  # per batch body (256 MB)
@@ -82,7 +82,7 @@ class MessageBatches:
 
     def __init__(self, provider: Provider, *, transport: httpx.AsyncBaseTransport | None = None,
                  timeout: float = 60.0) -> None:
-        if provider.name != "anthropic":
+        if not isinstance(provider, AnthropicAPI):
             raise BadRequestError(f"the Message Batches API is not served by {provider.name}")
         self.provider = provider
         self._client = httpx.AsyncClient(base_url=provider.base_url, timeout=timeout,
@@ -91,13 +91,10 @@ class MessageBatches:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def _headers(self) -> dict[str, str]:
-        return (await self.provider.prepare("", {}, stream=False)).headers
-
     async def _call(self, method: str, url: str, body: Any = None) -> httpx.Response:
         try:
             response = await self._client.request(
-                method, url, headers=await self._headers(),
+                method, url, headers=self.provider.headers(),
                 content=None if body is None else json.dumps(body).encode())
         except httpx.HTTPError as error:
             raise UnavailableError(f"cannot reach the batch API: {type(error).__name__}") from None

@@ -8,12 +8,13 @@ import sys
 from pathlib import Path
 
 from bot.batches import BatchStatus, MessageBatches
-from bot.config import ConfigError, Settings
+from bot.config import Settings
 from bot.errors import LLMError
 from bot.eval_answers import as_json, as_text, by_batch, one_by_one, prepare, report
-from bot.kb_eval import EvalError, load_questions, unknown_paths
+from bot.kb_cli import warn_unknown_paths
+from bot.kb_eval import EvalError, load_questions
 from bot.prompts import PromptBook
-from bot.runtime import model_client, open_runtime
+from bot.runtime import open_runtime
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -54,41 +55,35 @@ async def _answers(settings: Settings, args: argparse.Namespace) -> int:
               f"{settings.provider.name}; run with --no-batch to ask one by one",
               file=sys.stderr)
         return 2
-    try:
-        client = model_client(settings)
-    except ConfigError as error:
-        print(f"supportbot: configuration error: {error}", file=sys.stderr)
-        return 2
-    if client is None:
+    if not settings.model_ready:
         print("supportbot: eval answers asks the model: set ANTHROPIC_API_KEY (or "
               "SUPPORTBOT_PROVIDER for Bedrock or Vertex)", file=sys.stderr)
         return 2
-    try:
-        async with open_runtime(settings) as runtime:
-            documents = {doc.path for doc in await runtime.knowledge.documents()}
-            if not documents:
-                print("supportbot: the knowledge base is empty: `supportbot kb add DOCS` "
-                      "first", file=sys.stderr)
-                return 2
-            for path in unknown_paths(questions, documents):
-                print(f"supportbot: warning: expected path {path!r} is not an indexed document "
-                      "(`kb list --documents` shows them)", file=sys.stderr)
+    async with open_runtime(settings) as runtime:
+        client = runtime.llm
+        assert client is not None  # model_ready
+        documents = {doc.path for doc in await runtime.knowledge.documents()}
+        if not documents:
+            print("supportbot: the knowledge base is empty: `supportbot kb add DOCS` first",
+                  file=sys.stderr)
+            return 2
+        warn_unknown_paths(questions, documents)
+        try:
             asked, judged = await prepare(
                 runtime.knowledge, PromptBook.load(settings.prompts_dir), questions, client,
                 settings.max_tokens)
-        if args.no_batch:
-            judged.update(await one_by_one(client, asked))
-        elif asked:
-            batches = MessageBatches(client.provider)
-            try:
-                judged.update(await by_batch(batches, asked, _progress, args.poll))
-            finally:
-                await batches.aclose()
-    except LLMError as error:
-        print(f"supportbot: eval answers: the model could not answer: {error}", file=sys.stderr)
-        return 1
-    finally:
-        await client.aclose()
+            if args.no_batch:
+                judged.update(await one_by_one(client, asked))
+            elif asked:
+                batches = MessageBatches(client.provider)
+                try:
+                    judged.update(await by_batch(batches, asked, _progress, args.poll))
+                finally:
+                    await batches.aclose()
+        except LLMError as error:
+            print(f"supportbot: eval answers: the model could not answer: {error}",
+                  file=sys.stderr)
+            return 1
     result = report("one by one" if args.no_batch else "batch", settings.model, questions,
                     judged)
     print(as_text(result))

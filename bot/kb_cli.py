@@ -9,11 +9,11 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.config import ConfigError, Settings
+from bot.config import Settings
 from bot.crawl import is_site
 from bot.embedding import Embedder
 from bot.errors import LLMError
@@ -24,6 +24,9 @@ from bot.runtime import Runtime, model_client, open_runtime
 from bot.stats import since_time
 from bot.store import Store
 from bot.suggest import Suggestions
+
+if TYPE_CHECKING:
+    from bot.kb_eval import EvalQuestion
 
 Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
 
@@ -227,7 +230,6 @@ async def _eval(settings: Settings, args: argparse.Namespace) -> int:
         evaluate,
         load_questions,
         model_reader,
-        unknown_paths,
         unknown_sections,
     )
     from bot.prompts import PromptBook
@@ -242,11 +244,7 @@ async def _eval(settings: Settings, args: argparse.Namespace) -> int:
         print(f"supportbot: --docs {args.docs} is not a folder (to evaluate on a docs site, "
               "`kb add` it and run `kb eval` without --docs)", file=sys.stderr)
         return 2
-    try:
-        llm = model_client(settings) if args.answers else None
-    except ConfigError as error:
-        print(f"supportbot: configuration error: {error}", file=sys.stderr)
-        return 2
+    llm = model_client(settings) if args.answers else None
     if args.answers and llm is None:
         print("supportbot: kb eval --answers asks the model: set ANTHROPIC_API_KEY (or "
               "SUPPORTBOT_PROVIDER for Bedrock or Vertex)",
@@ -254,11 +252,7 @@ async def _eval(settings: Settings, args: argparse.Namespace) -> int:
         return 2
 
     async def run(knowledge: Knowledge) -> int:
-        documents = {doc.path for doc in await knowledge.documents()}
-        for path in unknown_paths(questions, documents):
-            print(f"supportbot: warning: expected path {path!r} is not an indexed document "
-                  "(paths are relative to the docs folder, as `kb list --documents` shows "
-                  "them)", file=sys.stderr)
+        warn_unknown_paths(questions, {doc.path for doc in await knowledge.documents()})
         headings = [(path, heading) for path, heading, _ in await knowledge.sections()]
         for section in dict.fromkeys(unknown_sections(questions, headings)):
             print(f"supportbot: warning: section {section!r} is not a heading of its expected "
@@ -290,6 +284,17 @@ async def _eval(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         if llm is not None:
             await llm.aclose()
+
+
+def warn_unknown_paths(questions: Sequence[EvalQuestion], documents: set[str]) -> None:
+    """A warning for each expected path that names no indexed document (a typo, or a path
+    not relative to the docs folder): its question can never be found."""
+    from bot.kb_eval import unknown_paths
+
+    for path in unknown_paths(questions, documents):
+        print(f"supportbot: warning: expected path {path!r} is not an indexed document "
+              "(paths are relative to the docs folder, as `kb list --documents` shows "
+              "them)", file=sys.stderr)
 
 
 async def _gaps(settings: Settings, args: argparse.Namespace) -> int:

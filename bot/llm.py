@@ -15,7 +15,7 @@ import logging
 import random
 import re
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -111,8 +111,8 @@ class ClaudeClient:
         """Reach the provider with the configured model: what answered, and as whom."""
         model = self.options.model
         if isinstance(self.provider, AnthropicAPI):
-            prepared = await self.provider.prepare(model, {}, stream=False)
-            response = await self._client.get(f"/v1/models/{model}", headers=prepared.headers)
+            response = await self._client.get(f"/v1/models/{model}",
+                                              headers=self.provider.headers())
             if response.status_code != 200:
                 raise error_from(response.status_code, response.text, response.headers)
             name = f'{model} ({response.json().get("display_name", model)})'
@@ -195,10 +195,10 @@ class ClaudeClient:
                     text = (await response.aread()).decode("utf-8", "replace")
                     raise error_from(response.status_code, text, response.headers)
                 request_id = response.headers.get("request-id", "")
-                async for item in _read_events(EventSource(response), end_model, request_id):
+                async for item in _read_events(EventSource(response), end_model, request_id,
+                                               factor):
                     sent_text = sent_text or isinstance(item, str)
-                    yield replace(item, price_factor=factor) if isinstance(
-                        item, StreamEnd) else item
+                    yield item
         except httpx.HTTPError as error:
             # After some text the answer is partial whatever the cause: not retryable.
             if isinstance(error, httpx.ConnectError):
@@ -218,7 +218,7 @@ class AnthropicClient(ClaudeClient):
 
 
 async def _read_events(
-    source: EventSource, model_id: str, request_id: str
+    source: EventSource, model_id: str, request_id: str, price_factor: float = 1.0
 ) -> AsyncIterator[str | StreamEnd]:
     """Turn SSE events into text deltas; only `text` blocks count, picked by type."""
     text_blocks: set[int] = set()
@@ -231,7 +231,7 @@ async def _read_events(
         if kind == "message_start":
             # Keep the requested id: the API may answer with a dated snapshot id that the
             # price table does not list.
-            usage.update(_usage_fields(data.get("message", {}).get("usage", {})))
+            usage.update(usage_fields(data.get("message", {}).get("usage", {})))
         elif kind == "content_block_start":
             if data.get("content_block", {}).get("type") == "text":
                 text_blocks.add(int(data.get("index", 0)))
@@ -243,7 +243,7 @@ async def _read_events(
                     yield delta["text"]
         elif kind == "message_delta":
             stop_reason = data.get("delta", {}).get("stop_reason") or stop_reason
-            usage.update(_usage_fields(data.get("usage", {})))
+            usage.update(usage_fields(data.get("usage", {})))
         elif kind == "message_stop":
             stopped = True  # read to the end of the body so the connection is reused
         elif kind == "error":
@@ -257,14 +257,15 @@ async def _read_events(
             )
     if stopped:
         yield StreamEnd(stop_reason=stop_reason or "end_turn", usage=Usage(**usage),
-                        model=model_id)
+                        model=model_id, price_factor=price_factor)
         return
     # The connection closed without message_stop: the answer is incomplete.
     cls = StreamInterruptedError if sent_text else UnavailableError
     raise cls("the model API closed the stream early", request_id=request_id)
 
 
-def _usage_fields(raw: dict[str, Any]) -> dict[str, int]:
+def usage_fields(raw: dict[str, Any]) -> dict[str, int]:
+    """The token counts of an API usage object that it holds (a stream's parts, a message)."""
     names = ("input_tokens", "output_tokens", "cache_creation_input_tokens",
              "cache_read_input_tokens")
     return {name: int(raw[name]) for name in names if isinstance(raw.get(name), int)}

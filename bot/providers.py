@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
-from bot.config import ConfigError, ProviderSettings
+from bot.config import ProviderSettings
 from bot.errors import AuthenticationError, UnavailableError
 from bot.models import bedrock_model_id, regional_premium
 
@@ -85,10 +85,13 @@ class AnthropicAPI:
     def price_factor(self, model: str) -> float:
         return 1.0  # the Claude API is global: list prices
 
+    def headers(self) -> dict[str, str]:
+        """What every request to the API carries: the key and the version."""
+        return {"x-api-key": self._key, "anthropic-version": API_VERSION,
+                "content-type": "application/json"}
+
     async def prepare(self, model: str, body: dict[str, Any], stream: bool) -> Prepared:
-        return Prepared("/v1/messages", {"x-api-key": self._key, "anthropic-version": API_VERSION,
-                                         "content-type": "application/json"},
-                        _json({**body, "model": model}))
+        return Prepared("/v1/messages", self.headers(), _json({**body, "model": model}))
 
     async def renew(self) -> bool:
         return False
@@ -106,9 +109,7 @@ class Bedrock:
     name = "bedrock"
 
     def __init__(self, settings: ProviderSettings) -> None:
-        if not settings.region:
-            raise ConfigError("AWS_REGION must be set for SUPPORTBOT_PROVIDER=bedrock")
-        self.region = settings.region
+        self.region = settings.region  # config.py made sure there is one
         self.base_url = (settings.base_url or
                          f"https://bedrock-mantle.{self.region}.api.aws/anthropic").rstrip("/")
         host = urlsplit(self.base_url).hostname or ""
@@ -209,10 +210,7 @@ class Vertex:
     name = "vertex"
 
     def __init__(self, settings: ProviderSettings) -> None:
-        if not settings.region or not settings.project:
-            raise ConfigError("CLOUD_ML_REGION and GOOGLE_CLOUD_PROJECT must be set for "
-                              "SUPPORTBOT_PROVIDER=vertex")
-        self.region, self.project = settings.region, settings.project
+        self.region, self.project = settings.region, settings.project  # checked in config.py
         host = ("https://aiplatform.googleapis.com" if self.region == "global"
                 else f"https://{self.region}-aiplatform.googleapis.com")
         self.base_url = (settings.base_url or f"{host}/v1").rstrip("/")

@@ -14,7 +14,6 @@ from bot.embedding import Embedder
 from bot.inbound import Inbound
 from bot.knowledge import Knowledge
 from bot.llm import ClaudeClient, ModelOptions
-from bot.model_client import ModelClient
 from bot.policy import ReplyPolicy
 from bot.ports import PlatformState, Ports
 from bot.prompts import PromptBook
@@ -32,7 +31,7 @@ class Runtime:
     store: Store
     knowledge: Knowledge
     responder: Responder
-    llm: ModelClient | None
+    llm: ClaudeClient | None
     inbound: Inbound
 
     def ports(self, platform: Platform) -> Ports:
@@ -57,8 +56,8 @@ class Runtime:
 
 def model_client(settings: Settings) -> ClaudeClient | None:
     """The model client on the configured provider, or None when the Anthropic API is the
-    provider and no key is set (knowledge-base-only mode). Raises ConfigError, naming the
-    variable, when a cloud provider lacks a setting."""
+    provider and no key is set (knowledge-base-only mode). Each provider's settings were
+    checked when they were read (config.py)."""
     if not settings.model_ready:
         return None
     options = ModelOptions(
