@@ -72,6 +72,16 @@ class MarkerWatch:
         return self.verdict is Verdict.DECLINED and self.marker == HANDOFF_MARKER
 
 
+def marked(watch: MarkerWatch, text: str) -> str:
+    """What a finished answer's marker asks for: "wants_person", "declined", or "" for an
+    answer. The marker belongs at the start; a model that puts it later still means it."""
+    if watch.wants_person or HANDOFF_MARKER in text:
+        return "wants_person"
+    if watch.declined or MARKER in text:
+        return "declined"
+    return ""
+
+
 def honest_reply(closest: Sequence[Passage], contact: str = "") -> str:
     """What the bot says when the docs do not answer: what it could not find, the closest
     pages, and an offer of a person."""

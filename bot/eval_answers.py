@@ -20,11 +20,11 @@ from typing import Any
 from bot.batches import BatchResult, BatchStatus, MessageBatches, chunks
 from bot.citations import cited
 from bot.conversation import Passage, Platform, StreamEnd, Turn, Usage
-from bot.dont_know import HANDOFF_MARKER, MarkerWatch
+from bot.dont_know import MarkerWatch, marked
 from bot.errors import AuthenticationError, LLMError
 from bot.kb_eval import PROMPT_PASSAGES, EvalQuestion
 from bot.knowledge import Knowledge
-from bot.llm import ClaudeClient, request_body
+from bot.llm import ClaudeClient, request_body, usage_fields
 from bot.models import BATCH_DISCOUNT, cost_usd, profile
 from bot.prompts import PromptBook, build_prompt
 
@@ -88,23 +88,20 @@ async def prepare(knowledge: Knowledge, book: PromptBook, questions: Sequence[Ev
     return asked, gated
 
 
-def judge(item: Asked, text: str, usage: Usage, model: str, discount: float) -> Judged:
-    """What an answer shows: its outcome, citations, key phrases, tokens and cost."""
+def judge(item: Asked, text: str, usage: Usage, model: str, factor: float) -> Judged:
+    """What an answer shows: its outcome (as the bot would take it), citations, key phrases,
+    tokens and cost (`factor`: the price's, 0.5 in a batch)."""
     question = item.question
     watch = MarkerWatch()
     watch.feed(text)
     watch.flush()
-    if watch.wants_person or HANDOFF_MARKER in text:
-        outcome = "handed_over"
-    elif watch.declined:
-        outcome = "dont_know"
-    else:
-        outcome = "answered"
+    outcome = {"wants_person": "handed_over", "declined": "dont_know"}.get(
+        marked(watch, text), "answered")
     _, used = cited(text, len(item.passages))
     sources = {item.passages[n - 1].source for n in used}
     lowered = text.lower()
     found = [p for p in question.key_phrases if p.lower() in lowered]
-    cost = (cost_usd(usage, profile(model)) or 0.0) * discount
+    cost = cost_usd(usage, profile(model), factor) or 0.0
     return Judged(question.question, outcome, question.answerable,
                   "model" if outcome == "dont_know" else "",
                   bool(sources & set(question.expected)) if question.expected else None,
@@ -154,10 +151,7 @@ def _from_result(item: Asked, result: BatchResult) -> Judged:
     message = result.message
     text = "".join(block.get("text", "") for block in message.get("content", [])
                    if block.get("type") == "text")
-    raw = message.get("usage", {})
-    usage = Usage(**{k: int(raw.get(k) or 0) for k in (
-        "input_tokens", "output_tokens", "cache_creation_input_tokens",
-        "cache_read_input_tokens")})
+    usage = Usage(**usage_fields(message.get("usage", {})))
     return judge(item, text, usage, str(message.get("model") or item.body["model"]),
                  BATCH_DISCOUNT)
 

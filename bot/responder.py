@@ -28,7 +28,7 @@ from bot.conversation import (
     StreamEnd,
     Usage,
 )
-from bot.dont_know import HANDOFF_MARKER, MARKER, MIN_WORDS, honest_reply
+from bot.dont_know import MIN_WORDS, honest_reply, marked
 from bot.errors import LLMError, PromptTooLongError, ReplyTimeoutError, StreamInterruptedError
 from bot.handoff import ALREADY_HANDLED
 from bot.handovers import Handovers
@@ -386,9 +386,9 @@ class Responder:
         grounding: Grounding,
     ) -> Answer:
         cost = cost_usd(end.usage, profile(end.model), end.price_factor)
-        declined = grounding.watch.declined or MARKER in live.text
-        # The marker belongs at the start; a model that puts it later still means it.
-        if grounding.watch.wants_person or HANDOFF_MARKER in live.text:
+        asks = marked(grounding.watch, live.text)
+        declined = asks == "declined"
+        if asks == "wants_person":
             return Answer("", end.model, end.stop_reason, end.usage, cost, first_text_ms,
                           "wants_person")
         if end.stop_reason == "refusal" or declined:

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.conversation import ConversationKey, Platform
-from bot.dont_know import MARKER, MarkerWatch
+from bot.dont_know import MARKER, MarkerWatch, marked
 from bot.prompts import PromptBook
 from bot.store import Store
 from bot.streaming import TYPING_MARKER
@@ -100,3 +100,19 @@ async def test_the_gate_answers_honestly_without_asking_the_model(
     assert "Open Settings > API keys" in fake.requests[0].documentation()
     [(question, reason, confidence, _)] = await store.docs_gaps()
     assert reason == "gate" and "Kubernetes" in question and confidence < 0.2
+
+
+def test_a_finished_answer_is_read_by_one_rule_for_the_bot_and_eval_answers() -> None:
+
+
+    def read(text: str) -> str:
+        watch = MarkerWatch()
+        watch.feed(text)
+        watch.flush()
+        return marked(watch, text)
+
+    assert read("[[NOT_IN_DOCS]] The docs do not say.") == "declined"
+    assert read("Let me check. [[NOT_IN_DOCS]]") == "declined"  # late, still meant
+    assert read("[[HANDOFF]]") == "wants_person"
+    assert read("Sure, I'll get someone. [[HANDOFF]]") == "wants_person"
+    assert read("Press Export [1].") == ""
