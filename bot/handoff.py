@@ -65,6 +65,7 @@ def told_asker(posted: bool, configured: bool, contact: str, private: bool = Fal
 
 
 ALREADY_HANDLED = "A person from the team is already on this; they'll get back to you."
+THANKS = "Thanks for the feedback!"  # a vote, on either platform
 NOT_YOURS = ("Only the person who asked can hand this thread to the team. Ask your own "
              "question, and the button under its answer is yours.")
 GIVEN_BACK = ("A person from the team marked this as resolved. I'm back: ask me anything else "

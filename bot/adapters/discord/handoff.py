@@ -26,7 +26,14 @@ from bot.adapters.discord.pages import Interaction
 from bot.config import Settings
 from bot.conversation import DM_WORKSPACE, ConversationKey
 from bot.formatting import neutralise_discord
-from bot.handoff import HandoffSummary, clip, quoted, summary_message, summary_place
+from bot.handoff import (
+    THANKS,
+    HandoffSummary,
+    clip,
+    quoted,
+    summary_message,
+    summary_place,
+)
 from bot.handovers import Handovers, key_of
 from bot.notices import unexpected_failure
 from bot.surface import Posted
@@ -34,7 +41,6 @@ from bot.surface import Posted
 log = logging.getLogger(__name__)
 
 RESOLVED_EMOJI = frozenset({"✅", "☑️", "✔️"})
-THANKS = "Thanks for the feedback!"
 THANKS_FORM = "Thanks, the team will read it."
 ESCALATE_WHERE = ("Use /escalate in the thread of your question, or press **Talk to a person** "
                   "under an answer.")

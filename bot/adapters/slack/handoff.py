@@ -30,6 +30,7 @@ from bot.conversation import ConversationKey, Platform
 from bot.formatting import escape_slack, neutralise_mentions
 from bot.handoff import (
     NOT_YOURS,
+    THANKS,
     HandoffSummary,
     clip,
     quoted,
@@ -43,7 +44,6 @@ from bot.surface import Posted
 log = logging.getLogger(__name__)
 
 RESOLVED_REACTIONS = frozenset({"white_check_mark", "heavy_check_mark", "ballot_box_with_check"})
-THANKS = "Thanks for the feedback!"
 ALREADY_BACK = "This thread is already back with the bot."
 
 
