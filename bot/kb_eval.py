@@ -3,7 +3,7 @@
 A question set is JSON lines: {"question", "expected": [doc paths relative to the source],
 "section": heading (optional), "answerable": true by default}. The baseline is what a team
 could write in an afternoon, run in the same process on the same files: each file split at
-its `#` heading lines (a reStructuredText file stays whole), one SQLite FTS5 row per section
+its `#` heading lines (reStructuredText at its underlined titles), one SQLite FTS5 row per section
 with its heading path written before the text, default tokenizer, the question's words
 OR-ed, ranked by plain BM25. A site source, whose files are not on disk, enters the baseline
 with supportbot's own sections.
@@ -327,34 +327,71 @@ class Baseline:
 
 
 _HEADING_LINE = re.compile(r"^(#{1,6})\s+(.*)$")
+_UNDERLINE = re.compile(r"^([=\-~^\"'`*+#:.])\1{2,}\s*$")
 
 
 def afternoon_sections(folder: Path) -> list[tuple[str, str, str]]:
-    """The baseline's sections: split at every line that starts with `#`, as a first try
-    would (it cannot tell a heading from a comment in a code block)."""
+    """The baseline's sections: Markdown split at every line that starts with `#` (a first
+    try cannot tell a heading from a comment in a code block) and reStructuredText at every
+    line underlined with punctuation, its level by the order its style first appears."""
     rows: list[tuple[str, str, str]] = []
     for file in doc_files(folder):
         name = file.relative_to(folder).as_posix()
         text = file.read_text(errors="replace")
         if file.suffix.lower() in (".html", ".htm"):
             text = re.sub(r"<[^>]+>", " ", text)
-        if file.suffix.lower() == ".rst":
-            rows.append((name, file.stem, text))
-            continue
-        stack: list[tuple[int, str]] = []
-        body: list[str] = []
-        for line in [*text.splitlines(), "# end"]:
-            match = _HEADING_LINE.match(line)
-            if not match:
-                body.append(line)
-                continue
-            heading = PATH_SEPARATOR.join(t for _, t in stack) or file.stem
-            if "".join(body).strip():
-                rows.append((name, heading, "\n".join(body)))
-            body = []
-            level = len(match.group(1))
-            stack = [(lv, t) for lv, t in stack if lv < level] + [(level, match.group(2))]
+        rst = file.suffix.lower() == ".rst"
+        rows.extend((name, heading, body) for heading, body in
+                    (_rst_sections if rst else _markdown_sections)(text, file.stem))
     return rows
+
+
+def _markdown_sections(text: str, stem: str) -> list[tuple[str, str]]:
+    titles: list[tuple[int, str] | None] = []
+    for line in text.splitlines():
+        match = _HEADING_LINE.match(line)
+        titles.append((len(match.group(1)), match.group(2)) if match else None)
+    return _split(text.splitlines(), titles, stem)
+
+
+def _rst_sections(text: str, stem: str) -> list[tuple[str, str]]:
+    lines = text.splitlines()
+    titles: list[tuple[int, str] | None] = [None] * len(lines)
+    styles: list[tuple[str, bool]] = []
+    skip: set[int] = set()
+    for i in range(len(lines) - 1):
+        title, under = lines[i].strip(), _UNDERLINE.match(lines[i + 1])
+        if not title or not under or _UNDERLINE.match(lines[i]) or len(lines[i + 1].rstrip())\
+                < len(title) or i in skip:
+            continue
+        over = i > 0 and lines[i - 1].rstrip() == lines[i + 1].rstrip()
+        style = (under.group(1), over)
+        if style not in styles:
+            styles.append(style)
+        titles[i] = (styles.index(style) + 1, title)
+        skip.update({i - 1, i + 1} if over else {i + 1})
+    kept = [(line, t) for n, (line, t) in enumerate(zip(lines, titles, strict=True))
+            if n not in skip]
+    return _split([line for line, _ in kept], [t for _, t in kept], stem)
+
+
+def _split(lines: Sequence[str], titles: Sequence[tuple[int, str] | None],
+           stem: str) -> list[tuple[str, str]]:
+    """(heading path, text) of each run of lines between titles (level, title)."""
+    out: list[tuple[str, str]] = []
+    stack: list[tuple[int, str]] = []
+    body: list[str] = []
+    for line, title in [*zip(lines, titles, strict=True), ("", (1, ""))]:
+        if title is None:
+            body.append(line)
+            continue
+        heading = PATH_SEPARATOR.join(t for _, t in stack) or stem
+        if "".join(body).strip():
+            out.append((heading, "\n".join(body)))
+        body = []
+        level = title[0]
+        stack = [(lv, t) for lv, t in stack if lv < level] + [title]
+    return out
 
 
 def as_json(report: Report) -> str:

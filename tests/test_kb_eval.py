@@ -11,6 +11,7 @@ from bot.conversation import Passage
 from bot.kb_eval import (
     EvalError,
     EvalQuestion,
+    afternoon_sections,
     figures,
     load_questions,
     unknown_paths,
@@ -93,3 +94,23 @@ def test_a_section_no_expected_document_has_is_named() -> None:
     headings = [("guide.md", "Guide › --exclude"), ("guide.md", "Guide › Installation"),
                 ("guide.md", "Guide › Usage")]
     assert unknown_sections(questions, headings) == ["Instalation"]
+
+
+def test_the_baseline_splits_restructuredtext_at_its_titles_too(tmp_path: Path) -> None:
+    # A baseline that kept .rst files whole could never find a section there, and would
+    # make any section-level gain on a Sphinx docs set look larger than it is.
+    (tmp_path / "guide.rst").write_text(
+        "=====\nGuide\n=====\n\nIntro text.\n\nInstall\n-------\n\npip install acme\n\n"
+        "From source\n~~~~~~~~~~~\n\nbuild it\n\nConfigure\n---------\n\nedit acme.toml\n"
+        "\n::\n\n    # a comment\n    ---\n")
+    (tmp_path / "notes.md").write_text("# Notes\n\nhello\n\n```sh\n# not a title to us\n```\n")
+    rows = afternoon_sections(tmp_path)
+    assert [(p, h) for p, h, _ in rows] == [
+        ("guide.rst", "Guide"),
+        ("guide.rst", "Guide › Install"),
+        ("guide.rst", "Guide › Install › From source"),
+        ("guide.rst", "Guide › Configure"),
+        ("notes.md", "Notes"),
+        ("notes.md", "not a title to us"),  # the afternoon try's known blind spot
+    ]
+    assert "edit acme.toml" in rows[3][2] and "=====" not in rows[0][2]
