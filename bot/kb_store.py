@@ -61,7 +61,9 @@ class Known:
 
 @dataclass(frozen=True)
 class Hit:
-    passage_id: int
+    """A section found by search (its passages are fetched for the ones kept)."""
+
+    section_id: int
     path: str
     heading: str
     anchor: str
@@ -146,11 +148,21 @@ class KbTables:
             doc_id = db.execute(
                 "SELECT id FROM kb_documents WHERE source = ? AND path = ?", [source, path]
             ).fetchone()[0]
-            db.conn.executemany(
-                "INSERT INTO kb_passages (document_id, heading, anchor, text)"
-                " VALUES (?, ?, ?, ?)",
-                [(doc_id, section.heading, section.anchor, section.text) for section in sections],
-            )
+            # A section is the passages that share a heading and anchor: search ranks it
+            # whole, then shows the passage of it that covers the question best.
+            grouped: dict[tuple[str, str], list[str]] = {}
+            for section in sections:
+                grouped.setdefault((section.heading, section.anchor), []).append(section.text)
+            for (heading, anchor), texts in grouped.items():
+                section_id = db.conn.execute(
+                    "INSERT INTO kb_sections (document_id, heading, anchor, text)"
+                    " VALUES (?, ?, ?, ?)", [doc_id, heading, anchor, "\n\n".join(texts)],
+                ).lastrowid
+                db.conn.executemany(
+                    "INSERT INTO kb_passages (document_id, section_id, heading, anchor, text)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [(doc_id, section_id, heading, anchor, text) for text in texts],
+                )
 
     def remove_documents(self, source: str, paths: Sequence[str]) -> None:
         with self.db.atomic():
@@ -166,6 +178,9 @@ class KbTables:
                   " WHERE d.source = ? AND d.path = ?"
             self.db.execute(f"DELETE FROM kb_vectors WHERE passage_id IN ({ids})", [source, path])
             self.db.execute(f"DELETE FROM kb_passages WHERE id IN ({ids})", [source, path])
+            self.db.execute(
+                "DELETE FROM kb_sections WHERE document_id IN"
+                " (SELECT id FROM kb_documents WHERE source = ? AND path = ?)", [source, path])
 
     def documents(self) -> list[DocumentRow]:
         rows = self.db.execute(
@@ -178,47 +193,59 @@ class KbTables:
     def clear(self) -> int:
         with self.db.atomic():
             count = int(self.db.execute("SELECT count(*) FROM kb_documents").fetchone()[0])
-            for table in ("kb_vectors", "kb_passages", "kb_documents", "kb_sources"):
+            for table in ("kb_vectors", "kb_passages", "kb_sections", "kb_documents",
+                          "kb_sources"):
                 self.db.execute(f"DELETE FROM {table}")
         return count
 
     # --- search -------------------------------------------------------------------------
 
     def bm25(self, query: str, limit: int, heading_weight: float) -> list[Hit]:
-        """Passages matching the FTS5 query, best first; score = -bm25 (higher is better)."""
+        """Sections matching the FTS5 query, best first; score = -bm25 (higher is better)."""
         rows = self.db.execute(
-            "SELECT p.id, d.path, p.heading, p.anchor, p.text, d.url,"
-            " -bm25(kb_passages_fts, ?, 1.0) AS score, d.release_notes"
-            " FROM kb_passages_fts f JOIN kb_passages p ON p.id = f.rowid"
-            " JOIN kb_documents d ON d.id = p.document_id"
-            " WHERE kb_passages_fts MATCH ? ORDER BY score DESC LIMIT ?",
+            "SELECT s.id, d.path, s.heading, s.anchor, s.text, d.url,"
+            " -bm25(kb_sections_fts, ?, 1.0) AS score, d.release_notes"
+            " FROM kb_sections_fts f JOIN kb_sections s ON s.id = f.rowid"
+            " JOIN kb_documents d ON d.id = s.document_id"
+            " WHERE kb_sections_fts MATCH ? ORDER BY score DESC LIMIT ?",
             [heading_weight, query, limit],
         ).fetchall()
         return [Hit(int(r[0]), r[1], r[2], r[3] or "", r[4], r[5] or "", float(r[6]),
                     bool(r[7])) for r in rows]
 
-    def hits(self, passage_ids: Sequence[int]) -> dict[int, Hit]:
-        """The passages with these ids (score 0), for results found by another signal."""
+    def sections_of(self, passage_ids: Sequence[int]) -> dict[int, Hit]:
+        """The section of each of these passages (score 0), for passages found by meaning."""
         found: dict[int, Hit] = {}
         for start in range(0, len(passage_ids), 500):
             chunk = list(passage_ids[start : start + 500])
             marks = ",".join("?" * len(chunk))
             rows = self.db.execute(
-                "SELECT p.id, d.path, p.heading, p.anchor, p.text, d.url, d.release_notes"
-                " FROM kb_passages p"
-                f" JOIN kb_documents d ON d.id = p.document_id WHERE p.id IN ({marks})",
+                "SELECT p.id, s.id, d.path, s.heading, s.anchor, s.text, d.url, d.release_notes"
+                " FROM kb_passages p JOIN kb_sections s ON s.id = p.section_id"
+                f" JOIN kb_documents d ON d.id = s.document_id WHERE p.id IN ({marks})",
                 chunk,
             ).fetchall()
-            found.update({int(r[0]): Hit(int(r[0]), r[1], r[2], r[3] or "", r[4], r[5] or "",
-                                         0.0, bool(r[6])) for r in rows})
+            found.update({int(r[0]): Hit(int(r[1]), r[2], r[3], r[4] or "", r[5], r[6] or "",
+                                         0.0, bool(r[7])) for r in rows})
+        return found
+
+    def passages_of(self, section_ids: Sequence[int]) -> dict[int, list[str]]:
+        """The passages' texts of these sections, in document order."""
+        marks = ",".join("?" * len(section_ids))
+        rows = self.db.execute(
+            f"SELECT section_id, text FROM kb_passages WHERE section_id IN ({marks})"
+            " ORDER BY id", list(section_ids),
+        ).fetchall()
+        found: dict[int, list[str]] = {}
+        for section_id, text in rows:
+            found.setdefault(int(section_id), []).append(text)
         return found
 
     def sections(self) -> list[tuple[str, str, str]]:
-        """(document path, heading path, whole text) of every section, its passages joined."""
+        """(document path, heading path, whole text) of every section."""
         rows = self.db.execute(
-            "SELECT d.path, p.heading, group_concat(p.text, char(10) || char(10))"
-            " FROM kb_passages p JOIN kb_documents d ON d.id = p.document_id"
-            " GROUP BY p.document_id, p.heading ORDER BY min(p.id)"
+            "SELECT d.path, s.heading, s.text FROM kb_sections s"
+            " JOIN kb_documents d ON d.id = s.document_id ORDER BY s.id"
         ).fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
 

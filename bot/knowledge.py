@@ -43,18 +43,23 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]  # (done, total)
 T = TypeVar("T")
 
-CANDIDATES = 50  # passages each signal proposes before fusion
-HEADING_WEIGHT = 3.0  # a word in the heading path counts this much more than one in the text
-PER_DOCUMENT = 2  # passages one document may hold among the results
-# The semantic ranking's say in the fusion, BM25's being 1. Small: on the evaluation sets a
-# larger say cost more at hit@1 and section level than it gained (README, "Search quality").
-SEMANTIC_WEIGHT = 0.1
+CANDIDATES = 50  # sections each signal proposes before fusion
+# Search ranks whole sections with FTS5's BM25, which scores the heading path and the text as
+# two fields, each against its own average length: a word in a short heading already weighs
+# more than one in a long text. An extra weight on the heading did not help on the pip and
+# pytest sets (1.5-3 lost up to 0.07 at hit@5), so both fields count the same.
+HEADING_WEIGHT = 1.0
+PER_DOCUMENT = 2  # sections one document may hold among the results
+# The semantic ranking's say in the fusion, BM25's being 1; chosen on the pip and pytest
+# sets from 0.1, 0.3 and 0.5 (README, "Search quality").
+SEMANTIC_WEIGHT = 0.3
 # A changelog or release announcement keeps this share of its fused score: it names every
 # feature in a line, so it matches many questions whose answer is a guide. Chosen on the pip
 # and pytest sets (0.4-0.8 gave the same figures there); README, "Search quality".
 RELEASE_NOTES_WEIGHT = 0.6
-# The don't-know gate: the best passage must hold this share of the question's weight (by
-# IDF). Tuned on the pip set to decline no answerable question there.
+# The don't-know gate: the best section by the words must hold this share of the
+# question's weight (by IDF). Tuned on the pip set to decline no answerable
+# question there.
 MIN_COVERAGE = 0.20
 # ...and, for a question that stands on its own, less than half of that weight may be in
 # words no passage uses: "how do I bake sourdough bread?" shares "bake" with a code sample,
@@ -260,38 +265,51 @@ class Knowledge:
         return found.passages if found.confident else []
 
     async def rank(self, question: str, limit: int = 4, earlier: Sequence[str] = ()) -> Search:
-        """The best passages whatever the gate says, with its evidence (for `kb eval`)."""
+        """The best passages whatever the gate says, with its evidence (for `kb eval`).
+        Sections are ranked whole (a long one is several passages); each result is the
+        passage of its section that covers the question best."""
         words = folded(question, earlier)
         query = fts_query(words)
         lexical = await self._db(lambda t: t.bm25(query, CANDIDATES, HEADING_WEIGHT)) \
             if query else []
         semantic = await self._semantic(" ".join([*earlier[-2:], question]))
-        by_id = {hit.passage_id: hit for hit in lexical}
-        missing = [pid for pid, _ in semantic if pid not in by_id]
-        if missing:
-            by_id.update(await self._db(lambda t: t.hits(missing)))
-        fused = rrf([[h.passage_id for h in lexical], [pid for pid, _ in semantic]],
-                    [1.0, SEMANTIC_WEIGHT])
+        by_id = {hit.section_id: hit for hit in lexical}
+        meaning: list[int] = []  # sections in the order their passages were found by meaning
+        if semantic:
+            found = await self._db(lambda t: t.sections_of([pid for pid, _ in semantic]))
+            for pid, _ in semantic:
+                if pid in found and found[pid].section_id not in meaning:
+                    meaning.append(found[pid].section_id)
+                    by_id.setdefault(found[pid].section_id, found[pid])
+        fused = rrf([[h.section_id for h in lexical], meaning], [1.0, SEMANTIC_WEIGHT])
         # Release notes rank below the guides unless the question is about releases.
         notes = 1.0 if asks_about_releases(words) else RELEASE_NOTES_WEIGHT
         ranked = sorted(
-            (Ranked(pid, by_id[pid].path, score * (notes if by_id[pid].release_notes else 1.0))
-             for pid, score in fused.items() if pid in by_id),
+            (Ranked(sid, by_id[sid].path, score * (notes if by_id[sid].release_notes else 1.0))
+             for sid, score in fused.items()),
             key=lambda r: -r.score,
         )
-        ranked = _distinct(ranked, by_id)
-        best = diversified(ranked, limit, PER_DOCUMENT)
-        # The score shown is the BM25 relevance (0 for a passage found by meaning alone): it
-        # says how well the words matched, where the fused rank only says in which order.
-        passages = [_passage(by_id[r.id]) for r in best]
+        best = diversified(_distinct(ranked, by_id), limit, PER_DOCUMENT)
         if not lexical and not await self._db(lambda t: t.frequencies(())[0]):
             # No docs at all: nothing to hold the question to.
             return Search([], 1.0, True, indexed=False)
-        # A short follow-up ("and in the other format?") is about the thread: held to the
-        # thread's words, not to whether the docs use its own; the model, which sees the
-        # thread, says when the passages do not answer.
         idf, unseen = await self._idf(words)
         top = lexical[0] if lexical else None
+        wanted = [r.id for r in best]
+        pieces = await self._db(lambda t: t.passages_of(wanted)) if wanted else {}
+
+        def shown(hit: Hit) -> str:
+            """The passage of the section that holds most of the question's weight."""
+            texts = pieces.get(hit.section_id) or [hit.text]
+            return max(texts, key=lambda text: coverage(words, f"{hit.heading}\n{text}", idf))
+
+        # The score shown is the section's BM25 relevance (0 for one found by meaning alone):
+        # it says how well the words matched, where the fused rank only says in which order.
+        passages = [_passage(by_id[r.id], shown(by_id[r.id])) for r in best]
+        # A short follow-up ("and in the other format?") is about the thread: held to the
+        # thread's words, not to whether the docs use its own; the model, which sees the
+        # thread, says when the passages do not answer. The evidence is the best section by
+        # the words, whole.
         confidence = coverage(words, f"{top.heading}\n{top.text}", idf) if top else 0.0
         alone = len(words) == len(terms(question)[:MAX_TERMS])
         weight = sum(idf.values())
@@ -370,11 +388,11 @@ def read_doc(file: Path) -> tuple[str | None, str, str]:
     return text, hashlib.sha256(raw).hexdigest(), "" if text is not None else "not a text file"
 
 
-def _passage(hit: Hit) -> Passage:
+def _passage(hit: Hit, text: str) -> Passage:
     url = hit.url
     if url and hit.anchor and "#" not in url:
         url = f"{url}#{hit.anchor}"
-    return Passage(source=hit.path, heading=hit.heading, text=hit.text, url=url,
+    return Passage(source=hit.path, heading=hit.heading, text=text, url=url,
                    score=round(hit.score, 6))
 
 

@@ -20,7 +20,9 @@ STOPWORDS = frozenset(
     "they he she his her so as into than then just also any some all about will way use "
     "using want need make sure still like does doesn't don't can't cannot i'm it's".split()
 )
-MAX_TERMS = 16
+# Words of a question searched for. Users describe a problem at length; at 16 the words
+# that named it were often cut (Scrapy set: hit@5 0.89 -> 0.96 at 32).
+MAX_TERMS = 32
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al., 2009)
 # A heading that names a release: "8.4.2 (2025-09-03)", "Scrapy 2.11.0", "v1.2.3", "1.4 (2019)".
 _RELEASE = re.compile(r"(?<![\w.])v?\d+\.\d+\.\d+(?![\w.])|"

@@ -355,3 +355,66 @@ async def test_an_index_made_before_the_rule_is_classified_on_upgrade(tmp_path: 
     finally:
         await store.close()
     assert flags == [("doc1.md", 1), ("doc2.md", 0)]
+
+
+async def test_a_long_section_is_one_result_showing_its_best_passage(
+    store: Store, tmp_path: Path
+) -> None:
+    # The section is cut into several passages; search ranks it whole, so it fills one
+    # place among the results (not two of them with its own passages), and the passage
+    # shown is the one that holds most of the question.
+    prose = " ".join(f"Step {i} of the network setup changes nothing else." for i in range(60))
+    kb = Knowledge(store.sqlite)
+    await kb.index_folder(write(tmp_path / "docs", {
+        "network.md": (f"# Network\n\n## Corporate proxy\n\nSet the proxy URL first. {prose}"
+                       f"\n\n{prose}\n\nThe proxy's certificate bundle goes in ca.pem; every "
+                       "proxy certificate there is trusted.\n"),
+        "faq.md": "# FAQ\n\n## Odds and ends\n\nA proxy or a certificate may be involved.\n",
+    }))
+    passages = await store.sqlite.call(lambda: store.sqlite.db.execute(
+        "SELECT count(*) FROM kb_passages p JOIN kb_documents d ON d.id = p.document_id"
+        " WHERE d.path = 'network.md'").fetchone()[0])
+    assert passages >= 3
+    found = await kb.rank("which proxy certificate bundle does the proxy trust?", 3)
+    assert [p.source for p in found.passages] == ["network.md", "faq.md"]
+    assert "ca.pem" in found.passages[0].text
+    assert found.passages[0].score > 0
+
+
+async def test_late_words_of_a_long_question_still_count(store: Store, tmp_path: Path) -> None:
+    kb = Knowledge(store.sqlite)
+    await kb.index_folder(write(tmp_path / "docs", {
+        "a.md": "# Alpha\n\nbeta gamma delta epsilon zeta theta iota kappa lambda mu nu.\n",
+        "tz.md": "# Time zones\n\nReports use the account's timezone setting.\n",
+    }))
+    question = ("alpha beta gamma delta epsilon zeta theta iota kappa lambda mu nu xi omicron "
+                "pi rho sigma, and which timezone do reports use?")
+    found = await kb.rank(question, 2)
+    assert "tz.md" in [p.source for p in found.passages]
+
+
+async def test_an_index_made_before_sections_gets_them_on_upgrade(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = Database(path)
+    migrations.apply(db, stop_before="m013_sections")
+    db.execute("INSERT INTO kb_sources (id, kind, added_at, refreshed_at, problem)"
+               " VALUES ('d', 'folder', 0, 0, '')")
+    db.execute("INSERT INTO kb_documents (id, source, path, title, url, sha256, etag,"
+               " last_modified, indexed_at) VALUES (1, 'd', 'doc.md', '', '', '', '', '', 0)")
+    for heading, text in (("Doc › Setup", "install the agent"), ("Doc › Setup", "then restart"),
+                          ("Doc › Usage", "run the agent")):
+        db.execute("INSERT INTO kb_passages (document_id, heading, anchor, text)"
+                   " VALUES (1, ?, '', ?)", [heading, text])
+    db.conn.commit()
+    db.close()
+    store = await Store.open(path)
+    try:
+        kb = Knowledge(store.sqlite)
+        assert await kb.sections() == [
+            ("doc.md", "Doc › Setup", "install the agent\n\nthen restart"),
+            ("doc.md", "Doc › Usage", "run the agent")]
+        found = await kb.rank("how do I restart it?", 2)
+    finally:
+        await store.close()
+    assert found.passages[0].heading == "Doc › Setup"
+    assert found.passages[0].text == "then restart"
