@@ -34,6 +34,8 @@ _FENCE = re.compile(r"^(\s*)(`{3,}|~{3,}|:{3,})(.*)$")
 _ATX = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
 _ANCHOR = re.compile(r"\s*\{\s*#([^\s{}]*)[^}]*\}\s*$")  # {#id}; {#} says "no anchor"
 _SETEXT = re.compile(r"^\s{0,3}(=+|-+)\s*$")
+# A list item or a quote is never a setext heading's text ("- `A=1`" then "-": two items).
+_BLOCK_START = re.compile(r"^\s*(?:[-*+>]|\d+[.)])(?:\s|$)")
 _SHORTCODE = re.compile(r"\{\{[<%].*?[%>]\}\}")
 _JSX_LINE = re.compile(r"^\s*(import\s.+\sfrom\s|export\s)")
 _JSX_LABEL = re.compile(r'<TabItem\b[^<>]*?\blabel=["\']([^"\']+)["\'][^<>]*>')
@@ -194,10 +196,11 @@ def heading_text(raw: str) -> tuple[str, str]:
     match = _ANCHOR.search(raw)
     title = _ANCHOR.sub("", raw).strip()
     title = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", title)  # [text](link) → text
-    title = title.replace("`", "")  # a title names `code` in plain words
+    # Tags go, but not from `code` ("Why does `<class 'X'>` fail?" keeps its words); then
+    # the title names the code in plain words.
+    title = _without_tags(title).replace("`", "")
     title = re.sub(r"(\*\*|__)(.+?)\1|(?<!\w)([*_])(\S(?:.*?\S)?)\3(?!\w)", r"\2\4", title)
-    title = re.sub(r"\[([^\]]+)\]\[[^\]]*\]", r"\1", title)  # [text][ref] → text
-    title = _HTML_TAG.sub("", title).strip()
+    title = re.sub(r"\[([^\]]+)\]\[[^\]]*\]", r"\1", title).strip()  # [text][ref] → text
     if match:
         return title, match.group(1)
     return title, slug(title)
@@ -258,7 +261,8 @@ def markdown_blocks(text: str, title: str | None) -> tuple[str, list[_Block]]:
         atx = _ATX.match(line)
         if atx:
             heading(len(atx.group(1)), atx.group(2))
-        elif _SETEXT.match(line) and para and index > 0 and lines[index - 1].strip():
+        elif _SETEXT.match(line) and para and index > 0 and lines[index - 1].strip() \
+                and not _BLOCK_START.match(para[-1]):
             raw = para.pop()
             heading(1 if line.strip()[0] == "=" else 2, raw)
         elif not line.strip():

@@ -350,3 +350,22 @@ def test_a_page_without_a_title_is_named_after_its_file() -> None:
 ])
 def test_which_files_are_docs(name: str, is_doc: bool) -> None:
     assert is_doc_name(name) is is_doc
+
+
+def test_a_list_item_over_a_lone_dash_is_not_a_heading() -> None:
+    # pip's configuration page: an item, then an item that opens with a fence ("- ```").
+    doc = parse_document("config.md", "# Config\n\n## Environment Variables\n\n"
+                         "- `PIP_TIMEOUT=60` is the same as `--timeout=60`\n- ```\n"
+                         "  PIP_FIND_LINKS=a\n  ```\n\n* item\n-\n")
+    assert {s.heading for s in doc.sections} == {"Config › Environment Variables"}
+    assert "PIP_TIMEOUT=60" in doc.sections[0].text
+
+
+def test_code_in_a_heading_keeps_its_angle_brackets() -> None:
+    # Scrapy's FAQ: "How to deal with ``<class 'ValueError'>: filedescriptor out of range
+    # in select()`` exceptions?" lost the error's name when tags were stripped from code.
+    rst = parse_document("faq.rst", "FAQ\n===\n\nWhy ``<class 'ValueError'>`` here?\n"
+                                    "---------------------------------\n\nText.\n")
+    md = parse_document("faq.md", "# FAQ\n\n## Why `<class 'X'>` fails <em>now</em>\n\nText.\n")
+    assert rst.sections[-1].heading == "FAQ › Why <class 'ValueError'> here?"
+    assert md.sections[-1].heading == "FAQ › Why <class 'X'> fails now"
