@@ -51,11 +51,11 @@ CANDIDATES = 50  # sections each signal proposes before fusion
 HEADING_WEIGHT = 1.0
 PER_DOCUMENT = 2  # sections one document may hold among the results
 # The semantic ranking's say in the fusion, BM25's being 1; chosen on the pip and pytest
-# sets from 0.1, 0.3 and 0.5 (README, "Search quality").
+# sets from 0.1, 0.3 and 0.5 (README, "Finding the right page").
 SEMANTIC_WEIGHT = 0.3
 # A changelog or release announcement keeps this share of its fused score: it names every
 # feature in a line, so it matches many questions whose answer is a guide. Chosen on the pip
-# and pytest sets (0.4-0.8 gave the same figures there); README, "Search quality".
+# and pytest sets (0.4-0.8 gave the same figures there); README, "Finding the right page".
 RELEASE_NOTES_WEIGHT = 0.6
 # The don't-know gate: the best section by the words must hold this share of the
 # question's weight (by IDF). Tuned on the pip set to decline no answerable

@@ -265,9 +265,10 @@ def m012_release_notes(db: Database) -> None:
 
 @migrations(name="m013_sections")
 def m013_sections(db: Database) -> None:
-    # Search ranks whole sections, words as written (no stemming): measured on the evaluation
-    # sets (README, "Search quality"), both beat ranking ~450-token passages with the porter
-    # stemmer. Passages stay what is shown and embedded; each now names its section.
+    # Search ranks whole sections, words as written (no stemming); with up to 32 question
+    # words this moved Scrapy's hit@5 from 0.86 to 0.96 and pytest's from 0.77 to 0.80
+    # (README, "Finding the right page"). Passages stay what is shown and embedded; each now
+    # names its section. Existing indexes are converted here, nothing is read again.
     db["kb_sections"].create(  # type: ignore[union-attr]
         {"id": int, "document_id": int, "heading": str, "anchor": str, "text": str},
         pk="id",
