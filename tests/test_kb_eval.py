@@ -76,7 +76,8 @@ def test_every_shipped_set_is_complete_and_pinned() -> None:
         assert all(not q.expected for q in questions if not q.answerable), pin.name
         source = (ROOT / "evals" / pin.name / "SOURCE.md").read_text()
         assert pin.sha256 in source and pin.requirement.replace("==", "-") in source, pin.name
-    assert [pin.name for pin in SETS if pin.tuned] == ["pip"]  # one set to tune on
+    # the sets the constants are chosen on; the others are held out
+    assert [pin.name for pin in SETS if pin.tuned] == ["pip", "pytest"]
 
 
 def test_latency_percentiles_never_cross_however_few_the_questions() -> None:
