@@ -11,7 +11,8 @@ _TOKEN_SHAPES = re.compile(
     r"(xox[abposr]-[\w-]+|xapp-[\w-]+|sk-ant-[\w-]+"
     r"|[MNO][\w-]{23,27}\.[\w-]{6}\.[\w-]{27,40}"  # Discord bot token
     r"|(?<=/webhooks/)\d+/[\w.-]{20,}"  # interaction webhook token in a URL
-    r"|(?<=/interactions/)\d+/[\w.-]{20,})"
+    r"|(?<=/interactions/)\d+/[\w.-]{20,}"
+    r"|\bticket=[\w%.-]+)"  # a Socket Mode URL's one-use connection ticket, name and all
 )
 
 

@@ -20,3 +20,9 @@ def test_formatter_masks_arguments_too() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "token %s", ("my-secret-value",),
                                None)
     assert formatter.format(record) == "token [redacted]"
+
+
+def test_a_socket_mode_url_loses_its_ticket() -> None:
+    url = "wss://wss-primary.slack.com/link/?ticket=7a1b-c2d3%3D&app_id=A0123"
+    assert redact(f"Connecting to {url}") == (
+        "Connecting to wss://wss-primary.slack.com/link/?[redacted]&app_id=A0123")
