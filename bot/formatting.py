@@ -1,8 +1,10 @@
-"""Making model text safe to post: no mass or role pings, whatever the model writes (pure)."""
+"""Making model text safe to post: no mass or role pings and no links that hide where they go,
+whatever the model writes (pure)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 ZERO_WIDTH_SPACE = "\u200b"
 # "@everyone" / "@here" / "@channel" as plain words: Discord pings on the first two, and Slack
@@ -26,3 +28,43 @@ def neutralise_discord(text: str) -> str:
     """Break @everyone/@here and make role or user mention syntax inert as text."""
     text = neutralise_mentions(text)
     return _DISCORD_MENTION.sub(lambda m: f"<@{ZERO_WIDTH_SPACE}{m.group(1)}{m.group(2)}>", text)
+
+
+# [label](url) (and ![alt](url)), with an optional <url> and "title": the same shapes the
+# Slack converter (mrkdwn.py) turns into links, so nothing it links escapes this check.
+_MASKED_LINK = re.compile(
+    r"!?\[([^\]\n]*)\]\(\s*<?((?:[^()\s<>]|\([^()\s<>]*\))+)>?(?:\s+\"[^\"\n]*\")?\s*\)"
+)
+_URL = re.compile(r"https?://[^\s<>()\[\]\"'`|]+")
+
+
+def doc_urls(texts: Iterable[str]) -> frozenset[str]:
+    """The URLs the docs gave this reply (page links and links inside the passages), without
+    their #fragment and trailing punctuation, for `unmask_links`."""
+    found: set[str] = set()
+    for text in texts:
+        for url in [text] if _URL.fullmatch(text) else _URL.findall(text):
+            found.add(_bare(url))
+    return frozenset(found)
+
+
+def unmask_links(text: str, trusted: frozenset[str]) -> str:
+    """Every masked link [label](url) whose URL the docs did not give becomes "label (url)":
+    a model talked into "[support portal](https://evil.example)" cannot hide the address
+    behind the bot's own words. Links to the docs' own pages keep their label."""
+
+    def shown(match: re.Match[str]) -> str:
+        label, url = match.group(1), match.group(2)
+        if _bare(url) in trusted or label.strip() == url:
+            return match.group(0)
+        return f"{label.strip()} ({url})".lstrip()
+
+    for _ in range(5):  # unmasking one link cannot make a new one, but be sure
+        before, text = text, _MASKED_LINK.sub(shown, text)
+        if text == before:
+            break
+    return text
+
+
+def _bare(url: str) -> str:
+    return url.split("#", 1)[0].rstrip(".,;:!?/")

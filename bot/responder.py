@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -30,6 +31,7 @@ from bot.conversation import (
 )
 from bot.dont_know import MIN_WORDS, honest_reply, marked
 from bot.errors import LLMError, PromptTooLongError, ReplyTimeoutError, StreamInterruptedError
+from bot.formatting import doc_urls, unmask_links
 from bot.handoff import ALREADY_HANDLED
 from bot.handovers import Handovers
 from bot.journal import JournalingSurface, closing_pages
@@ -290,6 +292,8 @@ class Responder:
             return await finish_with(surface, live, honest_reply(found.passages, offer), "",
                                       "not_in_docs")
         grounding = Grounding(passages, words, incoming.key.platform, offer=offer)
+        trusted = doc_urls([*(p.url for p in passages if p.url), *(p.text for p in passages)])
+        live.guard = functools.partial(unmask_links, trusted=trusted)
         budget = self._budget(incoming, passages)
         for attempt in range(2):  # one retry with a tighter window on "prompt is too long"
             turns = await self.store.history(incoming.key, question, budget)

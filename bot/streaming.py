@@ -143,6 +143,9 @@ class LiveReply:
         self._text = ""
         self._shown_len = 0
         self.reply_id = ""  # set for a reply that shows feedback and handover buttons
+        # What the model's own text goes through before it is shown (notes the bot adds
+        # under it do not): the responder sets it to unmask links the docs did not give.
+        self.guard: Callable[[str], str] = str
         self._shown_at: float | None = None
         self._before_take: tuple[int, float | None] = (0, None)
 
@@ -166,7 +169,7 @@ class LiveReply:
 
     def take(self, now: float) -> Snapshot:
         """The current text as pages with the typing marker; remembered as shown."""
-        shown = self.render(self._text)
+        shown = self.render(self.guard(self._text))
         pages = [p.text for p in split_pages(shown, self.limit, self.size(self.marker), self.size)]
         pages[-1] += self.marker
         self._before_take = (self._shown_len, self._shown_at)
@@ -181,7 +184,7 @@ class LiveReply:
     def final(self, note: str = "", text: str | None = None) -> Snapshot:
         """The exact final text (plus an optional note), split the same way, no marker.
         `text` replaces what was streamed (the answer with its citations checked)."""
-        text = (self._text if text is None else text) + note
+        text = self.guard(self._text if text is None else text) + note
         shown = self.render(text)
         reserve = self.size(self.marker)
         pages = tuple(p.text for p in split_pages(shown, self.limit, reserve, self.size))

@@ -1,0 +1,43 @@
+"""What a model talked into misbehaving cannot do in the bot's voice, end to end against the
+local fakes: hide a foreign address behind a masked link."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.e2e.test_slack import BOT, answered, bot_for, bot_posts
+from tests.fakes import slack_events as ev
+from tests.fakes.anthropic import FakeAnthropic, Reply
+from tests.fakes.slack import FakeSlack
+
+REPORTS = ("---\ntitle: Reports\nurl: https://docs.acme.test/reports\n---\n\n# Reports\n\n"
+           "## Exporting a report\n\nOpen the report and press Export; choose CSV or PDF. "
+           "Status: https://status.acme.test/history\n")
+PHISH = ("Log in at the [support portal](https://evil.example/login) first, then see "
+         "[Exporting](https://docs.acme.test/reports#exporting-a-report) and "
+         "[the status page](https://status.acme.test/history).")
+
+
+async def test_a_masked_link_the_docs_never_gave_shows_its_address(
+    tmp_path: Path, anthropic: FakeAnthropic
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "reports.md").write_text(REPORTS)
+    # Slow enough that the answer is shown in several edits before it ends.
+    anthropic.delta_interval = 0.05
+    anthropic.script(Reply(text=PHISH))
+    async with FakeSlack() as slack, bot_for(tmp_path, slack, anthropic,
+                                             SUPPORTBOT_KB=str(docs)):
+        mention = ev.app_mention(f"<@{BOT}> how do I export a report as CSV?", channel="C1")
+        await slack.push_event(mention)
+        await answered(slack, "C1", mention["ts"])
+        [reply] = bot_posts(slack, "C1", mention["ts"])
+        shown = [str(c.params.get("text", "")) for c in slack.calls
+                 if c.method in ("chat.postMessage", "chat.update")]
+    assert "Exporting a report" in anthropic.requests[-1].documentation()
+    assert "support portal (https://evil.example/login)" in reply.text
+    assert "<https://docs.acme.test/reports#exporting-a-report|Exporting>" in reply.text
+    assert "<https://status.acme.test/history|the status page>" in reply.text
+    assert len(shown) >= 3  # partial edits too, and none of them masked the address
+    assert not any("|support portal>" in text for text in shown)
