@@ -72,6 +72,7 @@ class Grounding:
     platform: Platform
     watch: MarkerWatch = field(default_factory=MarkerWatch)  # the model's markers
     offer: str = ""  # the "I don't know" reply's last line: how to reach a person
+    question_cut: bool = False  # the message was longer than the bot reads
 
     def titles(self) -> tuple[tuple[str, str], ...]:
         """(title, link or file) of each passage given, for the record and the handover."""

@@ -20,6 +20,10 @@ EMPTY_QUESTION = (
     "*how do I reset my password?*"
 )
 NOTE_CUT = "\n\n_(The answer was cut short here. Ask me to continue.)_"
+NOTE_LONG_QUESTION = (
+    "\n\n_(Your message was long: I read its first {limit:,} characters. Send the part that "
+    "matters most, or attach a file, if I missed it.)_"
+)
 NOTE_INTERRUPTED = (
     "\n\n_(Interrupted: the bot is restarting. It finishes this answer when it is back; "
     "if nothing changes here within a few minutes, please ask again.)_"

@@ -46,6 +46,7 @@ from bot.notices import (
     NO_TEXT_CUT,
     NOTE_CUT,
     NOTE_INTERRUPTED,
+    NOTE_LONG_QUESTION,
     NOTE_RESTARTED,
     OVER_BUDGET,
     REFUSAL,
@@ -71,7 +72,7 @@ from bot.store import Store
 from bot.streaming import LiveReply
 from bot.surface import Journaled, Restore, Snapshot, Surface
 from bot.trimming import history_budget, history_window
-from bot.turnstile import Turnstile, question_text
+from bot.turnstile import MAX_QUESTION_CHARS, Turnstile, is_cut, question_text
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +292,8 @@ class Responder:
         if silent and not replying_to_offer:  # the model would find no passages to answer
             return await finish_with(surface, live, honest_reply(found.passages, offer), "",
                                       "not_in_docs")
-        grounding = Grounding(passages, words, incoming.key.platform, offer=offer)
+        grounding = Grounding(passages, words, incoming.key.platform, offer=offer,
+                              question_cut=is_cut(incoming))
         trusted = doc_urls([*(p.url for p in passages if p.url), *(p.text for p in passages)])
         live.guard = functools.partial(unmask_links, trusted=trusted)
         budget = self._budget(incoming, passages)
@@ -402,7 +404,9 @@ class Responder:
                 "not_in_docs" if declined else "refused"), live.reply_id)
         cut = end.stop_reason in ("max_tokens", "model_context_window_exceeded")
         text, sources = grounding.closing(live.text)
-        note = (NOTE_CUT if cut else "") + sources
+        long = NOTE_LONG_QUESTION.format(limit=MAX_QUESTION_CHARS) if grounding.question_cut \
+            else ""
+        note = (NOTE_CUT if cut else "") + long + sources
         if not live.text.strip():
             note = NO_TEXT_CUT if cut else NO_TEXT
         snapshot = live.final(note, text)

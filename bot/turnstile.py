@@ -24,14 +24,31 @@ class Turnstile:
             del self.tails[self.key]
 
 
+# The most of one message the bot reads: a pasted log or a flood stops here, so one message
+# can neither fill the context window nor run up the bill (about 3,000 tokens).
+MAX_QUESTION_CHARS = 12_000
+
+
 def question_text(incoming: Incoming) -> str:
-    """The question as the model sees it: the text plus notes about unreadable attachments.
+    """The question as the model sees it: the text (its first MAX_QUESTION_CHARS, with a
+    note saying the rest was cut) plus notes about unreadable attachments.
 
     Text that cannot be stored as UTF-8 (lone surrogates from a broken terminal or a JSON
     escape) keeps a replacement character instead of failing the question.
     """
     text = incoming.text
+    if is_cut(incoming):
+        kept = text[:MAX_QUESTION_CHARS]
+        at = kept.rfind(" ", MAX_QUESTION_CHARS - 200)  # not in the middle of a word
+        kept = kept[:at] if at > 0 else kept
+        text = (f"{kept}\n\n[The rest of this message, {len(text) - len(kept):,} more "
+                f"characters, was cut: the bot reads the first {MAX_QUESTION_CHARS:,}.]")
     if incoming.notes:
         notes = "\n".join(f"[{note}]" for note in incoming.notes)
         text = f"{text}\n\n{notes}".strip()
     return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def is_cut(incoming: Incoming) -> bool:
+    """Whether the message is longer than the bot reads."""
+    return len(incoming.text) > MAX_QUESTION_CHARS

@@ -1,10 +1,11 @@
-"""What a model talked into misbehaving cannot do in the bot's voice, end to end against the
-local fakes: hide a foreign address behind a masked link."""
+"""Abuse and junk, end to end against the local fakes: what a model talked into misbehaving
+cannot do in the bot's voice, and what one user's flood cannot do to the bot or the bill."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from bot.turnstile import MAX_QUESTION_CHARS
 from tests.e2e.test_slack import BOT, answered, bot_for, bot_posts
 from tests.fakes import slack_events as ev
 from tests.fakes.anthropic import FakeAnthropic, Reply
@@ -41,3 +42,22 @@ async def test_a_masked_link_the_docs_never_gave_shows_its_address(
     assert "<https://status.acme.test/history|the status page>" in reply.text
     assert len(shown) >= 3  # partial edits too, and none of them masked the address
     assert not any("|support portal>" in text for text in shown)
+
+
+async def test_a_huge_message_is_read_in_part_and_others_are_still_answered(
+    tmp_path: Path, anthropic: FakeAnthropic
+) -> None:
+    flood = "Here is my whole log, please read it: " + "error line x " * 8_000  # 104,000
+    anthropic.script(Reply(text="That log shows a timeout.", when="whole log"),
+                     Reply(text="Use the Export button.", when="export"))
+    async with FakeSlack() as slack, bot_for(tmp_path, slack, anthropic):
+        big = ev.app_mention(f"<@{BOT}> {flood}", channel="C1", user="U1")
+        small = ev.app_mention(f"<@{BOT}> how do I export?", channel="C2", user="U2")
+        await slack.push_event(big)
+        await slack.push_event(small)
+        long_reply = await answered(slack, "C1", big["ts"])
+        assert await answered(slack, "C2", small["ts"]) == "Use the Export button."
+    [sent] = [r.question() for r in anthropic.requests if "whole log" in r.question()]
+    assert len(sent) < MAX_QUESTION_CHARS + 200 and "more characters, was cut" in sent
+    assert long_reply.startswith("That log shows a timeout.")
+    assert "Your message was long: I read its first 12,000 characters" in long_reply
