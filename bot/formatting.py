@@ -38,6 +38,24 @@ _MASKED_LINK = re.compile(
 _URL = re.compile(r"https?://[^\s<>()\[\]\"'`|]+")
 
 
+# Bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069): a reader
+# sees the text in another order than it is written ("\u202egnp.exe" shows as "exe.png"), which
+# no support answer needs and a spoofer does. The marks U+200E/U+200F that right-to-left
+# languages use stay.
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def without_bidi_controls(text: str) -> str:
+    """The text without the characters that reorder how it is displayed."""
+    return _BIDI_CONTROLS.sub("", text)
+
+
+def shown_safely(text: str, trusted: frozenset[str]) -> str:
+    """Model text as a reader may see it: displayed in the order it is written, and no label
+    over an address the docs did not give."""
+    return unmask_links(without_bidi_controls(text), trusted)
+
+
 def doc_urls(texts: Iterable[str]) -> frozenset[str]:
     """The URLs the docs gave this reply (page links and links inside the passages), without
     their #fragment and trailing punctuation, for `unmask_links`."""

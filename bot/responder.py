@@ -31,7 +31,7 @@ from bot.conversation import (
 )
 from bot.dont_know import MIN_WORDS, honest_reply, marked
 from bot.errors import LLMError, PromptTooLongError, ReplyTimeoutError, StreamInterruptedError
-from bot.formatting import doc_urls, unmask_links
+from bot.formatting import doc_urls, shown_safely
 from bot.handoff import ALREADY_HANDLED
 from bot.handovers import Handovers
 from bot.journal import JournalingSurface, closing_pages
@@ -295,7 +295,7 @@ class Responder:
         grounding = Grounding(passages, words, incoming.key.platform, offer=offer,
                               question_cut=is_cut(incoming))
         trusted = doc_urls([*(p.url for p in passages if p.url), *(p.text for p in passages)])
-        live.guard = functools.partial(unmask_links, trusted=trusted)
+        live.guard = functools.partial(shown_safely, trusted=trusted)
         budget = self._budget(incoming, passages)
         for attempt in range(2):  # one retry with a tighter window on "prompt is too long"
             turns = await self.store.history(incoming.key, question, budget)

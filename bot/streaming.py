@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bot.formatting import without_bidi_controls
 from bot.surface import Snapshot
 
 TYPING_MARKER = " ▍"
@@ -144,8 +145,9 @@ class LiveReply:
         self._shown_len = 0
         self.reply_id = ""  # set for a reply that shows feedback and handover buttons
         # What the model's own text goes through before it is shown (notes the bot adds
-        # under it do not): the responder sets it to unmask links the docs did not give.
-        self.guard: Callable[[str], str] = str
+        # under it do not): no reordering characters; the responder also has it unmask
+        # links the docs did not give.
+        self.guard: Callable[[str], str] = without_bidi_controls
         self._shown_at: float | None = None
         self._before_take: tuple[int, float | None] = (0, None)
 

@@ -7,7 +7,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.formatting import doc_urls, unmask_links
+from bot.formatting import doc_urls, shown_safely, unmask_links, without_bidi_controls
 from bot.mrkdwn import to_mrkdwn
 
 TRUSTED = doc_urls(["https://docs.acme.test/reports",
@@ -43,3 +43,9 @@ def test_slack_never_shows_a_label_over_a_foreign_address(text: str) -> None:
     # Whatever the model writes, the Slack text has no <url|label> link: every address that
     # reaches a reader shows itself.
     assert not re.search(r"<https?://[^|>]*\|", to_mrkdwn(unmask_links(text, frozenset())))
+
+
+def test_characters_that_reorder_the_display_are_dropped_and_rtl_marks_kept() -> None:
+    spoof = "Download \u202egnp.exe\u202c or \u2067x\u2069 \u200fשלום\u200e"
+    assert without_bidi_controls(spoof) == "Download gnp.exe or x \u200fשלום\u200e"
+    assert shown_safely("[a](https://e.test/\u202ex)", frozenset()) == "a (https://e.test/x)"

@@ -61,3 +61,16 @@ async def test_a_huge_message_is_read_in_part_and_others_are_still_answered(
     assert len(sent) < MAX_QUESTION_CHARS + 200 and "more characters, was cut" in sent
     assert long_reply.startswith("That log shows a timeout.")
     assert "Your message was long: I read its first 12,000 characters" in long_reply
+
+
+async def test_text_that_would_display_reordered_is_shown_as_written(
+    tmp_path: Path, anthropic: FakeAnthropic
+) -> None:
+    anthropic.script(Reply(text="Run the installer \u202egnp.exe\u202c from the portal."))
+    async with FakeSlack() as slack, bot_for(tmp_path, slack, anthropic):
+        mention = ev.app_mention(f"<@{BOT}> where is \u202etxt.exe\u202c the installer?",
+                                 channel="C1")
+        await slack.push_event(mention)
+        text = await answered(slack, "C1", mention["ts"])
+    assert text == "Run the installer gnp.exe from the portal."
+    assert anthropic.requests[-1].question() == "where is txt.exe the installer?"
