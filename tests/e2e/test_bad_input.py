@@ -4,6 +4,7 @@ nothing: the commands as a subprocess, and Slack's HTTP endpoint hit with junk."
 from __future__ import annotations
 
 import asyncio
+import io
 import sys
 import time
 from pathlib import Path
@@ -138,3 +139,41 @@ async def test_an_unreachable_discord_api_is_named(tmp_path: Path, command: str)
     assert code == 1
     assert f"cannot reach DISCORD_API_URL={closed}/api/v10" in out + err
     assert "Traceback" not in err and "Unclosed" not in err
+
+
+async def test_slack_http_refuses_huge_and_non_json_bodies_and_answers_a_replay_once(
+    tmp_path: Path, anthropic: FakeAnthropic
+) -> None:
+    anthropic.script(Reply(text="Answered once."))
+    async with FakeSlack() as slack:
+        bot, url = await http_mode_bot(tmp_path, slack, anthropic)
+        try:
+            stamp = int(time.time())
+            huge = b'{"type": "event_callback", "pad": "' + b"x" * 3_000_000 + b'"}'
+            not_json = b"hello=world"
+            async with aiohttp.ClientSession() as http:
+                statuses = []
+                for body in (huge, not_json):
+                    headers = {"X-Slack-Request-Timestamp": str(stamp),
+                               "X-Slack-Signature": ev.signature(body, SECRET, stamp)}
+                    async with http.post(url, data=io.BytesIO(body),
+                                         headers=headers) as response:
+                        statuses.append(response.status)
+            # A captured request sent again within Slack's five minutes: its signature is
+            # valid, and the same event id is answered once.
+            mention = ev.app_mention("<@UBOT> once?", channel="C1")
+            event = ev.event_callback(mention, event_id="Ev0REPLAY")
+            first = await ev.send_signed_event(url, event, SECRET, timestamp=stamp)
+            again = await ev.send_signed_event(url, event, SECRET, timestamp=stamp)
+            await slack.wait_for(lambda: any(
+                m.text == "Answered once." for m in slack.messages("C1", mention["ts"])), 20)
+            await asyncio.sleep(0.5)  # room for a second answer, if one were coming
+            replies = [m for m in slack.messages("C1", mention["ts"]) if m.user == "UBOT"]
+        finally:
+            code = await bot.stop()
+    log = "".join(bot.log)
+    assert code == 0, log
+    assert statuses[0] == 413 and 400 <= statuses[1] < 500
+    assert (first.status, again.status) == (200, 200) and len(replies) == 1
+    assert len(anthropic.requests) == 1
+    assert "Traceback" not in log and "body over 1048576 bytes" in log

@@ -306,11 +306,21 @@ async def _connected_until(
         await asyncio.gather(connecting, stopping, return_exceptions=True)
 
 
+# The largest request body read. Slack's payloads are a few KB; the largest, a message of
+# 40,000 characters sent as text and again as blocks, \u-escaped, stays under 1 MB.
+# Anything bigger is not from Slack and is refused before it is read.
+MAX_BODY = 1024 * 1024
+
+
 async def _http_mode(app: AsyncApp, settings: Settings, stop: asyncio.Event) -> None:
     secret = settings.slack_signing_secret.value
 
     async def events(request: web.Request) -> web.Response:
-        body = await request.read()
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            log.warning("refused a request to /slack/events: body over %d bytes", MAX_BODY)
+            return web.json_response({"error": "body too large"}, status=413)
         headers = request.headers
         problem = request_problem(body, headers.get("X-Slack-Request-Timestamp"),
                                   headers.get("X-Slack-Signature"), secret, time.time())
@@ -326,7 +336,7 @@ async def _http_mode(app: AsyncApp, settings: Settings, stop: asyncio.Event) -> 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
-    web_app = web.Application()
+    web_app = web.Application(client_max_size=MAX_BODY)
     web_app.router.add_post("/slack/events", events)
     web_app.router.add_get("/healthz", healthz)
     runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=5.0)
