@@ -13,9 +13,11 @@ import aiohttp
 import pytest
 
 from tests.e2e.processes import bot_env
+from tests.e2e.test_discord import EPHEMERAL, discord_bot, done
 from tests.e2e.test_slack import SECRET, free_port, http_mode_bot
 from tests.fakes import slack_events as ev
 from tests.fakes.anthropic import FakeAnthropic, Reply
+from tests.fakes.discord import FakeDiscord
 from tests.fakes.slack import FakeSlack
 
 
@@ -177,3 +179,27 @@ async def test_slack_http_refuses_huge_and_non_json_bodies_and_answers_a_replay_
     assert (first.status, again.status) == (200, 200) and len(replies) == 1
     assert len(anthropic.requests) == 1
     assert "Traceback" not in log and "body over 1048576 bytes" in log
+
+
+async def test_an_unknown_discord_command_or_missing_option_gets_a_short_reply(
+    tmp_path: Path,
+) -> None:
+    async with FakeDiscord() as fake, FakeAnthropic() as model, \
+            discord_bot(tmp_path, fake, model):
+        # A command the bot no longer has (Discord's list is stale), and /ask without its
+        # required option (a hand-edited command): each must be answered, not left to
+        # Discord's "The application did not respond".
+        unknown = await fake.dispatch_slash("faq", {"topic": "billing"})
+        missing = await fake.dispatch_slash("ask", {})
+        await fake.wait_for(lambda: all(fake.interaction_callback(i.id) is not None
+                                        for i in (unknown, missing)), 5)
+        answered = await fake.dispatch_slash("ask", {"question": "still there?"})
+        await fake.wait_for(lambda: done(fake.interaction_original(answered.id)), 15)
+    for interaction in (unknown, missing):
+        callback = fake.interaction_callback(interaction.id)
+        assert callback is not None and callback[0] == 4 and callback[1] < 3.0
+        reply = fake.interaction_original(interaction.id)
+        assert reply is not None and reply.flags & EPHEMERAL and "/ask" in reply.content
+    log = (tmp_path / "bot.log").read_text()
+    assert "/faq is not a command this bot has" in log and "ERROR" not in log
+    assert len(model.requests) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -17,6 +18,7 @@ from bot.config import ConfigError
 from bot.conversation import Arrival, ConversationKey, Image, Incoming
 from bot.formatting import neutralise_discord
 from bot.inbound import Prepared
+from bot.notices import unexpected_failure
 from bot.ports import PlatformState
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,10 @@ SUPPORT_ELSEWHERE = (
 )
 SUPPORT_OPENED = "I opened {thread} for you; the answer is on its way there."
 SUPPORT_FAILED = "I couldn't open a support thread here (missing permissions?). Try /ask instead."
+STALE_COMMAND = (
+    "I don't have that command, or it has changed (Discord can take a few minutes to show "
+    "the new list). Ask with /ask and your question."
+)
 RESET_DONE = "Done: your next message to me in DMs starts a new conversation."
 
 
@@ -70,8 +76,19 @@ def build_tree(client: discord.Client, replies: Replies, controls: DiscordContro
 
     @tree.error
     async def on_error(interaction: Interaction, error: app_commands.AppCommandError) -> None:
-        log.error("/%s failed: %s", interaction.command.name if interaction.command else "?",
-                  type(error.__cause__ or error).__name__)
+        data: dict[str, Any] = dict(interaction.data or {})
+        name = interaction.command.name if interaction.command else str(data.get("name", "?"))
+        stale = isinstance(error, (app_commands.CommandNotFound,
+                                   app_commands.CommandSignatureMismatch))
+        if stale:  # a command list Discord has not refreshed yet, or one edited by hand
+            log.warning("/%s is not a command this bot has (or its options changed); "
+                        "told the user to use /ask", name)
+        else:
+            log.error("/%s failed: %s", name, type(error.__cause__ or error).__name__)
+        if not interaction.response.is_done():  # never leave "did not respond" behind
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.response.send_message(
+                    STALE_COMMAND if stale else unexpected_failure(), ephemeral=True)
 
     return tree
 
