@@ -7,8 +7,9 @@ SUPPORTBOT_PROMPTS at its own folder to replace them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bot.conversation import Passage, Platform, Prompt, Turn
@@ -55,10 +56,24 @@ def context_block(passages: Sequence[Passage]) -> str:
             "\n</documentation>"
         )
     parts = [
-        f'<passage index="{n}" source="{p.source}" section="{p.heading}">\n{p.text}\n</passage>'
+        f'<passage index="{n}" source="{_attribute(p.source)}" section="{_attribute(p.heading)}">'
+        f"\n{_inside(p.text)}\n</passage>"
         for n, p in enumerate(passages, start=1)
     ]
     return "<documentation>\n" + "\n".join(parts) + "\n</documentation>"
+
+
+# A page that writes "</passage>" or "</documentation>" (an HTML tutorial, or a planted page)
+# must not close the block early and have what follows read as the bot's own words.
+_CLOSING_TAG = re.compile(r"<(/?)\s*(passage|documentation)\b", re.IGNORECASE)
+
+
+def _inside(text: str) -> str:
+    return _CLOSING_TAG.sub(lambda m: f"‹{m.group(1)}{m.group(2)}", text)
+
+
+def _attribute(value: str) -> str:
+    return _inside(value).replace('"', "'").replace("\n", " ")
 
 
 def build_prompt(
@@ -72,6 +87,7 @@ def build_prompt(
     return Prompt(
         system=book.system_for(platform),
         context=context_block(passages),
-        turns=tuple(window),
+        # A message cannot open a documentation block of its own either.
+        turns=tuple(replace(t, text=_inside(t.text)) for t in window),
         max_tokens=max_tokens,
     )
