@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlite_utils import Database
 
 from bot.docs_parse import PATH_SEPARATOR, Section
-from bot.retrieval import is_release_notes
+from bot.retrieval import is_release_notes, phrase
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,14 @@ class Hit:
     path: str
     heading: str
     anchor: str
-    text: str
+    digest: str  # the text's length and start: tells a repeat (overlapping sources) apart
     url: str
     score: float  # higher is better
     release_notes: bool = False  # from a changelog or a release announcement
+
+
+# A section's text can be a whole unstructured file: searches read only this much of it.
+_DIGEST = "length(s.text) || ':' || substr(s.text, 1, 300)"
 
 
 class KbTables:
@@ -203,7 +207,7 @@ class KbTables:
     def bm25(self, query: str, limit: int, heading_weight: float) -> list[Hit]:
         """Sections matching the FTS5 query, best first; score = -bm25 (higher is better)."""
         rows = self.db.execute(
-            "SELECT s.id, d.path, s.heading, s.anchor, s.text, d.url,"
+            f"SELECT s.id, d.path, s.heading, s.anchor, {_DIGEST}, d.url,"
             " -bm25(kb_sections_fts, ?, 1.0) AS score, d.release_notes"
             " FROM kb_sections_fts f JOIN kb_sections s ON s.id = f.rowid"
             " JOIN kb_documents d ON d.id = s.document_id"
@@ -220,7 +224,8 @@ class KbTables:
             chunk = list(passage_ids[start : start + 500])
             marks = ",".join("?" * len(chunk))
             rows = self.db.execute(
-                "SELECT p.id, s.id, d.path, s.heading, s.anchor, s.text, d.url, d.release_notes"
+                f"SELECT p.id, s.id, d.path, s.heading, s.anchor, {_DIGEST}, d.url,"
+                " d.release_notes"
                 " FROM kb_passages p JOIN kb_sections s ON s.id = p.section_id"
                 f" JOIN kb_documents d ON d.id = s.document_id WHERE p.id IN ({marks})",
                 chunk,
@@ -229,17 +234,66 @@ class KbTables:
                                          0.0, bool(r[7])) for r in rows})
         return found
 
-    def passages_of(self, section_ids: Sequence[int]) -> dict[int, list[str]]:
-        """The passages' texts of these sections, in document order."""
+    def first_passages(self, section_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+        """Each section's first passage and how many it has (a section can be a whole
+        unstructured file: its passages are not read here)."""
+        if not section_ids:
+            return {}
         marks = ",".join("?" * len(section_ids))
-        rows = self.db.execute(
-            f"SELECT section_id, text FROM kb_passages WHERE section_id IN ({marks})"
-            " ORDER BY id", list(section_ids),
-        ).fetchall()
-        found: dict[int, list[str]] = {}
-        for section_id, text in rows:
-            found.setdefault(int(section_id), []).append(text)
-        return found
+        return {int(sid): (int(first), int(count)) for sid, first, count in self.db.execute(
+            f"SELECT section_id, min(id), count(*) FROM kb_passages WHERE section_id IN ({marks})"
+            " GROUP BY section_id", list(section_ids)).fetchall()}
+
+    def best_passages(self, query: str, section_ids: Sequence[int]) -> dict[int, int]:
+        """For each of these sections, its passage that matches the query best (BM25), for
+        the sections where any does."""
+        if not section_ids or not query:
+            return {}
+        marks = ",".join("?" * len(section_ids))
+        best: dict[int, int] = {}
+        for section_id, pid in self.db.execute(
+                "SELECT p.section_id, p.id FROM kb_passages_fts f"
+                " JOIN kb_passages p ON p.id = f.rowid WHERE kb_passages_fts MATCH ?"
+                f" AND p.section_id IN ({marks}) ORDER BY bm25(kb_passages_fts)",
+                [query, *section_ids]).fetchall():
+            best.setdefault(int(section_id), int(pid))
+        return best
+
+    def passage_texts(self, passage_ids: Sequence[int]) -> dict[int, str]:
+        if not passage_ids:
+            return {}
+        marks = ",".join("?" * len(passage_ids))
+        return {int(pid): text for pid, text in self.db.execute(
+            f"SELECT id, text FROM kb_passages WHERE id IN ({marks})", list(passage_ids))}
+
+    def phrases(self, words: Sequence[str]) -> tuple[int, dict[str, tuple[str, int]]]:
+        """How many sections there are, and for each word the FTS5 phrase to search it by
+        and how many sections match it: the word as written when the docs use it, else its
+        stem as a prefix ("invoice" for docs that only say "invoices")."""
+        total = int(self.db.execute("SELECT count(*) FROM kb_sections").fetchone()[0])
+        found: dict[str, tuple[str, int]] = {}
+        for word in words:
+            if not word.replace('"', ""):
+                continue
+            exact = phrase(word)
+            count = self._matches(exact)
+            if not count:
+                loose = phrase(word, loose=True)
+                count = self._matches(loose)
+                exact = loose if count else exact
+            found[word] = (exact, count)
+        return total, found
+
+    def _matches(self, fts_phrase: str) -> int:
+        return int(self.db.execute(
+            "SELECT count(*) FROM kb_sections_fts WHERE kb_sections_fts MATCH ?", [fts_phrase]
+        ).fetchone()[0])
+
+    def present(self, section_id: int, phrases: Sequence[str]) -> set[str]:
+        """Which of these FTS5 phrases the section contains."""
+        return {p for p in phrases if self.db.execute(
+            "SELECT 1 FROM kb_sections_fts WHERE kb_sections_fts MATCH ? AND rowid = ?",
+            [p, section_id]).fetchone()}
 
     def sections(self) -> list[tuple[str, str, str]]:
         """(document path, heading path, whole text) of every section."""
@@ -249,17 +303,8 @@ class KbTables:
         ).fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
 
-    def frequencies(self, words: Sequence[str]) -> tuple[int, dict[str, int]]:
-        """How many passages there are, and how many contain each word (as FTS5 matches it)."""
-        total = int(self.db.execute("SELECT count(*) FROM kb_passages").fetchone()[0])
-        counts = {
-            word: int(self.db.execute(
-                "SELECT count(*) FROM kb_passages_fts WHERE kb_passages_fts MATCH ?",
-                ['"' + word.replace('"', "") + '"'],
-            ).fetchone()[0])
-            for word in words if word.replace('"', "")
-        }
-        return total, counts
+    def count_sections(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM kb_sections").fetchone()[0])
 
     # --- vectors ------------------------------------------------------------------------
 

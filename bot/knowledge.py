@@ -1,10 +1,11 @@
 """The team's docs as a searchable knowledge base: sources in, scored passages out.
 
 Sources are folders of docs files and docs websites; each keeps its documents apart, so one
-can be refreshed or removed without touching the others. Search fuses field-weighted BM25
-(SQLite FTS5, the heading path weighted above the text) with the semantic signal when it is
-installed (embedding.py), and tells how sure it is, so a question the docs do not answer
-gets no passages rather than four unrelated ones.
+can be refreshed or removed without touching the others. Search ranks whole sections with
+BM25 over two fields, heading path and text (SQLite FTS5; a word as written, or its other
+forms when the docs never use it as written), fuses that with the semantic signal when it
+is installed (embedding.py), shows each section's best passage, and tells how sure it is,
+so a question the docs do not answer gets no passages rather than four unrelated ones.
 """
 
 from __future__ import annotations
@@ -30,10 +31,8 @@ from bot.retrieval import (
     MAX_TERMS,
     Ranked,
     asks_about_releases,
-    coverage,
     diversified,
     folded,
-    fts_query,
     rrf,
     terms,
 )
@@ -58,12 +57,12 @@ SEMANTIC_WEIGHT = 0.3
 # and pytest sets (0.4-0.8 gave the same figures there); README, "Finding the right page".
 RELEASE_NOTES_WEIGHT = 0.6
 # The don't-know gate: the best section by the words must hold this share of the
-# question's weight (by IDF). Tuned on the pip set to decline no answerable
-# question there.
-MIN_COVERAGE = 0.20
+# question's weight (by IDF over the sections). Chosen on the pip and pytest sets as the
+# highest that wrongly declines at most one answerable question in either.
+MIN_COVERAGE = 0.18
 # ...and, for a question that stands on its own, less than half of that weight may be in
-# words no passage uses: "how do I bake sourdough bread?" shares "bake" with a code sample,
-# not its subject. Set on the pip set, where no answerable question reaches 0.42.
+# words no section uses in any form: "how do I bake sourdough bread?" shares "bake" with a
+# code sample, not its subject. Set on the pip set, where no answerable question reaches 0.42.
 MAX_UNKNOWN = 0.5
 
 
@@ -72,7 +71,7 @@ class Search:
     """A ranking with the evidence the gate looks at."""
 
     passages: list[Passage]
-    confidence: float  # the best BM25 passage's share of the question's weight
+    confidence: float  # the best BM25 section's share of the question's weight
     confident: bool
     indexed: bool = True  # False: the knowledge base holds no docs at all
 
@@ -267,19 +266,22 @@ class Knowledge:
     async def rank(self, question: str, limit: int = 4, earlier: Sequence[str] = ()) -> Search:
         """The best passages whatever the gate says, with its evidence (for `kb eval`).
         Sections are ranked whole (a long one is several passages); each result is the
-        passage of its section that covers the question best."""
+        passage of its section that matches the question best."""
         words = folded(question, earlier)
-        query = fts_query(words)
+        total, phrases = await self._db(lambda t: t.phrases(words))
+        query = " OR ".join(p for p, count in phrases.values() if count)
         lexical = await self._db(lambda t: t.bm25(query, CANDIDATES, HEADING_WEIGHT)) \
             if query else []
         semantic = await self._semantic(" ".join([*earlier[-2:], question]))
         by_id = {hit.section_id: hit for hit in lexical}
         meaning: list[int] = []  # sections in the order their passages were found by meaning
+        nearest: dict[int, int] = {}  # section: its passage nearest in meaning
         if semantic:
             found = await self._db(lambda t: t.sections_of([pid for pid, _ in semantic]))
             for pid, _ in semantic:
                 if pid in found and found[pid].section_id not in meaning:
                     meaning.append(found[pid].section_id)
+                    nearest[found[pid].section_id] = pid
                     by_id.setdefault(found[pid].section_id, found[pid])
         fused = rrf([[h.section_id for h in lexical], meaning], [1.0, SEMANTIC_WEIGHT])
         # Release notes rank below the guides unless the question is about releases.
@@ -290,32 +292,40 @@ class Knowledge:
             key=lambda r: -r.score,
         )
         best = diversified(_distinct(ranked, by_id), limit, PER_DOCUMENT)
-        if not lexical and not await self._db(lambda t: t.frequencies(())[0]):
-            # No docs at all: nothing to hold the question to.
+        if not total:  # no docs at all: nothing to hold the question to
             return Search([], 1.0, True, indexed=False)
-        idf, unseen = await self._idf(words)
-        top = lexical[0] if lexical else None
-        wanted = [r.id for r in best]
-        pieces = await self._db(lambda t: t.passages_of(wanted)) if wanted else {}
-
-        def shown(hit: Hit) -> str:
-            """The passage of the section that holds most of the question's weight."""
-            texts = pieces.get(hit.section_id) or [hit.text]
-            return max(texts, key=lambda text: coverage(words, f"{hit.heading}\n{text}", idf))
-
+        shown = await self._shown([r.id for r in best], query, nearest)
         # The score shown is the section's BM25 relevance (0 for one found by meaning alone):
         # it says how well the words matched, where the fused rank only says in which order.
-        passages = [_passage(by_id[r.id], shown(by_id[r.id])) for r in best]
-        # A short follow-up ("and in the other format?") is about the thread: held to the
-        # thread's words, not to whether the docs use its own; the model, which sees the
-        # thread, says when the passages do not answer. The evidence is the best section by
-        # the words, whole.
-        confidence = coverage(words, f"{top.heading}\n{top.text}", idf) if top else 0.0
-        alone = len(words) == len(terms(question)[:MAX_TERMS])
+        passages = [_passage(by_id[r.id], shown[r.id]) for r in best if r.id in shown]
+        # The gate: how much of the question's weight (by IDF over the sections) the best
+        # section by the words holds. A short follow-up ("and in the other format?") is about
+        # the thread: held to the thread's words, not to whether the docs use its own; the
+        # model, which sees the thread, says when the passages do not answer.
+        idf = {w: math.log(1 + total / (1 + count)) for w, (_, count) in phrases.items()}
+        top = lexical[0] if lexical else None
+        held = await self._db(lambda t: t.present(
+            top.section_id, [p for p, count in phrases.values() if count])) if top else set()
         weight = sum(idf.values())
-        unknown = sum(idf[w] for w in unseen) / weight if alone and weight else 0.0
+        confidence = sum(idf[w] for w, (p, _) in phrases.items() if p in held) / weight \
+            if weight else 0.0
+        alone = len(words) == len(terms(question)[:MAX_TERMS])
+        unknown = sum(idf[w] for w, (_, count) in phrases.items() if not count) / weight \
+            if alone and weight else 0.0
         return Search(passages, confidence,
                       confidence >= MIN_COVERAGE and unknown < MAX_UNKNOWN)
+
+    async def _shown(self, sections: Sequence[int], query: str,
+                     nearest: dict[int, int]) -> dict[int, str]:
+        """The passage to show of each section: its only one; else the one that matches the
+        words best; else the one nearest in meaning; else its first."""
+        firsts = await self._db(lambda t: t.first_passages(sections))
+        several = [s for s in sections if s in firsts and firsts[s][1] > 1]
+        by_words = await self._db(lambda t: t.best_passages(query, several)) if several else {}
+        chosen = {s: by_words.get(s) or nearest.get(s) or firsts[s][0]
+                  for s in sections if s in firsts}
+        texts = await self._db(lambda t: t.passage_texts(list(chosen.values())))
+        return {s: texts.get(pid, "") for s, pid in chosen.items()}
 
     async def _semantic(self, text: str) -> list[tuple[int, float]]:
         embedder = await self.embedder() if terms(text) else None
@@ -325,13 +335,6 @@ class Knowledge:
             rows = await self._db(lambda t: t.vectors(embedder.name))
             self._vectors = VectorIndex([pid for pid, _ in rows], [blob for _, blob in rows])
         return self._vectors.top(embedder.embed([text])[0], CANDIDATES)
-
-    async def _idf(self, words: Sequence[str]) -> tuple[dict[str, float], set[str]]:
-        """Each word's IDF over the passages, and the words no passage contains."""
-        total, counts = await self._db(lambda t: t.frequencies(words))
-        idf = {w: math.log(1 + total / (1 + counts.get(w, 0))) for w in words}
-        return idf, {w for w in words if not counts.get(w)}
-
 
 async def keep_fresh(
     knowledge: Knowledge, configured: Sequence[str], every_minutes: float, stop: asyncio.Event
@@ -371,7 +374,7 @@ def _distinct(ranked: Sequence[Ranked], hits: dict[int, Hit]) -> list[Ranked]:
     kept: list[Ranked] = []
     for item in ranked:
         hit = hits[item.id]
-        key = (hit.heading, " ".join(hit.text.split()))
+        key = (hit.heading, hit.digest)
         if key not in seen:
             seen.add(key)
             kept.append(item)

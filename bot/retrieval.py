@@ -9,7 +9,7 @@ earlier questions, so it searches for what the thread is about.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 _WORD = re.compile(r"[\w][\w'-]*", re.UNICODE)
@@ -54,13 +54,12 @@ def asks_about_releases(words: Sequence[str]) -> bool:
 
 def terms(text: str) -> list[str]:
     """The question's meaningful words, lower case, first occurrence order."""
-    found: list[str] = []
+    found: dict[str, None] = {}  # ordered, and a set for the look-up (long texts too)
     for word in _WORD.findall(text.lower()):
         word = word.strip("'-_")
-        if len(word) < 2 or word in STOPWORDS or word in found:
-            continue
-        found.append(word)
-    return found
+        if len(word) >= 2 and word not in STOPWORDS:
+            found.setdefault(word)
+    return list(found)
 
 
 FOLLOW_UP_WORDS = 3  # a question with more search words than this stands on its own
@@ -84,7 +83,37 @@ def folded(question: str, earlier: Sequence[str], max_terms: int = MAX_TERMS) ->
 
 def fts_query(words: Iterable[str]) -> str:
     """An FTS5 query matching any of the words (quoted, so no word is FTS syntax)."""
-    return " OR ".join('"' + w.replace('"', "") + '"' for w in words if w.replace('"', ""))
+    return " OR ".join(phrase(w) for w in words if w.replace('"', ""))
+
+
+def phrase(word: str, loose: bool = False) -> str:
+    """The word as an FTS5 query term: as written, or (loose) any of its common English forms,
+    so that "invoice" finds "invoices" and "configuring" finds "configure"."""
+    word = word.replace('"', "")
+    if not loose:
+        return f'"{word}"'
+    return "(" + " OR ".join(f'"{form}"' for form in forms(word)) + ")"
+
+
+# Endings taken off to find a word's other forms, longest first; a stem keeps four letters.
+_ENDINGS = ("ations", "ation", "ings", "ing", "ies", "ied", "es", "ed", "s", "e", "y")
+_ADDED = ("", "s", "es", "e", "ed", "ing", "y", "ies", "ion", "ions", "ation", "ations")
+
+
+def forms(word: str) -> list[str]:
+    """The word and its common English forms ("proxy": proxies, proxied...), the word first."""
+    found = dict.fromkeys([word, *(word + end for end in ("s", "es"))])
+    root = stem(word)
+    found.update(dict.fromkeys(root + end for end in _ADDED))
+    return list(found)
+
+
+def stem(word: str) -> str:
+    """The word without a common English ending ("proxies" -> "prox")."""
+    for ending in _ENDINGS:
+        if word.endswith(ending) and len(word) - len(ending) >= 4:
+            return word[: -len(ending)]
+    return word
 
 
 def rrf(
@@ -121,14 +150,3 @@ def diversified(ranked: Sequence[Ranked], limit: int, per_document: int) -> list
         if len(picked) == limit:
             return picked
     return picked + spare[: limit - len(picked)]
-
-
-def coverage(words: Sequence[str], text: str, idf: Mapping[str, float]) -> float:
-    """The share of the question's weight (by IDF) that the text contains, matching words by
-    their first five letters so "exporting" finds "export"."""
-    if not words:
-        return 0.0
-    have = {w[:5] for w in terms(text)}
-    total = sum(idf.get(w, 1.0) for w in words)
-    found = sum(idf.get(w, 1.0) for w in words if w[:5] in have)
-    return found / total if total else 0.0

@@ -14,7 +14,7 @@ from sqlite_utils import Database
 
 import bot.knowledge as knowledge_module
 from bot.docs_parse import ParsedDoc, parse_document
-from bot.embedding import Embedder
+from bot.embedding import Embedder, available
 from bot.knowledge import Knowledge
 from bot.migrations import migrations
 from bot.retrieval import folded, is_release_notes, rrf
@@ -418,3 +418,34 @@ async def test_an_index_made_before_sections_gets_them_on_upgrade(tmp_path: Path
         await store.close()
     assert found.passages[0].heading == "Doc › Setup"
     assert found.passages[0].text == "then restart"
+
+
+async def test_other_forms_of_a_word_are_found_when_the_docs_never_use_it_as_written(
+    store: Store, tmp_path: Path
+) -> None:
+    kb = Knowledge(store.sqlite)
+    await kb.index_folder(write(tmp_path / "docs", {
+        "billing.md": "# Billing\n\n## Invoices\n\nInvoices are emailed monthly.\n",
+        "network.md": "# Network\n\n## Proxy\n\nTo configure a proxy, set HTTPS_PROXY.\n",
+    }))
+    invoice = await kb.rank("invoice", 2)
+    assert invoice.confident and invoice.passages[0].source == "billing.md"
+    proxies = await kb.rank("configuring proxies", 2)
+    assert proxies.confident and proxies.passages[0].source == "network.md"
+    # As written when the docs use it: "emailed" does not also pull in "emails" pages.
+    assert (await kb.rank("emailed invoices", 2)).passages[0].source == "billing.md"
+
+
+async def test_a_section_found_by_meaning_shows_its_passage_nearest_in_meaning(
+    store: Store, tmp_path: Path
+) -> None:
+    assert available()  # the dev extra installs it
+    filler = " ".join(f"Line {i} describes the dashboard colours and fonts." for i in range(45))
+    kb = Knowledge(store.sqlite, Embedder.load)
+    await kb.index_folder(write(tmp_path / "docs", {
+        "help.md": (f"# Help\n\n## Troubleshooting\n\n{filler}\n\n{filler}\n\n"
+                    "When the network is down or a firewall blocks outbound traffic, the "
+                    "agent cannot connect and retries every minute.\n"),
+    }))
+    found = await kb.rank("internet unreachable", 1)
+    assert found.passages and "firewall" in found.passages[0].text
