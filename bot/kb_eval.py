@@ -327,7 +327,8 @@ class Baseline:
 
 
 _HEADING_LINE = re.compile(r"^(#{1,6})\s+(.*)$")
-_UNDERLINE = re.compile(r"^([=\-~^\"'`*+#:.])\1{2,}\s*$")
+# docutils takes any of these repeated as a title's underline (or overline)
+_UNDERLINE = re.compile(r"^([!-/:-@\[-`{-~])\1{2,}\s*$")
 
 
 def afternoon_sections(folder: Path) -> list[tuple[str, str, str]]:
@@ -361,10 +362,12 @@ def _rst_sections(text: str, stem: str) -> list[tuple[str, str]]:
     skip: set[int] = set()
     for i in range(len(lines) - 1):
         title, under = lines[i].strip(), _UNDERLINE.match(lines[i + 1])
-        if not title or not under or _UNDERLINE.match(lines[i]) or len(lines[i + 1].rstrip())\
-                < len(title) or i in skip:
+        length = len(lines[i + 1].rstrip())
+        # docutils accepts an underline shorter than its title from four characters on
+        if not title or not under or _UNDERLINE.match(lines[i]) or i in skip \
+                or length < min(len(title), 4):
             continue
-        over = i > 0 and lines[i - 1].rstrip() == lines[i + 1].rstrip()
+        over = i > 0 and i - 1 not in skip and lines[i - 1].rstrip() == lines[i + 1].rstrip()
         style = (under.group(1), over)
         if style not in styles:
             styles.append(style)

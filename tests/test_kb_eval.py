@@ -115,3 +115,11 @@ def test_the_baseline_splits_restructuredtext_at_its_titles_too(tmp_path: Path) 
         ("notes.md", "not a title to us"),  # the afternoon try's known blind spot
     ]
     assert "edit acme.toml" in rows[3][2] and "=====" not in rows[0][2]
+
+
+def test_the_baseline_reads_rst_titles_as_docutils_does(tmp_path: Path) -> None:
+    (tmp_path / "a.rst").write_text(
+        "One\n---\nbody one\n\nTwo\n---\nbody two\n\nA longer title\n~~~~\nbody three\n\n"
+        "Bang\n!!!!\nbody four\n")
+    headings = [h for _, h, _ in afternoon_sections(tmp_path)]
+    assert headings == ["One", "Two", "Two › A longer title", "Two › A longer title › Bang"]
