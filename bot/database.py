@@ -39,6 +39,16 @@ class StoreError(Exception):
     """The database cannot be opened or used; the message names SUPPORTBOT_DB and the cause."""
 
 
+class StorageUnavailable(StoreError):
+    """One read or write failed for a reason outside the bot (another process holds the lock
+    past the busy timeout, the disk is full or failing): that request fails, the bot goes on."""
+
+
+# SQLite's primary result codes that mean "not now" rather than a fault in the bot.
+_OUTSIDE = {5: "the database is locked by another process", 6: "a table is locked",
+            8: "the database is read-only", 10: "a disk I/O error", 13: "the disk is full"}
+
+
 def owner_only(path: Path) -> None:
     """Create the database file readable by its owner only, and tighten an existing one.
 
@@ -101,7 +111,13 @@ class SQLiteThread:
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except sqlite3.OperationalError as error:
+            why = _OUTSIDE.get(getattr(error, "sqlite_errorcode", 0) & 0xFF)
+            if why is None:
+                raise
+            raise StorageUnavailable(f"SUPPORTBOT_DB={self.path}: {why}") from error
 
     async def close(self) -> None:
         if self._db is not None:

@@ -37,6 +37,10 @@ REFUSAL = (
     "directly."
 )
 NO_TEXT = "I don't have an answer to that. Please contact the team directly."
+STORAGE_TROUBLE = (
+    "I couldn't take your question just now (my storage is not available). Please ask again "
+    "in a minute; if it keeps happening, contact the team directly."
+)
 NO_TEXT_CUT = (
     "I ran out of room before I could write an answer (SUPPORTBOT_MAX_TOKENS may be too low "
     "for this question). Please try again, or contact the team directly."

@@ -29,6 +29,7 @@ from bot.conversation import (
     StreamEnd,
     Usage,
 )
+from bot.database import StorageUnavailable
 from bot.dont_know import MIN_WORDS, honest_reply, marked
 from bot.errors import LLMError, PromptTooLongError, ReplyTimeoutError, StreamInterruptedError
 from bot.formatting import doc_urls, shown_safely
@@ -50,6 +51,7 @@ from bot.notices import (
     NOTE_RESTARTED,
     OVER_BUDGET,
     REFUSAL,
+    STORAGE_TROUBLE,
     failure_message,
     is_social,
     kb_only_answer,
@@ -111,7 +113,16 @@ class Responder:
         return profile(self.policy.model)
 
     async def submit(self, incoming: Incoming, surface: Surface) -> asyncio.Task[None] | None:
-        """Record the question and start its reply; None when seen before or shutting down."""
+        """Record the question and start its reply; None when seen before or shutting down.
+        When the database cannot take it (locked by another process, disk full), the asker
+        is told so at once: nothing was recorded, so nothing is half-written."""
+        try:
+            return await self._submit(incoming, surface)
+        except StorageUnavailable as error:
+            log.error("could not take a question in %s: %s", incoming.key.id, error)
+            return None if self._closing else self._say_once(surface, STORAGE_TROUBLE)
+
+    async def _submit(self, incoming: Incoming, surface: Surface) -> asyncio.Task[None] | None:
         text = question_text(incoming)
         tokens = estimate_tokens(text, self.model, len(incoming.images))
         refusal = await self.admission.refusal(incoming)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 
 from tests.e2e.processes import bot_env
 from tests.e2e.test_discord import EPHEMERAL, discord_bot, done
-from tests.e2e.test_slack import SECRET, free_port, http_mode_bot
+from tests.e2e.test_slack import SECRET, answered, bot_for, free_port, http_mode_bot
 from tests.fakes import slack_events as ev
 from tests.fakes.anthropic import FakeAnthropic, Reply
 from tests.fakes.discord import FakeDiscord
@@ -203,3 +204,30 @@ async def test_an_unknown_discord_command_or_missing_option_gets_a_short_reply(
     log = (tmp_path / "bot.log").read_text()
     assert "/faq is not a command this bot has" in log and "ERROR" not in log
     assert len(model.requests) == 1
+
+
+async def test_a_database_locked_by_another_process_gets_an_honest_reply_and_no_half_write(
+    tmp_path: Path, anthropic: FakeAnthropic
+) -> None:
+    anthropic.script(Reply(text="Back to normal."))
+    async with FakeSlack() as slack, bot_for(tmp_path, slack, anthropic):
+        # Another process (a backup, a person with the sqlite3 shell) holds the write lock
+        # past the bot's 10 s busy timeout.
+        other = sqlite3.connect(tmp_path / "bot.db", isolation_level=None)
+        try:
+            other.execute("BEGIN EXCLUSIVE")
+            locked = ev.app_mention("<@UBOT> are you there?", channel="C1", user="U1")
+            await slack.push_event(locked)
+            await slack.wait_for(lambda: any(
+                "couldn't take your question" in m.text
+                for m in slack.messages("C1", locked["ts"])), 20)
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        later = ev.app_mention("<@UBOT> and now?", channel="C1", user="U2")
+        await slack.push_event(later)
+        assert await answered(slack, "C1", later["ts"]) == "Back to normal."
+    assert len(anthropic.requests) == 1  # the question it could not record never reached it
+    rows = sqlite3.connect(tmp_path / "bot.db").execute(
+        "SELECT text FROM messages WHERE role = 'user'").fetchall()
+    assert [r[0] for r in rows] == ["and now?"]  # nothing half-written for the first one
