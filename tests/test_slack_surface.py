@@ -108,13 +108,18 @@ async def test_final_edit_waits_out_a_429_and_lands_exactly() -> None:
         assert slack.rate_limited == 1 and slack.count("chat.update", status=200) == 2
 
 
-async def test_a_deleted_placeholder_is_replaced_by_a_new_message(slack: FakeSlack) -> None:
+async def test_a_deleted_placeholder_ends_the_reply_instead_of_coming_back(
+    slack: FakeSlack,
+) -> None:
+    # Someone removed the bot's message (a moderator): posting the answer again would
+    # overrule them, so the reply stops, after one refused edit.
     web = client(slack)
     surface = SlackSurface(web, PLACE, SlackPacing().workspace("T0001"))
     await surface.start()
     await web.chat_delete(channel="C1", ts=surface.posted[0])
     await surface.finish(live_for(surface, "Still here.").final())
-    assert texts(slack) == ["Still here."]
+    assert texts(slack) == [] and surface.removed
+    assert slack.count("chat.update", error="message_not_found") == 1
 
 
 async def test_native_stream_appends_and_stops_with_the_exact_markdown() -> None:

@@ -103,6 +103,10 @@ class FakeDiscord(DiscordRouting):
             return None
         return state.callback_type, state.acked_at - state.public.dispatched_at
 
+    def delete_as_moderator(self, message_id: int) -> None:
+        """A moderator deletes a message: later edits of it answer 404 Unknown Message."""
+        self._messages[message_id].deleted = True
+
     def dm_channel(self, user_id: int | None = None) -> int:
         """The id of the DM channel between the bot and a user (the default user if None)."""
         return self._dm_channel(user_id if user_id is not None else self.default_user_id)

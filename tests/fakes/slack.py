@@ -236,6 +236,10 @@ class FakeSlack(SlackMethods):
             )
             self._store(msg)
 
+    def delete_as_moderator(self, channel: str, ts: str) -> None:
+        """A workspace admin deletes a message: later calls on it answer message_not_found."""
+        self._messages.get(channel, {}).pop(ts, None)
+
     def add_file(self, name: str, mimetype: str, data: bytes) -> Json:
         """Host a private file; return its Slack file object (url_private needs the bot token)."""
         if not self.base_url:

@@ -23,6 +23,7 @@ CREATE_PATIENCE = 1.0  # how long one partial update waits in line for a new pag
 SLOW_WRITE = 30.0  # a Discord write still out after this is logged, then at doubling waits
 SLOW_REPORTS = 6  # 30 s to 32 min of reports; past that it waits without more
 TRANSIENT = (discord.DiscordServerError, aiohttp.ClientError, OSError, TimeoutError)
+UNKNOWN_MESSAGE = 10008  # Discord's error code for a message that no longer exists
 NOTE_CONTINUED = "_(This answer continues in a new message below.)_"
 
 Interaction = discord.Interaction[discord.Client]
@@ -167,6 +168,7 @@ class PageWriter:
         self.shown = list(shown)
         self.slow = slow  # seconds after which a write still out is logged
         self._place: int | None = None  # a new page's turn in line while it waits
+        self.removed = False  # a page was deleted by someone else: nothing more is written
 
     async def partial(self, pages: Sequence[str]) -> bool:
         """Create new pages (in line for room, briefly); edit others only if a write is free.
@@ -175,9 +177,13 @@ class PageWriter:
         offers newer text soon: a page created late then carries what is known by then,
         and once the answer is complete its pages go out at final priority instead.
         """
+        if self.removed:
+            return True
         ops = page_ops(self.shown, pages, final=False)
         applied = 0
         for op in ops:
+            if self.removed:
+                return True
             if op.kind == "create":
                 if self._place is None:  # the turn in line is kept across attempts
                     self._place = self.budget.place()
@@ -201,6 +207,8 @@ class PageWriter:
             at = next((i for i, op in enumerate(ops) if op.kind == "delete"), len(ops))
             ops.insert(at, PageOp(kind, last, pages[last], view))
         for op in ops:
+            if self.removed:
+                return
             for attempt in range(FINAL_TRIES):
                 await self.budget.take(Priority.FINAL)
                 try:
@@ -226,8 +234,18 @@ class PageWriter:
                                        self.slow)
                 self.shown.append(op.text)
             elif op.kind == "edit":
-                await reported_if_slow(self.target.edit(op.index, op.text, op.view), what,
-                                       self.slow)
+                try:
+                    await reported_if_slow(self.target.edit(op.index, op.text, op.view), what,
+                                           self.slow)
+                except discord.NotFound as error:
+                    if error.code != UNKNOWN_MESSAGE:
+                        raise
+                    # Deleted by a moderator (or with its thread): the reply stops here;
+                    # posting it again would overrule whoever removed it.
+                    self.removed = True
+                    log.warning("page %d of a reply in %s was deleted; the reply stops there",
+                                op.index + 1, self.budget.name)
+                    return
                 self.shown[op.index] = op.text
             else:
                 await reported_if_slow(self.target.delete(op.index), what, self.slow)

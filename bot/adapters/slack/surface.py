@@ -40,7 +40,10 @@ DELETE_TIMEOUT = 60.0
 # posted as a new message instead, and the placeholder deleted (chat.delete has its own budget).
 OVERFLOW_WAIT = 5.0
 # chat.update errors after which editing that message is pointless: post a new one instead.
-GONE = frozenset({"message_not_found", "cant_update_message", "edit_window_closed",
+# The message is gone for good: deleted by someone (a moderator), or its thread was. The
+# reply stops there; posting it again would overrule whoever removed it.
+REMOVED = "message_not_found"
+GONE = frozenset({"cant_update_message", "edit_window_closed",
                   "msg_too_long", "invalid_blocks", "is_inactive"})
 
 
@@ -101,6 +104,7 @@ class SlackSurface:
         self.posted: list[str] = []  # ts of each page's message, in page order
         self.shown: list[str] = []  # what each of those messages shows now
         self._joined = False
+        self.removed = False  # a page was deleted by someone else: nothing more is written
 
     def interval(self) -> float:
         return self.pacing.edits.interval()
@@ -145,6 +149,8 @@ class SlackSurface:
 
     async def update(self, snapshot: Snapshot) -> bool:
         """Show newer text if budget allows; False when the workspace budget had no room."""
+        if self.removed:
+            return True
         for page, text in enumerate(snapshot.pages):
             if page < len(self.posted):
                 if self.shown[page] == text:
@@ -170,6 +176,8 @@ class SlackSurface:
             snapshot.reply_id and snapshot.pages) else None
         try:
             for page, text in enumerate(snapshot.pages):
+                if self.removed:
+                    return
                 remaining = deadline - loop.time()
                 blocks = buttons if page == last else None
                 if page >= len(self.posted):
@@ -256,6 +264,8 @@ class SlackSurface:
             wait = retry_after(error)
             if wait is not None:
                 self.pacing.edits.back_off(wait)  # the whole workspace waits, not just us
+            elif error_code(error) == REMOVED:
+                self._stop(page)
             else:
                 log.warning("partial chat.update failed: %s", error_code(error))
         except (aiohttp.ClientError, TimeoutError) as error:
@@ -280,6 +290,9 @@ class SlackSurface:
                 if wait is not None:
                     self.pacing.edits.back_off(wait)
                     continue
+                if error_code(error) == REMOVED:
+                    self._stop(page)
+                    return
                 if error_code(error) in GONE:
                     await self._replace_page(page, text, deadline - loop.time(), blocks)
                     return
@@ -288,6 +301,11 @@ class SlackSurface:
                 log.warning("final chat.update failed: %s; retrying", type(error).__name__)
             await asyncio.sleep(min(2.0**attempt, 5.0))
         raise TimeoutError("final chat.update kept failing")
+
+    def _stop(self, page: int) -> None:
+        self.removed = True
+        log.warning("message %s of a reply in %s was deleted; the reply stops there",
+                    self.posted[page], self.place.channel)
 
     def _overflowing(self, page: int) -> bool:
         """Repost instead of waiting: only for the last message (order stays right), on budget."""

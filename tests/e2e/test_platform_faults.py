@@ -1,0 +1,59 @@
+"""Platform faults while an answer streams, end to end: a moderator deletes the bot's message
+mid-answer. The reply stops there (it is not posted again over the moderator's decision),
+nothing is retried for ever, and the bot goes on answering."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from bot.streaming import TYPING_MARKER
+from tests.e2e.test_discord import answered as discord_answered
+from tests.e2e.test_discord import bot_messages, discord_bot
+from tests.e2e.test_slack import BOT, answered, bot_for, bot_posts
+from tests.fakes import slack_events as ev
+from tests.fakes.anthropic import FakeAnthropic, Reply
+from tests.fakes.discord import FakeDiscord
+from tests.fakes.slack import FakeSlack
+
+LONG = " ".join(f"step{n}" for n in range(120))  # ~6 s at 0.05 s a word
+
+
+async def test_slack_a_message_deleted_mid_answer_ends_the_reply(tmp_path: Path) -> None:
+    model = FakeAnthropic(delta_interval=0.05)
+    model.script(Reply(text=LONG, when="long"), Reply(text="Still here.", when="later"))
+    async with FakeSlack() as slack, model, bot_for(tmp_path, slack, model) as bot:
+        first = ev.app_mention(f"<@{BOT}> a long answer please", channel="C1")
+        await slack.push_event(first)
+        await slack.wait_for(lambda: any("step" in m.text
+                                         for m in bot_posts(slack, "C1", first["ts"])), 15)
+        [shown] = bot_posts(slack, "C1", first["ts"])
+        slack.delete_as_moderator("C1", shown.ts)
+        await asyncio.sleep(7)  # the rest of the stream, and the final edit
+        assert bot_posts(slack, "C1", first["ts"]) == []  # not posted again
+        later = ev.app_mention(f"<@{BOT}> later question", channel="C1")
+        await slack.push_event(later)
+        assert await answered(slack, "C1", later["ts"]) == "Still here."
+    assert slack.count("chat.update", error="message_not_found") == 1  # then it stopped
+    log = "".join(bot.log)
+    assert "Traceback" not in log and "was deleted" in log
+
+
+async def test_discord_a_message_deleted_mid_answer_ends_the_reply(tmp_path: Path) -> None:
+    model = FakeAnthropic(delta_interval=0.05)
+    model.script(Reply(text=LONG, when="long"), Reply(text="Still here.", when="later"))
+    channel = 1_100_000_000_000_000_200
+    async with FakeDiscord() as fake, model, \
+            discord_bot(tmp_path, fake, model, DISCORD_MESSAGE_CONTENT="true"):
+        await fake.dispatch_message("a long answer please", mentions_bot=True)
+        await fake.wait_for(lambda: any("step" in m.content
+                                        for m in bot_messages(fake, channel)), 15)
+        [shown] = bot_messages(fake, channel)
+        fake.delete_as_moderator(shown.id)
+        await asyncio.sleep(7)
+        assert bot_messages(fake, channel) == []  # not posted again
+        await fake.dispatch_message("later question", mentions_bot=True)
+        await fake.wait_for(discord_answered(fake, channel, "Still here."), 15)
+    log = (tmp_path / "bot.log").read_text()
+    assert "Traceback" not in log and "was deleted" in log
+    assert not any(TYPING_MARKER in m.content for m in bot_messages(fake, channel))
