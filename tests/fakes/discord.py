@@ -116,6 +116,15 @@ class FakeDiscord(DiscordRouting):
         """Threads created so far."""
         return [t.snapshot() for t in self._threads.values()]
 
+    async def drop_gateway(self, code: int = 4000) -> None:
+        """The gateway closes the bot's connection with `code`, as Discord does at times."""
+        await self._hub.drop(code)
+
+    @property
+    def identifies(self) -> int:
+        """How many times a client identified (the first connection and every new session)."""
+        return self._hub.identifies
+
     @property
     def identify(self) -> Json | None:
         """The last IDENTIFY payload (token, intents, properties...)."""

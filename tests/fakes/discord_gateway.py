@@ -101,6 +101,7 @@ class GatewayHub:
         self.token = token
         self.sessions: list[GatewaySession] = []
         self.last_identify: Json | None = None
+        self.identifies = 0  # IDENTIFY payloads accepted (a reconnect adds one)
         self.ready = asyncio.Event()
         self._on_identify = on_identify
         self._on_members = on_members
@@ -180,6 +181,7 @@ class GatewayHub:
             return False
         session.identify = data
         self.last_identify = data
+        self.identifies += 1
         for event, event_data in self._on_identify(session, data):
             await session.dispatch(event, event_data)
         self.ready.set()
@@ -193,6 +195,12 @@ class GatewayHub:
             data = build(session.intents)
             if data is not None:
                 await session.dispatch(event, data)
+
+    async def drop(self, code: int, reason: bytes = b"Unknown error") -> None:
+        """Close every connection with `code` (4000 "unknown error": the client reconnects and
+        tries to RESUME; this fake then asks for a new session)."""
+        for session in list(self.sessions):
+            await session.ws.close(code=code, message=reason)
 
     async def close_all(self) -> None:
         """Close every connection (1001 going away), e.g. when the fake stops."""

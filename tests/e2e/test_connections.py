@@ -1,0 +1,64 @@
+"""Connections that drop while answers stream, end to end: Slack refreshing the Socket Mode
+connection and the Discord gateway closing. The bot reconnects on its own, the answer in
+flight ends complete, and questions after the drop are answered once."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from bot.streaming import TYPING_MARKER
+from tests.e2e.test_discord import answered as discord_answered
+from tests.e2e.test_discord import bot_messages, discord_bot
+from tests.e2e.test_slack import BOT, answered, bot_for, bot_posts
+from tests.fakes import slack_events as ev
+from tests.fakes.anthropic import FakeAnthropic, Reply
+from tests.fakes.discord import FakeDiscord
+from tests.fakes.slack import FakeSlack
+
+LONG = " ".join(f"step{n}" for n in range(80))  # ~4 s at 0.05 s a word
+
+
+async def test_slack_refresh_mid_answer_reconnects_and_the_answer_ends_complete(
+    tmp_path: Path,
+) -> None:
+    model = FakeAnthropic(delta_interval=0.05)
+    model.script(Reply(text=LONG, when="long"), Reply(text="After the refresh.", when="after"))
+    async with FakeSlack() as slack, model, bot_for(tmp_path, slack, model):
+        first = ev.app_mention(f"<@{BOT}> a long answer please", channel="C1")
+        await slack.push_event(first)
+        await slack.wait_for(lambda: any("step" in m.text
+                                         for m in bot_posts(slack, "C1", first["ts"])), 15)
+        opened = slack.count("apps.connections.open")
+        await slack.send_disconnect()  # Slack recycles the connection
+        await slack.wait_for(lambda: slack.count("apps.connections.open") > opened, 15)
+        await slack.wait_connected(15)
+        assert await answered(slack, "C1", first["ts"]) == LONG  # the reply in flight
+        second = ev.app_mention(f"<@{BOT}> and after?", channel="C1")
+        await slack.push_event(second)
+        assert await answered(slack, "C1", second["ts"]) == "After the refresh."
+        await asyncio.sleep(0.5)
+    assert len(model.requests) == 2  # each question once
+    assert not any(TYPING_MARKER in m.text for m in bot_posts(slack, "C1", first["ts"]))
+
+
+async def test_discord_gateway_close_mid_answer_reconnects_and_the_answer_ends_complete(
+    tmp_path: Path,
+) -> None:
+    model = FakeAnthropic(delta_interval=0.05)
+    model.script(Reply(text=LONG, when="long"), Reply(text="After the drop.", when="after"))
+    channel = 1_100_000_000_000_000_200
+    async with FakeDiscord() as fake, model, \
+            discord_bot(tmp_path, fake, model, DISCORD_MESSAGE_CONTENT="true"):
+        await fake.dispatch_message("a long answer please", mentions_bot=True)
+        await fake.wait_for(lambda: any("step" in m.content
+                                        for m in bot_messages(fake, channel)), 15)
+        before = fake.identifies
+        await fake.drop_gateway(4000)  # "unknown error": reconnect (RESUME, then a new session)
+        await fake.wait_for(lambda: fake.identifies > before, 20)
+        await fake.wait_for(discord_answered(fake, channel, LONG), 15)  # the reply in flight
+        await fake.dispatch_message("and after?", mentions_bot=True)
+        await fake.wait_for(discord_answered(fake, channel, "After the drop."), 15)
+        await asyncio.sleep(0.5)
+    assert len(model.requests) == 2
+    assert not any(TYPING_MARKER in m.content for m in bot_messages(fake, channel))
