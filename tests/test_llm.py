@@ -175,6 +175,19 @@ async def test_overloaded_model_falls_back(anthropic: FakeAnthropic) -> None:
     assert anthropic.requests[-1].body["model"] == "claude-sonnet-5-5"
 
 
+async def test_overloaded_fallback_too_raises_once_both_were_tried(
+    anthropic: FakeAnthropic,
+) -> None:
+    anthropic.script(*[Fail(529, "overloaded_error") for _ in range(12)])
+    c = client(anthropic, fallback_model="claude-sonnet-5-5")
+    with pytest.raises(OverloadedError):
+        await collect(c, prompt())
+    await c.aclose()
+    models = [r.body["model"] for r in anthropic.requests]
+    assert models[0] == "claude-haiku-5-5" and models[-1] == "claude-sonnet-5-5"
+    assert len(models) < 12  # bounded: it gives up rather than retrying for ever
+
+
 async def test_overloaded_without_fallback_raises(anthropic: FakeAnthropic) -> None:
     anthropic.script(*[Fail(529) for _ in range(4)])
     c = client(anthropic)
