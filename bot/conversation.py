@@ -50,6 +50,35 @@ class Image:
     data: bytes
 
 
+# How each image type the model reads begins: the bytes decide, not the name or the type a
+# platform declared (a text file named .png would fail the whole request at the API).
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
+def sniffed_type(data: bytes) -> str | None:
+    """The image type the bytes are, among those the model reads; None for anything else."""
+    for signature, media_type in _SIGNATURES:
+        if data.startswith(signature):
+            return media_type
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def checked_image(name: str, data: bytes) -> Image | str:
+    """The attachment as an image of the type its bytes show, or a note for the model that
+    it is not an image it can read."""
+    media_type = sniffed_type(data)
+    if media_type is None:
+        return f"{name} was attached but is not a PNG, JPEG, GIF or WebP image"
+    return Image(media_type, data)
+
+
 @dataclass(frozen=True)
 class Incoming:
     """One question from a person, already translated out of its platform's wire format."""

@@ -231,3 +231,25 @@ async def test_a_database_locked_by_another_process_gets_an_honest_reply_and_no_
     rows = sqlite3.connect(tmp_path / "bot.db").execute(
         "SELECT text FROM messages WHERE role = 'user'").fetchall()
     assert [r[0] for r in rows] == ["and now?"]  # nothing half-written for the first one
+
+
+async def test_an_attachment_is_judged_by_its_bytes_not_its_name(
+    tmp_path: Path, anthropic: FakeAnthropic
+) -> None:
+    jpeg = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4
+    async with FakeSlack() as slack:
+        liar = slack.add_file("error.png", "image/png", b"Traceback: this is a text file")
+        mislabelled = slack.add_file("photo.png", "image/png", jpeg)
+        async with bot_for(tmp_path, slack, anthropic):
+            event = ev.message("what do these show?", channel="D1", subtype="file_share",
+                               files=[liar, mislabelled])
+            await slack.push_event(event)
+            await answered(slack, "D1", event["ts"])
+    # One request, accepted: the text file never reached the API as an image (the real API
+    # refuses the whole request for one bad image), the JPEG went as what it is.
+    [request] = anthropic.requests
+    content = request.body["messages"][-1]["content"]
+    images = [block["source"] for block in content if block["type"] == "image"]
+    assert [i["media_type"] for i in images] == ["image/jpeg"]
+    assert "error.png was attached but is not a PNG, JPEG, GIF or WebP image" in \
+        request.question()

@@ -17,12 +17,11 @@ from bot.adapters.discord.events import (
     attachment_note,
     dm_key,
     dm_session,
-    media_type,
 )
 from bot.adapters.discord.pacing import ChannelBudgets, WriteBudget
 from bot.adapters.discord.pages import SLOW_WRITE, Interaction
 from bot.adapters.discord.surface import AskSurface, ChannelTyping, MessageSurface
-from bot.conversation import ConversationKey, Image, Incoming, Platform
+from bot.conversation import ConversationKey, Image, Incoming, Platform, checked_image
 from bot.inbound import Prepare, Prepared
 from bot.ports import Ports
 from bot.surface import Surface
@@ -172,9 +171,8 @@ async def _read(attachment: discord.Attachment) -> Image | str:
         log.warning("could not download an attachment: %s", type(error).__name__)
         return f"{attachment.filename} was attached but could not be downloaded"
     # The declared size was checked before downloading; the bytes themselves decide.
-    return attachment_note(replace(facts, size=len(data))) or Image(
-        media_type(attachment.content_type), data
-    )
+    return attachment_note(replace(facts, size=len(data))) or checked_image(
+        attachment.filename, data)
 
 
 def _session_name(user_id: int) -> str:

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 import httpx
 
 from bot.adapters.slack.events import SlackFile
-from bot.conversation import IMAGE_MEDIA_TYPES, MAX_IMAGE_BYTES, Image
+from bot.conversation import IMAGE_MEDIA_TYPES, MAX_IMAGE_BYTES, Image, checked_image
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class FileFetcher:
             return f"{file.name} was attached but downloading it failed"
         if data is None:
             return too_large(file.name)
-        return Image(media_type=file.mimetype, data=data)
+        return checked_image(file.name, data)
 
 
 async def _read_capped(response: httpx.Response) -> bytes | None:
