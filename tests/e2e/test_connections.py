@@ -7,7 +7,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from bot.streaming import TYPING_MARKER
+from tests.e2e.processes import BotProcess, bot_env
 from tests.e2e.test_discord import answered as discord_answered
 from tests.e2e.test_discord import bot_messages, discord_bot
 from tests.e2e.test_slack import BOT, answered, bot_for, bot_posts
@@ -62,3 +65,29 @@ async def test_discord_gateway_close_mid_answer_reconnects_and_the_answer_ends_c
         await asyncio.sleep(0.5)
     assert len(model.requests) == 2
     assert not any(TYPING_MARKER in m.content for m in bot_messages(fake, channel))
+
+
+@pytest.mark.parametrize(("code", "says"), [
+    (4004, "DISCORD_BOT_TOKEN"),
+    (4011, "needs sharding"),
+    (4014, "Message Content Intent"),
+])
+async def test_a_gateway_close_discord_will_not_take_back_stops_the_bot_saying_why(
+    tmp_path: Path, code: int, says: str
+) -> None:
+    async with FakeDiscord() as fake, FakeAnthropic() as model:
+        env = bot_env(tmp_path, ANTHROPIC_API_KEY="test-key", ANTHROPIC_BASE_URL=model.base_url,
+                      DISCORD_BOT_TOKEN=fake.token, DISCORD_API_URL=fake.api_url,
+                      DISCORD_GATEWAY_URL=fake.gateway_url)
+        bot = await BotProcess(tmp_path, env, "run").start()
+        try:
+            await fake.wait_ready(20)
+            await fake.drop_gateway(code)
+            assert bot.proc is not None
+            exit_code = await asyncio.wait_for(bot.proc.wait(), 20)
+            _, err = await bot.proc.communicate()
+        finally:
+            await bot.stop()
+    log = err.decode()
+    assert exit_code == 1 and says in log and "Traceback" not in log
+    assert fake.identifies == 1  # it did not try again against Discord's refusal

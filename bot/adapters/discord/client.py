@@ -252,6 +252,26 @@ async def _finished(runner: asyncio.Task[None], settings: Settings) -> None:
     except discord.LoginFailure:
         log.error("Discord rejected DISCORD_BOT_TOKEN; copy it again from the developer portal")
         raise
+    except discord.ConnectionClosed as error:
+        why = FATAL_CLOSE.get(error.code or 0)
+        if why is None:
+            raise
+        raise DiscordStartError(f"the Discord gateway closed the connection with {error.code}: "
+                                f"{why}") from None
+
+
+# Gateway close codes after which Discord will not take the connection back (discord.py
+# stops instead of reconnecting), with what to do about each.
+FATAL_CLOSE = {
+    4004: "it rejected DISCORD_BOT_TOKEN; copy the token again from the developer portal "
+          "(Bot → Reset Token)",
+    4010: "an invalid shard was sent; this is a bug, please report it",
+    4011: "the bot is in too many servers for one connection and needs sharding",
+    4012: "the gateway API version is no longer served; upgrade supportbot",
+    4013: "the intents sent are invalid; this is a bug, please report it",
+    4014: "an intent the bot asks for is not enabled: turn on 'Message Content Intent' on the "
+          "bot's page in the developer portal, or set DISCORD_MESSAGE_CONTENT=false",
+}
 
 
 async def check(settings: Settings) -> list[str]:
