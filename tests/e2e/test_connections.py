@@ -45,7 +45,30 @@ async def test_slack_refresh_mid_answer_reconnects_and_the_answer_ends_complete(
     assert not any(TYPING_MARKER in m.text for m in bot_posts(slack, "C1", first["ts"]))
 
 
-async def test_discord_gateway_close_mid_answer_reconnects_and_the_answer_ends_complete(
+async def test_discord_gateway_drop_mid_answer_resumes_and_replays_what_it_missed(
+    tmp_path: Path,
+) -> None:
+    model = FakeAnthropic(delta_interval=0.05)
+    model.script(Reply(text=LONG, when="long"), Reply(text="Sent while away.", when="away"))
+    channel = 1_100_000_000_000_000_200
+    async with FakeDiscord() as fake, model, \
+            discord_bot(tmp_path, fake, model, DISCORD_MESSAGE_CONTENT="true"):
+        await fake.dispatch_message("a long answer please", mentions_bot=True)
+        await fake.wait_for(lambda: any("step" in m.content
+                                        for m in bot_messages(fake, channel)), 15)
+        before = fake.identifies
+        await fake.drop_gateway(4000)  # "unknown error": the client reconnects and RESUMEs
+        await fake.dispatch_message("sent while away?", mentions_bot=True)  # kept for it
+        await fake.wait_for(lambda: fake.resumes == 1, 20)
+        await fake.wait_for(discord_answered(fake, channel, "Sent while away."), 15)
+        await fake.wait_for(discord_answered(fake, channel, LONG), 15)  # the reply in flight
+        await asyncio.sleep(0.5)
+    assert fake.identifies == before  # resumed, not a new session
+    assert len(model.requests) == 2  # each question once
+    assert not any(TYPING_MARKER in m.content for m in bot_messages(fake, channel))
+
+
+async def test_discord_gateway_asking_for_a_new_session_is_identified_again(
     tmp_path: Path,
 ) -> None:
     model = FakeAnthropic(delta_interval=0.05)
@@ -57,7 +80,8 @@ async def test_discord_gateway_close_mid_answer_reconnects_and_the_answer_ends_c
         await fake.wait_for(lambda: any("step" in m.content
                                         for m in bot_messages(fake, channel)), 15)
         before = fake.identifies
-        await fake.drop_gateway(4000)  # "unknown error": reconnect (RESUME, then a new session)
+        fake.refuse_resumes()
+        await fake.drop_gateway(4009)  # "session timed out": a new session is needed
         await fake.wait_for(lambda: fake.identifies > before, 20)
         await fake.wait_for(discord_answered(fake, channel, LONG), 15)  # the reply in flight
         await fake.dispatch_message("and after?", mentions_bot=True)

@@ -121,6 +121,15 @@ class FakeDiscord(DiscordRouting):
         await self._hub.drop(code)
 
     @property
+    def resumes(self) -> int:
+        """How many RESUMEs were accepted (missed events replayed)."""
+        return self._hub.resumes
+
+    def refuse_resumes(self) -> None:
+        """From now on, answer RESUME with op 9: the client must identify a new session."""
+        self._hub.resumable = False
+
+    @property
     def identifies(self) -> int:
         """How many times a client identified (the first connection and every new session)."""
         return self._hub.identifies

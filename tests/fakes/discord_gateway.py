@@ -44,6 +44,7 @@ OP_HELLO = 10
 OP_HEARTBEAT_ACK = 11
 
 # Close codes.
+RESUME_BACKLOG = 1000  # dispatches a session keeps for a RESUME
 CLOSE_UNKNOWN_OPCODE = 4001
 CLOSE_DECODE_ERROR = 4002
 CLOSE_NOT_AUTHENTICATED = 4003
@@ -66,6 +67,8 @@ class GatewaySession:
         self.session_id = secrets.token_hex(16)
         self.sequence = 0
         self.identify: Json | None = None
+        # What was dispatched, for a RESUME after a drop (Discord keeps a session a while).
+        self.sent: list[tuple[int, str, Json]] = []
         self._lock = asyncio.Lock()
         # zlib-stream shares one compression context across the whole connection.
         self._zlib = zlib.compressobj() if compress == "zlib-stream" else None
@@ -89,9 +92,16 @@ class GatewaySession:
             await self.ws.send_bytes(frame)
 
     async def dispatch(self, event: str, data: Json) -> None:
-        """Send an op 0 dispatch with the next sequence number."""
+        """Send an op 0 dispatch with the next sequence number (kept for a RESUME; a session
+        whose connection dropped only keeps it)."""
         self.sequence += 1
+        self.sent = [*self.sent[-(RESUME_BACKLOG - 1):], (self.sequence, event, data)]
         await self.send({"op": OP_DISPATCH, "t": event, "s": self.sequence, "d": data})
+
+    def take_over(self, old: GatewaySession) -> None:
+        """Continue a dropped session on this connection (a RESUME)."""
+        self.session_id, self.identify = old.session_id, old.identify
+        self.sequence, self.sent = old.sequence, old.sent
 
 
 class GatewayHub:
@@ -102,6 +112,9 @@ class GatewayHub:
         self.sessions: list[GatewaySession] = []
         self.last_identify: Json | None = None
         self.identifies = 0  # IDENTIFY payloads accepted (a reconnect adds one)
+        self.resumes = 0  # RESUMEs accepted, their missed events replayed
+        self.resumable = True  # False: answer every RESUME with "start a new session"
+        self._dropped: dict[str, GatewaySession] = {}  # identified sessions without a socket
         self.ready = asyncio.Event()
         self._on_identify = on_identify
         self._on_members = on_members
@@ -120,6 +133,8 @@ class GatewayHub:
             await self._serve(session)
         finally:
             self.sessions.remove(session)
+            if session.identify is not None:  # resumable for a while, as on Discord
+                self._dropped[session.session_id] = session
             await ws.close()
         return ws
 
@@ -152,9 +167,7 @@ class GatewayHub:
         if op == OP_IDENTIFY:
             return await self._identify(session, data if isinstance(data, dict) else {})
         if op == OP_RESUME:
-            # Sessions are not replayable here; Discord's answer for that is op 9 with d=false.
-            await session.send({"op": OP_INVALID_SESSION, "d": False})
-            return True
+            return await self._resume(session, data if isinstance(data, dict) else {})
         if session.identify is None:
             await session.ws.close(code=CLOSE_NOT_AUTHENTICATED, message=b"Not authenticated")
             return False
@@ -187,9 +200,27 @@ class GatewayHub:
         self.ready.set()
         return True
 
+    async def _resume(self, session: GatewaySession, data: Json) -> bool:
+        """RESUME: replay what the dropped session missed after `seq`, then RESUMED; a session
+        it does not know (or a fake told not to) gets op 9 "start a new session"."""
+        old = self._dropped.pop(str(data.get("session_id", "")), None)
+        token = str(data.get("token", "")).removeprefix("Bot ")
+        if old is None or not self.resumable or token != self.token:
+            await session.send({"op": OP_INVALID_SESSION, "d": False})
+            return True
+        session.take_over(old)
+        after = int(data.get("seq") or 0)
+        for sequence, event, payload in old.sent:
+            if sequence > after:
+                await session.send({"op": OP_DISPATCH, "t": event, "s": sequence, "d": payload})
+        await session.dispatch("RESUMED", {})
+        self.resumes += 1
+        return True
+
     async def broadcast(self, event: str, build: Callable[[int], Json | None]) -> None:
-        """Dispatch to every identified session; `build(intents)` returns None to skip one."""
-        for session in list(self.sessions):
+        """Dispatch to every identified session (one whose connection dropped keeps it for a
+        RESUME); `build(intents)` returns None to skip one."""
+        for session in [*self.sessions, *self._dropped.values()]:
             if session.identify is None:
                 continue
             data = build(session.intents)
