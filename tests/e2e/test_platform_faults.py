@@ -57,3 +57,62 @@ async def test_discord_a_message_deleted_mid_answer_ends_the_reply(tmp_path: Pat
     log = (tmp_path / "bot.log").read_text()
     assert "Traceback" not in log and "was deleted" in log
     assert not any(TYPING_MARKER in m.content for m in bot_messages(fake, channel))
+
+
+async def test_slack_server_errors_on_edits_and_pages_still_end_in_the_exact_text(
+    tmp_path: Path,
+) -> None:
+    # A two-page answer: 5xx on a partial edit, on the final edit and on the new page's post.
+    text = " ".join(f"word{n}" for n in range(700))  # ~5,300 characters: two Slack pages
+    model = FakeAnthropic(delta_interval=0.002)
+    model.script(Reply(text=text))
+    async with FakeSlack() as slack, model, bot_for(tmp_path, slack, model) as bot:
+        slack.fail_next("chat.update", 500, 503)
+        mention = ev.app_mention(f"<@{BOT}> the whole list please", channel="C1")
+        await slack.push_event(mention)
+        await slack.wait_for(lambda: len(bot_posts(slack, "C1", mention["ts"])) >= 1, 15)
+        slack.fail_next("chat.postMessage", 502)
+        shown = await answered(slack, "C1", mention["ts"], count=2)
+    assert shown.split() == text.split()
+    assert slack.count("chat.update", status=500) + slack.count("chat.update", status=503) == 2
+    log = "".join(bot.log)
+    assert "Traceback" not in log
+
+
+async def test_slack_a_channel_the_bot_was_removed_from_ends_the_reply_and_others_go_on(
+    tmp_path: Path,
+) -> None:
+    model = FakeAnthropic()
+    model.script(Reply(text="Answer one.", when="first"), Reply(text="Answer two.", when="next"))
+    async with FakeSlack() as slack, model, bot_for(tmp_path, slack, model) as bot:
+        slack.fail_next("chat.postMessage", *["not_in_channel"] * 5, channel="C9")
+        lost = ev.app_mention(f"<@{BOT}> first question", channel="C9")
+        await slack.push_event(lost)
+        await asyncio.sleep(3)
+        later = ev.app_mention(f"<@{BOT}> next question", channel="C1")
+        await slack.push_event(later)
+        assert await answered(slack, "C1", later["ts"]) == "Answer two."
+    assert slack.count("chat.postMessage", error="not_in_channel") <= 3  # not for ever
+    log = "".join(bot.log)
+    assert "Traceback" not in log and "not_in_channel" in log
+
+
+async def test_discord_a_channel_the_bot_lost_access_to_drops_the_reply_and_others_go_on(
+    tmp_path: Path,
+) -> None:
+    model = FakeAnthropic(delta_interval=0.05)
+    model.script(Reply(text=LONG, when="long"), Reply(text="Answer two.", when="next"))
+    lost, other = 1_100_000_000_000_000_200, 1_100_000_000_000_000_201
+    async with FakeDiscord() as fake, model, \
+            discord_bot(tmp_path, fake, model, DISCORD_MESSAGE_CONTENT="true"):
+        await fake.dispatch_message("a long answer please", mentions_bot=True, channel_id=lost)
+        await fake.wait_for(lambda: any("step" in m.content
+                                        for m in bot_messages(fake, lost)), 15)
+        fake.revoke_access(lost)  # kicked mid-answer: every write there now answers 50001
+        await asyncio.sleep(7)  # the rest of the stream and the final write
+        await fake.dispatch_message("next question", mentions_bot=True, channel_id=other)
+        await fake.wait_for(discord_answered(fake, other, "Answer two."), 15)
+    refused = [c for c in fake.calls if c.status == 403 and str(lost) in c.path]
+    assert 1 <= len(refused) <= 2  # a refused write ends the reply: no retries
+    log = (tmp_path / "bot.log").read_text()
+    assert "Traceback" not in log and "cannot write in" in log

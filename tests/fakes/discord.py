@@ -103,6 +103,10 @@ class FakeDiscord(DiscordRouting):
             return None
         return state.callback_type, state.acked_at - state.public.dispatched_at
 
+    def revoke_access(self, channel_id: int) -> None:
+        """The bot loses access to a channel: its REST calls there answer 403 50001."""
+        self.no_access.add(channel_id)
+
     def delete_as_moderator(self, message_id: int) -> None:
         """A moderator deletes a message: later edits of it answer 404 Unknown Message."""
         self._messages[message_id].deleted = True

@@ -70,6 +70,9 @@ class DiscordRouting(DiscordInteractions):
             ), None
         if not self._authorized(request, route):
             return json_response(401, error_body(0, "401: Unauthorized")), None
+        if request.match_info.get("channel_id") in {str(c) for c in self.no_access}:
+            # The bot was removed from the channel, or lost its permissions there.
+            return json_response(403, error_body(50001, "Missing Access")), None
         refused = self._over_global_limit(route, now)
         if refused is not None:
             return refused, None

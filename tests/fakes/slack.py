@@ -107,6 +107,8 @@ class FakeSlack(SlackMethods):
         }
         self._post_buckets: dict[str, TokenBucket] = {}
         self.calls: list[ApiCall] = []
+        # (method, channel or ""): outcomes of its next calls
+        self._faults: dict[tuple[str, str], list[str | int]] = {}
         self.rate_limited = 0
         self.statuses: list[tuple[str, str, str]] = []
         self.ephemerals: list[Json] = []
@@ -236,6 +238,12 @@ class FakeSlack(SlackMethods):
             )
             self._store(msg)
 
+    def fail_next(self, method: str, *outcomes: str | int, channel: str = "") -> None:
+        """The next calls of `method` (in `channel`, or anywhere) fail, one outcome each: a
+        Slack error code ("ok": false, HTTP 200, as Slack answers) or an HTTP status (a 5xx
+        from Slack's edge)."""
+        self._faults.setdefault((method, channel), []).extend(outcomes)
+
     def delete_as_moderator(self, channel: str, ts: str) -> None:
         """A workspace admin deletes a message: later calls on it answer message_not_found."""
         self._messages.get(channel, {}).pop(ts, None)
@@ -287,6 +295,10 @@ class FakeSlack(SlackMethods):
             return _Reply({"ok": False, "error": "unknown_method", "req_method": method})
         try:
             self._check_token(method, token)
+            faults = self._faults.get((method, _str(params, "channel")))
+            faults = faults or self._faults.get((method, ""))
+            if faults:
+                return _fault(faults.pop(0))
             wait = self._limit(method, params)
             if wait > 0:
                 self.rate_limited += 1
@@ -455,3 +467,9 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _fault(outcome: str | int) -> _Reply:
+    if isinstance(outcome, int):
+        return _Reply({"ok": False, "error": "internal_error"}, status=outcome)
+    return _Reply({"ok": False, "error": outcome})

@@ -24,6 +24,7 @@ SLOW_WRITE = 30.0  # a Discord write still out after this is logged, then at dou
 SLOW_REPORTS = 6  # 30 s to 32 min of reports; past that it waits without more
 TRANSIENT = (discord.DiscordServerError, aiohttp.ClientError, OSError, TimeoutError)
 UNKNOWN_MESSAGE = 10008  # Discord's error code for a message that no longer exists
+NO_ACCESS = frozenset({50001, 50013})  # Missing Access, Missing Permissions
 NOTE_CONTINUED = "_(This answer continues in a new message below.)_"
 
 Interaction = discord.Interaction[discord.Client]
@@ -229,29 +230,39 @@ class PageWriter:
         """Run one write already taken from the budget, and remember what is shown."""
         what = f"the {op.kind} of page {op.index + 1} in {self.budget.name}"
         try:
+            await self._write(op, what)
+        except discord.Forbidden as error:
+            if error.code not in NO_ACCESS:
+                raise
+            # Removed from the channel, or its permissions taken away: nothing will land.
+            if not self.removed:
+                log.warning("cannot write in %s (%s %s); the reply is dropped",
+                            self.budget.name, error.code, error.text or "Forbidden")
+            self.removed = True
+        finally:
+            self.budget.release()
+
+    async def _write(self, op: PageOp, what: str) -> None:
+        try:
             if op.kind == "create":
                 await reported_if_slow(self.target.create(op.index, op.text, op.view), what,
                                        self.slow)
                 self.shown.append(op.text)
             elif op.kind == "edit":
-                try:
-                    await reported_if_slow(self.target.edit(op.index, op.text, op.view), what,
-                                           self.slow)
-                except discord.NotFound as error:
-                    if error.code != UNKNOWN_MESSAGE:
-                        raise
-                    # Deleted by a moderator (or with its thread): the reply stops here;
-                    # posting it again would overrule whoever removed it.
-                    self.removed = True
-                    log.warning("page %d of a reply in %s was deleted; the reply stops there",
-                                op.index + 1, self.budget.name)
-                    return
+                await reported_if_slow(self.target.edit(op.index, op.text, op.view), what,
+                                       self.slow)
                 self.shown[op.index] = op.text
             else:
                 await reported_if_slow(self.target.delete(op.index), what, self.slow)
                 del self.shown[op.index]
-        finally:
-            self.budget.release()
+        except discord.NotFound as error:
+            if error.code != UNKNOWN_MESSAGE or op.kind != "edit":
+                raise
+            # Deleted by a moderator (or with its thread): the reply stops here; posting it
+            # again would overrule whoever removed it.
+            self.removed = True
+            log.warning("page %d of a reply in %s was deleted; the reply stops there",
+                        op.index + 1, self.budget.name)
 
 
 async def reported_if_slow(write: Awaitable[None], what: str, after: float = SLOW_WRITE) -> None:

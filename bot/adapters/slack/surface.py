@@ -87,6 +87,20 @@ def retry_after(error: SlackApiError) -> float | None:
     return 1.0
 
 
+# The bot cannot write in the channel any more (removed from it, archived, or posting is
+# restricted there): the reply ends, as after a deletion.
+CANNOT_POST = frozenset({"not_in_channel", "channel_not_found", "is_archived",
+                         "restricted_action", "cannot_reply_to_message"})
+# Answers that say "not now" rather than "never": Slack's own failures, worth a retry.
+TRANSIENT = frozenset({"internal_error", "fatal_error", "service_unavailable",
+                       "request_timeout"})
+
+
+def transient(error: SlackApiError) -> bool:
+    """A 5xx from Slack's edge or one of its "try again" errors."""
+    return error.response.status_code >= 500 or error_code(error) in TRANSIENT
+
+
 def error_code(error: SlackApiError) -> str:
     data = error.response.data
     return str(data.get("error", "unknown")) if isinstance(data, dict) else "unknown"
@@ -104,7 +118,7 @@ class SlackSurface:
         self.posted: list[str] = []  # ts of each page's message, in page order
         self.shown: list[str] = []  # what each of those messages shows now
         self._joined = False
-        self.removed = False  # a page was deleted by someone else: nothing more is written
+        self.removed = False  # a page was deleted, or the channel refuses the bot: it stops
 
     def interval(self) -> float:
         return self.pacing.edits.interval()
@@ -217,9 +231,16 @@ class SlackSurface:
                 return
             except SlackApiError as error:
                 wait = retry_after(error)
-                if wait is None:
+                if wait is not None:
+                    pacer.back_off(wait)
+                    continue
+                if error_code(error) in CANNOT_POST:
+                    self._give_up(error_code(error))
+                    return
+                if not transient(error):
                     raise
-                pacer.back_off(wait)
+                log.warning("chat.postMessage failed (%s); retrying", error_code(error))
+                await asyncio.sleep(min(2.0**attempt, 5.0))
             except (aiohttp.ClientError, TimeoutError) as error:
                 log.warning("chat.postMessage failed (%s); retrying", type(error).__name__)
                 await asyncio.sleep(min(2.0**attempt, 5.0))
@@ -249,6 +270,8 @@ class SlackSurface:
             wait = retry_after(error)
             if wait is not None:
                 pacer.back_off(wait)
+            elif error_code(error) in CANNOT_POST:
+                self._give_up(error_code(error))
             else:
                 log.warning("chat.postMessage failed: %s", error_code(error))
         except (aiohttp.ClientError, TimeoutError) as error:
@@ -307,6 +330,12 @@ class SlackSurface:
         log.warning("message %s of a reply in %s was deleted; the reply stops there",
                     self.posted[page], self.place.channel)
 
+    def _give_up(self, error: str) -> None:
+        if not self.removed:
+            log.warning("cannot post in %s (%s: removed from the channel, or it was archived);"
+                        " the reply is dropped", self.place.channel, error)
+        self.removed = True
+
     def _overflowing(self, page: int) -> bool:
         """Repost instead of waiting: only for the last message (order stays right), on budget."""
         edits = self.pacing.edits
@@ -325,6 +354,8 @@ class SlackSurface:
         """Post the page anew in the message's place, then delete the old message."""
         old = self.posted[page]
         await self._post(text, timeout, blocks)
+        if self.removed:
+            return
         self.posted[page] = self.posted.pop()
         self.shown[page] = self.shown.pop()
         await self._delete(old, slot_taken=True)
