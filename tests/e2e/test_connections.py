@@ -13,13 +13,16 @@ from bot.streaming import TYPING_MARKER
 from tests.e2e.processes import BotProcess, bot_env
 from tests.e2e.test_discord import answered as discord_answered
 from tests.e2e.test_discord import bot_messages, discord_bot
+from tests.e2e.test_platform_faults import (
+    LONG,
+    discord_long_answer_showing,
+    slack_long_answer_showing,
+)
 from tests.e2e.test_slack import BOT, answered, bot_for, bot_posts
 from tests.fakes import slack_events as ev
 from tests.fakes.anthropic import FakeAnthropic, Reply
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.slack import FakeSlack
-
-LONG = " ".join(f"step{n}" for n in range(80))  # ~4 s at 0.05 s a word
 
 
 async def test_slack_refresh_mid_answer_reconnects_and_the_answer_ends_complete(
@@ -28,10 +31,7 @@ async def test_slack_refresh_mid_answer_reconnects_and_the_answer_ends_complete(
     model = FakeAnthropic(delta_interval=0.05)
     model.script(Reply(text=LONG, when="long"), Reply(text="After the refresh.", when="after"))
     async with FakeSlack() as slack, model, bot_for(tmp_path, slack, model):
-        first = ev.app_mention(f"<@{BOT}> a long answer please", channel="C1")
-        await slack.push_event(first)
-        await slack.wait_for(lambda: any("step" in m.text
-                                         for m in bot_posts(slack, "C1", first["ts"])), 15)
+        first = await slack_long_answer_showing(slack)
         opened = slack.count("apps.connections.open")
         await slack.send_disconnect()  # Slack recycles the connection
         await slack.wait_for(lambda: slack.count("apps.connections.open") > opened, 15)
@@ -53,9 +53,7 @@ async def test_discord_gateway_drop_mid_answer_resumes_and_replays_what_it_misse
     channel = 1_100_000_000_000_000_200
     async with FakeDiscord() as fake, model, \
             discord_bot(tmp_path, fake, model, DISCORD_MESSAGE_CONTENT="true"):
-        await fake.dispatch_message("a long answer please", mentions_bot=True)
-        await fake.wait_for(lambda: any("step" in m.content
-                                        for m in bot_messages(fake, channel)), 15)
+        await discord_long_answer_showing(fake)
         before = fake.identifies
         await fake.drop_gateway(4000)  # "unknown error": the client reconnects and RESUMEs
         await fake.dispatch_message("sent while away?", mentions_bot=True)  # kept for it
@@ -76,9 +74,7 @@ async def test_discord_gateway_asking_for_a_new_session_is_identified_again(
     channel = 1_100_000_000_000_000_200
     async with FakeDiscord() as fake, model, \
             discord_bot(tmp_path, fake, model, DISCORD_MESSAGE_CONTENT="true"):
-        await fake.dispatch_message("a long answer please", mentions_bot=True)
-        await fake.wait_for(lambda: any("step" in m.content
-                                        for m in bot_messages(fake, channel)), 15)
+        await discord_long_answer_showing(fake)
         before = fake.identifies
         fake.refuse_resumes()
         await fake.drop_gateway(4009)  # "session timed out": a new session is needed

@@ -15,18 +15,34 @@ from tests.fakes import slack_events as ev
 from tests.fakes.anthropic import FakeAnthropic, Reply
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.slack import FakeSlack
+from tests.fakes.slack_events import Json
 
 LONG = " ".join(f"step{n}" for n in range(120))  # ~6 s at 0.05 s a word
+DISCORD_CHANNEL = 1_100_000_000_000_000_200
+
+
+async def slack_long_answer_showing(slack: FakeSlack, channel: str = "C1") -> Json:
+    """Mention the bot for LONG and wait until its first words show; the mention."""
+    mention = ev.app_mention(f"<@{BOT}> a long answer please", channel=channel)
+    await slack.push_event(mention)
+    await slack.wait_for(lambda: any("step" in m.text
+                                     for m in bot_posts(slack, channel, mention["ts"])), 15)
+    return mention
+
+
+async def discord_long_answer_showing(fake: FakeDiscord,
+                                      channel: int = DISCORD_CHANNEL) -> None:
+    """Mention the bot for LONG and wait until its first words show in the channel."""
+    await fake.dispatch_message("a long answer please", mentions_bot=True, channel_id=channel)
+    await fake.wait_for(lambda: any("step" in m.content
+                                    for m in bot_messages(fake, channel)), 15)
 
 
 async def test_slack_a_message_deleted_mid_answer_ends_the_reply(tmp_path: Path) -> None:
     model = FakeAnthropic(delta_interval=0.05)
     model.script(Reply(text=LONG, when="long"), Reply(text="Still here.", when="later"))
     async with FakeSlack() as slack, model, bot_for(tmp_path, slack, model) as bot:
-        first = ev.app_mention(f"<@{BOT}> a long answer please", channel="C1")
-        await slack.push_event(first)
-        await slack.wait_for(lambda: any("step" in m.text
-                                         for m in bot_posts(slack, "C1", first["ts"])), 15)
+        first = await slack_long_answer_showing(slack)
         [shown] = bot_posts(slack, "C1", first["ts"])
         slack.delete_as_moderator("C1", shown.ts)
         await asyncio.sleep(7)  # the rest of the stream, and the final edit
@@ -45,9 +61,7 @@ async def test_discord_a_message_deleted_mid_answer_ends_the_reply(tmp_path: Pat
     channel = 1_100_000_000_000_000_200
     async with FakeDiscord() as fake, model, \
             discord_bot(tmp_path, fake, model, DISCORD_MESSAGE_CONTENT="true"):
-        await fake.dispatch_message("a long answer please", mentions_bot=True)
-        await fake.wait_for(lambda: any("step" in m.content
-                                        for m in bot_messages(fake, channel)), 15)
+        await discord_long_answer_showing(fake)
         [shown] = bot_messages(fake, channel)
         fake.delete_as_moderator(shown.id)
         await asyncio.sleep(7)
@@ -105,9 +119,7 @@ async def test_discord_a_channel_the_bot_lost_access_to_drops_the_reply_and_othe
     lost, other = 1_100_000_000_000_000_200, 1_100_000_000_000_000_201
     async with FakeDiscord() as fake, model, \
             discord_bot(tmp_path, fake, model, DISCORD_MESSAGE_CONTENT="true"):
-        await fake.dispatch_message("a long answer please", mentions_bot=True, channel_id=lost)
-        await fake.wait_for(lambda: any("step" in m.content
-                                        for m in bot_messages(fake, lost)), 15)
+        await discord_long_answer_showing(fake, lost)
         fake.revoke_access(lost)  # kicked mid-answer: every write there now answers 50001
         await asyncio.sleep(7)  # the rest of the stream and the final write
         await fake.dispatch_message("next question", mentions_bot=True, channel_id=other)
