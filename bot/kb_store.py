@@ -268,8 +268,8 @@ class KbTables:
 
     def phrases(self, words: Sequence[str]) -> tuple[int, dict[str, tuple[str, int]]]:
         """How many sections there are, and for each word the FTS5 phrase to search it by
-        and how many sections match it: the word as written when the docs use it, else its
-        stem as a prefix ("invoice" for docs that only say "invoices")."""
+        and how many sections match it: the word as written when the docs use it, else any
+        of its common forms ("invoice" for docs that only say "invoices")."""
         total = int(self.db.execute("SELECT count(*) FROM kb_sections").fetchone()[0])
         found: dict[str, tuple[str, int]] = {}
         for word in words:
@@ -302,9 +302,6 @@ class KbTables:
             " JOIN kb_documents d ON d.id = s.document_id ORDER BY s.id"
         ).fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
-
-    def count_sections(self) -> int:
-        return int(self.db.execute("SELECT count(*) FROM kb_sections").fetchone()[0])
 
     # --- vectors ------------------------------------------------------------------------
 

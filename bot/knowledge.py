@@ -269,7 +269,8 @@ class Knowledge:
         passage of its section that matches the question best."""
         words = folded(question, earlier)
         total, phrases = await self._db(lambda t: t.phrases(words))
-        query = " OR ".join(p for p, count in phrases.values() if count)
+        searched = [p for p, count in phrases.values() if count]  # what the docs hold
+        query = " OR ".join(searched)
         lexical = await self._db(lambda t: t.bm25(query, CANDIDATES, HEADING_WEIGHT)) \
             if query else []
         semantic = await self._semantic(" ".join([*earlier[-2:], question]))
@@ -304,8 +305,7 @@ class Knowledge:
         # model, which sees the thread, says when the passages do not answer.
         idf = {w: math.log(1 + total / (1 + count)) for w, (_, count) in phrases.items()}
         top = lexical[0] if lexical else None
-        held = await self._db(lambda t: t.present(
-            top.section_id, [p for p, count in phrases.values() if count])) if top else set()
+        held = await self._db(lambda t: t.present(top.section_id, searched)) if top else set()
         weight = sum(idf.values())
         confidence = sum(idf[w] for w, (p, _) in phrases.items() if p in held) / weight \
             if weight else 0.0

@@ -38,7 +38,7 @@ def question_text(incoming: Incoming) -> str:
     escape) keeps a replacement character instead of failing the question.
     """
     text = without_bidi_controls(incoming.text)  # stored and quoted to the team as it reads
-    if is_cut(incoming):
+    if len(text) > MAX_QUESTION_CHARS:
         kept = text[:MAX_QUESTION_CHARS]
         at = kept.rfind(" ", MAX_QUESTION_CHARS - 200)  # not in the middle of a word
         kept = kept[:at] if at > 0 else kept

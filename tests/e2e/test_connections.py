@@ -14,6 +14,7 @@ from tests.e2e.processes import BotProcess, bot_env
 from tests.e2e.test_discord import answered as discord_answered
 from tests.e2e.test_discord import bot_messages, discord_bot
 from tests.e2e.test_platform_faults import (
+    DISCORD_CHANNEL,
     LONG,
     discord_long_answer_showing,
     slack_long_answer_showing,
@@ -50,7 +51,7 @@ async def test_discord_gateway_drop_mid_answer_resumes_and_replays_what_it_misse
 ) -> None:
     model = FakeAnthropic(delta_interval=0.05)
     model.script(Reply(text=LONG, when="long"), Reply(text="Sent while away.", when="away"))
-    channel = 1_100_000_000_000_000_200
+    channel = DISCORD_CHANNEL
     async with FakeDiscord() as fake, model, \
             discord_bot(tmp_path, fake, model, DISCORD_MESSAGE_CONTENT="true"):
         await discord_long_answer_showing(fake)
@@ -71,7 +72,7 @@ async def test_discord_gateway_asking_for_a_new_session_is_identified_again(
 ) -> None:
     model = FakeAnthropic(delta_interval=0.05)
     model.script(Reply(text=LONG, when="long"), Reply(text="After the drop.", when="after"))
-    channel = 1_100_000_000_000_000_200
+    channel = DISCORD_CHANNEL
     async with FakeDiscord() as fake, model, \
             discord_bot(tmp_path, fake, model, DISCORD_MESSAGE_CONTENT="true"):
         await discord_long_answer_showing(fake)

@@ -58,7 +58,7 @@ async def test_slack_a_message_deleted_mid_answer_ends_the_reply(tmp_path: Path)
 async def test_discord_a_message_deleted_mid_answer_ends_the_reply(tmp_path: Path) -> None:
     model = FakeAnthropic(delta_interval=0.05)
     model.script(Reply(text=LONG, when="long"), Reply(text="Still here.", when="later"))
-    channel = 1_100_000_000_000_000_200
+    channel = DISCORD_CHANNEL
     async with FakeDiscord() as fake, model, \
             discord_bot(tmp_path, fake, model, DISCORD_MESSAGE_CONTENT="true"):
         await discord_long_answer_showing(fake)

@@ -169,7 +169,7 @@ class PageWriter:
         self.shown = list(shown)
         self.slow = slow  # seconds after which a write still out is logged
         self._place: int | None = None  # a new page's turn in line while it waits
-        self.removed = False  # a page was deleted by someone else: nothing more is written
+        self.removed = False  # a page was deleted, or the channel refuses the bot: it stops
 
     async def partial(self, pages: Sequence[str]) -> bool:
         """Create new pages (in line for room, briefly); edit others only if a write is free.
@@ -178,8 +178,6 @@ class PageWriter:
         offers newer text soon: a page created late then carries what is known by then,
         and once the answer is complete its pages go out at final priority instead.
         """
-        if self.removed:
-            return True
         ops = page_ops(self.shown, pages, final=False)
         applied = 0
         for op in ops:
