@@ -19,9 +19,9 @@ class Admission:
         self.policy = policy
         self.store = store
 
-    async def refusal(self, incoming: Incoming) -> str | None:
+    async def refusal(self, incoming: Incoming, must_reply: bool = False) -> str | None:
         """None when the bot answers here. Elsewhere, what to say the first time it is asked
-        there ("" ever after: it stays silent)."""
+        there ("" ever after: it stays silent, unless it `must_reply`)."""
         if self.policy.answers_in(incoming):
             return None
         key = incoming.key
@@ -32,7 +32,7 @@ class Admission:
             sorted(self.policy.allowed_workspaces))
         digest = hashlib.sha256(rule.encode()).hexdigest()[:12]
         told = f"told-not-here:{digest}:{key.platform.value}:{key.workspace}:{key.channel}"
-        if not await self.store.first_time(told):
+        if not await self.store.first_time(told) and not must_reply:
             return ""
         return not_here(self.policy.allowed_channels)
 

@@ -110,6 +110,8 @@ class RecordedQuestion:
     message_id: int
     position: int
     wait_seconds: float = 0.0  # > 0: past the asker's hourly cap; they may ask again then
+    ready_at: float = 0.0  # past the cap: the Unix time of that moment, the same for every
+    # question the asker sends until then (so "please wait" can be said once per wait)
 
 
 @dataclass(frozen=True)

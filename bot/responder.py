@@ -72,7 +72,7 @@ from bot.prompts import PromptBook, build_prompt
 from bot.retrieval import terms
 from bot.store import Store
 from bot.streaming import LiveReply
-from bot.surface import Journaled, Restore, Snapshot, Surface
+from bot.surface import Journaled, Placeholder, Restore, Snapshot, Surface
 from bot.trimming import history_budget, history_window
 from bot.turnstile import MAX_QUESTION_CHARS, Turnstile, is_cut, question_text
 
@@ -125,7 +125,9 @@ class Responder:
     async def _submit(self, incoming: Incoming, surface: Surface) -> asyncio.Task[None] | None:
         text = question_text(incoming)
         tokens = estimate_tokens(text, self.model, len(incoming.images))
-        refusal = await self.admission.refusal(incoming)
+        # Silence is an answer only where nothing is on screen yet.
+        must_reply = isinstance(surface, Placeholder) and surface.awaits_reply()
+        refusal = await self.admission.refusal(incoming, must_reply)
         if refusal is not None:
             return self._say_once(surface, refusal) if refusal and not self._closing else None
         if await self.handovers.kept_quiet(replace(incoming, text=text), tokens):
@@ -144,6 +146,15 @@ class Responder:
             return None
         if self._closing:  # journaled above: the next start answers it
             log.info("shutting down; %s is kept for the next start", incoming.event_id)
+            return None
+        if question.wait_seconds and not must_reply and not await self.store.first_time(
+                f"told-wait:{incoming.key.platform.value}:{incoming.author_id}:"
+                f"{question.ready_at:.0f}"):
+            # Past the cap and already told when to come back: a flood of questions gets
+            # one "please wait", not one each. Kept, not answered.
+            log.info("%s is past the hourly cap again; already told to wait", incoming.event_id)
+            if place is not None:
+                await self.store.journal.close(question)
             return None
         return self._start(incoming, text, question, surface)
 

@@ -114,7 +114,8 @@ class Store:
             )
             if place is not None:
                 self.journal.insert(message_id, incoming, place, now)
-        return RecordedQuestion(message_id=message_id, position=position, wait_seconds=wait)
+        return RecordedQuestion(message_id=message_id, position=position, wait_seconds=wait,
+                                ready_at=round(now + wait) if wait else 0.0)
 
     def _wait_for_cap(self, incoming: Incoming, rate: int, now: float) -> float:
         """Seconds until the asker may ask again, 0 when this question is within the cap."""

@@ -69,6 +69,15 @@ class Journaled(Protocol):
         ...
 
 
+@runtime_checkable
+class Placeholder(Protocol):
+    """A Surface whose first sign stays on screen until a reply replaces it (Discord's
+    "thinking…" of a deferred /ask): it is never left without one, even where the bot
+    would otherwise stay silent."""
+
+    def awaits_reply(self) -> bool: ...
+
+
 # A platform's way back to a journaled reply: a Surface that continues in its messages, or
 # None when the reply is not this process's to finish (another user's console, say).
 Restore = Callable[[Place, tuple[PageRef, ...]], Awaitable[Surface | None]]

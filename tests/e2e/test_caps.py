@@ -9,12 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from bot.streaming import TYPING_MARKER
 from tests.e2e.processes import bot_env
+from tests.e2e.test_discord import discord_bot, done
 from tests.e2e.test_slack import BOT, answered, bot_for, bot_posts
 from tests.fakes import slack_events as ev
 from tests.fakes.anthropic import FakeAnthropic, Reply
+from tests.fakes.discord import FakeDiscord
 from tests.fakes.slack import FakeSlack
 
+WAIT = "Please wait"
 NOT_HERE = "I only answer questions in <#C1>. Please ask there, or send me a direct message."
 
 
@@ -103,4 +107,69 @@ async def test_outside_the_allowed_workspaces_it_does_not_answer(
         thread = await ask(slack, "help?")
         text = await answered(slack, "C1", thread)
     assert text.startswith("I'm not set up to answer here")
+    assert anthropic.requests == []
+
+
+async def test_a_burst_of_100_questions_from_one_person_reaches_the_model_only_up_to_the_cap(
+    tmp_path: Path, slack: FakeSlack, anthropic: FakeAnthropic
+) -> None:
+    anthropic.script(*(Reply(text=f"Answer {n}.") for n in range(6)))
+    async with bot_for(tmp_path, slack, anthropic, SUPPORTBOT_USER_RATE="5"):
+        threads = await asyncio.gather(*(ask(slack, f"flood question {n}?") for n in range(100)))
+        await slack.wait_for(lambda: sum(
+            1 for t in threads for m in bot_posts(slack, "C1", t)
+            if TYPING_MARKER not in m.text) >= 6, 30)
+        other = await ask(slack, "a question of my own?", user="U999")
+        assert await answered(slack, "C1", other) == "Answer 5."
+        await asyncio.sleep(0.5)  # time for any reply that should not come
+        replies = [m.text for t in threads for m in bot_posts(slack, "C1", t)]
+    assert len(anthropic.requests) == 6  # the cap (5) for the flood, and the other person
+    assert sorted(r for r in replies if r.startswith("Answer")) == [f"Answer {n}." for n in
+                                                                    range(5)]
+    # Told once when to come back, not 95 times; the rest kept without a reply.
+    assert len([r for r in replies if WAIT in r]) == 1
+    assert len(replies) == 6
+
+
+async def test_a_burst_outside_the_allowed_channels_gets_one_note_and_no_model_call(
+    tmp_path: Path, slack: FakeSlack, anthropic: FakeAnthropic
+) -> None:
+    async with bot_for(tmp_path, slack, anthropic, SUPPORTBOT_ALLOWED_CHANNELS="C1"):
+        threads = await asyncio.gather(
+            *(ask(slack, f"help {n}?", channel="C2") for n in range(100)))
+        await slack.wait_for(lambda: any(bot_posts(slack, "C2", t) for t in threads), 30)
+        await asyncio.sleep(0.5)
+        replies = [m.text for t in threads for m in bot_posts(slack, "C2", t)]
+    assert replies == [NOT_HERE]
+    assert anthropic.requests == []
+
+
+async def test_a_slash_command_past_a_cap_is_never_left_thinking(
+    tmp_path: Path, anthropic: FakeAnthropic
+) -> None:
+    """A deferred /ask shows "thinking…" until edited: where a mention would get silence (told
+    once already), the command still gets its line."""
+    anthropic.script(Reply(text="The one answer."))
+    async with FakeDiscord() as fake, discord_bot(tmp_path, fake, anthropic,
+                                                  SUPPORTBOT_USER_RATE="1"):
+        asks = [await fake.dispatch_slash("ask", {"question": f"question {n}?"})
+                for n in range(4)]
+        await fake.wait_for(lambda: all(done(fake.interaction_original(a.id)) for a in asks), 20)
+        texts = [fake.interaction_original(a.id).content for a in asks]  # type: ignore[union-attr]
+    assert texts[0] == "The one answer."
+    assert all(WAIT in text for text in texts[1:])
+    assert len(anthropic.requests) == 1
+
+
+async def test_a_slash_command_outside_the_allowed_channels_is_told_each_time(
+    tmp_path: Path, anthropic: FakeAnthropic
+) -> None:
+    async with FakeDiscord() as fake, discord_bot(tmp_path, fake, anthropic,
+                                                  SUPPORTBOT_ALLOWED_CHANNELS="1100000000000000999"):
+        asks = [await fake.dispatch_slash("ask", {"question": f"question {n}?"})
+                for n in range(3)]
+        await fake.wait_for(lambda: all(done(fake.interaction_original(a.id)) for a in asks), 20)
+        texts = [fake.interaction_original(a.id).content for a in asks]  # type: ignore[union-attr]
+    assert texts == ["I only answer questions in <#1100000000000000999>. Please ask there, or "
+                     "send me a direct message."] * 3
     assert anthropic.requests == []
