@@ -17,6 +17,7 @@ from typing import Any
 from bot.config import ConfigError, Settings, load_settings
 from bot.conversation import Platform
 from bot.database import StoreError
+from bot.health import LoopLag
 from bot.knowledge import keep_fresh
 from bot.lifecycle import Lifecycle, jsonl, parse_person, purge_daily
 from bot.logs import configure_logging
@@ -126,10 +127,13 @@ def _stop_on_signals() -> asyncio.Event:
 @contextlib.asynccontextmanager
 async def _duties(runtime: Runtime, stop: asyncio.Event) -> AsyncIterator[None]:
     """`run`'s background duties, owned here and cancelled on the way out: indexing
-    SUPPORTBOT_KB (and sources added with `kb add`), and the daily retention purge."""
+    SUPPORTBOT_KB (and sources added with `kb add`), the daily retention purge, and the
+    event-loop lag sampler (its figures are logged on the way out)."""
     settings = runtime.settings
+    lag = LoopLag()
     tasks = [asyncio.create_task(keep_fresh(runtime.knowledge, settings.kb_sources,
-                                            settings.kb_refresh_minutes, stop))]
+                                            settings.kb_refresh_minutes, stop)),
+             asyncio.create_task(lag.watch())]
     if settings.retention_days is not None:
         tasks.append(asyncio.create_task(
             purge_daily(Lifecycle(runtime.store.sqlite), settings.retention_days, stop)))
@@ -141,6 +145,7 @@ async def _duties(runtime: Runtime, stop: asyncio.Event) -> AsyncIterator[None]:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        lag.report()
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
