@@ -245,7 +245,9 @@ class Soak:
             lost += max(0, len(ids) - len(texts))
             extra += max(0, len(texts) - len(ids))
             for text in texts:
-                seen.update(qid for qid in ids if f'Answer to "{qid}' in text)
+                if "⚠️" not in text:  # after an honest failure, the next answer in the thread
+                    # is given both questions (one model turn), so its echo starts with the first
+                    seen.update(qid for qid in ids if f'Answer to "{qid}' in text)
                 if TYPING_MARKER in text:
                     stuck += 1
                 elif "⚠️" in text:
