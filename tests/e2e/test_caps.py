@@ -144,18 +144,24 @@ async def test_a_burst_outside_the_allowed_channels_gets_one_note_and_no_model_c
     assert anthropic.requests == []
 
 
+async def ask_in_turn(tmp_path: Path, anthropic: FakeAnthropic, count: int,
+                      **env: str) -> list[str]:
+    """/ask `count` times, one after another, with the bot run with `env`; each final text."""
+    async with FakeDiscord() as fake, discord_bot(tmp_path, fake, anthropic, **env):
+        asks = [await fake.dispatch_slash("ask", {"question": f"question {n}?"})
+                for n in range(count)]
+        await fake.wait_for(lambda: all(done(fake.interaction_original(a.id)) for a in asks), 20)
+        return [fake.interaction_original(a.id).content  # type: ignore[union-attr]
+                for a in asks]
+
+
 async def test_a_slash_command_past_a_cap_is_never_left_thinking(
     tmp_path: Path, anthropic: FakeAnthropic
 ) -> None:
     """A deferred /ask shows "thinking…" until edited: where a mention would get silence (told
     once already), the command still gets its line."""
     anthropic.script(Reply(text="The one answer."))
-    async with FakeDiscord() as fake, discord_bot(tmp_path, fake, anthropic,
-                                                  SUPPORTBOT_USER_RATE="1"):
-        asks = [await fake.dispatch_slash("ask", {"question": f"question {n}?"})
-                for n in range(4)]
-        await fake.wait_for(lambda: all(done(fake.interaction_original(a.id)) for a in asks), 20)
-        texts = [fake.interaction_original(a.id).content for a in asks]  # type: ignore[union-attr]
+    texts = await ask_in_turn(tmp_path, anthropic, 4, SUPPORTBOT_USER_RATE="1")
     assert texts[0] == "The one answer."
     assert all(WAIT in text for text in texts[1:])
     assert len(anthropic.requests) == 1
@@ -164,12 +170,8 @@ async def test_a_slash_command_past_a_cap_is_never_left_thinking(
 async def test_a_slash_command_outside_the_allowed_channels_is_told_each_time(
     tmp_path: Path, anthropic: FakeAnthropic
 ) -> None:
-    async with FakeDiscord() as fake, discord_bot(tmp_path, fake, anthropic,
-                                                  SUPPORTBOT_ALLOWED_CHANNELS="1100000000000000999"):
-        asks = [await fake.dispatch_slash("ask", {"question": f"question {n}?"})
-                for n in range(3)]
-        await fake.wait_for(lambda: all(done(fake.interaction_original(a.id)) for a in asks), 20)
-        texts = [fake.interaction_original(a.id).content for a in asks]  # type: ignore[union-attr]
+    texts = await ask_in_turn(tmp_path, anthropic, 3,
+                              SUPPORTBOT_ALLOWED_CHANNELS="1100000000000000999")
     assert texts == ["I only answer questions in <#1100000000000000999>. Please ask there, or "
                      "send me a direct message."] * 3
     assert anthropic.requests == []

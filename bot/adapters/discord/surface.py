@@ -220,9 +220,9 @@ class AskSurface(_DiscordText):
         self._budgets: list[WriteBudget] = []
         self._handed_over = False
 
-
     def awaits_reply(self) -> bool:
         return True  # deferred at once: "thinking…" stays until the response is edited
+
     def where(self) -> Place:
         interaction = self.interaction
         return Place.of(
