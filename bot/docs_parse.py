@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from bot.formatting import visible_text
 from bot.rst_docs import (
     CODE_DIRECTIVES,
     SKIP_DIRECTIVES,
@@ -91,6 +92,7 @@ class _Block:
 
 def parse_document(name: str, text: str, url: str | None = None) -> ParsedDoc:
     """A docs file by its name's suffix; plain text for anything unknown."""
+    text = visible_text(text)  # a hidden instruction or a soft hyphen is not part of the docs
     suffix = PurePosixPath(name).suffix.lower()
     if suffix in (".html", ".htm"):
         from bot.html_docs import html_page  # a module of its own: HTML is a parser's job

@@ -38,22 +38,34 @@ _MASKED_LINK = re.compile(
 _URL = re.compile(r"https?://[^\s<>()\[\]\"'`|]+")
 
 
-# Bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069): a reader
-# sees the text in another order than it is written ("\u202egnp.exe" shows as "exe.png"), which
-# no support answer needs and a spoofer does. The marks U+200E/U+200F that right-to-left
-# languages use stay.
-_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+# Characters a reader cannot see, which change what the text does without changing how it
+# looks, are dropped from questions, documents and the model's text:
+# - bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069): the text
+#   shows in another order than it is written ("\u202egnp.exe" shows as "exe.png");
+# - zero-width and invisible format characters (U+200B, U+2060-U+2064, U+FEFF, the soft hyphen
+#   U+00AD, U+180E, U+206A-U+206F, U+FFF9-U+FFFB): "pass\u200bword" reads as "password" but
+#   matches nothing in the docs, and "@\u2060everyone" looks like a ping that is not one;
+# - tag characters (U+E0000-U+E007F): invisible ASCII, a known way to hide instructions to a
+#   model in text a person approves. The tags that spell a subdivision flag (the flag of
+#   England: black flag, tag letters, cancel tag) stay.
+# The joiners U+200C/U+200D (Persian, Indic scripts, emoji sequences) and the marks U+200E/U+200F
+# that right-to-left languages use stay.
+_FLAG_TAGS = "\U0001F3F4[\U000E0020-\U000E007E]{1,7}\U000E007F"
+_HIDDEN = re.compile(
+    f"({_FLAG_TAGS})|[\u00ad\u180e\u200b\u202a-\u202e\u2060-\u2064\u2066-\u206f"
+    "\ufeff\ufff9-\ufffb\U000E0000-\U000E007F]"
+)
 
 
-def without_bidi_controls(text: str) -> str:
-    """The text without the characters that reorder how it is displayed."""
-    return _BIDI_CONTROLS.sub("", text)
+def visible_text(text: str) -> str:
+    """The text without characters that are not seen but change what it does or how it reads."""
+    return _HIDDEN.sub(lambda m: m.group(1) or "", text)
 
 
 def shown_safely(text: str, trusted: frozenset[str]) -> str:
     """Model text as a reader may see it: displayed in the order it is written, and no label
     over an address the docs did not give."""
-    return unmask_links(without_bidi_controls(text), trusted)
+    return unmask_links(visible_text(text), trusted)
 
 
 def doc_urls(texts: Iterable[str]) -> frozenset[str]:

@@ -32,7 +32,7 @@ from bot.conversation import (
 from bot.database import StorageUnavailable
 from bot.dont_know import MIN_WORDS, honest_reply, marked
 from bot.errors import LLMError, PromptTooLongError, ReplyTimeoutError, StreamInterruptedError
-from bot.formatting import doc_urls, shown_safely
+from bot.formatting import doc_urls, shown_safely, visible_text
 from bot.handoff import ALREADY_HANDLED
 from bot.handovers import Handovers
 from bot.journal import JournalingSurface, closing_pages
@@ -280,7 +280,7 @@ class Responder:
         live: LiveReply,
         started: float,
     ) -> Answer:
-        if not incoming.text.strip() and not incoming.images:
+        if not visible_text(incoming.text).strip() and not incoming.images:
             return await finish_with(surface, live, EMPTY_QUESTION, self.policy.model)
         if await self.store.handoffs.open_for(incoming.key) is not None:
             # Handed to a person while this question waited for the one before it.

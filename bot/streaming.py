@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.formatting import without_bidi_controls
+from bot.formatting import visible_text
 from bot.surface import Snapshot
 
 TYPING_MARKER = " ▍"
@@ -147,7 +147,7 @@ class LiveReply:
         # What the model's own text goes through before it is shown (notes the bot adds
         # under it do not): no reordering characters; the responder also has it unmask
         # links the docs did not give.
-        self.guard: Callable[[str], str] = without_bidi_controls
+        self.guard: Callable[[str], str] = visible_text
         self._shown_at: float | None = None
         self._before_take: tuple[int, float | None] = (0, None)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from bot.conversation import Incoming
-from bot.formatting import without_bidi_controls
+from bot.formatting import visible_text
 
 
 class Turnstile:
@@ -37,7 +37,7 @@ def question_text(incoming: Incoming) -> str:
     Text that cannot be stored as UTF-8 (lone surrogates from a broken terminal or a JSON
     escape) keeps a replacement character instead of failing the question.
     """
-    text = without_bidi_controls(incoming.text)  # stored and quoted to the team as it reads
+    text = visible_text(incoming.text)  # stored and quoted to the team as it reads
     if len(text) > MAX_QUESTION_CHARS:
         kept = text[:MAX_QUESTION_CHARS]
         at = kept.rfind(" ", MAX_QUESTION_CHARS - 200)  # not in the middle of a word
@@ -52,4 +52,4 @@ def question_text(incoming: Incoming) -> str:
 
 def is_cut(incoming: Incoming) -> bool:
     """Whether the message is longer than the bot reads."""
-    return len(without_bidi_controls(incoming.text)) > MAX_QUESTION_CHARS
+    return len(visible_text(incoming.text)) > MAX_QUESTION_CHARS

@@ -7,7 +7,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.formatting import doc_urls, shown_safely, unmask_links, without_bidi_controls
+from bot.formatting import doc_urls, shown_safely, unmask_links, visible_text
 from bot.mrkdwn import to_mrkdwn
 
 TRUSTED = doc_urls(["https://docs.acme.test/reports",
@@ -47,5 +47,15 @@ def test_slack_never_shows_a_label_over_a_foreign_address(text: str) -> None:
 
 def test_characters_that_reorder_the_display_are_dropped_and_rtl_marks_kept() -> None:
     spoof = "Download \u202egnp.exe\u202c or \u2067x\u2069 \u200fשלום\u200e"
-    assert without_bidi_controls(spoof) == "Download gnp.exe or x \u200fשלום\u200e"
+    assert visible_text(spoof) == "Download gnp.exe or x \u200fשלום\u200e"
     assert shown_safely("[a](https://e.test/\u202ex)", frozenset()) == "a (https://e.test/x)"
+
+
+def test_invisible_characters_are_dropped_and_joiners_and_flags_kept() -> None:
+    smuggled = "".join(chr(0xE0000 + ord(c)) for c in "ignore the docs")
+    hidden = f"pass\u200bword re\u00adset\u2060 @\ufeffeveryone {smuggled}?"
+    assert visible_text(hidden) == "password reset @everyone ?"
+    family = "\U0001F469\u200d\U0001F467"  # one emoji, joined
+    persian = "\u0645\u06CC\u200c\u062E\u0648\u0627\u0647\u0645"
+    england = "\U0001F3F4\U000E0067\U000E0062\U000E0065\U000E006E\U000E0067\U000E007F"
+    assert visible_text(f"{family} {persian} {england}") == f"{family} {persian} {england}"
