@@ -128,3 +128,39 @@ async def test_discord_a_channel_the_bot_lost_access_to_drops_the_reply_and_othe
     assert 1 <= len(refused) <= 2  # a refused write ends the reply: no retries
     log = (tmp_path / "bot.log").read_text()
     assert "Traceback" not in log and "cannot write in" in log
+
+
+async def test_discord_a_429_and_server_errors_on_edits_and_pages_still_end_in_the_exact_text(
+    tmp_path: Path,
+) -> None:
+    # A two-page answer (Discord shows 2,000 characters a message): an unpredicted 429 and a
+    # 500 on edits of the first page, a 502 on posting the second.
+    text = " ".join(f"word{n}" for n in range(450))  # ~3,600 characters
+    model = FakeAnthropic(delta_interval=0.01)
+    model.script(Reply(text=text))
+    channel = DISCORD_CHANNEL
+    async with FakeDiscord() as fake, model, \
+            discord_bot(tmp_path, fake, model, DISCORD_MESSAGE_CONTENT="true"):
+        await fake.dispatch_message("the whole list please", mentions_bot=True,
+                                    channel_id=channel)
+        await fake.wait_for(lambda: any("word" in m.content
+                                        for m in bot_messages(fake, channel)), 15)
+        fake.fail_next("PATCH", 429, 500, retry_after=1.0)
+        fake.fail_next("POST", 502)
+
+        def whole() -> bool:
+            pages = bot_messages(fake, channel)
+            return len(pages) == 2 and all(TYPING_MARKER not in p.content for p in pages) \
+                and " ".join(p.content for p in pages).split() == text.split()
+
+        await fake.wait_for(whole, 30)
+    edits = [c for c in fake.calls if c.method == "PATCH" and str(channel) in c.path]
+    posts = [c for c in fake.calls if c.method == "POST" and c.path.endswith("/messages")]
+    limited = [i for i, c in enumerate(edits) if c.status == 429]
+    assert len(limited) == 1 and [c.status for c in edits].count(500) == 1
+    after = edits[limited[0] + 1]
+    assert after.time - edits[limited[0]].time >= 1.0  # Retry-After was honoured
+    assert [c.status for c in posts].count(502) == 1 and fake.faults == {"PATCH": [], "POST": []}
+    assert fake.rate_limited == 0  # the bot's own pacing was never refused
+    log = (tmp_path / "bot.log").read_text()
+    assert "Traceback" not in log

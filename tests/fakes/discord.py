@@ -107,6 +107,14 @@ class FakeDiscord(DiscordRouting):
         """The bot loses access to a channel: its REST calls there answer 403 50001."""
         self.no_access.add(channel_id)
 
+    def fail_next(self, method: str, *statuses: int, retry_after: float = 1.0) -> None:
+        """The next channel message writes with `method` (POST creates, PATCH edits) fail, one
+        status each, changing nothing: 429 is a limit the headers did not predict (scope
+        "shared", with Retry-After, as Discord answers when a resource is busy), 5xx an error
+        from Discord's edge."""
+        self.faults.setdefault(method, []).extend(statuses)
+        self.fault_retry_after = retry_after
+
     def delete_as_moderator(self, message_id: int) -> None:
         """A moderator deletes a message: later edits of it answer 404 Unknown Message."""
         self._messages[message_id].deleted = True

@@ -73,6 +73,9 @@ class DiscordRouting(DiscordInteractions):
         if request.match_info.get("channel_id") in {str(c) for c in self.no_access}:
             # The bot was removed from the channel, or lost its permissions there.
             return json_response(403, error_body(50001, "Missing Access")), None
+        injected = self._injected_fault(route)
+        if injected is not None:
+            return injected, None
         refused = self._over_global_limit(route, now)
         if refused is not None:
             return refused, None
@@ -86,6 +89,19 @@ class DiscordRouting(DiscordInteractions):
             return await handler(request), verdict
         except DiscordError as exc:
             return json_response(exc.status, exc.body), verdict
+
+    def _injected_fault(self, route: str) -> web.Response | None:
+        method, path = route.split(" ", 1)
+        statuses = self.faults.get(method)
+        if path not in CHANNEL_MESSAGE_ROUTES or not statuses:
+            return None
+        status = statuses.pop(0)
+        if status != 429:
+            return json_response(status, error_body(0, f"{status}: Server Error"))
+        response = json_response(429, rate_limit_body(self.fault_retry_after))
+        response.headers.update({"Retry-After": str(math.ceil(self.fault_retry_after)),
+                                 "X-RateLimit-Scope": "shared"})
+        return response
 
     def _over_global_limit(self, route: str, now: float) -> web.Response | None:
         """A bot makes at most 50 requests a second over all routes; interaction endpoints

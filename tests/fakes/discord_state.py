@@ -97,6 +97,9 @@ class DiscordState:
         self.interaction_token_ttl = interaction_token_ttl
         self.private_threads_allowed = private_threads_allowed
         self.no_access: set[int] = set()  # channels whose REST calls answer 403 50001
+        # Injected failures of channel message writes: (method, statuses in turn), see fail_next.
+        self.faults: dict[str, list[int]] = {}
+        self.fault_retry_after = 1.0
         self.attachment_delay = 0.0  # seconds before an attachment download answers
         # Seconds before a channel message create or edit answers; the write itself applies
         # at once, as when Discord's answer is slow to come back.
