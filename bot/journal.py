@@ -3,10 +3,15 @@ a stop left unfinished is closed when it is too old to answer again."""
 
 from __future__ import annotations
 
+import logging
+
 from bot.conversation import PageRef, RecordedQuestion
+from bot.database import StorageUnavailable
 from bot.journal_rows import JournalRows
 from bot.streaming import TYPING_MARKER
 from bot.surface import Journaled, Snapshot, Surface
+
+log = logging.getLogger(__name__)
 
 
 class JournalingSurface:
@@ -21,6 +26,7 @@ class JournalingSurface:
         self.journal = journal
         self.question = question
         self._noted: tuple[PageRef, ...] = ()
+        self._unnoted = False  # a note failed (the database is locked or the disk full)
 
     @property
     def limit(self) -> int:
@@ -62,9 +68,17 @@ class JournalingSurface:
         if ahead is not None:
             pages = tuple(PageRef(ref.id, ahead.pages[i]) if i < len(ahead.pages) else ref
                           for i, ref in enumerate(pages))
-        if pages != self._noted:
-            self._noted = pages
+        if pages == self._noted:
+            return
+        try:
             await self.journal.note_pages(self.question, pages)
+        except StorageUnavailable as error:
+            # The journal only helps a later start; the asker still gets every write.
+            if not self._unnoted:
+                log.warning("could not note a reply's pages: %s", error)
+            self._unnoted = True
+        else:
+            self._noted = pages
 
 
 def closing_pages(

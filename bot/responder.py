@@ -268,6 +268,10 @@ class Responder:
                 tokens = estimate_tokens(answer.text, self.model)
                 await asyncio.shield(self.store.record_answer(
                     incoming.key, question, answer, tokens, total_ms, first_sign_ms))
+            except StorageUnavailable as error:
+                # The reader has the answer; its journal entry stays, so the next start
+                # answers it again into the same message and stores it then.
+                log.error("could not store the answer in %s: %s", incoming.key.id, error)
             finally:
                 turn.leave()  # only now: the next reply must see this answer in its history
 
