@@ -9,6 +9,7 @@ showing the typing marker. The bot's RSS and open file descriptors are read from
 it runs; its event-loop lag is the line it logs on the way out.
 
     python -m bench.soak                 # 20 minutes, bench/results/soak.json
+    python -m bench.soak --runs 3        # three runs, the medians (and each run) written
     python -m bench.soak --minutes 2     # the version `make test` runs (tests/e2e/test_soak.py)
 """
 
@@ -360,6 +361,8 @@ async def soak(minutes: float, folder: Path, seed: int = 7) -> dict[str, Any]:
         "fds_start": readings.fds[0],
         "fds_after_warm_up": warm_fds,
         "fds_end": end_fds,
+        # Against the reading after warm-up: at the very start the connection pools (Slack,
+        # Discord, the model) are still empty, and filling them is not a leak.
         "fd_change": int(end_fds - warm_fds),
         "loop_lag_p50_ms": float(lag.group(2)) if lag else None,
         "loop_lag_p99_ms": float(lag.group(3)) if lag else None,
@@ -384,6 +387,8 @@ def verdict(figures: dict[str, Any]) -> list[str]:
         misses.append(f"event-loop lag p99 {lag} ms")
     if abs(figures["fd_change"]) > TARGETS["fd_change"]:
         misses.append(f"open files changed by {figures['fd_change']}")
+    if figures["slack_429"] or figures["discord_429"]:
+        misses.append(f"429s: Slack {figures['slack_429']}, Discord {figures['discord_429']}")
     return misses
 
 
@@ -391,7 +396,8 @@ def report(figures: dict[str, Any]) -> None:
     print(f"soak: {figures['minutes']} min, {figures['questions']} questions "
           f"({', '.join(f'{k} {v}' for k, v in sorted(figures['kinds'].items()))}), "
           f"{figures['redeliveries']} redeliveries, {figures['model_faults']} model faults, "
-          "1 Socket Mode refresh, 1 gateway drop")
+          f"{figures['socket_mode_refreshes']} Socket Mode refresh(es), "
+          f"{figures['gateway_drops']} gateway drop(s)")
     print(f"  answered {figures['answered']}, honestly failed {figures['honestly_failed']}, "
           f"lost {figures['lost']}, duplicated {figures['duplicated']}, "
           f"stuck typing {figures['stuck_typing']}, "
@@ -402,21 +408,52 @@ def report(figures: dict[str, Any]) -> None:
     print(f"  event-loop lag p50 {figures['loop_lag_p50_ms']} ms, p99 "
           f"{figures['loop_lag_p99_ms']} ms (target ≤ 100), max {figures['loop_lag_max_ms']} ms")
     print(f"  open files {figures['fds_start']} at start, {figures['fds_after_warm_up']} after "
-          f"warm-up, {figures['fds_end']} at the end (target: within 5)")
+          f"warm-up, {figures['fds_end']} at the end (target: within 5 of the warm-up reading)")
     print(f"  429s: Slack {figures['slack_429']}, Discord {figures['discord_429']}; replies "
           f"settled {figures['settle_seconds']} s after the last question")
     misses = verdict(figures)
     print("  all targets held" if not misses else "  MISSED: " + "; ".join(misses))
 
 
+def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The runs as one: counts summed (questions, answers, misses: one miss is too many),
+    the other figures (memory, lag, open files) their medians."""
+    summed = ("questions", "answered", "honestly_failed", "lost", "duplicated", "stuck_typing",
+              "incomplete_without_note", "slack_429", "discord_429", "redeliveries",
+              "model_faults", "socket_mode_refreshes", "gateway_drops", "minutes")
+    figures: dict[str, Any] = {}
+    for name, first in runs[0].items():
+        values = [run[name] for run in runs]
+        if name in summed:
+            figures[name] = sum(values)
+        elif isinstance(first, dict):
+            figures[name] = dict(sum((Counter(v) for v in values), Counter()))
+        elif isinstance(first, (int, float)) and not isinstance(first, bool) and \
+                None not in values:
+            figures[name] = median([float(v) for v in values])
+        else:
+            figures[name] = first
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=1, help="runs one after another (seeds "
+                        "SEED, SEED+1, …); the figures are their medians")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        figures = asyncio.run(soak(args.minutes, Path(folder), args.seed))
-    report(figures)
+    runs = []
+    for n in range(max(1, args.runs)):
+        with tempfile.TemporaryDirectory() as folder:
+            figures = asyncio.run(soak(args.minutes, Path(folder), args.seed + n))
+        report(figures)
+        runs.append(figures)
+    figures = medians(runs) if len(runs) > 1 else runs[0]
+    if len(runs) > 1:
+        print(f"{len(runs)} runs: counts summed, the other figures their medians")
+        report(figures)
+        figures = {**figures, "runs": runs}
     name = "soak" if args.minutes >= 20 else f"soak_{args.minutes:g}min"
     print(f"wrote {write_result(name, figures)}")
 
