@@ -136,7 +136,7 @@ async def _duties(runtime: Runtime, stop: asyncio.Event) -> AsyncIterator[None]:
              asyncio.create_task(lag.watch())]
     if settings.retention_days is not None:
         tasks.append(asyncio.create_task(
-            purge_daily(Lifecycle(runtime.store.sqlite), settings.retention_days, stop)))
+            purge_daily(Lifecycle(runtime.store.engine), settings.retention_days, stop)))
     try:
         yield
     finally:
@@ -203,7 +203,7 @@ async def _stats(settings: Settings, args: argparse.Namespace) -> int:
     since = args.since if args.since is not None else now - (args.days or 30.0) * 86400
 
     async def job(runtime: Runtime) -> int:
-        rows = StatsRows(runtime.store.sqlite)
+        rows = StatsRows(runtime.store.engine)
         handed, resolved, open_now, not_posted = await rows.handovers(since)
         up, down, downvoted = await runtime.store.handoffs.votes(since)
         people = People(handed, resolved, open_now, not_posted, await rows.resolved_by_bot(since),
@@ -221,7 +221,7 @@ async def _stats(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _export(settings: Settings, args: argparse.Namespace) -> int:
     async def job(runtime: Runtime) -> int:
-        records = await Lifecycle(runtime.store.sqlite).export(args.since)
+        records = await Lifecycle(runtime.store.engine).export(args.since)
         text = jsonl(records)
         if args.output == "-":
             sys.stdout.write(text)
@@ -244,7 +244,7 @@ async def _forget(settings: Settings, args: argparse.Namespace) -> int:
     platform, person = args.user
 
     async def job(runtime: Runtime) -> int:
-        gone = await Lifecycle(runtime.store.sqlite).forget(platform, person)
+        gone = await Lifecycle(runtime.store.engine).forget(platform, person)
         print(f"deleted for {platform.value}:{person}:")
         for line in gone.lines():
             print(f"  {line}")

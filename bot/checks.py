@@ -13,8 +13,7 @@ from bot.models import profile
 from bot.platforms import PlatformEntry, enabled
 from bot.prompts import PromptBook, shipped_prompts
 from bot.providers import LOCAL_CREDENTIALS, Provider
-from bot.runtime import model_client
-from bot.store import Store
+from bot.runtime import model_client, open_store
 
 
 def describe(settings: Settings) -> list[str]:
@@ -69,12 +68,16 @@ def _check_prompts(settings: Settings) -> bool:
 
 async def _check_store(settings: Settings) -> bool:
     try:
-        store = await Store.open(settings.db_path)
+        store = await open_store(settings)
     except StoreError as error:
         print(f"database: FAILED — {error}")
         return False
     await store.close()
-    print(f"database: {settings.db_path} (SQLite, opened and migrated)")
+    if settings.db_url is None:
+        print(f"database: {settings.db_path} (SQLite, opened and migrated)")
+    else:
+        print(f"database: {settings.db_shown} (PostgreSQL, reached and migrated); "
+              f"docs index: {settings.db_path}")
     return True
 
 

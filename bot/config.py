@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 
@@ -82,7 +82,8 @@ class Settings:
     temperature: float
     effort: str
     history_tokens: int
-    db_path: Path
+    db_path: Path  # the SQLite file: the store's, or beside PostgreSQL the docs index's
+    db_url: Secret | None  # a postgresql:// URL (its password never shown), or None: SQLite
     kb_sources: tuple[str, ...]  # folders (absolute paths) and docs-site URLs
     kb_refresh_minutes: float  # `run` refreshes the sources this often (0: only at start)
     kb_semantic: bool  # fuse the optional semantic signal into search (needs the extra)
@@ -114,6 +115,11 @@ class Settings:
     escalation_mention: str = ""  # Slack user group id (S…) or Discord role id
     escalation_contact: str = "Please contact the team directly."
     provider: ProviderSettings = ProviderSettings()
+
+    @property
+    def db_shown(self) -> str:
+        """Where the store is, fit for a log line: the file, or the URL without a password."""
+        return str(self.db_path) if self.db_url is None else without_password(self.db_url.value)
 
     @property
     def model_ready(self) -> bool:
@@ -410,6 +416,7 @@ def _settings_from(r: _Reader) -> Settings:
         effort=r.choice("SUPPORTBOT_EFFORT", "low", EFFORTS),
         history_tokens=r.positive_int("SUPPORTBOT_HISTORY_TOKENS", 20_000),
         db_path=_db_path(r),
+        db_url=_db_url(r),
         kb_sources=_kb_sources(r),
         kb_refresh_minutes=_kb_refresh(r),
         kb_semantic=_kb_semantic(r),
@@ -510,17 +517,44 @@ def _kb_refresh(r: _Reader) -> float:
     return value
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def without_password(url: str) -> str:
+    """A database URL fit for a log line or an error message: its password is ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{netloc}"))
+
+
+def _db_url(r: _Reader) -> Secret | None:
+    text = r.raw("SUPPORTBOT_DB")
+    if not text.startswith(POSTGRES_SCHEMES):
+        return None
+    try:
+        urlsplit(text).port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ConfigError("SUPPORTBOT_DB is not a valid PostgreSQL URL; write it as "
+                          "postgresql://USER:PASSWORD@HOST:5432/DATABASE") from None
+    return Secret(text)
+
+
 def _db_path(r: _Reader) -> Path:
-    text = r.raw("SUPPORTBOT_DB") or "supportbot.db"
+    name, text = "SUPPORTBOT_DB", r.raw("SUPPORTBOT_DB") or "supportbot.db"
+    if text.startswith(POSTGRES_SCHEMES):
+        # The store is on the server; each instance indexes the docs into a file of its own.
+        name, text = "SUPPORTBOT_KB_INDEX", r.raw("SUPPORTBOT_KB_INDEX") or "supportbot-kb.db"
     path = Path(text).expanduser()
     folder = path.parent
     if not folder.is_dir():
         raise ConfigError(
-            f'SUPPORTBOT_DB="{text}": the folder {folder} does not exist; create it or point '
-            "SUPPORTBOT_DB at a file in an existing folder"
+            f'{name}="{text}": the folder {folder} does not exist; create it or point '
+            f"{name} at a file in an existing folder"
         )
     if path.is_dir():
-        raise ConfigError(f'SUPPORTBOT_DB="{text}" is a folder; give a file path such as '
+        raise ConfigError(f'{name}="{text}" is a folder; give a file path such as '
                           f"{path / 'supportbot.db'}")
     return path
 

@@ -4,18 +4,18 @@ and migrated on one worker thread, so the event loop never blocks on disk."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
 import stat
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlite_utils import Database
 
-from bot.conversation import ConversationKey
 from bot.migrations import migrations
 
 log = logging.getLogger(__name__)
@@ -23,16 +23,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 OWNER_ONLY = 0o600  # the file holds customers' conversations
 _SIDE_FILES = ("-wal", "-shm", "-journal")
-
-
-def touch_conversation(db: Database, key: ConversationKey, now: float) -> None:
-    """Create the conversation's row, or note that it was just used."""
-    db.execute(
-        "INSERT INTO conversations (id, platform, workspace, channel, thread, created_at,"
-        " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT(id) DO UPDATE SET updated_at = excluded.updated_at",
-        [key.id, key.platform.value, key.workspace, key.channel, key.thread, now, now],
-    )
 
 
 class StoreError(Exception):
@@ -78,6 +68,7 @@ class SQLiteThread:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="supportbot-db")
         self._db: Database | None = None
+        self._lock = asyncio.Lock()
 
     async def open(self) -> None:
         try:
@@ -110,6 +101,18 @@ class SQLiteThread:
         return self._db
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` on the database thread, between other callers' transactions."""
+        async with self._lock:
+            return await self._run(fn, *args)
+
+    @contextlib.asynccontextmanager
+    async def held(self) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+        """The thread for one caller until the block ends (a transaction of several steps):
+        yields the function that runs a step on it."""
+        async with self._lock:
+            yield self._run
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, fn, *args)

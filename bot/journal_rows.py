@@ -19,7 +19,7 @@ from bot.conversation import (
     Platform,
     RecordedQuestion,
 )
-from bot.database import SQLiteThread
+from bot.engine import Engine, Tx
 
 
 @dataclass(frozen=True)
@@ -34,15 +34,16 @@ class Unfinished:
 
 
 class JournalRows:
-    """reply_journal, on the store's database thread."""
+    """reply_journal, on either engine."""
 
-    def __init__(self, sqlite: SQLiteThread) -> None:
-        self.sqlite = sqlite
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
-    def insert(self, question_id: int, incoming: Incoming, place: Place, now: float) -> None:
-        """Open a reply's row (called inside the question's transaction)."""
-        self.sqlite.db.execute(
-            "INSERT OR REPLACE INTO reply_journal (question_id, conversation_id, event_id,"
+    async def insert(self, tx: Tx, question_id: int, incoming: Incoming, place: Place,
+                     now: float) -> None:
+        """Open a reply's row (inside the question's transaction)."""
+        await tx.execute(
+            "INSERT INTO reply_journal (question_id, conversation_id, event_id,"
             " author_id, author_name, arrival, place_kind, place, pages, asked_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, '[]', ?, ?)",
             [question_id, incoming.key.id, incoming.event_id, incoming.author_id,
@@ -50,36 +51,25 @@ class JournalRows:
              json.dumps(dict(place.fields)), now, now],
         )
 
-    def delete(self, question_id: int) -> None:
-        """Close a reply's row (called inside the answer's transaction)."""
-        self.sqlite.db.execute("DELETE FROM reply_journal WHERE question_id = ?", [question_id])
+    async def delete(self, tx: Tx | Engine, question_id: int) -> None:
+        """Close a reply's row (inside the answer's transaction)."""
+        await tx.execute("DELETE FROM reply_journal WHERE question_id = ?", [question_id])
 
     async def note_pages(self, question: RecordedQuestion, pages: tuple[PageRef, ...]) -> None:
         """Remember the platform messages a reply has written so far."""
-        await self.sqlite.call(self._note_pages, question.message_id, pages)
-
-    def _note_pages(self, question_id: int, pages: tuple[PageRef, ...]) -> None:
         rows = json.dumps([[page.id, page.text] for page in pages])
-        with self.sqlite.db.atomic():
-            self.sqlite.db.execute(
-                "UPDATE reply_journal SET pages = ?, updated_at = ? WHERE question_id = ?",
-                [rows, time.time(), question_id],
-            )
+        await self.engine.execute(
+            "UPDATE reply_journal SET pages = ?, updated_at = ? WHERE question_id = ?",
+            [rows, time.time(), question.message_id],
+        )
 
     async def close(self, question: RecordedQuestion) -> None:
         """Forget a reply that was settled without a new answer (an honest note, say)."""
-        await self.sqlite.call(self._close, question.message_id)
-
-    def _close(self, question_id: int) -> None:
-        with self.sqlite.db.atomic():
-            self.delete(question_id)
+        await self.delete(self.engine, question.message_id)
 
     async def unfinished(self, platform: Platform) -> list[Unfinished]:
         """This platform's replies that have not ended, oldest question first."""
-        return await self.sqlite.call(self._unfinished, platform)
-
-    def _unfinished(self, platform: Platform) -> list[Unfinished]:
-        rows = self.sqlite.db.execute(
+        rows = (await self.engine.execute(
             "SELECT j.question_id, m.position, m.text, m.image_count, c.platform, c.workspace,"
             " c.channel, c.thread, j.event_id, j.author_id, j.author_name, j.arrival,"
             " j.place_kind, j.place, j.pages, j.asked_at, m.admitted"
@@ -87,7 +77,7 @@ class JournalRows:
             " JOIN conversations c ON c.id = j.conversation_id"
             " WHERE c.platform = ? ORDER BY j.question_id",
             [platform.value],
-        ).fetchall()
+        )).rows
         return [_unfinished(row) for row in rows]
 
 

@@ -321,7 +321,7 @@ async def _suggest(settings: Settings, args: argparse.Namespace) -> int:
     since = args.since if args.since is not None else time.time() - 30 * 86400
 
     async def job(runtime: Runtime) -> int:
-        suggestions = Suggestions(runtime.store.sqlite)
+        suggestions = Suggestions(runtime.store.engine)
         threads = await suggestions.resolved_since(since)
         answered = [t for t in threads if t.answers]
         if answered:

@@ -1,5 +1,5 @@
 """The team's data duties: purge old conversations' text, export conversations as JSONL, and
-forget one person. SQL on the store's database thread; callers get counts and plain dicts.
+forget one person. SQL for either engine; callers get counts and plain dicts.
 
 Usage and cost rows (`replies`) hold no text, so they stay when text goes: the figures in
 `stats` survive a purge.
@@ -12,15 +12,13 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlite_utils import Database
-
 from bot.conversation import Platform
-from bot.database import SQLiteThread
+from bot.engine import Engine, Tx
 
 log = logging.getLogger(__name__)
 
@@ -58,66 +56,62 @@ def parse_person(text: str) -> tuple[Platform, str]:
 
 
 class Lifecycle:
-    def __init__(self, sqlite: SQLiteThread) -> None:
-        self.sqlite = sqlite
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
     async def purge_before(self, cutoff: float) -> int:
         """Delete the text of everything older than `cutoff` (messages, docs gaps); a count."""
         total = 0
         for _ in range(MAX_BATCHES):
-            done = await self.sqlite.call(self._purge_batch, cutoff)
+            done = await self._purge_batch(cutoff)
             total += done
             if done < PURGE_BATCH:
                 break
         return total
 
-    def _purge_batch(self, cutoff: float) -> int:
-        db = self.sqlite.db
-        with db.atomic():
+    async def _purge_batch(self, cutoff: float) -> int:
+        async with self.engine.transaction() as tx:
             # A thread a person still handles keeps its text: they are reading it.
-            ids = [row[0] for row in db.execute(
+            ids = [row[0] for row in (await tx.execute(
                 "SELECT id FROM messages WHERE created_at < ? AND conversation_id NOT IN"
                 " (SELECT conversation_id FROM handoffs WHERE state = 'open') LIMIT ?",
-                [cutoff, PURGE_BATCH]).fetchall()]
+                [cutoff, PURGE_BATCH])).rows]
             marks = ",".join("?" * len(ids))
             if ids:
                 # A reply still journaled for an old question is closed with it.
-                db.execute(f"DELETE FROM reply_journal WHERE question_id IN ({marks})", ids)
-                db.execute(f"DELETE FROM messages WHERE id IN ({marks})", ids)
-            gaps = db.execute("DELETE FROM docs_gaps WHERE created_at < ?", [cutoff]).rowcount
-            votes = db.execute("DELETE FROM feedback WHERE updated_at < ?", [cutoff]).rowcount
-            # Handovers stay as figures (stats count them); only their thread links go.
-            handovers = db.execute("UPDATE handoffs SET link = '' WHERE requested_at < ?"
-                                   " AND state != 'open' AND link != ''", [cutoff]).rowcount
-            # Drafts may have been reviewed into the team's docs: only the note goes.
-            drafts = db.execute("DELETE FROM kb_drafts WHERE created_at < ?",
-                                [cutoff]).rowcount
-            # The Slack thread read when the bot was first mentioned into it.
-            contexts = db.execute(
+                await tx.execute(f"DELETE FROM reply_journal WHERE question_id IN ({marks})", ids)
+                await tx.execute(f"DELETE FROM messages WHERE id IN ({marks})", ids)
+            counts = [len(ids)]
+            for sql in (
+                "DELETE FROM docs_gaps WHERE created_at < ?",
+                "DELETE FROM feedback WHERE updated_at < ?",
+                # Handovers stay as figures (stats count them); only their thread links go.
+                "UPDATE handoffs SET link = '' WHERE requested_at < ? AND state != 'open'"
+                " AND link != ''",
+                # Drafts may have been reviewed into the team's docs: only the note goes.
+                "DELETE FROM kb_drafts WHERE created_at < ?",
+                # The Slack thread read when the bot was first mentioned into it.
                 "DELETE FROM kv WHERE key LIKE 'slack:thread-context:%' AND"
                 " substr(key, 22) IN (SELECT id FROM conversations WHERE updated_at < ?)",
-                [cutoff]).rowcount
-        return (len(ids) + max(gaps, 0) + max(votes, 0) + max(handovers, 0) + max(drafts, 0)
-                + max(contexts, 0))
+            ):
+                counts.append(max((await tx.execute(sql, [cutoff])).rowcount, 0))
+        return sum(counts)
 
     async def export(self, since: float) -> list[dict[str, Any]]:
         """Conversations with a message since `since`, each with its messages, oldest first."""
-        return await self.sqlite.call(lambda: list(self._export(since)))
-
-    def _export(self, since: float) -> Iterator[dict[str, Any]]:
-        db = self.sqlite.db
-        conversations = db.execute(
+        conversations = (await self.engine.execute(
             "SELECT id, platform, workspace, channel, thread, created_at FROM conversations"
             " WHERE id IN (SELECT conversation_id FROM messages WHERE created_at >= ?)"
             " ORDER BY created_at", [since],
-        ).fetchall()
+        )).rows
+        records = []
         for cid, platform, workspace, channel, thread, created in conversations:
-            rows = db.execute(
+            rows = (await self.engine.execute(
                 "SELECT m.role, m.author_id, m.text, m.created_at, r.outcome, r.model"
                 " FROM messages m LEFT JOIN replies r ON r.answer_id = m.id"
                 " WHERE m.conversation_id = ? AND m.created_at >= ? ORDER BY m.position",
                 [cid, since],
-            ).fetchall()
+            )).rows
             messages = []
             for role, author, text, at, outcome, model in rows:
                 message = {"role": role, "text": text, "at": at}
@@ -126,73 +120,71 @@ class Lifecycle:
                 if role == "assistant":
                     message.update(outcome=outcome or "answered", model=model or "")
                 messages.append(message)
-            yield {"conversation": cid, "platform": platform, "workspace": workspace,
-                   "channel": channel, "thread": thread, "started": created,
-                   "messages": messages}
+            records.append({"conversation": cid, "platform": platform, "workspace": workspace,
+                            "channel": channel, "thread": thread, "started": created,
+                            "messages": messages})
+        return records
 
     async def forget(self, platform: Platform, person: str) -> Forgotten:
         """Delete one person's questions, the answers to them, and their docs-gap records."""
-        return await self.sqlite.call(self._forget, platform, person)
-
-    def _forget(self, platform: Platform, person: str) -> Forgotten:
-        db = self.sqlite.db
-        with db.atomic():
-            theirs = db.execute(
+        theirs_like = f"{platform.value}:%"
+        async with self.engine.transaction() as tx:
+            theirs = (await tx.execute(
                 "SELECT id, conversation_id, position, text FROM messages"
                 " WHERE author_id = ? AND role IN ('user', 'agent') AND conversation_id LIKE ?",
-                [person, f"{platform.value}:%"],
-            ).fetchall()
+                [person, theirs_like],
+            )).rows
             # What the team wrote to them while a person handled their thread.
-            answers = db.execute(
+            answers = (await tx.execute(
                 "DELETE FROM messages WHERE role = 'agent' AND conversation_id IN"
                 " (SELECT conversation_id FROM handoffs WHERE asker_id = ?"
-                "  AND conversation_id LIKE ?)", [person, f"{platform.value}:%"]).rowcount
+                "  AND conversation_id LIKE ?)", [person, theirs_like])).rowcount
             voter = f"{platform.value}:{person}"
-            votes = db.execute("DELETE FROM feedback WHERE voter = ?", [voter]).rowcount
-            handovers = db.execute(
+            votes = (await tx.execute("DELETE FROM feedback WHERE voter = ?", [voter])).rowcount
+            handovers = (await tx.execute(
                 "DELETE FROM handoffs WHERE asker_id = ? AND conversation_id LIKE ?",
-                [person, f"{platform.value}:%"]).rowcount
-            drafts = _delete_drafts(db, person, f"{platform.value}:%")
+                [person, theirs_like])).rowcount
+            drafts = await _delete_drafts(tx, person, theirs_like)
             # Thread context read where they wrote (it quotes them).
-            db.execute(
+            await tx.execute(
                 "DELETE FROM kv WHERE key LIKE 'slack:thread-context:%' AND substr(key, 22) IN"
                 " (SELECT conversation_id FROM messages WHERE author_id = ?"
-                "  AND conversation_id LIKE ?)", [person, f"{platform.value}:%"])
-            gaps = db.execute(
+                "  AND conversation_id LIKE ?)", [person, theirs_like])
+            gaps = (await tx.execute(
                 "DELETE FROM docs_gaps WHERE author_id = ? AND conversation_id LIKE ?",
-                [person, f"{platform.value}:%"],
-            ).rowcount
+                [person, theirs_like],
+            )).rowcount
             for message_id, conversation, position, text in theirs:
-                db.execute("DELETE FROM reply_journal WHERE question_id = ?", [message_id])
-                votes += db.execute("DELETE FROM feedback WHERE question_id = ?",
-                                    [message_id]).rowcount
-                answers += db.execute(
+                await tx.execute("DELETE FROM reply_journal WHERE question_id = ?", [message_id])
+                votes += (await tx.execute("DELETE FROM feedback WHERE question_id = ?",
+                                           [message_id])).rowcount
+                answers += (await tx.execute(
                     "DELETE FROM messages WHERE conversation_id = ? AND position = ?"
                     " AND role = 'assistant'", [conversation, position + 1],
-                ).rowcount
+                )).rowcount
                 # Gaps recorded before their author was kept are found by question and place.
-                gaps += db.execute(
+                gaps += (await tx.execute(
                     "DELETE FROM docs_gaps WHERE conversation_id = ? AND question = ?"
                     " AND author_id = ''", [conversation, text],
-                ).rowcount
-                db.execute("DELETE FROM messages WHERE id = ?", [message_id])
+                )).rowcount
+                await tx.execute("DELETE FROM messages WHERE id = ?", [message_id])
         log.info("forgot a person: %d messages, %d answers, %d gaps, %d votes, %d handovers, "
                  "%d drafts", len(theirs), answers, gaps, votes, handovers, drafts)
         return Forgotten(len(theirs), answers, gaps, votes, handovers, drafts)
 
 
-def _delete_drafts(db: Database, person: str, conversations: str) -> int:
+async def _delete_drafts(tx: Tx, person: str, conversations: str) -> int:
     """Delete the `kb suggest` drafts that hold one person's words (asked by them, or
     answered by them for the team): their files too, where still in place."""
     where = ("conversation_id LIKE ? AND (asker_id = ? OR conversation_id IN (SELECT"
              " conversation_id FROM messages WHERE author_id = ?))")
     params = [conversations, person, person]
-    paths = [str(row[0]) for row in db.execute(
-        "SELECT path FROM kb_drafts WHERE " + where, params).fetchall()]
+    paths = [str(row[0]) for row in (await tx.execute(
+        "SELECT path FROM kb_drafts WHERE " + where, params)).rows]
     for path in paths:
         with contextlib.suppress(FileNotFoundError):
             Path(path).unlink()
-    db.execute("DELETE FROM kb_drafts WHERE " + where, params)
+    await tx.execute("DELETE FROM kb_drafts WHERE " + where, params)
     return len(paths)
 
 

@@ -71,10 +71,19 @@ def model_client(settings: Settings) -> ClaudeClient | None:
     return ClaudeClient(provider, options)
 
 
+async def open_store(settings: Settings) -> Store:
+    """The store SUPPORTBOT_DB names, migrated: the SQLite file, or PostgreSQL with a pool
+    as large as the replies that may run at once, plus a few for adapters and the CLI."""
+    if settings.db_url is None:
+        return await Store.open(settings.db_path)
+    return await Store.open(settings.db_url.value, settings.db_path,
+                            pool_size=settings.max_concurrent + 4)
+
+
 @contextlib.asynccontextmanager
 async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     """Open the store (migrating it), index the docs folder, and wire the responder."""
-    store = await Store.open(settings.db_path)
+    store = await open_store(settings)
     llm = model_client(settings)
     # The semantic model loads on the first search, and only when asked for (see README).
     knowledge = Knowledge(store.sqlite, Embedder.load if settings.kb_semantic else None)

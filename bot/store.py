@@ -1,7 +1,7 @@
-"""The session store: conversations, their messages, processed events and usage, in SQLite.
+"""The session store: conversations, their messages, processed events and usage, in the
+embedded SQLite file or in PostgreSQL (bot/engine.py is the seam; the SQL here runs on both).
 
-The database migrates itself on open. All SQLite work runs on one dedicated thread so the
-event loop never blocks; callers see plain values, never SQL.
+The database migrates itself on open. Callers see plain values, never SQL.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar, cast
-
-from sqlite_utils.db import Table
+from typing import TypeVar
 
 from bot.conversation import (
     Answer,
@@ -26,10 +24,12 @@ from bot.conversation import (
     RecordedQuestion,
     Turn,
 )
-from bot.database import SQLiteThread, touch_conversation
+from bot.database import SQLiteThread
+from bot.engine import Engine, SQLiteEngine, Tx
 from bot.handoff import AGENT_LABEL
 from bot.handoff_rows import HandoffRows
 from bot.journal_rows import JournalRows
+from bot.postgres import PostgresEngine, is_postgres_url
 
 log = logging.getLogger(__name__)
 
@@ -53,24 +53,40 @@ class UsageTotals:
 
 
 class Store:
-    """Conversations and their history; every write is durable before it returns."""
+    """Conversations and their history; every write is durable before it returns.
 
-    def __init__(self, sqlite: SQLiteThread) -> None:
+    `sqlite` is the local file the knowledge base lives in: the store's own file on SQLite,
+    and a per-instance index beside a PostgreSQL store (the docs are its source).
+    """
+
+    def __init__(self, engine: Engine, sqlite: SQLiteThread) -> None:
+        self.engine = engine
         self.sqlite = sqlite
-        self.journal = JournalRows(sqlite)
-        self.handoffs = HandoffRows(sqlite)
+        self.journal = JournalRows(engine)
+        self.handoffs = HandoffRows(engine)
 
     @classmethod
-    async def open(cls, path: Path) -> Store:
-        sqlite = SQLiteThread(path)
+    async def open(cls, db: Path | str, kb_index: Path | None = None,
+                   pool_size: int = 10) -> Store:
+        """The store at `db`: a SQLite file, or a postgresql:// URL (then the knowledge base
+        is indexed into the file `kb_index`)."""
+        if isinstance(db, str) and is_postgres_url(db):
+            engine = await PostgresEngine.open(db, pool_size)
+            sqlite = SQLiteThread(kb_index or Path("supportbot-kb.db"))
+            try:
+                await sqlite.open()
+            except BaseException:
+                await engine.close()
+                raise
+            return cls(engine, sqlite)
+        sqlite = SQLiteThread(Path(db))
         await sqlite.open()
-        return cls(sqlite)
+        return cls(SQLiteEngine(sqlite), sqlite)
 
     async def close(self) -> None:
-        await self.sqlite.close()
-
-    def _table(self, name: str) -> Table:
-        return cast(Table, self.sqlite.db[name])
+        if self.engine.kind != "sqlite":
+            await self.sqlite.close()
+        await self.engine.close()
 
     async def record_question(
         self, incoming: Incoming, tokens: int, place: Place | None = None, rate: int = 0,
@@ -85,77 +101,30 @@ class Store:
         person handles the thread is not `counted` against the cap, and its `role` is
         "agent" when the team wrote it.
         """
-        return await self.sqlite.call(self._record_question, incoming, tokens, place, rate,
-                                      role, counted)
-
-    def _record_question(
-        self, incoming: Incoming, tokens: int, place: Place | None, rate: int, role: str,
-        counted: bool,
-    ) -> RecordedQuestion | None:
-        db, now = self.sqlite.db, time.time()
-        key = incoming.key
-        with db.atomic():
+        now, key = time.time(), incoming.key
+        event_key = f"{key.platform.value}:{incoming.event_id}"
+        async with self.engine.transaction() as tx:
             # The unique key decides, not a read-then-write: two deliveries can race here.
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO events (key, conversation_id, created_at) VALUES (?, ?, ?)",
-                [f"{key.platform.value}:{incoming.event_id}", key.id, now],
-            )
-            if cursor.rowcount == 0:
+            taken = await tx.execute(
+                "INSERT INTO events (key, conversation_id, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO NOTHING", [event_key, key.id, now])
+            if taken.rowcount == 0:
                 return None
-            touch_conversation(self.sqlite.db, key, now)
-            wait = self._wait_for_cap(incoming, rate, now) if rate else 0.0
-            message_id = self._insert_message(key, role, incoming.text, tokens, now, incoming)
+            await touch_conversation(tx, key, now)
+            if rate and incoming.author_id:  # racing questions of one asker take turns
+                await tx.lock(f"cap:{key.platform.value}:{incoming.author_id}")
+            wait = await _wait_for_cap(tx, incoming, rate, now) if rate else 0.0
+            message_id = await _insert_message(tx, key, role, incoming.text, tokens, now,
+                                               incoming)
             position = message_id * 2
-            db.execute("UPDATE messages SET position = ?, admitted = ? WHERE id = ?",
-                       [position, int(wait == 0 and counted), message_id])
-            db.execute(
-                "UPDATE events SET message_id = ? WHERE key = ?",
-                [message_id, f"{key.platform.value}:{incoming.event_id}"],
-            )
+            await tx.execute("UPDATE messages SET position = ?, admitted = ? WHERE id = ?",
+                             [position, int(wait == 0 and counted), message_id])
+            await tx.execute("UPDATE events SET message_id = ? WHERE key = ?",
+                             [message_id, event_key])
             if place is not None:
-                self.journal.insert(message_id, incoming, place, now)
+                await self.journal.insert(tx, message_id, incoming, place, now)
         return RecordedQuestion(message_id=message_id, position=position, wait_seconds=wait,
                                 ready_at=round(now + wait) if wait else 0.0)
-
-    def _wait_for_cap(self, incoming: Incoming, rate: int, now: float) -> float:
-        """Seconds until the asker may ask again, 0 when this question is within the cap."""
-        if not incoming.author_id:
-            return 0.0
-        rows = self.sqlite.db.execute(
-            "SELECT created_at FROM messages WHERE author_id = ? AND created_at > ?"
-            " AND admitted = 1 AND role = 'user' AND conversation_id LIKE ?"
-            " ORDER BY created_at DESC LIMIT ?",
-            [incoming.author_id, now - HOUR, f"{incoming.key.platform.value}:%", rate],
-        ).fetchall()
-        if len(rows) < rate:
-            return 0.0
-        return max(1.0, float(rows[-1][0]) + HOUR - now)  # when the oldest leaves the hour
-
-    def _insert_message(
-        self,
-        key: ConversationKey,
-        role: str,
-        text: str,
-        tokens: int,
-        now: float,
-        incoming: Incoming | None = None,
-        position: int | None = None,
-    ) -> int:
-        cursor = self.sqlite.db.execute(
-            "INSERT INTO messages (conversation_id, position, role, text, tokens, author_id,"
-            " image_count, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                key.id,
-                position,
-                role,
-                text,
-                tokens,
-                incoming.author_id if incoming else "",
-                len(incoming.images) if incoming else 0,
-                now,
-            ],
-        )
-        return int(cursor.lastrowid or 0)
 
     async def history(
         self, key: ConversationKey, upto: RecordedQuestion, budget: int
@@ -165,17 +134,14 @@ class Store:
         Returned oldest first. Reads from the newest end by index, so its cost does not grow
         with the length of the thread.
         """
-        return await self.sqlite.call(self._history, key, upto.position, budget)
-
-    def _history(self, key: ConversationKey, position: int, budget: int) -> list[Turn]:
         turns: list[Turn] = []
-        used = 0
+        used, position = 0, upto.position
         for _ in range(1_000_000):  # bounded: each pass consumes a batch or stops
-            rows = self.sqlite.db.execute(
+            rows = (await self.engine.execute(
                 "SELECT position, role, text, tokens FROM messages"
                 " WHERE conversation_id = ? AND position <= ? ORDER BY position DESC LIMIT ?",
                 [key.id, position, _BATCH],
-            ).fetchall()
+            )).rows
             for row_position, role, text, tokens in rows:
                 if role == "agent":  # a person from the team, while the bot was quiet
                     role, text = "assistant", f"{AGENT_LABEL} {text}"
@@ -195,35 +161,29 @@ class Store:
     ) -> None:
         """Note a question the docs did not answer, with the closest passages found."""
         found = json.dumps([[p.source, p.heading, p.score] for p in closest])
-        await self.sqlite.call(
-            lambda: self.sqlite.db.execute(
-                "INSERT INTO docs_gaps (conversation_id, question, reason, confidence, closest,"
-                " created_at, author_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [key.id, question, reason, round(confidence, 4), found, time.time(), author_id],
-            )
+        await self.engine.execute(
+            "INSERT INTO docs_gaps (conversation_id, question, reason, confidence, closest,"
+            " created_at, author_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [key.id, question, reason, round(confidence, 4), found, time.time(), author_id],
         )
 
     async def docs_gaps(self, since: float = 0.0) -> list[tuple[str, str, float, str]]:
         """(question, reason, confidence, closest JSON) of recorded gaps, newest first."""
-        rows = await self.sqlite.call(
-            lambda: self.sqlite.db.execute(
-                "SELECT question, reason, confidence, closest FROM docs_gaps"
-                " WHERE created_at >= ? ORDER BY id DESC", [since],
-            ).fetchall()
-        )
+        rows = (await self.engine.execute(
+            "SELECT question, reason, confidence, closest FROM docs_gaps"
+            " WHERE created_at >= ? ORDER BY id DESC", [since],
+        )).rows
         return [(str(r[0]), str(r[1]), float(r[2]), str(r[3])) for r in rows]
 
     async def earlier_questions(
         self, key: ConversationKey, before: RecordedQuestion, count: int = 2
     ) -> list[str]:
         """The thread's last `count` questions before this one, oldest first (for search)."""
-        rows = await self.sqlite.call(
-            lambda: self.sqlite.db.execute(
-                "SELECT text FROM messages WHERE conversation_id = ? AND position < ?"
-                " AND role = 'user' ORDER BY position DESC LIMIT ?",
-                [key.id, before.position, count],
-            ).fetchall()
-        )
+        rows = (await self.engine.execute(
+            "SELECT text FROM messages WHERE conversation_id = ? AND position < ?"
+            " AND role = 'user' ORDER BY position DESC LIMIT ?",
+            [key.id, before.position, count],
+        )).rows
         return [str(row[0]) for row in reversed(rows)]
 
     async def record_answer(
@@ -240,32 +200,20 @@ class Store:
         The reply leaves the journal unless it was interrupted: an interrupted reply stays
         there for the next start to finish.
         """
-        await self.sqlite.call(self._record_answer, key, question, answer, tokens, total_ms,
-                               first_sign_ms)
-
-    def _record_answer(
-        self,
-        key: ConversationKey,
-        question: RecordedQuestion,
-        answer: Answer,
-        tokens: int,
-        total_ms: float,
-        first_sign_ms: float | None,
-    ) -> None:
-        db, now = self.sqlite.db, time.time()
-        with db.atomic():
+        now = time.time()
+        sources = json.dumps([list(source) for source in answer.sources])
+        async with self.engine.transaction() as tx:
             if answer.outcome != "interrupted":
-                self.journal.delete(question.message_id)
+                await self.journal.delete(tx, question.message_id)
             answer_id = 0
             # A refusal is kept too, so the refused question is not merged into the next one.
             kept = ("answered", "kb_only", "refused", "not_in_docs", "over_budget",
                     "rate_limited", "handed_over")
             if answer.text.strip() and answer.outcome in kept:
-                answer_id = self._insert_message(
-                    key, "assistant", answer.text, tokens, now, position=question.position + 1
-                )
-            # Plain SQL: sqlite-utils' insert() inspects the table on every call.
-            db.execute(
+                answer_id = await _insert_message(
+                    tx, key, "assistant", answer.text, tokens, now,
+                    position=question.position + 1)
+            await tx.execute(
                 "INSERT INTO replies (conversation_id, question_id, answer_id, model,"
                 " stop_reason, outcome, input_tokens, output_tokens,"
                 " cache_creation_input_tokens, cache_read_input_tokens, cost_usd,"
@@ -286,83 +234,64 @@ class Store:
                     answer.first_text_ms,
                     total_ms,
                     now,
-                    json.dumps([list(source) for source in answer.sources]),
+                    sources,
                     first_sign_ms,
                 ],
             )
             # Votes cast while this was being written learn what they were about.
-            db.execute("UPDATE feedback SET model = ?, sources = ? WHERE question_id = ?"
-                       " AND model = ''", [answer.model, json.dumps(
-                           [list(source) for source in answer.sources]), question.message_id])
+            await tx.execute("UPDATE feedback SET model = ?, sources = ? WHERE question_id = ?"
+                             " AND model = ''", [answer.model, sources, question.message_id])
 
     async def event_seen(self, platform: Platform, event_id: str) -> bool:
         """True when this event was taken in before (a quick look before slow preparation)."""
-        return await self.sqlite.call(self._event_seen, f"{platform.value}:{event_id}")
-
-    def _event_seen(self, key: str) -> bool:
-        row = self.sqlite.db.execute("SELECT 1 FROM events WHERE key = ?", [key]).fetchone()
-        return row is not None
+        found = await self.engine.execute("SELECT 1 FROM events WHERE key = ?",
+                                          [f"{platform.value}:{event_id}"])
+        return found.first() is not None
 
     async def conversation_exists(self, key: ConversationKey) -> bool:
-        return await self.sqlite.call(self._conversation_updated, key) is not None
+        return await self.conversation_updated_at(key) is not None
 
     async def conversation_updated_at(self, key: ConversationKey) -> float | None:
         """Unix time of the conversation's last question, None if it never had one."""
-        return await self.sqlite.call(self._conversation_updated, key)
-
-    def _conversation_updated(self, key: ConversationKey) -> float | None:
-        row = self.sqlite.db.execute(
-            "SELECT updated_at FROM conversations WHERE id = ?", [key.id]
-        ).fetchone()
+        row = (await self.engine.execute(
+            "SELECT updated_at FROM conversations WHERE id = ?", [key.id])).first()
         return None if row is None else float(row[0])
 
     async def get_value(self, name: str) -> str | None:
-        return await self.sqlite.call(self._get_value, name)
-
-    def _get_value(self, name: str) -> str | None:
-        row = self.sqlite.db.execute("SELECT value FROM kv WHERE key = ?", [name]).fetchone()
+        row = (await self.engine.execute("SELECT value FROM kv WHERE key = ?", [name])).first()
         return None if row is None else str(row[0])
 
     async def set_value(self, name: str, value: str) -> None:
-        await self.sqlite.call(self._set_value, name, value)
-
-    def _set_value(self, name: str, value: str) -> None:
-        with self.sqlite.db.atomic():
-            self._table("kv").upsert({"key": name, "value": value}, pk="key")
+        await self.engine.execute(
+            "INSERT INTO kv (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value", [name, value])
 
     async def first_time(self, name: str) -> bool:
         """True the first time `name` is asked about, False ever after (kept in kv)."""
-        return await self.sqlite.call(self._first_time, name)
-
-    def _first_time(self, name: str) -> bool:
-        with self.sqlite.db.atomic():
-            cursor = self.sqlite.db.execute(
-                "INSERT OR IGNORE INTO kv (key, value) VALUES (?, ?)", [name, str(time.time())]
-            )
-        return cursor.rowcount == 1
+        taken = await self.engine.execute(
+            "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+            [name, str(time.time())])
+        return taken.rowcount == 1
 
     async def spent_since(self, since: float) -> float:
         """Dollars the model's replies cost since a Unix time (replies of unknown price: 0)."""
-        row = await self.sqlite.call(
-            lambda: self.sqlite.db.execute(
-                "SELECT total(cost_usd) FROM replies WHERE created_at >= ?", [since]
-            ).fetchone()
-        )
-        return float(row[0])
+        row = (await self.engine.execute(
+            "SELECT coalesce(sum(cost_usd), 0) FROM replies WHERE created_at >= ?", [since]
+        )).first()
+        return float(row[0]) if row else 0.0
 
     async def usage_totals(self, since: float = 0.0) -> UsageTotals:
         """Replies, tokens and dollars since a Unix time."""
-        return await self.sqlite.call(self._usage_totals, since)
-
-    def _usage_totals(self, since: float) -> UsageTotals:
-        row = self.sqlite.db.execute(
-            "SELECT count(*), total(input_tokens), total(output_tokens),"
-            " total(cache_read_input_tokens), total(cache_creation_input_tokens),"
-            " total(cost_usd), sum(cost_usd IS NULL AND output_tokens > 0),"
-            " sum(outcome IN ('failed', 'interrupted')), count(DISTINCT conversation_id)"
+        row = (await self.engine.execute(
+            "SELECT count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),"
+            " coalesce(sum(cache_read_input_tokens), 0),"
+            " coalesce(sum(cache_creation_input_tokens), 0), coalesce(sum(cost_usd), 0),"
+            " sum(CASE WHEN cost_usd IS NULL AND output_tokens > 0 THEN 1 ELSE 0 END),"
+            " sum(CASE WHEN outcome IN ('failed', 'interrupted') THEN 1 ELSE 0 END),"
+            " count(DISTINCT conversation_id)"
             " FROM replies WHERE created_at >= ?",
             [since],
-        ).fetchone()
+        )).rows[0]
         return UsageTotals(
             replies=int(row[0]),
             input_tokens=int(row[1]),
@@ -374,3 +303,54 @@ class Store:
             failed=int(row[7] or 0),
             conversations=int(row[8]),
         )
+
+
+async def touch_conversation(tx: Tx, key: ConversationKey, now: float) -> None:
+    """Create the conversation's row, or note that it was just used."""
+    await tx.execute(
+        "INSERT INTO conversations (id, platform, workspace, channel, thread, created_at,"
+        " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at",
+        [key.id, key.platform.value, key.workspace, key.channel, key.thread, now, now],
+    )
+
+
+async def _wait_for_cap(tx: Tx, incoming: Incoming, rate: int, now: float) -> float:
+    """Seconds until the asker may ask again, 0 when this question is within the cap."""
+    if not incoming.author_id:
+        return 0.0
+    rows = (await tx.execute(
+        "SELECT created_at FROM messages WHERE author_id = ? AND created_at > ?"
+        " AND admitted = 1 AND role = 'user' AND conversation_id LIKE ?"
+        " ORDER BY created_at DESC LIMIT ?",
+        [incoming.author_id, now - HOUR, f"{incoming.key.platform.value}:%", rate],
+    )).rows
+    if len(rows) < rate:
+        return 0.0
+    return max(1.0, float(rows[-1][0]) + HOUR - now)  # when the oldest leaves the hour
+
+
+async def _insert_message(
+    tx: Tx,
+    key: ConversationKey,
+    role: str,
+    text: str,
+    tokens: int,
+    now: float,
+    incoming: Incoming | None = None,
+    position: int | None = None,
+) -> int:
+    return await tx.insert(
+        "INSERT INTO messages (conversation_id, position, role, text, tokens, author_id,"
+        " image_count, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            key.id,
+            position,
+            role,
+            text,
+            tokens,
+            incoming.author_id if incoming else "",
+            len(incoming.images) if incoming else 0,
+            now,
+        ],
+    )

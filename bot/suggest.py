@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.database import SQLiteThread
+from bot.engine import Engine
 
 SLUG_WORDS = 8
 
@@ -52,29 +52,25 @@ def draft_page(thread: Resolved) -> str:
 
 
 class Suggestions:
-    def __init__(self, sqlite: SQLiteThread) -> None:
-        self.sqlite = sqlite
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
     async def resolved_since(self, since: float) -> list[Resolved]:
         """Resolved threads not drafted yet, oldest first."""
-        return await self.sqlite.call(self._resolved_since, since)
-
-    def _resolved_since(self, since: float) -> list[Resolved]:
-        db = self.sqlite.db
-        handoffs = db.execute(
+        handoffs = (await self.engine.execute(
             "SELECT h.conversation_id, h.asker_id, h.link, h.requested_at, h.resolved_at"
             " FROM handoffs h WHERE h.state = 'resolved' AND h.resolved_at >= ?"
             # Drafted once: the team may have moved the draft into the docs since.
             " AND NOT EXISTS (SELECT 1 FROM kb_drafts d"
             "   WHERE d.conversation_id = h.conversation_id) ORDER BY h.resolved_at", [since],
-        ).fetchall()
+        )).rows
         found = []
         for conversation, asker, link, requested, resolved in handoffs:
-            said = db.execute(
+            said = (await self.engine.execute(
                 "SELECT role, text, created_at FROM messages WHERE conversation_id = ?"
                 " AND created_at <= ? AND (role = 'agent' OR (role = 'user' AND author_id = ?))"
                 " ORDER BY position", [conversation, resolved, asker],
-            ).fetchall()
+            )).rows
             # The question(s) that led to the handover, not what came after the answer.
             questions = tuple(text for role, text, at in said
                               if role == "user" and at <= requested + 1)
@@ -96,8 +92,10 @@ class Suggestions:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(draft_page(thread))
-        await self.sqlite.call(lambda: self.sqlite.db.execute(
-            "INSERT OR REPLACE INTO kb_drafts (path, conversation_id, asker_id, created_at)"
-            " VALUES (?, ?, ?, ?)", [str(path.resolve()), thread.conversation_id,
-                                     thread.asker_id, time.time()]))
+        await self.engine.execute(
+            "INSERT INTO kb_drafts (path, conversation_id, asker_id, created_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET"
+            " conversation_id = excluded.conversation_id, asker_id = excluded.asker_id,"
+            " created_at = excluded.created_at",
+            [str(path.resolve()), thread.conversation_id, thread.asker_id, time.time()])
         return path

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from bot.store import Store
+from tests.databases import ENGINES, postgres_schema
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.docs_site import DocsSite
 from tests.localonly import sitecustomize  # noqa: F401  (installs the local-only guard)
@@ -18,6 +19,25 @@ async def anthropic() -> AsyncIterator[FakeAnthropic]:
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
     opened = await Store.open(tmp_path / "bot.db")
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture(params=ENGINES)
+async def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """SUPPORTBOT_DB for a test that runs on both engines: a file, or a PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "bot.db")
+        return
+    async with postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture
+async def any_store(db_target: str, tmp_path: Path) -> AsyncIterator[Store]:
+    """The store on each engine in turn (tests that are about storage use this)."""
+    opened = await Store.open(db_target if "://" in db_target else Path(db_target),
+                              tmp_path / "kb.db")
     yield opened
     await opened.close()
 

@@ -49,6 +49,12 @@ class FakeEscalation:
         self.marked.append((summary_place, resolver))
 
 
+@pytest.fixture
+def store(any_store: Store) -> Store:
+    """Every test here that takes `store` runs on SQLite and on PostgreSQL."""
+    return any_store
+
+
 def said(text: str, event: str, author: str) -> Incoming:
     return Incoming(key=KEY, author_id=author, text=text, event_id=event,
                     arrival=Arrival.FOLLOW_UP)
@@ -97,8 +103,7 @@ async def test_while_a_person_handles_it_messages_are_kept_quietly_then_it_is_gi
     assert await handovers.kept_quiet(said("Sent today.", "E1", "UAGENT"))
     assert await handovers.kept_quiet(said("thanks", "E2", "UASK"))
     assert await handovers.kept_quiet(said("thanks", "E2", "UASK"))  # a redelivery: kept once
-    rows = await store.sqlite.call(lambda: store.sqlite.db.execute(
-        "SELECT role, text FROM messages ORDER BY id").fetchall())
+    rows = (await store.engine.execute("SELECT role, text FROM messages ORDER BY id")).rows
     assert rows == [("agent", "Sent today."), ("user", "thanks")]
     assert await handovers.give_back_summary('{"channel": "C0ESC", "ts": "1.0"}', "UAGENT") == KEY
     assert escalation.said == [(KEY, GIVEN_BACK)]
@@ -143,8 +148,7 @@ async def test_a_vote_before_the_reply_is_recorded_is_kept_and_learns_the_model(
     await store.record_answer(ask("how do I export?", "E1").key, question, Answer(
         "Use Export.", "claude-haiku-5-5", "end_turn", Usage(), 0.0,
         sources=(("Exports", "https://docs.test/export"),)), 5, 100.0)
-    rows = await store.sqlite.call(lambda: store.sqlite.db.execute(
-        "SELECT vote, model, sources FROM feedback").fetchall())
+    rows = (await store.engine.execute("SELECT vote, model, sources FROM feedback")).rows
     assert rows == [(-1, "claude-haiku-5-5", '[["Exports", "https://docs.test/export"]]')]
 
 

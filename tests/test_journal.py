@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bot.conversation import Arrival, ConversationKey, Incoming, PageRef, Place, Platform
 from bot.journal import JournalingSurface
 from bot.store import Store
 from bot.surface import Snapshot
 
 KEY = ConversationKey(Platform.SLACK, "T1", "C1", "100.1")
+
+
+@pytest.fixture
+def store(any_store: Store) -> Store:
+    """Every test here that takes `store` runs on SQLite and on PostgreSQL."""
+    return any_store
 
 
 class StallingSurface:

@@ -13,6 +13,18 @@ from bot.store import Store
 KEY = ConversationKey(Platform.DISCORD, "G1", "C1", "T1")
 
 
+@pytest.fixture
+def store(any_store: Store) -> Store:
+    """Every test here that takes `store` runs on SQLite and on PostgreSQL."""
+    return any_store
+
+
+async def open_twice(target: str, tmp_path: Path) -> tuple[Store, Store]:
+    """Two stores on one database, like two processes (or instances)."""
+    db = target if "://" in target else Path(target)
+    return (await Store.open(db, tmp_path / "kb1.db"), await Store.open(db, tmp_path / "kb2.db"))
+
+
 def ask(text: str, event: str) -> Incoming:
     return Incoming(key=KEY, author_id="U1", text=text, event_id=event, arrival=Arrival.MENTION)
 
@@ -39,16 +51,20 @@ async def test_migrates_an_empty_file_and_reopens(tmp_path: Path) -> None:
     ]
 
 
-async def test_wal_mode(store: Store) -> None:
+async def test_wal_mode(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "wal.db")
+
     def journal_mode() -> str:
         return str(store.sqlite.db.execute("pragma journal_mode").fetchone()[0])
 
     assert await store.sqlite.call(journal_mode) == "wal"
+    await store.close()
 
 
-async def test_duplicate_event_is_refused_even_under_concurrency(tmp_path: Path) -> None:
-    path = tmp_path / "race.db"
-    first, second = await Store.open(path), await Store.open(path)  # like two processes
+async def test_duplicate_event_is_refused_even_under_concurrency(
+    db_target: str, tmp_path: Path
+) -> None:
+    first, second = await open_twice(db_target, tmp_path)
     results = await asyncio.gather(
         *[s.record_question(ask("q", "E-same"), 5) for s in (first, second) for _ in range(10)]
     )
@@ -78,14 +94,15 @@ async def test_history_stops_once_the_budget_is_covered(store: Store) -> None:
     assert turns[-1].text == "q299"
 
 
-async def test_survives_a_restart(tmp_path: Path) -> None:
-    path = tmp_path / "restart.db"
-    store = await Store.open(path)
+async def test_survives_a_restart(db_target: str, tmp_path: Path) -> None:
+    store, other = await open_twice(db_target, tmp_path)
+    await other.close()
     q = await store.record_question(ask("before restart", "E1"), 5)
     assert q is not None
     await store.record_answer(KEY, q, answer("kept"), 5, 1.0)
     await store.close()
-    store = await Store.open(path)
+    store, other = await open_twice(db_target, tmp_path)
+    await other.close()
     assert await store.record_question(ask("before restart", "E1"), 5) is None
     q2 = await store.record_question(ask("after", "E2"), 5)
     assert q2 is not None
@@ -147,8 +164,8 @@ async def test_the_hourly_cap_admits_rate_questions_and_says_when_the_next_is_du
     over = await store.record_question(ask("q4", "R4"), 5, rate=3)
     assert over is not None and 3590 < over.wait_seconds <= 3600
     # Questions past the cap do not count against it: make the oldest admitted one 59m old.
-    await store.sqlite.call(lambda: store.sqlite.db.execute(
-        "UPDATE messages SET created_at = created_at - 3540 WHERE text = 'q0'"))
+    await store.engine.execute(
+        "UPDATE messages SET created_at = created_at - 3540 WHERE text = 'q0'")
     again = await store.record_question(ask("q5", "R5"), 5, rate=3)
     assert again is not None and 55 < again.wait_seconds <= 60
     # Another person, and the same person on another platform, have caps of their own.
@@ -160,12 +177,15 @@ async def test_the_hourly_cap_admits_rate_questions_and_says_when_the_next_is_du
     assert (await store.record_question(elsewhere, 5, rate=3)).wait_seconds == 0  # type: ignore[union-attr]
 
 
-async def test_the_hourly_cap_holds_when_questions_race(tmp_path: Path) -> None:
-    path = tmp_path / "race.db"
-    first, second = await Store.open(path), await Store.open(path)  # like two processes
+async def test_the_hourly_cap_holds_when_questions_race(db_target: str, tmp_path: Path) -> None:
+    first, second = await open_twice(db_target, tmp_path)
+    # One person asking in twenty channels at once: no conversation row to queue behind.
+    asked = [Incoming(ConversationKey(Platform.DISCORD, "G1", f"C{n}", f"T{n}"), "U1", "q",
+                      f"E{n}", Arrival.MENTION) for n in range(20)]
+    await asyncio.gather(*[s.get_value("warm") for s in (first, second) for _ in range(10)])
     results = await asyncio.gather(
-        *[s.record_question(ask("q", f"E{s is first}{i}"), 5, rate=4)
-          for s in (first, second) for i in range(10)]
+        *[(first if n % 2 else second).record_question(q, 5, rate=4)
+          for n, q in enumerate(asked)]
     )
     assert sum(1 for r in results if r is not None and r.wait_seconds == 0) == 4
     await first.close()

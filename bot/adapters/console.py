@@ -184,7 +184,7 @@ def _banner(ports: Ports, interactive: bool) -> None:
             file=sys.stderr,
         )
     else:
-        print(f"supportbot: chatting with {settings.model}; history in {settings.db_path}",
+        print(f"supportbot: chatting with {settings.model}; history in {settings.db_shown}",
               file=sys.stderr)
     if not settings.kb_sources:
         print("  SUPPORTBOT_KB is not set: answers use only the docs added with "

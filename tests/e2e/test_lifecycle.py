@@ -35,9 +35,10 @@ async def cli(tmp: Path, *args: str, **env: str) -> tuple[int, str, str]:
     return int(proc.returncode or 0), out.decode(), err.decode()
 
 
-async def two_people_asked(tmp: Path, slack: FakeSlack, anthropic: FakeAnthropic) -> None:
+async def two_people_asked(tmp: Path, slack: FakeSlack, anthropic: FakeAnthropic,
+                           **env: str) -> None:
     anthropic.script(Reply(text="Answer for Ada."), Reply(text="Answer for Bob."))
-    async with bot_for(tmp, slack, anthropic):
+    async with bot_for(tmp, slack, anthropic, **env):
         for user, question in (("UADA", "Ada asks about invoices"),
                                ("UBOB", "Bob asks about exports")):
             mention = ev.app_mention(f"<@{BOT}> {question}", user=user, channel="C1")
@@ -46,10 +47,11 @@ async def two_people_asked(tmp: Path, slack: FakeSlack, anthropic: FakeAnthropic
 
 
 async def test_export_writes_each_conversation_as_a_json_line(
-    tmp_path: Path, slack: FakeSlack, anthropic: FakeAnthropic
+    tmp_path: Path, slack: FakeSlack, anthropic: FakeAnthropic, db_target: str
 ) -> None:
-    await two_people_asked(tmp_path, slack, anthropic)
-    code, out, err = await cli(tmp_path, "export", "--since", "2020-01-01")
+    db = {"SUPPORTBOT_DB": db_target}  # run, then export, on each engine
+    await two_people_asked(tmp_path, slack, anthropic, **db)
+    code, out, err = await cli(tmp_path, "export", "--since", "2020-01-01", **db)
     assert code == 0, err
     records = [json.loads(line) for line in out.splitlines()]
     assert [r["messages"][0]["text"] for r in records] == [
@@ -58,32 +60,33 @@ async def test_export_writes_each_conversation_as_a_json_line(
     assert records[0]["messages"][1] == {
         "role": "assistant", "text": "Answer for Ada.", "at": records[0]["messages"][1]["at"],
         "outcome": "answered", "model": "claude-haiku-5-5"}
-    code, out, _ = await cli(tmp_path, "export", "--since", "1h", "-o", "out.jsonl")
+    code, out, _ = await cli(tmp_path, "export", "--since", "1h", "-o", "out.jsonl", **db)
     assert code == 0 and out == ""
     written = tmp_path / "out.jsonl"
     assert len(written.read_text().splitlines()) == 2
     assert stat.S_IMODE(written.stat().st_mode) == 0o600
-    code, _, err = await cli(tmp_path, "export", "-o", "out.jsonl")  # never overwritten
+    code, _, err = await cli(tmp_path, "export", "-o", "out.jsonl", **db)  # never overwritten
     assert code == 1 and "cannot write out.jsonl" in err
     code, _, err = await cli(tmp_path, "export", "--since", "last week")
     assert code == 2 and "--since" in err
 
 
 async def test_forget_deletes_one_persons_messages_and_reports_counts(
-    tmp_path: Path, slack: FakeSlack, anthropic: FakeAnthropic
+    tmp_path: Path, slack: FakeSlack, anthropic: FakeAnthropic, db_target: str
 ) -> None:
-    await two_people_asked(tmp_path, slack, anthropic)
-    code, out, err = await cli(tmp_path, "forget", "--user", "slack:UADA")
+    db = {"SUPPORTBOT_DB": db_target}  # run, forget, export and stats on each engine
+    await two_people_asked(tmp_path, slack, anthropic, **db)
+    code, out, err = await cli(tmp_path, "forget", "--user", "slack:UADA", **db)
     assert code == 0, err
     assert "1 messages from them" in out and "1 answers to them" in out
-    _, exported, _ = await cli(tmp_path, "export")
+    _, exported, _ = await cli(tmp_path, "export", **db)
     assert "Ada" not in exported and "Bob asks about exports" in exported
-    code, out, _ = await cli(tmp_path, "forget", "--user", "slack:UADA")  # nothing left
+    code, out, _ = await cli(tmp_path, "forget", "--user", "slack:UADA", **db)  # nothing left
     assert "0 messages from them" in out
-    code, _, err = await cli(tmp_path, "forget", "--user", "UADA")
+    code, _, err = await cli(tmp_path, "forget", "--user", "UADA", **db)
     assert code == 2 and "PLATFORM:ID" in err
     # Usage figures stay: stats still counts both replies.
-    _, stats, _ = await cli(tmp_path, "stats", "--json")
+    _, stats, _ = await cli(tmp_path, "stats", "--json", **db)
     assert json.loads(stats)["answered_by_model"] == 2
 
 

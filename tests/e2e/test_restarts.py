@@ -35,10 +35,10 @@ async def kill(bot: Bot) -> None:
 
 
 async def killed_mid_answer(
-    tmp: Path, slack: FakeSlack, anthropic: FakeAnthropic
+    tmp: Path, slack: FakeSlack, anthropic: FakeAnthropic, **env: str
 ) -> tuple[str, FakeMessage]:
     """A mention whose answer is streaming when the bot is killed: its ts and the stuck reply."""
-    bot = await start_slack_bot(tmp, slack, anthropic)
+    bot = await start_slack_bot(tmp, slack, anthropic, **env)
     mention = ev.app_mention(f"<@{BOT}> how do I rotate my key?", channel="C1")
     await slack.push_event(mention)
     await slack.wait_for(lambda: slack.count("chat.update") >= 1, 20)
@@ -63,13 +63,15 @@ async def finished_after_restart(
 
 
 async def test_slack_reply_killed_mid_stream_is_answered_again_in_the_same_message(
-    tmp_path: Path, anthropic: FakeAnthropic
+    tmp_path: Path, anthropic: FakeAnthropic, db_target: str
 ) -> None:
     anthropic.script(Reply(words=300, delta_interval=0.05),
                      Reply(text="Step 1: open **Settings**."))
-    async with FakeSlack() as slack:
-        thread, stuck = await killed_mid_answer(tmp_path, slack, anthropic)
-        reply = await finished_after_restart(tmp_path, slack, anthropic, thread)
+    async with FakeSlack() as slack:  # on each engine: the journal survives a kill -9
+        thread, stuck = await killed_mid_answer(tmp_path, slack, anthropic,
+                                                SUPPORTBOT_DB=db_target)
+        reply = await finished_after_restart(tmp_path, slack, anthropic, thread,
+                                             SUPPORTBOT_DB=db_target)
     assert reply.ts == stuck.ts  # the same message, never a second answer
     assert reply.text == "Step 1: open *Settings*."
     assert len(anthropic.requests) == 2
