@@ -21,7 +21,7 @@ lint: $(STAMP)
 	$(BIN)/mypy bot tests bench
 
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -rs
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.store_window

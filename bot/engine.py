@@ -91,10 +91,10 @@ class SQLiteEngine:
             tx = _SQLiteTx(self, run)
             try:
                 yield tx
-            except BaseException:
+                await asyncio.shield(run(self.sqlite.db.conn.execute, "COMMIT"))
+            except BaseException:  # the body failed, or the COMMIT did (a full disk)
                 await asyncio.shield(run(self._rollback))
                 raise
-            await asyncio.shield(run(self.sqlite.db.conn.execute, "COMMIT"))
 
     def _rollback(self) -> None:
         if self.sqlite.db.conn.in_transaction:
