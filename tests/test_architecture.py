@@ -25,15 +25,20 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports_of(path: Path) -> set[str]:
-    """Every bot module this file imports, at module level or inside functions."""
+def _all_imports(path: Path) -> set[str]:
+    """Every module this file imports, at module level or inside functions."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
-    return {name for name in found if name == "bot" or name.startswith("bot.")}
+    return found
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every bot module this file imports."""
+    return {name for name in _all_imports(path) if name == "bot" or name.startswith("bot.")}
 
 
 def graph() -> dict[str, set[str]]:
@@ -106,3 +111,24 @@ def test_the_checks_see_every_module() -> None:
     modules = set(graph())
     assert VALUES | POLICY | BEHIND_PORTS | {REGISTRY} <= modules
     assert {platform_of(m) for m in modules} >= {"slack", "discord", "console"}
+
+
+# The store's implementations: the seam and its engines, the rows behind the store, and the
+# knowledge base's own local index. SQL lives here and nowhere else.
+STORAGE = {"bot.engine", "bot.postgres", "bot.database", "bot.migrations", "bot.store",
+           "bot.journal_rows", "bot.handoff_rows", "bot.stats_rows", "bot.lifecycle",
+           "bot.suggest", "bot.kb_store", "bot.embedding", "bot.kb_eval"}
+_SQL = ("SELECT ", "INSERT INTO", "UPDATE ", "DELETE FROM", "CREATE TABLE")
+
+
+def test_no_sql_outside_the_store_implementations() -> None:
+    for path in PACKAGE.rglob("*.py"):
+        module = module_name(path)
+        if module in STORAGE:
+            continue
+        strings = [node.value for node in ast.walk(ast.parse(path.read_text(), str(path)))
+                   if isinstance(node, ast.Constant) and isinstance(node.value, str)]
+        sql = [text for text in strings if any(word in text for word in _SQL)]
+        drivers = {"sqlite3", "sqlite_utils", "asyncpg"} & {
+            name.split(".")[0] for name in _all_imports(path)}
+        assert not sql and not drivers, f"{module}: {sql[:1] or sorted(drivers)}"
