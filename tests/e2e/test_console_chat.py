@@ -8,12 +8,14 @@ from tests.e2e.processes import chat_once as ask_once
 from tests.fakes.anthropic import Fail, FakeAnthropic, Reply, message_text
 
 
-def env_for(fake: FakeAnthropic, workdir: Path) -> dict[str, str]:
-    return bot_env(workdir, ANTHROPIC_API_KEY="test-key", ANTHROPIC_BASE_URL=fake.base_url)
+def env_for(fake: FakeAnthropic, workdir: Path, **extra: str) -> dict[str, str]:
+    return bot_env(workdir, ANTHROPIC_API_KEY="test-key", ANTHROPIC_BASE_URL=fake.base_url,
+                   **extra)
 
 
-async def chat_once(fake: FakeAnthropic, workdir: Path, question: str) -> tuple[str, str]:
-    return await ask_once(workdir, env_for(fake, workdir), question)
+async def chat_once(fake: FakeAnthropic, workdir: Path, question: str,
+                    **extra: str) -> tuple[str, str]:
+    return await ask_once(workdir, env_for(fake, workdir, **extra), question)
 
 
 async def test_answer_streams_into_the_terminal(tmp_path: Path) -> None:
@@ -34,10 +36,13 @@ async def test_answer_streams_into_the_terminal(tmp_path: Path) -> None:
             await bot.stop()
 
 
-async def test_history_survives_a_restart(tmp_path: Path, anthropic: FakeAnthropic) -> None:
+async def test_history_survives_a_restart(
+    tmp_path: Path, anthropic: FakeAnthropic, db_target: str
+) -> None:
     anthropic.script(Reply(text="Your plan is Pro."), Reply(text="It renews monthly."))
-    await chat_once(anthropic, tmp_path, "What plan am I on?")
-    out, _ = await chat_once(anthropic, tmp_path, "When does it renew?")
+    await chat_once(anthropic, tmp_path, "What plan am I on?", SUPPORTBOT_DB=db_target)
+    out, _ = await chat_once(anthropic, tmp_path, "When does it renew?",
+                             SUPPORTBOT_DB=db_target)
     assert "It renews monthly." in out
     messages = anthropic.requests[-1].body["messages"]
     assert [message_text(m) for m in messages] == [
@@ -137,11 +142,11 @@ async def test_check_fails_clearly_on_a_wrong_key(tmp_path: Path) -> None:
             await bot.stop()
 
 
-async def test_kb_commands_index_and_search(tmp_path: Path) -> None:
+async def test_kb_commands_index_and_search(tmp_path: Path, db_target: str) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "sso.md").write_text("# Single sign-on\n\nSSO is configured under Admin > Security.")
-    env = bot_env(tmp_path)
+    env = bot_env(tmp_path, SUPPORTBOT_DB=db_target)
     for args, expected in (
         (("kb", "index", str(docs)), "1 new"),
         (("kb", "search", "configure SSO"), "Admin > Security"),
