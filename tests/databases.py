@@ -50,3 +50,20 @@ async def postgres_schema() -> AsyncIterator[str]:
     finally:
         await admin.execute(f"DROP SCHEMA {schema} CASCADE")  # type: ignore[attr-defined]
         await admin.close()  # type: ignore[attr-defined]
+
+
+async def sql_on(target: str, sql: str) -> list[tuple[object, ...]]:
+    """Run one statement on a test database from outside the bot (as an operator would), on
+    either engine; its rows."""
+    if "://" not in target:
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(target)) as conn, conn:
+            return [tuple(row) for row in conn.execute(sql).fetchall()]
+    import asyncpg
+
+    conn = await asyncpg.connect(target)
+    try:
+        return [tuple(row) for row in await conn.fetch(sql)]
+    finally:
+        await conn.close()

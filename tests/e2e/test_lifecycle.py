@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.databases import sql_on
 from tests.e2e.processes import bot_env
 from tests.e2e.test_slack import BOT, answered, bot_for
 from tests.fakes import slack_events as ev
@@ -91,26 +92,25 @@ async def test_forget_deletes_one_persons_messages_and_reports_counts(
 
 
 async def test_run_purges_messages_older_than_the_retention_and_keeps_the_figures(
-    tmp_path: Path, slack: FakeSlack, anthropic: FakeAnthropic
+    tmp_path: Path, slack: FakeSlack, anthropic: FakeAnthropic, db_target: str
 ) -> None:
-    await two_people_asked(tmp_path, slack, anthropic)
-    db = tmp_path / "bot.db"
-    with sqlite3.connect(db) as conn:  # Ada's exchange happened ten days ago
-        conn.execute("UPDATE messages SET created_at = created_at - 10 * 86400"
-                     " WHERE conversation_id IN (SELECT conversation_id FROM messages"
-                     " WHERE author_id = 'UADA')")
+    await two_people_asked(tmp_path, slack, anthropic, SUPPORTBOT_DB=db_target)
+    await sql_on(db_target,  # Ada's exchange happened ten days ago
+                 "UPDATE messages SET created_at = created_at - 10 * 86400"
+                 " WHERE conversation_id IN (SELECT conversation_id FROM messages"
+                 " WHERE author_id = 'UADA')")
     anthropic.script(Reply(text="Still here."))
-    async with bot_for(tmp_path, slack, anthropic, SUPPORTBOT_RETENTION_DAYS="7"):
+    async with bot_for(tmp_path, slack, anthropic, SUPPORTBOT_RETENTION_DAYS="7",
+                       SUPPORTBOT_DB=db_target):
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            with sqlite3.connect(db) as conn:
-                left = [r[0] for r in conn.execute("SELECT text FROM messages ORDER BY id")]
+            left = [r[0] for r in await sql_on(db_target,
+                                               "SELECT text FROM messages ORDER BY id")]
             if len(left) == 2:
                 break
             await asyncio.sleep(0.1)
         assert left == ["Bob asks about exports", "Answer for Bob."]
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT count(*) FROM replies").fetchone()[0] == 2
+    assert await sql_on(db_target, "SELECT count(*) FROM replies") == [(2,)]
 
 
 async def test_retention_keeps_the_text_of_a_thread_a_person_still_handles(
