@@ -8,13 +8,14 @@ import asyncio
 
 import pytest
 
-from bot.conversation import Arrival, Incoming, PageRef, Place
+from bot.conversation import Arrival, Incoming, PageRef
 from bot.journal import JournalingSurface
 from bot.notices import STORAGE_TROUBLE
 from bot.store import Store
 from bot.surface import Snapshot
 from tests.fakes.anthropic import FakeAnthropic, Reply
 from tests.surfaces import RecordingSurface
+from tests.test_journal import StallingSurface
 from tests.test_responder import KEY, answer, ask, responder, wait_until
 
 
@@ -81,35 +82,14 @@ async def test_a_disk_that_fills_during_a_reply_still_shows_the_whole_answer(
         await r.llm.aclose()  # type: ignore[union-attr]
 
 
-class ShowingSurface:
-    """One message that shows each write, journaled like a platform message."""
+class ShowingSurface(StallingSurface):
+    """One journaled message that shows each write (and never stalls)."""
 
     limit = 40_000
-
-    def __init__(self) -> None:
-        self.shown = ""
-
-    def interval(self) -> float:
-        return 0.0
-
-    def render(self, markdown: str) -> str:
-        return markdown
-
-    def size(self, text: str) -> int:
-        return len(text)
-
-    async def start(self) -> None:
-        self.shown = "…"
 
     async def update(self, snapshot: Snapshot) -> bool | None:
         self.shown = snapshot.pages[0]
         return True
-
-    async def finish(self, snapshot: Snapshot) -> None:
-        self.shown = snapshot.pages[0]
-
-    def where(self) -> Place:
-        return Place("test", (("channel", "C1"),))
 
     def pages(self) -> tuple[PageRef, ...]:
         return (PageRef("m1", self.shown),) if self.shown else ()
