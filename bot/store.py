@@ -34,7 +34,7 @@ from bot.postgres import PostgresEngine, is_postgres_url
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_BATCH = 64  # rows read per step when walking a thread back from its newest end
+_BATCH = 256  # rows read per step when walking a thread back from its newest end
 HOUR = 3600.0
 
 
