@@ -1,10 +1,12 @@
 """HTML docs pages to title, canonical URL, links and the main content as Markdown."""
 
+import base64
 from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.docs_parse import parse_document
 from bot.html_docs import MAX_NESTING, html_page
 
 DOCS = Path(__file__).parent / "data" / "site" / "docs"
@@ -128,3 +130,19 @@ def test_broken_html_survives() -> None:
 def test_any_text_parses(text: str) -> None:
     doc = html_page(text, BASE)
     assert isinstance(doc.markdown, str) and all(link.startswith("https://") for link in doc.links)
+
+
+def test_scripts_and_megabytes_of_inline_data_leave_only_the_text() -> None:
+    blob = base64.b64encode(b"\x89PNG" + bytes(600_000)).decode()  # 800 KB, four times over
+    page = (f"<html><head><title>Reset</title><script>steal('{'A' * 200_000}')</script>"
+            f"<style>.a{{background:url(data:image/png;base64,{blob})}}</style></head><body>"
+            "<main><h1>Reset your password</h1><p>Open Settings and press Reset.</p>"
+            f'<img src="data:image/png;base64,{blob}" alt="the button">'
+            f'<a href="data:text/html;base64,{blob}">download</a>'
+            f'<p style="background:url(data:image/png;base64,{blob})">Then check your email.</p>'
+            "</main></body></html>")
+    assert len(page) > 3_000_000
+    doc = parse_document("reset.html", page, "https://docs.example/reset")
+    text = " ".join(section.text for section in doc.sections)
+    assert "Open Settings and press Reset." in text and "Then check your email." in text
+    assert len(text) < 200 and "base64" not in text and "steal" not in text

@@ -164,3 +164,28 @@ async def test_discord_a_429_and_server_errors_on_edits_and_pages_still_end_in_t
     assert fake.rate_limited == 0  # the bot's own pacing was never refused
     log = (tmp_path / "bot.log").read_text()
     assert "Traceback" not in log
+
+
+async def test_slack_an_edit_refused_as_msg_too_long_is_posted_anew_and_ends_exact(
+    tmp_path: Path,
+) -> None:
+    # Slack measures what it takes differently than we do (entities, blocks): when it refuses
+    # an edit as too long, the answer continues in a new message rather than being lost.
+    model = FakeAnthropic(delta_interval=0.03)
+    model.script(Reply(text=LONG))
+    async with FakeSlack() as slack, model, bot_for(tmp_path, slack, model) as bot:
+        first = await slack_long_answer_showing(slack)
+        slack.fail_next("chat.update", "msg_too_long")
+        await slack.wait_for(lambda: finished_text(slack, first["ts"]) is not None, 30)
+        shown = finished_text(slack, first["ts"])
+    assert shown is not None and shown.split() == LONG.split()
+    assert slack.count("chat.update", error="msg_too_long") == 1
+    assert "Traceback" not in "".join(bot.log)
+
+
+def finished_text(slack: FakeSlack, thread: str) -> str | None:
+    """The bot's pages in the thread joined, once none shows the typing marker."""
+    pages = bot_posts(slack, "C1", thread)
+    if not pages or any(TYPING_MARKER in page.text for page in pages):
+        return None
+    return " ".join(page.text for page in pages)
