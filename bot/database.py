@@ -4,12 +4,11 @@ and migrated on one worker thread, so the event loop never blocks on disk."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import sqlite3
 import stat
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -68,7 +67,6 @@ class SQLiteThread:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="supportbot-db")
         self._db: Database | None = None
-        self._lock = asyncio.Lock()
 
     async def open(self) -> None:
         try:
@@ -101,18 +99,7 @@ class SQLiteThread:
         return self._db
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(*args)` on the database thread, between other callers' transactions."""
-        async with self._lock:
-            return await self._run(fn, *args)
-
-    @contextlib.asynccontextmanager
-    async def held(self) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
-        """The thread for one caller until the block ends (a transaction of several steps):
-        yields the function that runs a step on it."""
-        async with self._lock:
-            yield self._run
-
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` on the database thread (calls run one at a time, in order)."""
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, fn, *args)

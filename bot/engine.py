@@ -4,22 +4,26 @@
 Row code writes each statement once, in the dialect both engines accept: `?` placeholders,
 `ON CONFLICT … DO NOTHING / DO UPDATE`, `coalesce(sum(…), 0)`, `CASE WHEN` for conditional
 counts. The PostgreSQL engine numbers the placeholders (`$1`, `$2`, …) and asks for the new
-row's id with `RETURNING id` where SQLite reports `lastrowid`. Several statements that must
-land together run in `async with engine.transaction() as tx`.
+row's id with `RETURNING id` where SQLite reports `lastrowid`. Statements that must land
+together are a transaction body, `async def body(tx) -> T`, run by `await engine.run(body)`.
+
+A body awaits only its statements. On SQLite that lets the whole body run on the database
+thread in one step, between BEGIN and COMMIT (its awaits never suspend), so a transaction
+costs one trip to the thread, as a single statement does; on PostgreSQL the body runs on one
+pooled connection inside a server transaction.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from bot.database import SQLiteThread
 
 Row = tuple[Any, ...]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -55,14 +59,15 @@ class Engine(Protocol):
 
     async def insert(self, sql: str, params: Sequence[object] = ()) -> int: ...
 
-    def transaction(self) -> contextlib.AbstractAsyncContextManager[Tx]: ...
+    async def run(self, body: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run `body` as one transaction: all its statements land, or none does."""
+        ...
 
     async def close(self) -> None: ...
 
 
 class SQLiteEngine:
-    """The store's SQLite file, on its one database thread. A transaction holds the thread's
-    lock from BEGIN to COMMIT, so no other statement lands inside it."""
+    """The store's SQLite file, on its one database thread."""
 
     kind = "sqlite"
 
@@ -75,6 +80,9 @@ class SQLiteEngine:
     async def insert(self, sql: str, params: Sequence[object] = ()) -> int:
         return await self.sqlite.call(self._insert, sql, params)
 
+    async def run(self, body: Callable[[Tx], Awaitable[T]]) -> T:
+        return await self.sqlite.call(self._transaction, body)
+
     def _execute(self, sql: str, params: Sequence[object]) -> Result:
         # sqlite-utils commits a write made outside a transaction, as each call here expects.
         cursor = self.sqlite.db.execute(sql, list(params))
@@ -84,38 +92,47 @@ class SQLiteEngine:
     def _insert(self, sql: str, params: Sequence[object]) -> int:
         return int(self.sqlite.db.execute(sql, list(params)).lastrowid or 0)
 
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Tx]:
-        async with self.sqlite.held() as run:
-            await run(self.sqlite.db.conn.execute, "BEGIN IMMEDIATE")
-            tx = _SQLiteTx(self, run)
-            try:
-                yield tx
-                await asyncio.shield(run(self.sqlite.db.conn.execute, "COMMIT"))
-            except BaseException:  # the body failed, or the COMMIT did (a full disk)
-                await asyncio.shield(run(self._rollback))
-                raise
-
-    def _rollback(self) -> None:
-        if self.sqlite.db.conn.in_transaction:
-            self.sqlite.db.conn.execute("ROLLBACK")
+    def _transaction(self, body: Callable[[Tx], Awaitable[T]]) -> T:
+        """On the database thread: BEGIN, the whole body, COMMIT (ROLLBACK if anything,
+        the COMMIT included, fails)."""
+        conn = self.sqlite.db.conn
+        conn.execute("BEGIN IMMEDIATE")  # the write lock first: writers take turns
+        try:
+            result = _run_to_end(body(_SQLiteTx(self)))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return result
 
     async def close(self) -> None:
         await self.sqlite.close()
 
 
+def _run_to_end(work: Awaitable[T]) -> T:
+    """Run a coroutine whose awaits never suspend (a SQLite transaction body) to its end."""
+    if not isinstance(work, Coroutine):
+        raise TypeError("a transaction body must be an async function")
+    try:
+        work.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    work.close()
+    raise RuntimeError("a transaction body may await only its own statements")
+
+
 class _SQLiteTx:
-    def __init__(self, engine: SQLiteEngine, run: Any) -> None:
+    """Statements of a body running on the database thread: plain calls, nothing waits."""
+
+    def __init__(self, engine: SQLiteEngine) -> None:
         self._engine = engine
-        self._run = run
 
     async def execute(self, sql: str, params: Sequence[object] = ()) -> Result:
-        result: Result = await self._run(self._engine._execute, sql, params)
-        return result
+        return self._engine._execute(sql, params)
 
     async def insert(self, sql: str, params: Sequence[object] = ()) -> int:
-        new_id: int = await self._run(self._engine._insert, sql, params)
-        return new_id
+        return self._engine._insert(sql, params)
 
     async def lock(self, name: str) -> None:
         """Nothing to take: BEGIN IMMEDIATE holds the file's write lock for the whole

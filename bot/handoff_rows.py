@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 
 from bot.conversation import ConversationKey
-from bot.engine import Engine
+from bot.engine import Engine, Tx
 from bot.handoff import Handoff
 
 
@@ -25,7 +25,7 @@ class HandoffRows:
 
     async def start(self, key: ConversationKey, asker_id: str, reason: str) -> int | None:
         """Open a handover; None when one is already open (two clicks, a redelivery)."""
-        async with self.engine.transaction() as tx:
+        async def body(tx: Tx) -> int | None:
             await tx.lock(f"handoff:{key.id}")  # two instances, one click each: one opens
             open_already = (await tx.execute(
                 "SELECT 1 FROM handoffs WHERE conversation_id = ? AND state = 'open'", [key.id]
@@ -37,6 +37,8 @@ class HandoffRows:
                 " requested_at) VALUES (?, 'open', ?, ?, 0, '', ?)",
                 [key.id, asker_id, reason, time.time()],
             )
+
+        return await self.engine.run(body)
 
     async def posted(self, handoff_id: int, summary_place: str, link: str = "") -> None:
         await self.engine.execute(
@@ -104,7 +106,8 @@ class HandoffRows:
     async def vote(self, question_id: int, voter: str, vote: int) -> bool:
         """Record or change one person's vote on a reply; False for an unknown reply."""
         now = time.time()
-        async with self.engine.transaction() as tx:
+
+        async def body(tx: Tx) -> bool:
             reply = (await tx.execute("SELECT model, sources FROM replies WHERE question_id = ?"
                                       " ORDER BY id DESC LIMIT 1", [question_id])).first()
             if reply is None:  # a click before the reply's record is written (it fills in)
@@ -119,7 +122,9 @@ class HandoffRows:
                 " comment = CASE WHEN feedback.vote = excluded.vote THEN feedback.comment"
                 " ELSE '' END, updated_at = excluded.updated_at",
                 [question_id, voter, vote, reply[0] or "", reply[1] or "[]", now, now])
-        return True
+            return True
+
+        return await self.engine.run(body)
 
     async def comment(self, question_id: int, voter: str, text: str) -> None:
         await self.engine.execute(

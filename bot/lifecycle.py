@@ -70,7 +70,7 @@ class Lifecycle:
         return total
 
     async def _purge_batch(self, cutoff: float) -> int:
-        async with self.engine.transaction() as tx:
+        async def body(tx: Tx) -> int:
             # A thread a person still handles keeps its text: they are reading it.
             ids = [row[0] for row in (await tx.execute(
                 "SELECT id FROM messages WHERE created_at < ? AND conversation_id NOT IN"
@@ -95,7 +95,9 @@ class Lifecycle:
                 " substr(key, 22) IN (SELECT id FROM conversations WHERE updated_at < ?)",
             ):
                 counts.append(max((await tx.execute(sql, [cutoff])).rowcount, 0))
-        return sum(counts)
+            return sum(counts)
+
+        return await self.engine.run(body)
 
     async def export(self, since: float) -> list[dict[str, Any]]:
         """Conversations with a message since `since`, each with its messages, oldest first."""
@@ -128,7 +130,8 @@ class Lifecycle:
     async def forget(self, platform: Platform, person: str) -> Forgotten:
         """Delete one person's questions, the answers to them, and their docs-gap records."""
         theirs_like = f"{platform.value}:%"
-        async with self.engine.transaction() as tx:
+
+        async def body(tx: Tx) -> Forgotten:
             theirs = (await tx.execute(
                 "SELECT id, conversation_id, position, text FROM messages"
                 " WHERE author_id = ? AND role IN ('user', 'agent') AND conversation_id LIKE ?",
@@ -168,9 +171,13 @@ class Lifecycle:
                     " AND author_id = ''", [conversation, text],
                 )).rowcount
                 await tx.execute("DELETE FROM messages WHERE id = ?", [message_id])
+            return Forgotten(len(theirs), answers, gaps, votes, handovers, drafts)
+
+        gone = await self.engine.run(body)
         log.info("forgot a person: %d messages, %d answers, %d gaps, %d votes, %d handovers, "
-                 "%d drafts", len(theirs), answers, gaps, votes, handovers, drafts)
-        return Forgotten(len(theirs), answers, gaps, votes, handovers, drafts)
+                 "%d drafts", gone.questions, gone.answers, gone.docs_gaps, gone.votes,
+                 gone.handovers, gone.drafts)
+        return gone
 
 
 async def _delete_drafts(tx: Tx, person: str, conversations: str) -> int:

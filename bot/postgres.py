@@ -7,14 +7,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from bot.config import POSTGRES_SCHEMES, without_password
 from bot.database import StorageUnavailable, StoreError
 from bot.engine import Result, Tx, numbered, rowcount
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 STATEMENT_TIMEOUT = 10.0  # seconds, as SQLite's busy timeout: then the asker is told
 MIGRATION_LOCK = 0x5B0_7D8  # pg_advisory_lock key: one instance migrates at a time
@@ -204,11 +205,10 @@ class PostgresEngine:
             async with self._pool.acquire() as conn:
                 return await _insert(conn, sql, params)
 
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Tx]:
+    async def run(self, body: Callable[[Tx], Awaitable[T]]) -> T:
         with self._told():
             async with self._pool.acquire() as conn, conn.transaction():
-                yield _PostgresTx(conn)
+                return await body(_PostgresTx(conn))
 
     async def close(self) -> None:
         await self._pool.close()

@@ -103,7 +103,7 @@ class Store:
         """
         now, key = time.time(), incoming.key
         event_key = f"{key.platform.value}:{incoming.event_id}"
-        async with self.engine.transaction() as tx:
+        async def body(tx: Tx) -> RecordedQuestion | None:
             # The unique key decides, not a read-then-write: two deliveries can race here.
             taken = await tx.execute(
                 "INSERT INTO events (key, conversation_id, created_at) VALUES (?, ?, ?)"
@@ -123,8 +123,10 @@ class Store:
                              [message_id, event_key])
             if place is not None:
                 await self.journal.insert(tx, message_id, incoming, place, now)
-        return RecordedQuestion(message_id=message_id, position=position, wait_seconds=wait,
-                                ready_at=round(now + wait) if wait else 0.0)
+            return RecordedQuestion(message_id=message_id, position=position,
+                                    wait_seconds=wait, ready_at=round(now + wait) if wait else 0.0)
+
+        return await self.engine.run(body)
 
     async def history(
         self, key: ConversationKey, upto: RecordedQuestion, budget: int
@@ -202,7 +204,7 @@ class Store:
         """
         now = time.time()
         sources = json.dumps([list(source) for source in answer.sources])
-        async with self.engine.transaction() as tx:
+        async def body(tx: Tx) -> None:
             if answer.outcome != "interrupted":
                 await self.journal.delete(tx, question.message_id)
             answer_id = 0
@@ -241,6 +243,8 @@ class Store:
             # Votes cast while this was being written learn what they were about.
             await tx.execute("UPDATE feedback SET model = ?, sources = ? WHERE question_id = ?"
                              " AND model = ''", [answer.model, sources, question.message_id])
+
+        await self.engine.run(body)
 
     async def event_seen(self, platform: Platform, event_id: str) -> bool:
         """True when this event was taken in before (a quick look before slow preparation)."""

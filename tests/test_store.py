@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.conversation import Answer, Arrival, ConversationKey, Incoming, Platform, Usage
+from bot.engine import Tx
 from bot.store import Store
 
 KEY = ConversationKey(Platform.DISCORD, "G1", "C1", "T1")
@@ -190,3 +191,34 @@ async def test_the_hourly_cap_holds_when_questions_race(db_target: str, tmp_path
     assert sum(1 for r in results if r is not None and r.wait_seconds == 0) == 4
     await first.close()
     await second.close()
+
+
+async def test_a_transaction_lands_whole_or_not_at_all(store: Store) -> None:
+    async def half(tx: Tx) -> None:
+        await tx.execute("INSERT INTO kv (key, value) VALUES ('first', '1')")
+        raise ValueError("the second step failed")
+
+    with pytest.raises(ValueError):
+        await store.engine.run(half)
+    assert await store.get_value("first") is None
+
+    async def whole(tx: Tx) -> int:
+        await tx.execute("INSERT INTO kv (key, value) VALUES ('first', '1')")
+        return (await tx.execute("UPDATE kv SET value = '2' WHERE key = 'first'")).rowcount
+
+    assert await store.engine.run(whole) == 1 and await store.get_value("first") == "2"
+
+
+async def test_a_sqlite_transaction_body_may_await_only_its_statements(tmp_path: Path) -> None:
+    # The whole body runs on the database thread in one step: anything that would suspend
+    # it there is refused, and nothing of it is written.
+    store = await Store.open(tmp_path / "one-step.db")
+
+    async def sleepy(tx: Tx) -> None:
+        await tx.execute("INSERT INTO kv (key, value) VALUES ('k', 'v')")
+        await asyncio.sleep(0)  # a suspension, however short
+
+    with pytest.raises(RuntimeError, match="only its own statements"):
+        await store.engine.run(sleepy)
+    assert await store.get_value("k") is None
+    await store.close()
