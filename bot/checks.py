@@ -77,7 +77,7 @@ async def _check_store(settings: Settings) -> bool:
         print(f"database: {settings.db_path} (SQLite, opened and migrated)")
     else:
         print(f"database: {settings.db_shown} (PostgreSQL, reached and migrated); "
-              f"docs index: {settings.db_path}")
+              f"docs index: {settings.db_path.resolve()} (SUPPORTBOT_KB_INDEX)")
     return True
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlparse, urlsplit, urlunsplit
+from urllib.parse import unquote, urlparse, urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 
@@ -146,7 +146,10 @@ class Settings:
         )
         keys = self.provider.aws_keys
         extra = (self.provider.bedrock_api_key, *(keys[1:] if keys else ()))
-        return [s.value for s in (*values, *extra) if s.value]
+        found = [s.value for s in (*values, *extra) if s.value]
+        if self.db_url is not None:  # the database password, wherever the URL puts it
+            found += [p for p in url_passwords(self.db_url.value) if p]
+        return found
 
 
 class _Reader:
@@ -518,32 +521,53 @@ def _kb_refresh(r: _Reader) -> float:
 
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+_ANY_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_QUERY_PASSWORD = re.compile(r"(?i)(^|&)(password)=([^&]*)")
+
+
+def is_postgres_url(text: str) -> bool:
+    return text.lower().startswith(POSTGRES_SCHEMES)
+
+
+def url_passwords(url: str) -> list[str]:
+    """The passwords a database URL carries (in its user part, or as `password=`)."""
+    parts = urlsplit(url)
+    found = [parts.password or ""]
+    found += [m.group(3) for m in _QUERY_PASSWORD.finditer(parts.query)]
+    return [unquote(p) for p in found if p] + [p for p in found if p]
 
 
 def without_password(url: str) -> str:
-    """A database URL fit for a log line or an error message: its password is ***."""
+    """A database URL fit for a log line or an error message: its password, in the user part
+    or as a `password=` parameter, is ***."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{netloc}"))
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rsplit('@', 1)[1]}"
+    query = _QUERY_PASSWORD.sub(r"\1\2=***", parts.query)
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _db_value(r: _Reader) -> str:
+    """SUPPORTBOT_DB as given; a URL of another kind is refused without being echoed (it may
+    hold a password)."""
+    text = r.raw("SUPPORTBOT_DB")
+    if _ANY_URL.match(text) and not is_postgres_url(text):
+        scheme = text.split("://", 1)[0]
+        hint = " (SQLAlchemy's form: write postgresql:// instead)" if "+" in scheme else ""
+        raise ConfigError(f"SUPPORTBOT_DB is a {scheme}:// URL{hint}; give a SQLite file path "
+                          "or a postgresql://USER:PASSWORD@HOST:5432/DATABASE URL")
+    return text
 
 
 def _db_url(r: _Reader) -> Secret | None:
-    text = r.raw("SUPPORTBOT_DB")
-    if not text.startswith(POSTGRES_SCHEMES):
-        return None
-    try:
-        urlsplit(text).port  # noqa: B018 - raises on a port that is not a number
-    except ValueError:
-        raise ConfigError("SUPPORTBOT_DB is not a valid PostgreSQL URL; write it as "
-                          "postgresql://USER:PASSWORD@HOST:5432/DATABASE") from None
-    return Secret(text)
+    text = _db_value(r)
+    return Secret(text) if is_postgres_url(text) else None
 
 
 def _db_path(r: _Reader) -> Path:
-    name, text = "SUPPORTBOT_DB", r.raw("SUPPORTBOT_DB") or "supportbot.db"
-    if text.startswith(POSTGRES_SCHEMES):
+    name, text = "SUPPORTBOT_DB", _db_value(r) or "supportbot.db"
+    if is_postgres_url(text):
         # The store is on the server; each instance indexes the docs into a file of its own.
         name, text = "SUPPORTBOT_KB_INDEX", r.raw("SUPPORTBOT_KB_INDEX") or "supportbot-kb.db"
     path = Path(text).expanduser()

@@ -8,12 +8,18 @@ import logging
 import os
 import sqlite3
 import stat
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlite_utils import Database
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
 
 from bot.migrations import migrations
 
@@ -25,7 +31,8 @@ _SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 class StoreError(Exception):
-    """The database cannot be opened or used; the message names SUPPORTBOT_DB and the cause."""
+    """The database cannot be opened or used; the message names the variable (SUPPORTBOT_DB,
+    or SUPPORTBOT_KB_INDEX for the docs index beside PostgreSQL) and the cause."""
 
 
 class StorageUnavailable(StoreError):
@@ -38,8 +45,9 @@ _OUTSIDE = {5: "the database is locked by another process", 6: "a table is locke
             8: "the database is read-only", 10: "a disk I/O error", 13: "the disk is full"}
 
 
-def owner_only(path: Path) -> None:
-    """Create the database file readable by its owner only, and tighten an existing one.
+def owner_only(path: Path, setting: str = "SUPPORTBOT_DB") -> int:
+    """Create the database file readable by its owner only, and tighten an existing one; an
+    open descriptor of it (for `opening_lock`), which the caller closes.
 
     SQLite creates the -wal and -shm files with the database file's mode, so they follow.
     """
@@ -47,9 +55,8 @@ def owner_only(path: Path) -> None:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, OWNER_ONLY)
     except OSError as error:
         raise StoreError(
-            f"SUPPORTBOT_DB={path}: cannot open the database file ({error.strerror})"
+            f"{setting}={path}: cannot open the database file ({error.strerror})"
         ) from None
-    os.close(fd)
     for file in [path, *(path.with_name(path.name + suffix) for suffix in _SIDE_FILES)]:
         try:
             mode = stat.S_IMODE(file.stat().st_mode)
@@ -58,13 +65,37 @@ def owner_only(path: Path) -> None:
         if mode & 0o077:
             file.chmod(OWNER_ONLY)
             log.warning("made %s readable by its owner only (it was %o)", file, mode)
+    return fd
+
+
+OPEN_WAIT = 30.0  # seconds another process may take to open and migrate the same file
+
+
+def opening_lock(fd: int, setting: str, path: Path) -> None:
+    """Take turns with other processes opening the same file (switching to WAL and migrating
+    are not safe to do twice at once). flock is apart from the byte-range locks SQLite uses,
+    so it never gets in SQLite's way; it goes with the descriptor when that is closed."""
+    if fcntl is None:  # not on this platform: processes started together may collide
+        return
+    deadline = time.monotonic() + OPEN_WAIT
+    for _ in range(int(OPEN_WAIT / 0.05) + 1):  # bounded: the deadline ends it first
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    raise StoreError(f"{setting}={path}: another process has been opening this file for over "
+                     f"{OPEN_WAIT:g} s")
 
 
 class SQLiteThread:
     """One SQLite connection owned by one worker thread; `call` runs a function on it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, setting: str = "SUPPORTBOT_DB") -> None:
         self.path = path
+        self.setting = setting  # the variable that names the file, for messages
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="supportbot-db")
         self._db: Database | None = None
 
@@ -75,21 +106,25 @@ class SQLiteThread:
             self._executor.shutdown(wait=False)
             if isinstance(error, StoreError):
                 raise
-            raise StoreError(f"SUPPORTBOT_DB={self.path}: cannot use the database ({error})"
+            raise StoreError(f"{self.setting}={self.path}: cannot use the database ({error})"
                              ) from None
 
     def _open(self) -> None:
-        owner_only(self.path)
-        conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=10)
+        fd = owner_only(self.path, self.setting)
         try:
-            db = Database(conn)
-            db.enable_wal()
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            migrations.apply(db)
-        except BaseException:
-            conn.close()
-            raise
+            opening_lock(fd, self.setting, self.path)
+            conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=10)
+            try:
+                db = Database(conn)
+                db.enable_wal()
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA foreign_keys=ON")
+                migrations.apply(db)
+            except BaseException:
+                conn.close()
+                raise
+        finally:
+            os.close(fd)  # and with it the opening lock
         self._db = db
 
     @property
@@ -107,7 +142,7 @@ class SQLiteThread:
             why = _OUTSIDE.get(getattr(error, "sqlite_errorcode", 0) & 0xFF)
             if why is None:
                 raise
-            raise StorageUnavailable(f"SUPPORTBOT_DB={self.path}: {why}") from error
+            raise StorageUnavailable(f"{self.setting}={self.path}: {why}") from error
 
     async def close(self) -> None:
         if self._db is not None:

@@ -108,6 +108,9 @@ class HandoffRows:
         now = time.time()
 
         async def body(tx: Tx) -> bool:
+            # Taken in turn with record_answer: a vote cast while the answer is being stored
+            # reads it once stored, or is there for that write to fill in.
+            await tx.lock(f"reply:{question_id}")
             reply = (await tx.execute("SELECT model, sources FROM replies WHERE question_id = ?"
                                       " ORDER BY id DESC LIMIT 1", [question_id])).first()
             if reply is None:  # a click before the reply's record is written (it fills in)

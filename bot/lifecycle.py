@@ -148,6 +148,7 @@ class Lifecycle:
                 "DELETE FROM handoffs WHERE asker_id = ? AND conversation_id LIKE ?",
                 [person, theirs_like])).rowcount
             drafts = await _delete_drafts(tx, person, theirs_like)
+            draft_files.extend(drafts)
             # Thread context read where they wrote (it quotes them).
             await tx.execute(
                 "DELETE FROM kv WHERE key LIKE 'slack:thread-context:%' AND substr(key, 22) IN"
@@ -171,28 +172,29 @@ class Lifecycle:
                     " AND author_id = ''", [conversation, text],
                 )).rowcount
                 await tx.execute("DELETE FROM messages WHERE id = ?", [message_id])
-            return Forgotten(len(theirs), answers, gaps, votes, handovers, drafts)
+            return Forgotten(len(theirs), answers, gaps, votes, handovers, len(drafts))
 
+        draft_files: list[str] = []
         gone = await self.engine.run(body)
+        for path in draft_files:  # only once their records are gone for good
+            with contextlib.suppress(FileNotFoundError):
+                Path(path).unlink()
         log.info("forgot a person: %d messages, %d answers, %d gaps, %d votes, %d handovers, "
                  "%d drafts", gone.questions, gone.answers, gone.docs_gaps, gone.votes,
                  gone.handovers, gone.drafts)
         return gone
 
 
-async def _delete_drafts(tx: Tx, person: str, conversations: str) -> int:
-    """Delete the `kb suggest` drafts that hold one person's words (asked by them, or
-    answered by them for the team): their files too, where still in place."""
+async def _delete_drafts(tx: Tx, person: str, conversations: str) -> list[str]:
+    """Delete the records of the `kb suggest` drafts that hold one person's words (asked by
+    them, or answered by them for the team); their files' paths, to remove once this lands."""
     where = ("conversation_id LIKE ? AND (asker_id = ? OR conversation_id IN (SELECT"
              " conversation_id FROM messages WHERE author_id = ?))")
     params = [conversations, person, person]
     paths = [str(row[0]) for row in (await tx.execute(
         "SELECT path FROM kb_drafts WHERE " + where, params)).rows]
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            Path(path).unlink()
     await tx.execute("DELETE FROM kb_drafts WHERE " + where, params)
-    return len(paths)
+    return paths
 
 
 def jsonl(records: list[dict[str, Any]]) -> str:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from bot.config import POSTGRES_SCHEMES, without_password
+from bot.config import without_password
 from bot.database import StorageUnavailable, StoreError
 from bot.engine import Result, Tx, numbered, rowcount
 
@@ -19,6 +19,7 @@ T = TypeVar("T")
 
 STATEMENT_TIMEOUT = 10.0  # seconds, as SQLite's busy timeout: then the asker is told
 MIGRATION_LOCK = 0x5B0_7D8  # pg_advisory_lock key: one instance migrates at a time
+MIGRATION_WAIT = 600.0  # seconds a migration (and waiting for another instance's) may take
 
 # The same names as the SQLite migrations (bot/migrations.py) where the tables are the same;
 # the knowledge base is not here: each instance indexes its sources into a local file.
@@ -95,16 +96,13 @@ MIGRATIONS: list[tuple[str, str]] = [
 ]
 
 
-def is_postgres_url(value: str) -> bool:
-    return value.startswith(POSTGRES_SCHEMES)
-
-
 def _import_driver() -> Any:
     try:
         import asyncpg
     except ImportError:
-        raise StoreError("SUPPORTBOT_DB is a PostgreSQL URL, but the driver is not installed: "
-                         "pip install 'supportbot[postgres]'") from None
+        raise StoreError("SUPPORTBOT_DB is a PostgreSQL URL, but its driver is not installed: "
+                         "install supportbot with the postgres extra (in a checkout: "
+                         ".venv/bin/pip install -e '.[postgres]')") from None
     return asyncpg
 
 
@@ -112,20 +110,56 @@ def _outside(error: BaseException) -> str | None:
     """Why a statement failed when the cause is the server or the network, not the bot."""
     asyncpg = _import_driver()
     exc = asyncpg.exceptions
-    if isinstance(error, (OSError, exc.PostgresConnectionError, exc.ConnectionDoesNotExistError,
-                          exc.InterfaceError)):
-        return "the connection to the server was lost"
-    if isinstance(error, (TimeoutError, exc.QueryCanceledError,
-                          exc.LockNotAvailableError)):
+    # TimeoutError first: it is an OSError too.
+    if isinstance(error, (TimeoutError, exc.QueryCanceledError, exc.LockNotAvailableError)):
         return f"a statement waited over {STATEMENT_TIMEOUT:g} s (the server is busy or locked)"
+    # ConnectionError, not any OSError: a file the body could not remove is not the server.
+    if isinstance(error, (ConnectionError, exc.PostgresConnectionError,
+                          exc.ConnectionDoesNotExistError, exc.InterfaceError)):
+        return "the connection to the server was lost"
+    if isinstance(error, (exc.DeadlockDetectedError, exc.SerializationError)):
+        return "a write collided with another instance's (it was rolled back)"
     if isinstance(error, exc.DiskFullError):
         return "the server's disk is full"
     if isinstance(error, (exc.InsufficientResourcesError, exc.TooManyConnectionsError,
-                          exc.CannotConnectNowError, exc.AdminShutdownError)):
+                          exc.CannotConnectNowError, exc.AdminShutdownError,
+                          exc.CrashShutdownError)):
         return f"the server cannot take work now ({error.__class__.__name__})"
     if isinstance(error, exc.ReadOnlySQLTransactionError):
         return "the database is read-only (a standby?)"
     return None
+
+
+def _why_not_open(error: BaseException) -> str | None:
+    """What to fix when the database cannot be opened and migrated; None for a bug."""
+    exc = _import_driver().exceptions
+    if isinstance(error, (TimeoutError, OSError)):
+        return f"cannot reach the server ({error})"
+    if isinstance(error, exc.InvalidPasswordError):
+        return "the server refused the user name or password"
+    if isinstance(error, exc.InvalidAuthorizationSpecificationError):
+        return f"the server refused the user ({error})"
+    if isinstance(error, exc.InvalidCatalogNameError):
+        return f"{error}; create it first (createdb)"
+    if isinstance(error, exc.InvalidSchemaNameError):
+        return f"{error}: the schema named in search_path does not exist; create it first"
+    if isinstance(error, exc.InsufficientPrivilegeError):
+        return (f"{error}: the user may not create the bot's tables; grant it CREATE on the "
+                "schema, or start the bot once as the schema's owner")
+    if isinstance(error, exc.ReadOnlySQLTransactionError):
+        return ("the database is read-only and the bot's tables are not all there; start "
+                "the bot once against the primary")
+    if isinstance(error, (exc.PostgresError, exc.InterfaceError, ValueError)):
+        return f"cannot use the database ({error})"
+    return None
+
+
+async def _pending(conn: Any) -> list[tuple[str, str]]:
+    """The migrations this database has not had yet, in order."""
+    done: set[str] = set()
+    if await conn.fetchval("SELECT to_regclass('_migrations') IS NOT NULL"):
+        done = {row[0] for row in await conn.fetch("SELECT name FROM _migrations")}
+    return [(name, ddl) for name, ddl in MIGRATIONS if name not in done]
 
 
 class PostgresEngine:
@@ -139,41 +173,41 @@ class PostgresEngine:
 
     @classmethod
     async def open(cls, url: str, pool_size: int = 10) -> PostgresEngine:
+        """Reach the server, then bring the schema up to date (the first use does both)."""
         asyncpg = _import_driver()
-        where = f"SUPPORTBOT_DB={without_password(url)}"
+        pool = None
         try:
+            # No connections held while idle (none to keep alive when the server is away).
             pool = await asyncpg.create_pool(
-                url, min_size=1, max_size=max(2, pool_size), command_timeout=STATEMENT_TIMEOUT,
-                timeout=STATEMENT_TIMEOUT)
-        except (TimeoutError, OSError) as error:
-            raise StoreError(f"{where}: cannot reach the server ({error})") from None
-        except asyncpg.exceptions.InvalidPasswordError:
-            raise StoreError(f"{where}: the server refused the user name or password") from None
-        except asyncpg.exceptions.InvalidCatalogNameError as error:
-            raise StoreError(f"{where}: {error}; create it first (createdb)") from None
-        except (asyncpg.exceptions.PostgresError, asyncpg.exceptions.InterfaceError,
-                ValueError) as error:
-            raise StoreError(f"{where}: cannot use the database ({error})") from None
-        engine = cls(url, pool)
-        try:
+                url, min_size=0, max_size=max(2, pool_size), command_timeout=STATEMENT_TIMEOUT,
+                timeout=STATEMENT_TIMEOUT, server_settings={"application_name": "supportbot"})
+            engine = cls(url, pool)
             await engine._migrate()
-        except BaseException:
-            await pool.close()
-            raise
-        return engine
+            return engine
+        except BaseException as error:
+            if pool is not None:
+                await pool.close()
+            why = _why_not_open(error)
+            if why is None:
+                raise
+            raise StoreError(f"SUPPORTBOT_DB={without_password(url)}: {why}") from None
 
     async def _migrate(self) -> None:
+        """Apply the migrations not yet applied, under an advisory lock: instances starting
+        together queue there, and each applies only what the one before it left."""
         async with self._pool.acquire() as conn:
-            await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+            if not await _pending(conn):
+                return  # nothing to do: no lock, no DDL (a read-only role gets this far)
+            # Longer than a statement's timeout: another instance may be migrating, and an
+            # index on a large table takes its time.
+            wait = MIGRATION_WAIT
+            await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK, timeout=wait)
             try:
                 await conn.execute("CREATE TABLE IF NOT EXISTS _migrations ("
                                    "name text PRIMARY KEY, applied_at double precision)")
-                done = {row[0] for row in await conn.fetch("SELECT name FROM _migrations")}
-                for name, ddl in MIGRATIONS:
-                    if name in done:
-                        continue
+                for name, ddl in await _pending(conn):
                     async with conn.transaction():
-                        await conn.execute(ddl)
+                        await conn.execute(ddl, timeout=wait)
                         await conn.execute("INSERT INTO _migrations VALUES ($1, $2)",
                                            name, time.time())
                     log.info("database migrated: %s", name)
@@ -197,17 +231,17 @@ class PostgresEngine:
 
     async def execute(self, sql: str, params: Sequence[object] = ()) -> Result:
         with self._told():
-            async with self._pool.acquire() as conn:
+            async with self._pool.acquire(timeout=STATEMENT_TIMEOUT) as conn:
                 return await _execute(conn, sql, params)
 
     async def insert(self, sql: str, params: Sequence[object] = ()) -> int:
         with self._told():
-            async with self._pool.acquire() as conn:
+            async with self._pool.acquire(timeout=STATEMENT_TIMEOUT) as conn:
                 return await _insert(conn, sql, params)
 
     async def run(self, body: Callable[[Tx], Awaitable[T]]) -> T:
         with self._told():
-            async with self._pool.acquire() as conn, conn.transaction():
+            async with self._pool.acquire(timeout=STATEMENT_TIMEOUT) as conn, conn.transaction():
                 return await body(_PostgresTx(conn))
 
     async def close(self) -> None:

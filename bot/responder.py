@@ -174,11 +174,17 @@ class Responder:
         A question younger than resume_minutes is answered again into the same messages;
         an older one gets an honest note in place of its typing marker.
         """
-        tasks = []
-        for entry in await self.store.journal.unfinished(platform):
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            unfinished = await self.store.journal.unfinished(platform)
+        except StorageUnavailable as error:  # they stay in the journal for the next start
+            log.error("could not read the replies a stop left unfinished: %s", error)
+            return tasks
+        for entry in unfinished:
             age = time.time() - entry.asked_at
             if age > ABANDON_AFTER:  # unreachable for a day: nobody is waiting any more
-                await self.store.journal.close(entry.question)
+                with contextlib.suppress(StorageUnavailable):  # closed at a later start
+                    await self.store.journal.close(entry.question)
                 continue
             try:
                 surface = await restore(entry.place, entry.pages)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from bot.config import is_postgres_url
 from bot.conversation import (
     Answer,
     ConversationKey,
@@ -29,7 +30,7 @@ from bot.engine import Engine, SQLiteEngine, Tx
 from bot.handoff import AGENT_LABEL
 from bot.handoff_rows import HandoffRows
 from bot.journal_rows import JournalRows
-from bot.postgres import PostgresEngine, is_postgres_url
+from bot.postgres import PostgresEngine
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class Store:
         is indexed into the file `kb_index`)."""
         if isinstance(db, str) and is_postgres_url(db):
             engine = await PostgresEngine.open(db, pool_size)
-            sqlite = SQLiteThread(kb_index or Path("supportbot-kb.db"))
+            sqlite = SQLiteThread(kb_index or Path("supportbot-kb.db"), "SUPPORTBOT_KB_INDEX")
             try:
                 await sqlite.open()
             except BaseException:
@@ -84,9 +85,11 @@ class Store:
         return cls(SQLiteEngine(sqlite), sqlite)
 
     async def close(self) -> None:
-        if self.engine.kind != "sqlite":
-            await self.sqlite.close()
-        await self.engine.close()
+        try:
+            if self.engine.kind != "sqlite":
+                await self.sqlite.close()
+        finally:
+            await self.engine.close()
 
     async def record_question(
         self, incoming: Incoming, tokens: int, place: Place | None = None, rate: int = 0,
@@ -205,6 +208,7 @@ class Store:
         now = time.time()
         sources = json.dumps([list(source) for source in answer.sources])
         async def body(tx: Tx) -> None:
+            await tx.lock(f"reply:{question.message_id}")  # a vote on it waits (HandoffRows)
             if answer.outcome != "interrupted":
                 await self.journal.delete(tx, question.message_id)
             answer_id = 0

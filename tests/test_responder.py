@@ -4,6 +4,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pytest
+
 from bot.conversation import Arrival, ConversationKey, Incoming, Platform
 from bot.knowledge import Knowledge, Search
 from bot.llm import AnthropicClient, ModelOptions
@@ -447,3 +449,17 @@ async def test_a_follow_up_hands_the_thread_s_earlier_questions_to_search(
         await answer(r, ask("and what about the other format?", "E2"), RecordingSurface())
         assert "Press Export and pick CSV or PDF." in fake.requests[-1].documentation()
         await r.llm.aclose()  # type: ignore[union-attr]
+
+
+async def test_unfinished_replies_that_cannot_be_read_wait_for_the_next_start(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bot.database import StorageUnavailable
+
+    async def unreadable(platform: Platform) -> list[object]:
+        raise StorageUnavailable("SUPPORTBOT_DB=x: a statement waited over 10 s")
+
+    r = responder(store, None)
+    store.journal.unfinished = unreadable  # type: ignore[assignment, method-assign]
+    assert await r.resume(Platform.SLACK, lambda place, pages: None) == []  # type: ignore[arg-type, return-value]
+    assert "could not read the replies a stop left unfinished" in caplog.text

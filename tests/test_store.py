@@ -222,3 +222,23 @@ async def test_a_sqlite_transaction_body_may_await_only_its_statements(tmp_path:
         await store.engine.run(sleepy)
     assert await store.get_value("k") is None
     await store.close()
+
+
+def test_postgres_failures_are_named_for_what_they_are() -> None:
+    import asyncpg
+
+    from bot.postgres import _outside
+
+    assert "waited over" in str(_outside(TimeoutError()))  # an OSError, yet not a lost link
+    assert "lost" in str(_outside(ConnectionResetError()))
+    assert _outside(PermissionError("a draft file")) is None  # the bot's own problem
+    assert "collided" in str(_outside(asyncpg.exceptions.DeadlockDetectedError("")))
+
+
+def test_a_database_password_is_hidden_wherever_the_url_puts_it() -> None:
+    from bot.config import load_settings
+
+    url = "postgresql://bot:s3cret%40one@db:5432/support?sslmode=require&password=s3cret-two"
+    settings = load_settings({"SUPPORTBOT_DB": url}, dotenv_path=None)
+    assert "s3cret" not in settings.db_shown and settings.db_shown.startswith("postgresql://")
+    assert {"s3cret@one", "s3cret-two"} <= set(settings.secrets())  # for the log redactor

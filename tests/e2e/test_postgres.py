@@ -20,23 +20,25 @@ async def supportbot(tmp: Path, *args: str, **env: str) -> tuple[int, str]:
     return int(proc.returncode or 0), out.decode()
 
 
-async def test_four_instances_starting_at_once_migrate_one_database_once(tmp_path: Path) -> None:
+async def test_four_processes_starting_at_once_on_a_new_database_all_start(
+    tmp_path: Path, db_target: str
+) -> None:
+    # One machine, one folder, nothing created yet: the database (or PostgreSQL schema) and,
+    # beside PostgreSQL, the local docs index are opened and migrated by four at once.
+    results = await asyncio.gather(*[
+        supportbot(tmp_path, "stats", "--json", SUPPORTBOT_DB=db_target) for _ in range(4)])
+    assert [code for code, _ in results] == [0] * 4, results
+    if "://" not in db_target:
+        return
     import asyncpg
 
-    async with postgres_schema() as url:
-        folders = [tmp_path / f"instance{n}" for n in range(4)]
-        for folder in folders:
-            folder.mkdir()
-        results = await asyncio.gather(*[
-            supportbot(folder, "stats", "--json", SUPPORTBOT_DB=url) for folder in folders])
-        assert [code for code, _ in results] == [0] * 4, results
-        conn = await asyncpg.connect(url)
-        try:
-            names = [row[0] for row in await conn.fetch("SELECT name FROM _migrations")]
-            tables = {row[0] for row in await conn.fetch(
-                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
-        finally:
-            await conn.close()
+    conn = await asyncpg.connect(db_target)
+    try:
+        names = [row[0] for row in await conn.fetch("SELECT name FROM _migrations")]
+        tables = {row[0] for row in await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
+    finally:
+        await conn.close()
     assert len(names) == len(set(names)) and "m001_conversations" in names
     assert {"conversations", "messages", "events", "replies", "reply_journal", "handoffs",
             "feedback", "kv", "docs_gaps", "kb_drafts"} <= tables
@@ -55,6 +57,9 @@ async def test_check_names_supportbot_db_for_each_way_the_url_can_be_wrong(
             if "@" not in POSTGRES_URL else POSTGRES_URL, "public"),
         "no such database": POSTGRES_URL.rsplit("/", 1)[0] + "/no_such_db_here",
         "not a URL": "postgresql://host:port-is-words/db",
+        "password as a parameter": "postgresql://127.0.0.1:1/test?password=s3cret-pw",
+        "SQLAlchemy's form": "postgresql+asyncpg://u:s3cret-pw@127.0.0.1:5432/test",
+        "no such schema": with_schema(POSTGRES_URL, "no_such_schema_here"),
     }
     for what, url in wrong.items():
         code, out = await supportbot(tmp_path, "check", SUPPORTBOT_DB=url)
@@ -62,3 +67,9 @@ async def test_check_names_supportbot_db_for_each_way_the_url_can_be_wrong(
         assert "SUPPORTBOT_DB" in out, (what, out)
         assert "s3cret-pw" not in out, (what, out)
         assert "Traceback" not in out, (what, out)
+    # The docs index beside PostgreSQL is named by its own variable when it is unusable.
+    (tmp_path / "garbage.db").write_bytes(b"not a database at all" * 100)
+    async with postgres_schema() as good:
+        code, out = await supportbot(tmp_path, "check", SUPPORTBOT_DB=good,
+                                     SUPPORTBOT_KB_INDEX=str(tmp_path / "garbage.db"))
+    assert code != 0 and "SUPPORTBOT_KB_INDEX=" in out and "Traceback" not in out, out
