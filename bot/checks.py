@@ -25,6 +25,8 @@ def describe(settings: Settings) -> list[str]:
             lines += [f"  {field.name + '.' + inner.name:<24} {_shown(getattr(value, inner.name))}"
                       for inner in fields(value)]
             continue
+        if field.name == "db_url" and value is not None:
+            value = settings.db_shown  # the URL is useful to see; its password is not shown
         lines.append(f"  {field.name:<24} {_shown(value)}")
     return lines
 
