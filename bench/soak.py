@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import random
 import re
@@ -442,6 +443,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--runs", type=int, default=1, help="runs one after another (seeds "
                         "SEED, SEED+1, …); the figures are their medians")
+    parser.add_argument("--out", type=Path, help="write the figures here as JSON (and not "
+                        "into bench/results)")
     args = parser.parse_args()
     runs = []
     for n in range(max(1, args.runs)):
@@ -454,6 +457,9 @@ def main() -> None:
         print(f"{len(runs)} runs: counts summed, the other figures their medians")
         report(figures)
         figures = {**figures, "runs": runs}
+    if args.out is not None:
+        args.out.write_text(json.dumps(figures, indent=2) + "\n")
+        return
     name = "soak" if args.minutes >= 20 else f"soak_{args.minutes:g}min"
     print(f"wrote {write_result(name, figures)}")
 

@@ -5,9 +5,19 @@ import pytest
 
 from bot.store import Store
 from tests.databases import ENGINES, postgres_schema
+from tests.e2e import soak_run
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.docs_site import DocsSite
 from tests.localonly import sitecustomize  # noqa: F401  (installs the local-only guard)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any(item.nodeid.startswith("tests/e2e/test_soak.py") for item in session.items):
+        soak_run.start(session.config)  # its two minutes pass while the other tests run
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    soak_run.stop(config)
 
 
 @pytest.fixture
