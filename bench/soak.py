@@ -446,22 +446,25 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the figures here as JSON (and not "
                         "into bench/results)")
     args = parser.parse_args()
-    runs = []
+    runs: list[dict[str, Any]] = []
     for n in range(max(1, args.runs)):
         with tempfile.TemporaryDirectory() as folder:
             figures = asyncio.run(soak(args.minutes, Path(folder), args.seed + n))
         report(figures)
         runs.append(figures)
-    figures = medians(runs) if len(runs) > 1 else runs[0]
-    if len(runs) > 1:
-        print(f"{len(runs)} runs: counts summed, the other figures their medians")
-        report(figures)
-        figures = {**figures, "runs": runs}
+        if len(runs) > 1:
+            print(f"{len(runs)} runs: counts summed, the other figures their medians")
+            report(medians(runs))
+        written = save(runs, args)  # after each run: a stopped series keeps what it had
+    print(f"wrote {written}")
+
+
+def save(runs: list[dict[str, Any]], args: argparse.Namespace) -> Path:
+    figures = runs[0] if len(runs) == 1 else {**medians(runs), "runs": runs}
     if args.out is not None:
         args.out.write_text(json.dumps(figures, indent=2) + "\n")
-        return
-    name = "soak" if args.minutes >= 20 else f"soak_{args.minutes:g}min"
-    print(f"wrote {write_result(name, figures)}")
+        return Path(args.out)
+    return write_result("soak" if args.minutes >= 20 else f"soak_{args.minutes:g}min", figures)
 
 
 if __name__ == "__main__":

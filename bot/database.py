@@ -74,7 +74,7 @@ OPEN_WAIT = 30.0  # seconds another process may take to open and migrate the sam
 def opening_lock(fd: int, setting: str, path: Path) -> None:
     """Take turns with other processes opening the same file (switching to WAL and migrating
     are not safe to do twice at once). flock is apart from the byte-range locks SQLite uses,
-    so it never gets in SQLite's way; it goes with the descriptor when that is closed."""
+    so it never gets in SQLite's way; `opening_done` lets the next one in."""
     if fcntl is None:  # not on this platform: processes started together may collide
         return
     deadline = time.monotonic() + OPEN_WAIT
@@ -90,6 +90,12 @@ def opening_lock(fd: int, setting: str, path: Path) -> None:
                      f"{OPEN_WAIT:g} s")
 
 
+def opening_done(fd: int) -> None:
+    """Let the next process open the file (the descriptor itself stays open)."""
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
 class SQLiteThread:
     """One SQLite connection owned by one worker thread; `call` runs a function on it."""
 
@@ -98,6 +104,7 @@ class SQLiteThread:
         self.setting = setting  # the variable that names the file, for messages
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="supportbot-db")
         self._db: Database | None = None
+        self._fd: int | None = None
 
     async def open(self) -> None:
         try:
@@ -111,6 +118,9 @@ class SQLiteThread:
 
     def _open(self) -> None:
         fd = owner_only(self.path, self.setting)
+        # The descriptor stays open as long as the connection: closing any descriptor of a
+        # file drops every POSIX lock the process holds on it, SQLite's own included (then
+        # another process could take the file for unused and remove its WAL under us).
         try:
             opening_lock(fd, self.setting, self.path)
             conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=10)
@@ -123,9 +133,12 @@ class SQLiteThread:
             except BaseException:
                 conn.close()
                 raise
-        finally:
-            os.close(fd)  # and with it the opening lock
-        self._db = db
+            finally:
+                opening_done(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._db, self._fd = db, fd
 
     @property
     def db(self) -> Database:
@@ -148,4 +161,7 @@ class SQLiteThread:
         if self._db is not None:
             await self.call(self._db.conn.close)
             self._db = None
+        if self._fd is not None:  # only once the connection is closed (see _open)
+            os.close(self._fd)
+            self._fd = None
         self._executor.shutdown(wait=True)

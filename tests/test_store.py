@@ -3,6 +3,7 @@ import logging
 import os
 import sqlite3
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -242,3 +243,25 @@ def test_a_database_password_is_hidden_wherever_the_url_puts_it() -> None:
     settings = load_settings({"SUPPORTBOT_DB": url}, dotenv_path=None)
     assert "s3cret" not in settings.db_shown and settings.db_shown.startswith("postgresql://")
     assert {"s3cret@one", "s3cret-two"} <= set(settings.secrets())  # for the log redactor
+
+
+async def test_writes_stay_visible_to_other_processes_that_come_and_go(tmp_path: Path) -> None:
+    # Another process opening and closing the file (a `supportbot stats`, a backup, the
+    # sqlite3 shell) must still see the bot's later writes: the bot keeps its locks on the
+    # file, so that process never takes itself for the last user and removes the WAL.
+    path = tmp_path / "shared.db"
+    store = await Store.open(path)
+    count = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+             "print(c.execute('SELECT count(*) FROM messages').fetchone()[0]); c.close()")
+
+    async def seen_elsewhere() -> int:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", count, str(path), stdout=asyncio.subprocess.PIPE)
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        return int(out)
+
+    await store.record_question(ask("first", "E1"), 5)
+    assert await seen_elsewhere() == 1
+    await store.record_question(ask("second", "E2"), 5)
+    assert await seen_elsewhere() == 2
+    await store.close()
