@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.e2e.processes import BotProcess
+from tests.databases import postgres_schema
+from tests.e2e.processes import BotProcess, bot_env, chat_once
 from tests.e2e.test_slack import BOT, Bot, answered, env_for
 from tests.fakes import slack_events as ev
 from tests.fakes.anthropic import FakeAnthropic, Reply
@@ -48,3 +49,25 @@ async def test_debug_logs_hold_no_secret_and_no_connection_ticket(
                         "SLACK_APP_TOKEN": slack.app_token}.items():
         assert value not in log, f"{name} leaked into the log"
     assert "ticket=" not in log
+
+
+async def test_the_database_password_is_in_no_log_line_or_message(
+    tmp_path: Path, anthropic: FakeAnthropic
+) -> None:
+    # PostgreSQL at DEBUG, the password given as a parameter (trust auth lets any through):
+    # a chat, then `check`; neither the output nor the log may hold it.
+    anthropic.script(Reply(text="Under Settings."))
+    password = "e2e-db-password-4c7e"
+    async with postgres_schema() as url:
+        db = f"{url}&password={password}"
+        env = bot_env(tmp_path, ANTHROPIC_API_KEY="test-key",
+                      ANTHROPIC_BASE_URL=anthropic.base_url, LOG_LEVEL="DEBUG",
+                      SUPPORTBOT_DB=db)
+        out, err = await chat_once(tmp_path, env, "where do I rotate my key?")
+        check = BotProcess(tmp_path, env, "check")
+        await check.start()
+        _, check_out, check_err = await check.finish(60)
+    assert "Under Settings." in out and "DEBUG" in err
+    for text in (out, err, check_out, check_err):
+        assert password not in text
+    assert "password=***" in check_out
