@@ -521,7 +521,6 @@ def _kb_refresh(r: _Reader) -> float:
 
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-_ANY_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _QUERY_PASSWORD = re.compile(r"(?i)(^|&)(password)=([^&]*)")
 
 
@@ -544,19 +543,33 @@ def without_password(url: str) -> str:
     netloc = parts.netloc
     if parts.password is not None:
         netloc = f"{parts.username or ''}:***@{netloc.rsplit('@', 1)[1]}"
-    query = _QUERY_PASSWORD.sub(r"\1\2=***", parts.query)
+    # From password= to the end: an unencoded & in the password would show its rest.
+    found = _QUERY_PASSWORD.search(parts.query)
+    query = parts.query[:found.start()] + f"{found.group(1)}password=***" if found else \
+        parts.query
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
+_LIBPQ_WORDS = re.compile(r"(?i)(^|\s)(host|hostaddr|dbname|user|password|port)\s*=")
+
+
 def _db_value(r: _Reader) -> str:
-    """SUPPORTBOT_DB as given; a URL of another kind is refused without being echoed (it may
-    hold a password)."""
+    """SUPPORTBOT_DB as given. What looks like a connection of another kind is refused, and
+    never echoed (it may hold a password): a URL of another scheme (JDBC, SQLAlchemy's), a
+    libpq keyword string, a URL whose password needs percent-encoding."""
     text = r.raw("SUPPORTBOT_DB")
-    if _ANY_URL.match(text) and not is_postgres_url(text):
+    form = "postgresql://USER:PASSWORD@HOST:5432/DATABASE"
+    if "://" in text and not is_postgres_url(text):
         scheme = text.split("://", 1)[0]
-        hint = " (SQLAlchemy's form: write postgresql:// instead)" if "+" in scheme else ""
-        raise ConfigError(f"SUPPORTBOT_DB is a {scheme}:// URL{hint}; give a SQLite file path "
-                          "or a postgresql://USER:PASSWORD@HOST:5432/DATABASE URL")
+        hint = " (write postgresql:// instead)" if "postgres" in scheme.lower() else ""
+        raise ConfigError(f"SUPPORTBOT_DB is a URL supportbot does not use{hint}; give a SQLite "
+                          f"file path or a {form} URL")
+    if _LIBPQ_WORDS.search(text):
+        raise ConfigError(f"SUPPORTBOT_DB looks like a libpq connection string; write it as a "
+                          f"{form} URL")
+    if is_postgres_url(text) and urlsplit(text).netloc.count("@") > 1:
+        raise ConfigError("SUPPORTBOT_DB: percent-encode @ in the user name or password "
+                          "(@ as %40, : as %3A, & as %26)")
     return text
 
 

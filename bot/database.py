@@ -4,12 +4,13 @@ and migrated on one worker thread, so the event loop never blocks on disk."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,14 +46,20 @@ _OUTSIDE = {5: "the database is locked by another process", 6: "a table is locke
             8: "the database is read-only", 10: "a disk I/O error", 13: "the disk is full"}
 
 
-def owner_only(path: Path, setting: str = "SUPPORTBOT_DB") -> int:
-    """Create the database file readable by its owner only, and tighten an existing one; an
-    open descriptor of it (for `opening_lock`), which the caller closes.
+def owner_only(path: Path, setting: str = "SUPPORTBOT_DB") -> None:
+    """Create the database file readable by its owner only, and tighten an existing one.
 
     SQLite creates the -wal and -shm files with the database file's mode, so they follow.
+    An existing file is never opened here: closing a descriptor of a file drops every POSIX
+    lock the process holds on it, SQLite's own included (another connection of this process
+    may have it open).
     """
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, OWNER_ONLY)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, OWNER_ONLY))
+    except FileExistsError:
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise StoreError(f"{setting}={path}: cannot open the database file (no permission "
+                             "to read and write it)") from None
     except OSError as error:
         raise StoreError(
             f"{setting}={path}: cannot open the database file ({error.strerror})"
@@ -65,35 +72,37 @@ def owner_only(path: Path, setting: str = "SUPPORTBOT_DB") -> int:
         if mode & 0o077:
             file.chmod(OWNER_ONLY)
             log.warning("made %s readable by its owner only (it was %o)", file, mode)
-    return fd
 
 
 OPEN_WAIT = 30.0  # seconds another process may take to open and migrate the same file
 
 
-def opening_lock(fd: int, setting: str, path: Path) -> None:
-    """Take turns with other processes opening the same file (switching to WAL and migrating
-    are not safe to do twice at once). flock is apart from the byte-range locks SQLite uses,
-    so it never gets in SQLite's way; `opening_done` lets the next one in."""
+@contextlib.contextmanager
+def opening_turn(path: Path, setting: str) -> Iterator[None]:
+    """Take turns with other processes opening the same database (switching to WAL and
+    migrating are not safe to do twice at once): an flock on a file of its own beside the
+    database (`<name>-open`), never on the database, so it cannot meet SQLite's locks."""
     if fcntl is None:  # not on this platform: processes started together may collide
+        yield
         return
-    deadline = time.monotonic() + OPEN_WAIT
-    for _ in range(int(OPEN_WAIT / 0.05) + 1):  # bounded: the deadline ends it first
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() > deadline:
+    fd = os.open(path.with_name(path.name + "-open"), os.O_RDWR | os.O_CREAT, OWNER_ONLY)
+    try:
+        deadline, mine = time.monotonic() + OPEN_WAIT, False
+        for _ in range(int(OPEN_WAIT / 0.05) + 1):  # bounded: the deadline ends it first
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                mine = True
                 break
-            time.sleep(0.05)
-    raise StoreError(f"{setting}={path}: another process has been opening this file for over "
-                     f"{OPEN_WAIT:g} s")
-
-
-def opening_done(fd: int) -> None:
-    """Let the next process open the file (the descriptor itself stays open)."""
-    if fcntl is not None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+        if not mine:
+            raise StoreError(f"{setting}={path}: another process has been opening this file "
+                             f"for over {OPEN_WAIT:g} s")
+        yield
+    finally:
+        os.close(fd)  # and with it the flock
 
 
 class SQLiteThread:
@@ -104,7 +113,6 @@ class SQLiteThread:
         self.setting = setting  # the variable that names the file, for messages
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="supportbot-db")
         self._db: Database | None = None
-        self._fd: int | None = None
 
     async def open(self) -> None:
         try:
@@ -117,12 +125,8 @@ class SQLiteThread:
                              ) from None
 
     def _open(self) -> None:
-        fd = owner_only(self.path, self.setting)
-        # The descriptor stays open as long as the connection: closing any descriptor of a
-        # file drops every POSIX lock the process holds on it, SQLite's own included (then
-        # another process could take the file for unused and remove its WAL under us).
-        try:
-            opening_lock(fd, self.setting, self.path)
+        owner_only(self.path, self.setting)
+        with opening_turn(self.path, self.setting):
             conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=10)
             try:
                 db = Database(conn)
@@ -133,12 +137,7 @@ class SQLiteThread:
             except BaseException:
                 conn.close()
                 raise
-            finally:
-                opening_done(fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._db, self._fd = db, fd
+        self._db = db
 
     @property
     def db(self) -> Database:
@@ -161,7 +160,5 @@ class SQLiteThread:
         if self._db is not None:
             await self.call(self._db.conn.close)
             self._db = None
-        if self._fd is not None:  # only once the connection is closed (see _open)
-            os.close(self._fd)
-            self._fd = None
+
         self._executor.shutdown(wait=True)

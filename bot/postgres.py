@@ -133,8 +133,13 @@ def _outside(error: BaseException) -> str | None:
 def _why_not_open(error: BaseException) -> str | None:
     """What to fix when the database cannot be opened and migrated; None for a bug."""
     exc = _import_driver().exceptions
-    if isinstance(error, (TimeoutError, OSError)):
+    if isinstance(error, TimeoutError):
+        return f"the server did not answer within {STATEMENT_TIMEOUT:g} s"
+    if isinstance(error, OSError):
         return f"cannot reach the server ({error})"
+    if isinstance(error, ValueError):  # the URL itself; its text may quote the password
+        return ("cannot read the URL (percent-encode @ : / & # in the user name or password: "
+                "@ as %40, : as %3A)")
     if isinstance(error, exc.InvalidPasswordError):
         return "the server refused the user name or password"
     if isinstance(error, exc.InvalidAuthorizationSpecificationError):
@@ -149,7 +154,7 @@ def _why_not_open(error: BaseException) -> str | None:
     if isinstance(error, exc.ReadOnlySQLTransactionError):
         return ("the database is read-only and the bot's tables are not all there; start "
                 "the bot once against the primary")
-    if isinstance(error, (exc.PostgresError, exc.InterfaceError, ValueError)):
+    if isinstance(error, (exc.PostgresError, exc.InterfaceError)):
         return f"cannot use the database ({error})"
     return None
 
@@ -201,7 +206,12 @@ class PostgresEngine:
             # Longer than a statement's timeout: another instance may be migrating, and an
             # index on a large table takes its time.
             wait = MIGRATION_WAIT
-            await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK, timeout=wait)
+            try:
+                await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK, timeout=wait)
+            except TimeoutError:
+                raise StoreError(f"SUPPORTBOT_DB={without_password(self.url)}: another "
+                                 f"instance has been migrating the database for over "
+                                 f"{wait:g} s") from None
             try:
                 await conn.execute("CREATE TABLE IF NOT EXISTS _migrations ("
                                    "name text PRIMARY KEY, applied_at double precision)")

@@ -265,3 +265,23 @@ async def test_writes_stay_visible_to_other_processes_that_come_and_go(tmp_path:
     await store.record_question(ask("second", "E2"), 5)
     assert await seen_elsewhere() == 2
     await store.close()
+
+
+async def test_a_second_store_on_the_same_file_in_one_process_leaves_the_first_its_locks(
+    tmp_path: Path,
+) -> None:
+    # Opening (and closing) the same file again in this process, as `kb eval` or a test may,
+    # must not drop the first connection's locks: its writes stay visible to other processes.
+    path = tmp_path / "twice.db"
+    first = await Store.open(path)
+    second = await Store.open(path)
+    await second.close()
+    for n in range(2):
+        await first.record_question(ask(f"q{n}", f"E{n}"), 5)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+            "print(c.execute('SELECT count(*) FROM messages').fetchone()[0]); c.close()",
+            str(path), stdout=asyncio.subprocess.PIPE)
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        assert int(out) == n + 1
+    await first.close()

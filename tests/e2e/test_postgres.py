@@ -60,6 +60,10 @@ async def test_check_names_supportbot_db_for_each_way_the_url_can_be_wrong(
         "password as a parameter": "postgresql://127.0.0.1:1/test?password=s3cret-pw",
         "SQLAlchemy's form": "postgresql+asyncpg://u:s3cret-pw@127.0.0.1:5432/test",
         "no such schema": with_schema(POSTGRES_URL, "no_such_schema_here"),
+        "an @ not encoded": "postgresql://bot:p@ss:s3cret-pw@127.0.0.1:5432/test",
+        "an & not encoded": "postgresql://127.0.0.1:1/test?password=ab&s3cret-pw",
+        "JDBC's form": "jdbc:postgresql://127.0.0.1:5432/test?password=s3cret-pw",
+        "libpq keywords": "host=127.0.0.1 dbname=test password=s3cret-pw",
     }
     for what, url in wrong.items():
         code, out = await supportbot(tmp_path, "check", SUPPORTBOT_DB=url)
