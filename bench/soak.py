@@ -107,6 +107,7 @@ class Soak:
         self.discord_paused = asyncio.Event()
         self.discord_paused.set()  # set: slash commands may go
         self._tasks: set[asyncio.Task[None]] = set()
+        self.problems: list[str] = []  # what account() found missing, for a closer look
 
     def question(self, kind: str) -> str:
         self.count += 1
@@ -259,6 +260,12 @@ class Soak:
                 else:
                     broken += 1  # neither a whole answer nor an honest note
         duplicated = extra + sum(n - 1 for n in seen.values() if n > 1)
+        self.problems = [f"{where}: asked {ids}, replies {[t[-160:] for t in texts]}"
+                         for where, ids in self.traffic.asked.items()
+                         for texts in [self.replies(where)]
+                         if len(texts) != len(ids) or any(
+                             TYPING_MARKER in t or ("⚠️" not in t and not t.endswith(TAIL))
+                             for t in texts)]
         return {"questions": self.traffic.questions, "answered": answered,
                 "honestly_failed": failed, "lost": lost, "duplicated": duplicated,
                 "stuck_typing": stuck, "incomplete_without_note": broken}
@@ -274,6 +281,10 @@ async def bot_process(folder: Path, slack: FakeSlack, discord: FakeDiscord,
         SLACK_API_URL=slack.api_url, DISCORD_BOT_TOKEN=discord.token,
         DISCORD_API_URL=discord.api_url, DISCORD_GATEWAY_URL=discord.gateway_url,
         LOG_LEVEL="INFO",
+        # No hourly cap: the traffic gives a few simulated people over 20 questions an hour,
+        # and a capped question is answered "please wait" (or, told once, kept quietly) by
+        # design — tests/e2e/test_caps.py holds that; this counts losses, not caps.
+        SUPPORTBOT_USER_RATE="0",
     )
     bot = await BotProcess(folder, env, "run").start()
     assert bot.proc is not None and bot.proc.stderr is not None
@@ -339,6 +350,9 @@ async def soak(minutes: float, folder: Path, seed: int = 7) -> dict[str, Any]:
         if bot.proc.returncode is not None:
             raise RuntimeError("the bot stopped during the soak:\n" + "".join(log[-40:]))
         counts = run.account()
+        if os.environ.get("SOAK_LOG"):  # to look into a miss: the bot's log and the misses
+            Path(os.environ["SOAK_LOG"]).write_text(
+                "".join(log) + "\n--- misses ---\n" + "\n".join(run.problems) + "\n")
         end_rss, end_fds = readings.rss_kb[-1], readings.fds[-1]
         warm_rss = readings.around(warm_up, readings.rss_kb)
         warm_fds = readings.around(warm_up, readings.fds)
