@@ -115,6 +115,15 @@ class Settings:
     escalation_mention: str = ""  # Slack user group id (S…) or Discord role id
     escalation_contact: str = "Please contact the team directly."
     provider: ProviderSettings = ProviderSettings()
+    redis_url: Secret = Secret("")  # shared limits across instances (empty: in-process ones)
+    redis_prefix: str = "supportbot:"  # keys' prefix: several deployments can share a Redis
+    discord_shards: ShardPlan | None = None  # None: one connection, shard 0 of 1
+    metrics_port: int | None = None  # /metrics, /healthz, /readyz when PORT serves no HTTP
+    lease_seconds: float = 15.0  # an instance silent this long is taken for dead
+
+    @property
+    def redis_shown(self) -> str:
+        return without_password(self.redis_url.value)
 
     @property
     def db_shown(self) -> str:
@@ -147,9 +156,28 @@ class Settings:
         keys = self.provider.aws_keys
         extra = (self.provider.bedrock_api_key, *(keys[1:] if keys else ()))
         found = [s.value for s in (*values, *extra) if s.value]
-        if self.db_url is not None:  # the database password, wherever the URL puts it
-            found += [p for p in url_passwords(self.db_url.value) if p]
+        for url in (self.db_url, self.redis_url):  # a password, wherever the URL puts it
+            if url:
+                found += [p for p in url_passwords(url.value) if p]
         return found
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """SUPPORTBOT_DISCORD_SHARDS: `auto` (Discord's recommended count, all in this process), or
+    shards first..last of count (`0-3/8`)."""
+
+    auto: bool
+    first: int = 0
+    last: int = 0
+    count: int = 1
+
+    @property
+    def ids(self) -> list[int]:
+        return list(range(self.first, self.last + 1))
+
+    def __str__(self) -> str:
+        return "auto" if self.auto else f"{self.first}-{self.last}/{self.count}"
 
 
 class _Reader:
@@ -462,9 +490,65 @@ def _settings_from(r: _Reader) -> Settings:
         escalation_contact=_sentence(r, "SUPPORTBOT_ESCALATION_CONTACT")
         or "Please contact the team directly.",
         provider=_provider(r),
+        redis_url=_redis_url(r),
+        redis_prefix=r.parsed("SUPPORTBOT_REDIS_PREFIX", "supportbot:", _key_prefix,
+                              "letters, digits and _ - . : only (up to 64)"),
+        discord_shards=r.parsed("SUPPORTBOT_DISCORD_SHARDS", None, _shards,
+                                "auto, or the shards this process runs out of how many, such "
+                                "as 0-3/8 (shards 0 to 3 of 8) or 5/8"),
+        metrics_port=r.parsed("SUPPORTBOT_METRICS_PORT", None, _port,
+                              "a port number from 1 to 65535"),
+        lease_seconds=r.parsed("SUPPORTBOT_LEASE_SECONDS", 15.0, _bounded(2.0, 600.0),
+                               "a number of seconds from 2 to 600"),
     )
     _check_slack_mode(settings)
     return settings
+
+
+_SHARDS = re.compile(r"^(\d+)(?:-(\d+))?/(\d+)$")
+MAX_SHARDS = 100_000
+
+
+def _shards(text: str) -> ShardPlan:
+    if text.lower() == "auto":
+        return ShardPlan(auto=True)
+    found = _SHARDS.match(text.replace(" ", ""))
+    if found is None:
+        raise ValueError(text)
+    first, count = int(found.group(1)), int(found.group(3))
+    last = int(found.group(2)) if found.group(2) else first
+    if not 0 <= first <= last < count <= MAX_SHARDS:
+        raise ValueError(text)
+    return ShardPlan(False, first, last, count)
+
+
+def _key_prefix(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", text):
+        raise ValueError(text)
+    return text if text.endswith(":") else text + ":"
+
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _redis_url(r: _Reader) -> Secret:
+    """SUPPORTBOT_REDIS_URL, checked for its form; never echoed (it may hold a password)."""
+    text = r.raw("SUPPORTBOT_REDIS_URL")
+    if text and not text.lower().startswith(REDIS_SCHEMES):
+        raise ConfigError("SUPPORTBOT_REDIS_URL must be a redis://HOST:6379/0 URL (rediss:// "
+                          "for TLS, unix:///path for a socket)")
+    if text.lower().startswith(("redis://", "rediss://")):
+        parts = urlsplit(text)
+        if parts.netloc.count("@") > 1:
+            raise ConfigError("SUPPORTBOT_REDIS_URL: percent-encode @ in the password (%40)")
+        try:
+            parts.port  # noqa: B018 -- raises on a port that is not a number
+        except ValueError:
+            raise ConfigError(f"SUPPORTBOT_REDIS_URL={without_password(text)}: the port must "
+                              "be a number from 1 to 65535") from None
+        if not parts.hostname:
+            raise ConfigError(f"SUPPORTBOT_REDIS_URL={without_password(text)}: no host")
+    return Secret(text)
 
 
 def _port(text: str) -> int:

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from bot.store import Store
-from tests.databases import ENGINES, postgres_schema
+from tests.databases import ENGINES, drop_redis_keys, postgres_schema, redis_prefix_or_skip
 from tests.e2e import soak_run
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.docs_site import DocsSite
@@ -50,6 +50,14 @@ async def any_store(db_target: str, tmp_path: Path) -> AsyncIterator[Store]:
                               tmp_path / "kb.db")
     yield opened
     await opened.close()
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    """A key prefix of its own on the test Redis, its keys deleted afterwards."""
+    prefix = await redis_prefix_or_skip()
+    yield prefix
+    await drop_redis_keys(prefix)
 
 
 @pytest.fixture

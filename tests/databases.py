@@ -67,3 +67,37 @@ async def sql_on(target: str, sql: str) -> list[tuple[object, ...]]:
         return [tuple(row) for row in await conn.fetch(sql)]
     finally:
         await conn.close()
+
+
+REDIS_URL = os.environ.get("SUPPORTBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+async def redis_prefix_or_skip() -> str:
+    """A key prefix of its own on the test Redis; skipped (failed under CI=true) without one."""
+    import redis.asyncio as redis
+    from redis.exceptions import RedisError
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as error:
+        reason = f"no Redis at {REDIS_URL} ({error.__class__.__name__}: {error})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI must run these tests, not skip them")
+        pytest.skip(reason)
+    finally:
+        await client.aclose()
+    return f"t{uuid.uuid4().hex[:12]}:"
+
+
+async def drop_redis_keys(prefix: str) -> None:
+    """Delete every key under `prefix` (bounded: a test writes a few hundred at most)."""
+    import redis.asyncio as redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
+        for start in range(0, min(len(keys), 1_000_000), 1000):
+            await client.delete(*keys[start:start + 1000])
+    finally:
+        await client.aclose()

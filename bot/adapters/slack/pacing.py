@@ -102,6 +102,15 @@ class EditBudget:
         """Slack answered 429: no call from this budget until Retry-After has passed."""
         self._blocked_until = max(self._blocked_until, self.clock() + seconds)
 
+    # What the surfaces call: the same, awaitable, so a budget shared by several instances
+    # (shared_pacing.py) can ask Redis.
+
+    async def take_partial(self) -> bool:
+        return self.try_partial()
+
+    async def pause(self, seconds: float) -> None:
+        self.back_off(seconds)
+
 
 class ChannelPacer:
     """chat.postMessage in one channel: a token bucket, paused by a 429's Retry-After."""
@@ -151,6 +160,12 @@ class ChannelPacer:
     def back_off(self, seconds: float) -> None:
         self._blocked_until = max(self._blocked_until, self.clock() + seconds)
 
+    async def take_now(self) -> bool:
+        return self.try_take()
+
+    async def pause(self, seconds: float) -> None:
+        self.back_off(seconds)
+
 
 @dataclass(frozen=True)
 class Tiers:
@@ -185,18 +200,25 @@ class WorkspacePacing:
 
     def __post_init__(self) -> None:
         t = self.tiers
-        self.edits = EditBudget(t.update, t.window, clock=self.clock)
-        self.deletes = EditBudget(t.delete, t.window, clock=self.clock)
-        self.reactions = EditBudget(t.reactions, t.window, clock=self.clock)
-        self.appends = EditBudget(t.append, t.window, min_interval=0.5, clock=self.clock)
-        self.starts = EditBudget(t.stream_ends, t.window, clock=self.clock)
-        self.stops = EditBudget(t.stream_ends, t.window, clock=self.clock)
+        self.edits = self.budget("update", t.update)
+        self.deletes = self.budget("delete", t.delete)
+        self.reactions = self.budget("reactions", t.reactions)
+        self.appends = self.budget("append", t.append, min_interval=0.5)
+        self.starts = self.budget("start", t.stream_ends)
+        self.stops = self.budget("stop", t.stream_ends)
+
+    def budget(self, method: str, limit: int, min_interval: float = MIN_INTERVAL) -> EditBudget:
+        """The budget of one method tier in this workspace."""
+        return EditBudget(limit, self.tiers.window, min_interval, self.clock)
+
+    def pacer(self, channel: str) -> ChannelPacer:
+        """The chat.postMessage pace of one channel."""
+        return ChannelPacer(self.tiers.post_rate, self.tiers.post_burst, self.clock)
 
     def channel(self, channel: str) -> ChannelPacer:
         pacer = self.channels.get(channel)
         if pacer is None:
-            pacer = ChannelPacer(self.tiers.post_rate, self.tiers.post_burst, self.clock)
-            self.channels[channel] = pacer
+            pacer = self.channels[channel] = self.pacer(channel)
         return pacer
 
 
@@ -211,5 +233,8 @@ class SlackPacing:
     def workspace(self, team_id: str) -> WorkspacePacing:
         pacing = self._teams.get(team_id)
         if pacing is None:
-            pacing = self._teams[team_id] = WorkspacePacing(self.tiers, self.clock)
+            pacing = self._teams[team_id] = self.made(team_id)
         return pacing
+
+    def made(self, team_id: str) -> WorkspacePacing:
+        return WorkspacePacing(self.tiers, self.clock)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -32,7 +32,7 @@ from bot.surface import Snapshot
 log = logging.getLogger(__name__)
 
 NATIVE_MAX_CHARS = 12_000  # markdown_text limit; longer answers finish as chat.update pages
-_BackOff = Callable[[float], None]
+_BackOff = Callable[[float], Awaitable[None]]
 
 
 def settled(markdown: str) -> str:
@@ -76,7 +76,7 @@ class NativeStreamSurface:
         return self.fallback.pages()
 
     async def start(self) -> None:
-        if self.pacing.native_off or not self.pacing.starts.try_partial():
+        if self.pacing.native_off or not await self.pacing.starts.take_partial():
             await self.fallback.start()
             return
         try:
@@ -87,7 +87,7 @@ class NativeStreamSurface:
                 recipient_user_id=self.place.user,
             )
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
-            self._refused("chat.startStream", error, self.pacing.starts.back_off)
+            await self._refused("chat.startStream", error, self.pacing.starts.pause)
             await self.fallback.start()
             return
         self.ts = str(response["ts"])
@@ -101,7 +101,7 @@ class NativeStreamSurface:
         fresh = ready[len(self.sent):]
         if not fresh.strip() or len(ready) > NATIVE_MAX_CHARS or not ready.startswith(self.sent):
             return True
-        if not self.pacing.appends.try_partial():
+        if not await self.pacing.appends.take_partial():
             return False
         try:
             await self.client.chat_appendStream(
@@ -109,7 +109,7 @@ class NativeStreamSurface:
             )
             self.sent = ready
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
-            if not self._refused("chat.appendStream", error, self.pacing.appends.back_off):
+            if not await self._refused("chat.appendStream", error, self.pacing.appends.pause):
                 await self._switch_to_updates()
         return True
 
@@ -148,7 +148,7 @@ class NativeStreamSurface:
                 self.sent += rest
                 return True
             except SlackApiError as error:
-                if not self._refused("chat.stopStream", error, self.pacing.stops.back_off):
+                if not await self._refused("chat.stopStream", error, self.pacing.stops.pause):
                     return False
             except (aiohttp.ClientError, TimeoutError) as error:
                 log.warning("chat.stopStream failed: %s; retrying", type(error).__name__)
@@ -159,18 +159,18 @@ class NativeStreamSurface:
         """End the stream if Slack lets us, and continue with chat.update on its message."""
         ts, self.ts = str(self.ts), None
         self._leave()
-        if self.pacing.stops.try_partial():
+        if await self.pacing.stops.take_partial():
             try:
                 await self.client.chat_stopStream(channel=self.place.channel, ts=ts)
             except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
                 log.info("could not stop a broken stream: %s", type(error).__name__)
         self.fallback.adopt((PageRef(ts),))
 
-    def _refused(self, method: str, error: Exception, back_off: _BackOff) -> bool:
+    async def _refused(self, method: str, error: Exception, back_off: _BackOff) -> bool:
         """Log a failed call; True when it was only a rate limit (the budget then waits)."""
         wait = retry_after(error) if isinstance(error, SlackApiError) else None
         if wait is not None:
-            back_off(wait)
+            await back_off(wait)
             return True
         reason = error_code(error) if isinstance(error, SlackApiError) else type(error).__name__
         log.warning("%s failed (%s); using chat.update instead", method, reason)

@@ -169,7 +169,7 @@ class SlackSurface:
             if page < len(self.posted):
                 if self.shown[page] == text:
                     continue
-                if not self.pacing.edits.try_partial():
+                if not await self.pacing.edits.take_partial():
                     return False  # offered again soon, when a slot may be free
                 if not await self._edit_once(page, text):
                     return True
@@ -232,7 +232,7 @@ class SlackSurface:
             except SlackApiError as error:
                 wait = retry_after(error)
                 if wait is not None:
-                    pacer.back_off(wait)
+                    await pacer.pause(wait)
                     continue
                 if error_code(error) in CANNOT_POST:
                     self._give_up(error_code(error))
@@ -261,7 +261,7 @@ class SlackSurface:
     async def _post_once(self, text: str) -> bool:
         """Post the next page during streaming if the channel allows it right now."""
         pacer = self.pacing.channel(self.place.channel)
-        if not pacer.try_take():
+        if not await pacer.take_now():
             return False
         try:
             await self._post_message(text)
@@ -269,7 +269,7 @@ class SlackSurface:
         except SlackApiError as error:
             wait = retry_after(error)
             if wait is not None:
-                pacer.back_off(wait)
+                await pacer.pause(wait)
             elif error_code(error) in CANNOT_POST:
                 self._give_up(error_code(error))
             else:
@@ -286,7 +286,7 @@ class SlackSurface:
         except SlackApiError as error:
             wait = retry_after(error)
             if wait is not None:
-                self.pacing.edits.back_off(wait)  # the whole workspace waits, not just us
+                await self.pacing.edits.pause(wait)  # the whole workspace waits, not just us
             elif error_code(error) == REMOVED:
                 self._stop(page)
             else:
@@ -301,7 +301,7 @@ class SlackSurface:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         for attempt in range(MAX_ATTEMPTS):
-            if self._overflowing(page):
+            if await self._overflowing(page):
                 await self._replace_page(page, text, deadline - loop.time(), blocks)
                 return
             await self.pacing.edits.acquire_final(deadline - loop.time())
@@ -311,7 +311,7 @@ class SlackSurface:
             except SlackApiError as error:
                 wait = retry_after(error)
                 if wait is not None:
-                    self.pacing.edits.back_off(wait)
+                    await self.pacing.edits.pause(wait)
                     continue
                 if error_code(error) == REMOVED:
                     self._stop(page)
@@ -336,12 +336,12 @@ class SlackSurface:
                         " the reply is dropped", self.place.channel, error)
         self.removed = True
 
-    def _overflowing(self, page: int) -> bool:
+    async def _overflowing(self, page: int) -> bool:
         """Repost instead of waiting: only for the last message (order stays right), on budget."""
         edits = self.pacing.edits
         congested = edits.finals_waiting or edits.final_wait() > OVERFLOW_WAIT
         last = page == len(self.posted) - 1
-        return congested and last and self.pacing.deletes.try_partial()
+        return congested and last and await self.pacing.deletes.take_partial()
 
     async def _update_message(self, page: int, text: str, blocks: Blocks = None) -> None:
         # With blocks, they are what the message shows and `text` is the notification.
@@ -362,7 +362,7 @@ class SlackSurface:
 
     async def _react(self, add: bool) -> bool:
         """Add or remove the "seen" reaction on the question, if the budget has room now."""
-        if not self.pacing.reactions.try_partial():
+        if not await self.pacing.reactions.take_partial():
             return False
         call = self.client.reactions_add if add else self.client.reactions_remove
         try:
@@ -372,7 +372,7 @@ class SlackSurface:
         except SlackApiError as error:
             wait = retry_after(error)
             if wait is not None:
-                self.pacing.reactions.back_off(wait)
+                await self.pacing.reactions.pause(wait)
             return False
         except (aiohttp.ClientError, TimeoutError) as error:
             log.info("reaction failed: %s", type(error).__name__)
@@ -399,7 +399,7 @@ class SlackSurface:
                 if wait is None:
                     log.info("could not delete a leftover page: %s", error_code(error))
                     return
-                self.pacing.deletes.back_off(wait)
+                await self.pacing.deletes.pause(wait)
             except (aiohttp.ClientError, TimeoutError) as error:
                 log.info("deleting a leftover page failed: %s", type(error).__name__)
         log.warning("gave up deleting a leftover page")
