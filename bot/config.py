@@ -120,6 +120,7 @@ class Settings:
     discord_shards: ShardPlan | None = None  # None: one connection, shard 0 of 1
     metrics_port: int | None = None  # /metrics, /healthz, /readyz when PORT serves no HTTP
     lease_seconds: float = 15.0  # an instance silent this long is taken for dead
+    slack_updates_per_minute: int = 45  # chat.update across the workspace (Tier 3: 50+)
 
     @property
     def redis_shown(self) -> str:
@@ -498,6 +499,9 @@ def _settings_from(r: _Reader) -> Settings:
                                 "as 0-3/8 (shards 0 to 3 of 8) or 5/8"),
         metrics_port=r.parsed("SUPPORTBOT_METRICS_PORT", None, _port,
                               "a port number from 1 to 65535"),
+        slack_updates_per_minute=r.parsed(
+            "SUPPORTBOT_SLACK_UPDATES_PER_MINUTE", 45, _per_minute,
+            "a whole number of chat.update calls per minute from 1 to 10000"),
         lease_seconds=r.parsed("SUPPORTBOT_LEASE_SECONDS", 15.0, _bounded(2.0, 600.0),
                                "a number of seconds from 2 to 600"),
     )
@@ -520,6 +524,13 @@ def _shards(text: str) -> ShardPlan:
     if not 0 <= first <= last < count <= MAX_SHARDS:
         raise ValueError(text)
     return ShardPlan(False, first, last, count)
+
+
+def _per_minute(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 10_000:
+        raise ValueError(text)
+    return value
 
 
 def _key_prefix(text: str) -> str:

@@ -66,6 +66,16 @@ def test_caps_and_places_are_read() -> None:
         ("SUPPORTBOT_DAILY_BUDGET_USD", "5,50", "with a dot for cents"),
         ("SUPPORTBOT_USER_RATE", "99999999999", "from 0 (no cap) to 100000"),
         ("SUPPORTBOT_RETENTION_DAYS", "forever", "SUPPORTBOT_RETENTION_DAYS must be a positive"),
+        ("SUPPORTBOT_REDIS_URL", "localhost:6379", "SUPPORTBOT_REDIS_URL must be a redis://"),
+        ("SUPPORTBOT_REDIS_URL", "redis://:p@ss@h:6379/0", "percent-encode @"),
+        ("SUPPORTBOT_REDIS_URL", "redis://h:port/0", "the port must be a number"),
+        ("SUPPORTBOT_REDIS_PREFIX", "my prefix", "SUPPORTBOT_REDIS_PREFIX must be letters"),
+        ("SUPPORTBOT_DISCORD_SHARDS", "4-3/8", "SUPPORTBOT_DISCORD_SHARDS must be auto, or"),
+        ("SUPPORTBOT_DISCORD_SHARDS", "0-8/8", "such as 0-3/8"),
+        ("SUPPORTBOT_DISCORD_SHARDS", "3", "such as 0-3/8"),
+        ("SUPPORTBOT_METRICS_PORT", "0", "SUPPORTBOT_METRICS_PORT must be a port number"),
+        ("SUPPORTBOT_LEASE_SECONDS", "1", "SUPPORTBOT_LEASE_SECONDS must be a number of seconds"),
+        ("SUPPORTBOT_SLACK_UPDATES_PER_MINUTE", "0", "from 1 to 10000"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str, expected: str) -> None:
@@ -112,3 +122,22 @@ def test_secrets_are_masked_everywhere() -> None:
     assert "sk-a…yz" in text
     assert s.secrets() == [key, "discord-secret-token-value"]
     assert not Secret("")
+
+
+def test_several_instances_settings_are_read() -> None:
+    s = settings_from(SUPPORTBOT_REDIS_URL="rediss://:s3cret@cache.internal:6380/2",
+                      SUPPORTBOT_REDIS_PREFIX="prod", SUPPORTBOT_DISCORD_SHARDS="4-7/16",
+                      SUPPORTBOT_METRICS_PORT="9090", SUPPORTBOT_LEASE_SECONDS="30",
+                      SUPPORTBOT_SLACK_UPDATES_PER_MINUTE="90")
+    assert s.redis_shown == "rediss://:***@cache.internal:6380/2"
+    assert s.redis_prefix == "prod:"
+    assert s.discord_shards is not None and s.discord_shards.ids == [4, 5, 6, 7]
+    assert s.discord_shards.count == 16 and str(s.discord_shards) == "4-7/16"
+    assert (s.metrics_port, s.lease_seconds, s.slack_updates_per_minute) == (9090, 30.0, 90)
+    assert "s3cret" in s.secrets()  # the log redactor hides it
+    assert "s3cret" not in "\n".join(describe(s))
+    auto = settings_from(SUPPORTBOT_DISCORD_SHARDS="AUTO").discord_shards
+    assert auto is not None and auto.auto
+    assert settings_from(SUPPORTBOT_DISCORD_SHARDS="5/8").discord_shards.ids == [5]
+    plain = settings_from()
+    assert not plain.redis_url and plain.discord_shards is None and plain.metrics_port is None
