@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.conversation import (
@@ -36,19 +37,20 @@ class Unfinished:
 class JournalRows:
     """reply_journal, on either engine."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, owner: str = "") -> None:
         self.engine = engine
+        self.owner = owner  # this instance: replies it opens are its own to finish
 
     async def insert(self, tx: Tx, question_id: int, incoming: Incoming, place: Place,
                      now: float) -> None:
         """Open a reply's row (inside the question's transaction)."""
         await tx.execute(
             "INSERT INTO reply_journal (question_id, conversation_id, event_id,"
-            " author_id, author_name, arrival, place_kind, place, pages, asked_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, '[]', ?, ?)",
+            " author_id, author_name, arrival, place_kind, place, pages, asked_at, updated_at,"
+            " owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '[]', ?, ?, ?)",
             [question_id, incoming.key.id, incoming.event_id, incoming.author_id,
              incoming.author_name, incoming.arrival.value, place.kind,
-             json.dumps(dict(place.fields)), now, now],
+             json.dumps(dict(place.fields)), now, now, self.owner],
         )
 
     async def delete(self, tx: Tx | Engine, question_id: int) -> None:
@@ -69,21 +71,55 @@ class JournalRows:
 
     async def unfinished(self, platform: Platform) -> list[Unfinished]:
         """This platform's replies that have not ended, oldest question first."""
-        rows = (await self.engine.execute(
-            "SELECT j.question_id, m.position, m.text, m.image_count, c.platform, c.workspace,"
-            " c.channel, c.thread, j.event_id, j.author_id, j.author_name, j.arrival,"
-            " j.place_kind, j.place, j.pages, j.asked_at, m.admitted"
-            " FROM reply_journal j JOIN messages m ON m.id = j.question_id"
-            " JOIN conversations c ON c.id = j.conversation_id"
-            " WHERE c.platform = ? ORDER BY j.question_id",
-            [platform.value],
-        )).rows
-        return [_unfinished(row) for row in rows]
+        rows = (await self.engine.execute(_UNFINISHED + " ORDER BY j.question_id",
+                                          [platform.value])).rows
+        return [_unfinished(row) for row in rows[:MAX_CLAIMED]]
+
+    async def claim(self, platform: Platform, dead: Callable[[str], bool]) -> list[Unfinished]:
+        """Make this instance the owner of the platform's unfinished replies whose instance
+        is `dead`, and return them: each is claimed by exactly one instance (a row changes
+        owner only from the owner read, and claims take turns)."""
+        async def body(tx: Tx) -> list[Unfinished]:
+            await tx.lock(f"takeover:{platform.value}")
+            rows = (await tx.execute(_UNFINISHED + " AND j.owner <> ? ORDER BY j.question_id",
+                                     [platform.value, self.owner])).rows
+            claimed: list[Unfinished] = []
+            for row in rows:
+                if len(claimed) >= MAX_CLAIMED or not dead(str(row[-1])):
+                    continue
+                moved = await tx.execute(
+                    "UPDATE reply_journal SET owner = ? WHERE question_id = ? AND owner = ?",
+                    [self.owner, row[0], row[-1]])
+                if moved.rowcount:
+                    claimed.append(_unfinished(row))
+            return claimed
+
+        return await self.engine.run(body)
+
+
+    async def first_in_line(self, conversation_id: str, question_id: int) -> bool:
+        """True when no earlier reply of the conversation is unfinished, on any instance."""
+        row = (await self.engine.execute(
+            "SELECT min(question_id) FROM reply_journal WHERE conversation_id = ?",
+            [conversation_id])).first()
+        earliest = row[0] if row else None
+        return earliest is None or int(str(earliest)) >= question_id
+
+
+MAX_CLAIMED = 10_000  # replies taken over in one pass; the rest wait for the next
+_UNFINISHED = (
+    "SELECT j.question_id, m.position, m.text, m.image_count, c.platform, c.workspace,"
+    " c.channel, c.thread, j.event_id, j.author_id, j.author_name, j.arrival,"
+    " j.place_kind, j.place, j.pages, j.asked_at, m.admitted, j.owner"
+    " FROM reply_journal j JOIN messages m ON m.id = j.question_id"
+    " JOIN conversations c ON c.id = j.conversation_id"
+    " WHERE c.platform = ?"
+)
 
 
 def _unfinished(row: tuple[object, ...]) -> Unfinished:
     (question_id, position, text, image_count, platform, workspace, channel, thread, event_id,
-     author_id, author_name, arrival, kind, place, pages, asked_at, admitted) = row
+     author_id, author_name, arrival, kind, place, pages, asked_at, admitted, _owner) = row
     key = ConversationKey(Platform(str(platform)), str(workspace), str(channel), str(thread))
     question = str(text)
     if image_count:  # images are not stored; say so rather than answer as if there were none

@@ -291,3 +291,15 @@ def m013_sections(db: Database) -> None:
         db.conn.executemany("UPDATE kb_passages SET section_id = ? WHERE id = ?",
                             [(section_id, pid) for pid, _ in rows])
     db["kb_passages"].create_index(["section_id"])  # type: ignore[union-attr]
+
+
+@migrations(name="m014_instances")
+def m014_instances(db: Database) -> None:
+    # Each running instance's heartbeat lease, and which instance writes each unfinished reply:
+    # a reply whose instance stopped beating is taken over by a live one (bot/instance_rows.py).
+    db["instances"].create(  # type: ignore[union-attr]
+        {"id": str, "host": str, "pid": int, "started_at": float, "beat_at": float,
+         "expires_at": float},
+        pk="id",
+    )
+    db["reply_journal"].add_column("owner", str, not_null_default="")  # type: ignore[union-attr]

@@ -93,6 +93,12 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX idx_replies_answer_id ON replies (answer_id);
         CREATE INDEX idx_handoffs_summary ON handoffs (summary);
     """),
+    ("m014_instances", """
+        CREATE TABLE instances (
+            id text PRIMARY KEY, host text, pid bigint, started_at double precision,
+            beat_at double precision, expires_at double precision);
+        ALTER TABLE reply_journal ADD COLUMN owner text NOT NULL DEFAULT '';
+    """),
 ]
 
 

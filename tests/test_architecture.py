@@ -116,8 +116,8 @@ def test_the_checks_see_every_module() -> None:
 # The store's implementations: the seam and its engines, the rows behind the store, and the
 # knowledge base's own local index. SQL lives here and nowhere else.
 STORAGE = {"bot.engine", "bot.postgres", "bot.database", "bot.migrations", "bot.store",
-           "bot.journal_rows", "bot.handoff_rows", "bot.stats_rows", "bot.lifecycle",
-           "bot.suggest", "bot.kb_store", "bot.embedding", "bot.kb_eval"}
+           "bot.journal_rows", "bot.handoff_rows", "bot.instance_rows", "bot.stats_rows",
+           "bot.lifecycle", "bot.suggest", "bot.kb_store", "bot.embedding", "bot.kb_eval"}
 _SQL = ("SELECT ", "INSERT INTO", "UPDATE ", "DELETE FROM", "CREATE TABLE")
 
 

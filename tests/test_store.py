@@ -49,7 +49,7 @@ async def test_migrates_an_empty_file_and_reopens(tmp_path: Path) -> None:
         "m001_conversations", "m002_replies_and_values", "m003_knowledge", "m004_reply_journal",
         "m005_knowledge_sources", "m006_docs_gaps", "m007_caps_and_lifecycle",
         "m008_handoffs_and_feedback", "m009_handoff_links_and_drafts", "m010_first_sign",
-        "m011_reply_lookups", "m012_release_notes", "m013_sections",
+        "m011_reply_lookups", "m012_release_notes", "m013_sections", "m014_instances",
     ]
 
 
