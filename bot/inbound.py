@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.conversation import Incoming, Platform
+from bot.shared import SharedError, SharedLimits
 from bot.surface import Surface
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,11 @@ Seen = Callable[[Platform, str], Awaitable[bool]]
 class Inbound:
     """Takes platform events in and hands complete questions to the responder."""
 
-    def __init__(self, submit: Submit, seen: Seen) -> None:
+    def __init__(self, submit: Submit, seen: Seen, shared: SharedLimits | None = None) -> None:
         self.submit = submit
         self.seen = seen
+        self.shared = shared  # Redis: events handled on any instance, a look-up cheaper
+        # than the store's (which stays the guarantee)
         self._taking: set[str] = set()
         self._tasks: dict[asyncio.Task[asyncio.Task[None] | None], None] = {}
         # Weak values: a queue's lock lives only while its events are being taken in.
@@ -77,15 +80,34 @@ class Inbound:
     ) -> asyncio.Task[None] | None:
         try:
             async with lock:  # asyncio locks are FIFO: arrival order within the queue
-                if costly and await self.seen(platform, event_id):
+                if costly and await self._handled(platform, event_id):
                     log.info("event %s already handled; not answering twice", event_id)
                     return None
                 prepared = await prepare()
                 if prepared is None:
                     return None
-                return await self._submit(prepared)
+                task = await self._submit(prepared)
+                await self._mark_handled(key)
+                return task
         finally:
             self._taking.discard(key)
+
+    async def _handled(self, platform: Platform, event_id: str) -> bool:
+        if self.shared is not None:
+            try:
+                if await self.shared.handled(f"{platform.value}:{event_id}"):
+                    return True
+            except SharedError as error:
+                log.warning("%s; asking the store instead", error)
+        return await self.seen(platform, event_id)
+
+    async def _mark_handled(self, key: str) -> None:
+        """Once the store has the question (or knew it), say so where every instance looks."""
+        if self.shared is not None:
+            try:
+                await self.shared.mark_handled(key)
+            except SharedError as error:
+                log.warning("%s; the store's unique key still stops a second answer", error)
 
     async def _submit(self, prepared: Prepared) -> asyncio.Task[None] | None:
         task = None

@@ -195,11 +195,13 @@ class SharedLimits:
         await self.call(self._block(keys=[f"{self.prefix}{name}:blocked"],
                                     args=[max(1, int(seconds * 1000))]))
 
-    async def first_sighting(self, event: str) -> bool:
-        """True for the first instance to see `event` within the hour (the fast dedupe)."""
-        done = await self.call(self.client.set(f"{self.prefix}event:{event}", self.instance,
-                                               nx=True, ex=DEDUPE_SECONDS))
-        return bool(done)
+    async def handled(self, event: str) -> bool:
+        """True when an instance has stored `event` (within the hour): the fast dedupe."""
+        return bool(await self.call(self.client.exists(f"{self.prefix}event:{event}")))
+
+    async def mark_handled(self, event: str) -> None:
+        await self.call(self.client.set(f"{self.prefix}event:{event}", self.instance,
+                                        ex=DEDUPE_SECONDS))
 
 
 def new_ticket() -> str:

@@ -131,4 +131,4 @@ async def test_without_redis_a_budget_falls_back_to_its_own_count(
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "SUPPORTBOT_REDIS_URL=redis://127.0.0.1:1/0" in errors[0].message
     with pytest.raises(SharedError, match="SUPPORTBOT_REDIS_URL"):
-        await gone.first_sighting("x")
+        await gone.handled("x")

@@ -10,14 +10,37 @@ pauses the whole workspace for its Retry-After. chat.postMessage is limited per 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 Clock = Callable[[], float]
 MIN_INTERVAL = 1.0  # one reply alone edits about once a second
 _EPSILON = 0.01  # sleep a hair past a slot's expiry so the next check finds it free
+
+
+@dataclass
+class Watch:
+    """What a budget tells the figures (/metrics): each 429, and how long each wait took."""
+
+    on_limited: Callable[[], None] | None = None
+    on_waited: Callable[[float], None] | None = None
+
+    def limited(self) -> None:
+        if self.on_limited is not None:
+            self.on_limited()
+
+    @contextlib.contextmanager
+    def waiting(self, clock: Clock) -> Iterator[None]:
+        started = clock()
+        try:
+            yield
+        finally:
+            if self.on_waited is not None:
+                self.on_waited(clock() - started)
 
 
 class EditBudget:
@@ -40,6 +63,7 @@ class EditBudget:
         self._sent: deque[float] = deque()
         self._blocked_until = float("-inf")
         self._finals = asyncio.Lock()  # asyncio locks are FIFO: finals go in arrival order
+        self.watch = Watch()
 
     def join(self) -> None:
         """A reply starts streaming: it will need one final call from this budget."""
@@ -86,6 +110,10 @@ class EditBudget:
 
     async def acquire_final(self, timeout: float) -> None:
         """Wait for a slot (finals in arrival order), take it; TimeoutError after `timeout`."""
+        with self.watch.waiting(self.clock):
+            await self._acquire_final(timeout)
+
+    async def _acquire_final(self, timeout: float) -> None:
         deadline = self.clock() + timeout
         async with self._finals:
             for _ in range(10_000):  # each pass sleeps until a slot should be free
@@ -109,6 +137,7 @@ class EditBudget:
         return self.try_partial()
 
     async def pause(self, seconds: float) -> None:
+        self.watch.limited()
         self.back_off(seconds)
 
 
@@ -123,6 +152,7 @@ class ChannelPacer:
         self._at = clock()
         self._blocked_until = float("-inf")
         self._lock = asyncio.Lock()
+        self.watch = Watch()
 
     def wait(self) -> float:
         """Seconds until a post may go (0: now)."""
@@ -145,6 +175,10 @@ class ChannelPacer:
 
     async def take(self, timeout: float) -> None:
         """Wait for a token (posts in arrival order), take it; TimeoutError after `timeout`."""
+        with self.watch.waiting(self.clock):
+            await self._take(timeout)
+
+    async def _take(self, timeout: float) -> None:
         deadline = self.clock() + timeout
         async with self._lock:
             for _ in range(10_000):  # each pass sleeps until a token should be free
@@ -164,6 +198,7 @@ class ChannelPacer:
         return self.try_take()
 
     async def pause(self, seconds: float) -> None:
+        self.watch.limited()
         self.back_off(seconds)
 
 
@@ -197,15 +232,22 @@ class WorkspacePacing:
     stops: EditBudget = field(init=False)
     channels: dict[str, ChannelPacer] = field(default_factory=dict)
     native_off: bool = False  # set when the workspace refused native streaming
+    figures: Figures | None = None  # /metrics: 429s and waits, per method
 
     def __post_init__(self) -> None:
         t = self.tiers
-        self.edits = self.budget("update", t.update)
-        self.deletes = self.budget("delete", t.delete)
-        self.reactions = self.budget("reactions", t.reactions)
-        self.appends = self.budget("append", t.append, min_interval=0.5)
-        self.starts = self.budget("start", t.stream_ends)
-        self.stops = self.budget("stop", t.stream_ends)
+        self.edits = self._watched("chat.update", self.budget("update", t.update))
+        self.deletes = self._watched("chat.delete", self.budget("delete", t.delete))
+        self.reactions = self._watched("reactions", self.budget("reactions", t.reactions))
+        self.appends = self._watched("chat.appendStream",
+                                     self.budget("append", t.append, min_interval=0.5))
+        self.starts = self._watched("chat.startStream", self.budget("start", t.stream_ends))
+        self.stops = self._watched("chat.stopStream", self.budget("stop", t.stream_ends))
+
+    def _watched(self, method: str, budget: B) -> B:
+        if self.figures is not None:
+            budget.watch = self.figures.watch(method)
+        return budget
 
     def budget(self, method: str, limit: int, min_interval: float = MIN_INTERVAL) -> EditBudget:
         """The budget of one method tier in this workspace."""
@@ -218,16 +260,27 @@ class WorkspacePacing:
     def channel(self, channel: str) -> ChannelPacer:
         pacer = self.channels.get(channel)
         if pacer is None:
-            pacer = self.channels[channel] = self.pacer(channel)
+            pacer = self.channels[channel] = self._watched("chat.postMessage", self.pacer(channel))
         return pacer
+
+
+class Figures(Protocol):
+    """Where budgets report (bot.metrics.Metrics, for one platform)."""
+
+    def watch(self, method: str) -> Watch: ...
+
+
+B = TypeVar("B", EditBudget, ChannelPacer)
 
 
 class SlackPacing:
     """One WorkspacePacing per Slack workspace, made on first use."""
 
-    def __init__(self, tiers: Tiers | None = None, clock: Clock = time.monotonic) -> None:
+    def __init__(self, tiers: Tiers | None = None, clock: Clock = time.monotonic,
+                 figures: Figures | None = None) -> None:
         self.tiers = tiers or Tiers()
         self.clock = clock
+        self.figures = figures
         self._teams: dict[str, WorkspacePacing] = {}
 
     def workspace(self, team_id: str) -> WorkspacePacing:
@@ -237,4 +290,4 @@ class SlackPacing:
         return pacing
 
     def made(self, team_id: str) -> WorkspacePacing:
-        return WorkspacePacing(self.tiers, self.clock)
+        return WorkspacePacing(self.tiers, self.clock, figures=self.figures)

@@ -18,6 +18,7 @@ from bot.adapters.slack.pacing import (
     ChannelPacer,
     Clock,
     EditBudget,
+    Figures,
     SlackPacing,
     Tiers,
     WorkspacePacing,
@@ -63,13 +64,14 @@ class SharedEditBudget(EditBudget):
         return self.try_partial() if answer is None else answer.taken
 
     async def pause(self, seconds: float) -> None:
+        self.watch.limited()
         self.back_off(seconds)
         try:
             await self.shared.block(self.name, seconds)
         except SharedError as error:
             self._fall_back(error)
 
-    async def acquire_final(self, timeout: float) -> None:
+    async def _acquire_final(self, timeout: float) -> None:
         """Wait for this workspace's next slot, in line with every instance's finals."""
         deadline = self.clock() + timeout
         async with self._finals:
@@ -88,7 +90,7 @@ class SharedEditBudget(EditBudget):
             except BaseException:
                 await self._drop(ticket)
                 raise
-        await super().acquire_final(max(0.0, deadline - self.clock()))
+        await super()._acquire_final(max(0.0, deadline - self.clock()))
 
     async def _ask(self, kind: str, ticket: str) -> WindowAnswer | None:
         try:
@@ -132,7 +134,7 @@ class SharedChannelPacer(ChannelPacer):
         wait = await self._ask(take=True)
         return self.try_take() if wait is None else wait == 0
 
-    async def take(self, timeout: float) -> None:
+    async def _take(self, timeout: float) -> None:
         deadline = self.clock() + timeout
         async with self._lock:
             for _ in range(_STEPS):
@@ -144,9 +146,10 @@ class SharedChannelPacer(ChannelPacer):
                 if self.clock() + wait > deadline:
                     raise TimeoutError("no chat.postMessage slot before the deadline")
                 await asyncio.sleep(wait)
-        await super().take(max(0.0, deadline - self.clock()))
+        await super()._take(max(0.0, deadline - self.clock()))
 
     async def pause(self, seconds: float) -> None:
+        self.watch.limited()
         self.back_off(seconds)
         try:
             await self.shared.block(self.name, seconds)
@@ -184,11 +187,11 @@ class SharedSlackPacing(SlackPacing):
     """One SharedWorkspacePacing per workspace."""
 
     def __init__(self, shared: SharedLimits, lease: float, tiers: Tiers | None = None,
-                 clock: Clock = time.monotonic) -> None:
-        super().__init__(tiers, clock)
+                 clock: Clock = time.monotonic, figures: Figures | None = None) -> None:
+        super().__init__(tiers, clock, figures)
         self.shared = shared
         self.lease = lease
 
     def made(self, team_id: str) -> WorkspacePacing:
-        return SharedWorkspacePacing(self.tiers, self.clock, shared=self.shared, team=team_id,
-                                     lease=self.lease)
+        return SharedWorkspacePacing(self.tiers, self.clock, figures=self.figures,
+                                     shared=self.shared, team=team_id, lease=self.lease)
