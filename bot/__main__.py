@@ -21,9 +21,12 @@ from bot.health import LoopLag
 from bot.knowledge import keep_fresh
 from bot.lifecycle import Lifecycle, jsonl, parse_person, purge_daily
 from bot.logs import configure_logging
+from bot.metrics import MetricsPortError
+from bot.metrics import serve as serve_metrics
 from bot.platforms import console_chat, enabled
 from bot.policy import start_of_day
-from bot.runtime import Runtime, open_runtime
+from bot.runtime import Runtime, keep_alive, open_runtime
+from bot.shared import SharedError
 from bot.stats import since_time
 
 log = logging.getLogger("supportbot")
@@ -41,8 +44,10 @@ def main(argv: list[str] | None = None) -> None:
         code: int = asyncio.run(command(settings, args))
     except KeyboardInterrupt:
         code = 130
-    except StoreError as error:
+    except (StoreError, SharedError, MetricsPortError) as error:
         sys.exit(f"supportbot: {error}")
+    except ConfigError as error:  # found at start: another instance live without Redis
+        sys.exit(f"supportbot: configuration error: {error}")
     except BrokenPipeError:  # `supportbot kb list | head`: the reader has gone, not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 0
@@ -130,15 +135,18 @@ async def _duties(runtime: Runtime, stop: asyncio.Event) -> AsyncIterator[None]:
     SUPPORTBOT_KB (and sources added with `kb add`), the daily retention purge, and the
     event-loop lag sampler (its figures are logged on the way out)."""
     settings = runtime.settings
-    lag = LoopLag()
+    lag = LoopLag(on_sample=runtime.metrics.loop_lag)
     tasks = [asyncio.create_task(keep_fresh(runtime.knowledge, settings.kb_sources,
                                             settings.kb_refresh_minutes, stop)),
              asyncio.create_task(lag.watch())]
     if settings.retention_days is not None:
         tasks.append(asyncio.create_task(
             purge_daily(Lifecycle(runtime.store.engine), settings.retention_days, stop)))
+    if runtime.instances is not None:
+        tasks.append(asyncio.create_task(keep_alive(runtime, stop)))
     try:
-        yield
+        async with _metrics_port(runtime):
+            yield
     finally:
         for task in tasks:
             task.cancel()
@@ -148,15 +156,29 @@ async def _duties(runtime: Runtime, stop: asyncio.Event) -> AsyncIterator[None]:
         lag.report()
 
 
+@contextlib.asynccontextmanager
+async def _metrics_port(runtime: Runtime) -> AsyncIterator[None]:
+    """/metrics, /healthz and /readyz on SUPPORTBOT_METRICS_PORT, when it is set (Slack's HTTP
+    mode serves them on PORT as well)."""
+    port = runtime.settings.metrics_port
+    if port is None:
+        yield
+        return
+    async with serve_metrics(runtime.settings.slack_http_host, port, runtime.metrics,
+                             runtime.readiness):
+        yield
+
+
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
     platforms = enabled(settings)
     stop = _stop_on_signals()
     if not platforms:
-        async with open_runtime(settings) as runtime, _duties(runtime, stop):
+        async with open_runtime(settings, serving=True) as runtime, _duties(runtime, stop):
             await console_chat(runtime, stop)
         return 0
     adapters_stop = asyncio.Event()
-    async with open_runtime(settings) as runtime, _duties(runtime, stop):
+    async with open_runtime(settings, serving=True) as runtime, _duties(runtime, stop):
+        runtime.waiting.update(platform.name for platform in platforms)
 
         async def wind_down() -> None:
             await stop.wait()

@@ -14,6 +14,7 @@ from bot.platforms import PlatformEntry, enabled
 from bot.prompts import PromptBook, shipped_prompts
 from bot.providers import LOCAL_CREDENTIALS, Provider
 from bot.runtime import model_client, open_store
+from bot.shared import SharedError, SharedLimits
 
 
 def describe(settings: Settings) -> list[str]:
@@ -27,6 +28,8 @@ def describe(settings: Settings) -> list[str]:
             continue
         if field.name == "db_url" and value is not None:
             value = settings.db_shown  # the URL is useful to see; its password is not shown
+        if field.name == "redis_url" and value:
+            value = settings.redis_shown
         lines.append(f"  {field.name:<24} {_shown(value)}")
     return lines
 
@@ -44,6 +47,7 @@ async def run_checks(settings: Settings) -> int:
         print(f"note: {settings.model} is not a model supportbot knows; cost will be 'unknown'")
     ok = _check_prompts(settings)
     ok = await _check_store(settings) and ok
+    ok = await _check_redis(settings) and ok
     ok = await _check_model(settings) and ok
     warned = False
     for platform in enabled(settings):
@@ -80,6 +84,22 @@ async def _check_store(settings: Settings) -> bool:
     else:
         print(f"database: {settings.db_shown} (PostgreSQL, reached and migrated); "
               f"docs index: {settings.db_path.resolve()} (SUPPORTBOT_KB_INDEX)")
+    return True
+
+
+async def _check_redis(settings: Settings) -> bool:
+    if not settings.redis_url:
+        if settings.db_url is not None:
+            print("redis: not set — fine for one instance; several instances on this database "
+                  "need SUPPORTBOT_REDIS_URL to share Slack's and Discord's limits")
+        return True
+    try:
+        shared = await SharedLimits.open(settings, "check")
+    except SharedError as error:
+        print(f"redis: FAILED — {error}")
+        return False
+    await shared.close()
+    print(f"redis: {settings.redis_shown} reached (keys under {settings.redis_prefix})")
     return True
 
 

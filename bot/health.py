@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from array import array
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +23,10 @@ WARN_EVERY = 60.0  # seconds between two such warnings
 
 
 class LoopLag:
-    def __init__(self, every: float = EVERY, kept: int = KEPT) -> None:
+    def __init__(self, every: float = EVERY, kept: int = KEPT,
+                 on_sample: Callable[[float], None] | None = None) -> None:
         self.every = every
+        self.on_sample = on_sample  # the /metrics gauge, say
         self._samples = array("d", bytes(8 * kept))
         self._count = 0
         self._warned_at = -WARN_EVERY
@@ -31,6 +34,8 @@ class LoopLag:
     def add(self, lag: float) -> None:
         self._samples[self._count % len(self._samples)] = lag
         self._count += 1
+        if self.on_sample is not None:
+            self.on_sample(lag)
         now = time.monotonic()
         if lag >= BLOCKED and now - self._warned_at >= WARN_EVERY:
             self._warned_at = now

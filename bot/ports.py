@@ -12,6 +12,8 @@ from bot.config import Settings
 from bot.conversation import ConversationKey, Platform
 from bot.handovers import Handovers
 from bot.inbound import Inbound
+from bot.metrics import Metrics, Readiness
+from bot.shared import SharedLimits
 from bot.store import Store
 from bot.surface import Restore
 
@@ -43,3 +45,7 @@ class Ports:
     finish_replies: Callable[[float], Awaitable[None]]  # end replies in flight (shutdown)
     model_ready: bool  # False: no API key, answers come from the docs only
     handovers: Handovers  # hand a conversation to a person, give it back, record votes
+    metrics: Metrics  # the figures /metrics serves
+    shared: SharedLimits | None = None  # Redis: budgets shared with the other instances
+    connected: Callable[[], None] = lambda: None  # say the platform is connected (/readyz)
+    readiness: Callable[[], Readiness] = lambda: Readiness(True)

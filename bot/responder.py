@@ -35,9 +35,11 @@ from bot.errors import LLMError, PromptTooLongError, ReplyTimeoutError, StreamIn
 from bot.formatting import doc_urls, shown_safely, visible_text
 from bot.handoff import ALREADY_HANDLED
 from bot.handovers import Handovers
+from bot.instance_rows import InstanceRows
 from bot.journal import JournalingSurface, closing_pages
 from bot.journal_rows import Unfinished
 from bot.knowledge import Knowledge
+from bot.metrics import Metrics
 from bot.model_client import ModelClient
 from bot.models import ModelProfile, cost_usd, estimate_tokens, profile
 from bot.notices import (
@@ -107,6 +109,10 @@ class Responder:
         # order the questions came.
         self._tasks: dict[asyncio.Task[None], None] = {}
         self._closing = False
+        self.metrics = Metrics("supportbot")  # replaced by the runtime's, which /metrics serves
+        # Set when several instances may share the journal: who is dead decides what is
+        # taken over. None: every unfinished reply of the platform is this process's.
+        self.instances: InstanceRows | None = None
 
     @property
     def model(self) -> ModelProfile:
@@ -176,7 +182,7 @@ class Responder:
         """
         tasks: list[asyncio.Task[None]] = []
         try:
-            unfinished = await self.store.journal.unfinished(platform)
+            unfinished = await self._claim(platform)
         except StorageUnavailable as error:  # they stay in the journal for the next start
             log.error("could not read the replies a stop left unfinished: %s", error)
             return tasks
@@ -201,6 +207,31 @@ class Responder:
                 task = self._own(self._close_old(entry, surface))
             tasks.append(task)
         return tasks
+
+    async def _wait_in_line(self, key: ConversationKey, question: RecordedQuestion) -> None:
+        """Several instances: wait until the conversation's earlier replies, wherever they
+        run, are finished (their journal rows are the line, in the order the store took the
+        questions), so each answer sees the one before in its history. Bounded: a line that
+        does not move within IN_LINE_PATIENCE is left, and said."""
+        deadline = self.clock() + IN_LINE_PATIENCE
+        for _ in range(int(IN_LINE_PATIENCE / IN_LINE_POLL) + 1):
+            try:
+                if await self.store.journal.first_in_line(key.id, question.message_id):
+                    return
+            except StorageUnavailable:
+                return  # the reply itself then meets the database's trouble, and says so
+            if self.clock() >= deadline:
+                break
+            await asyncio.sleep(IN_LINE_POLL)
+        log.warning("an earlier reply in %s did not finish within %.0f s; answering anyway",
+                    key.id, IN_LINE_PATIENCE)
+
+    async def _claim(self, platform: Platform) -> list[Unfinished]:
+        """The unfinished replies this process is now to finish: all of them when it is
+        alone; else those whose instance is dead, each taken by exactly one instance."""
+        if self.instances is None:
+            return await self.store.journal.unfinished(platform)
+        return await self.store.journal.claim(platform, await self.instances.dead_check())
 
     async def _close_old(self, entry: Unfinished, surface: Surface) -> None:
         closing = closing_pages(entry.pages, surface, NOTE_RESTARTED, NOTE_INTERRUPTED)
@@ -250,11 +281,14 @@ class Responder:
         live.reply_id = str(question.message_id)  # its buttons: feedback, talk to a person
         answer = _failed_answer(self.policy.model)
         first_sign_ms: float | None = None
+        self.metrics.reply_started(incoming.key.platform.value)
         try:
             if await quietly(surface.start(), "show the first sign"):
                 first_sign_ms = (self.clock() - started) * 1000
             if before is not None:
                 await asyncio.shield(before)  # the previous reply in this conversation
+            if self.instances is not None and incoming.key.platform is not Platform.CONSOLE:
+                await self._wait_in_line(incoming.key, question)  # ... on other instances
             async with self._slots:
                 answer = await self._answer(incoming, text, question, surface, live, started)
         except asyncio.CancelledError:
@@ -271,6 +305,7 @@ class Responder:
         finally:
             try:
                 total_ms = (self.clock() - started) * 1000
+                count_answer(self.metrics, incoming.key.platform.value, answer, total_ms)
                 tokens = estimate_tokens(answer.text, self.model)
                 await asyncio.shield(self.store.record_answer(
                     incoming.key, question, answer, tokens, total_ms, first_sign_ms))
@@ -456,6 +491,25 @@ class Responder:
         mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._tails[key.id] = mine
         return before, Turnstile(key.id, mine, self._tails)
+
+
+IN_LINE_PATIENCE = 180.0  # a reply and a takeover of it fit in this
+IN_LINE_POLL = 0.1
+
+
+def count_answer(metrics: Metrics, platform: str, answer: Answer, total_ms: float) -> None:
+    """A finished reply's figures for /metrics: outcome and time, first text, tokens, cost."""
+    metrics.reply_ended(platform, answer.outcome, total_ms / 1000)
+    if answer.first_text_ms is not None:
+        metrics.first_text(platform, answer.first_text_ms / 1000)
+    usage = answer.usage
+    for kind, count in (("input", usage.input_tokens), ("output", usage.output_tokens),
+                        ("cache_write", usage.cache_creation_input_tokens),
+                        ("cache_read", usage.cache_read_input_tokens)):
+        if count:
+            metrics.tokens(answer.model, kind, count)
+    if answer.cost_usd:
+        metrics.cost(answer.model, answer.cost_usd)
 
 
 def _failed_answer(model: str) -> Answer:

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from bot.config import Settings
+from bot.config import ConfigError, Settings
 from bot.conversation import Platform
+from bot.database import StorageUnavailable
 from bot.embedding import Embedder
 from bot.inbound import Inbound
+from bot.instance_rows import Instance, InstanceRows
 from bot.knowledge import Knowledge
 from bot.llm import ClaudeClient, ModelOptions
+from bot.metrics import Metrics, Readiness
 from bot.policy import ReplyPolicy
 from bot.ports import PlatformState, Ports
 from bot.prompts import PromptBook
 from bot.providers import make_provider
 from bot.responder import Responder
+from bot.shared import SharedLimits
 from bot.store import Store
 from bot.surface import Restore
 
@@ -33,12 +38,20 @@ class Runtime:
     responder: Responder
     llm: ClaudeClient | None
     inbound: Inbound
+    metrics: Metrics = field(default_factory=lambda: Metrics("supportbot"))
+    shared: SharedLimits | None = None  # Redis, when several instances share the work
+    instances: InstanceRows | None = None  # this instance's lease, when `run` serves
+    # Each adapter's way to continue a journaled reply, kept for takeovers.
+    restorers: dict[Platform, Restore] = field(default_factory=dict)
+    waiting: set[str] = field(default_factory=set)  # what /readyz still waits for
 
     def ports(self, platform: Platform) -> Ports:
         """What the adapter of `platform` is given (see bot/ports.py)."""
         responder = self.responder
+        restorers = self.restorers
 
         async def resume(restore: Restore) -> list[asyncio.Task[None]]:
+            restorers[platform] = restore
             return await responder.resume(platform, restore)
 
         return Ports(
@@ -51,7 +64,15 @@ class Runtime:
             finish_replies=responder.aclose,
             model_ready=self.llm is not None,
             handovers=responder.handovers,
+            metrics=self.metrics,
+            shared=self.shared,
+            connected=functools.partial(self.waiting.discard, platform.value),
+            readiness=self.readiness,
         )
+
+    def readiness(self) -> Readiness:
+        """Ready once every platform is connected (and the store and Redis answered at start)."""
+        return Readiness(not self.waiting, tuple(sorted(self.waiting)))
 
 
 def model_client(settings: Settings) -> ClaudeClient | None:
@@ -81,9 +102,55 @@ async def open_store(settings: Settings) -> Store:
 
 
 @contextlib.asynccontextmanager
-async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
-    """Open the store (migrating it), index the docs folder, and wire the responder."""
+async def open_runtime(settings: Settings, serving: bool = False) -> AsyncIterator[Runtime]:
+    """Open the store (migrating it), index the docs folder, and wire the responder. When
+    `serving` (`run`), this process also holds an instance lease and opens Redis."""
     store = await open_store(settings)
+    try:
+        async with _instance(settings, store, serving) as (instances, shared):
+            async with _wired(settings, store, instances, shared) as runtime:
+                yield runtime
+    finally:
+        await store.close()
+
+
+@contextlib.asynccontextmanager
+async def _instance(
+    settings: Settings, store: Store, serving: bool
+) -> AsyncIterator[tuple[InstanceRows | None, SharedLimits | None]]:
+    """This process's lease (refused when another instance is live on the same PostgreSQL
+    database and no Redis is set) and its Redis connection; both let go on the way out."""
+    if not serving:
+        yield None, None
+        return
+    me = Instance.here()
+    rows = InstanceRows(store.engine, me)
+    store.journal.owner = me.id
+    await rows.beat(settings.lease_seconds)
+    await rows.forget_expired()
+    try:
+        if settings.db_url is not None and not settings.redis_url:
+            live = await rows.live_peers()
+            if live:
+                raise ConfigError(
+                    f"another supportbot instance ({live[0].host}, pid {live[0].pid}) is "
+                    "running on this PostgreSQL database; several instances share Slack's "
+                    "and Discord's rate limits only through Redis: set SUPPORTBOT_REDIS_URL "
+                    "on every instance (or stop the other one)")
+        shared = await SharedLimits.open(settings, me.id) if settings.redis_url else None
+        try:
+            yield rows, shared
+        finally:
+            if shared is not None:
+                await shared.close()
+    finally:
+        with contextlib.suppress(StorageUnavailable):  # its lease then simply expires
+            await rows.leave()
+
+
+@contextlib.asynccontextmanager
+async def _wired(settings: Settings, store: Store, instances: InstanceRows | None,
+                 shared: SharedLimits | None) -> AsyncIterator[Runtime]:
     llm = model_client(settings)
     # The semantic model loads on the first search, and only when asked for (see README).
     knowledge = Knowledge(store.sqlite, Embedder.load if settings.kb_semantic else None)
@@ -102,13 +169,40 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             contact=settings.escalation_contact,
         )
         responder = Responder(policy, store, knowledge, llm, PromptBook.load(settings.prompts_dir))
-        inbound = Inbound(responder.submit, store.event_seen)
+        responder.instances = instances
+        inbound = Inbound(responder.submit, store.event_seen, shared)
+        metrics = responder.metrics = Metrics(instances.me.id if instances else "supportbot")
         try:
-            yield Runtime(settings, store, knowledge, responder, llm, inbound)
+            yield Runtime(settings, store, knowledge, responder, llm, inbound, metrics, shared,
+                          instances)
         finally:
             await inbound.aclose()
             await responder.aclose()
     finally:
         if llm is not None:
             await llm.aclose()
-        await store.close()
+
+
+async def keep_alive(runtime: Runtime, stop: asyncio.Event) -> None:
+    """`run`'s heartbeat: renew this instance's lease every third of it, and take over the
+    unfinished replies of instances that stopped beating, until `stop` is set."""
+    rows, lease = runtime.instances, runtime.settings.lease_seconds
+    assert rows is not None
+    failing = False
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), lease / 3)
+        if stop.is_set():
+            return
+        try:
+            await rows.beat(lease)
+            for platform, restore in list(runtime.restorers.items()):
+                await runtime.responder.resume(platform, restore)
+        except StorageUnavailable as error:
+            if not failing:  # said once per outage: the lease may lapse meanwhile
+                log.error("could not renew this instance's lease: %s", error)
+            failing = True
+            continue
+        if failing:
+            log.info("this instance's lease is renewed again")
+        failing = False

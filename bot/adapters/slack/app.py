@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,12 +35,14 @@ from bot.adapters.slack.events import (
 )
 from bot.adapters.slack.files import Attachments, FileFetcher
 from bot.adapters.slack.handoff import SlackControls, SlackEscalation, escalation_lines
-from bot.adapters.slack.pacing import SlackPacing
+from bot.adapters.slack.pacing import SlackPacing, Tiers, Watch
+from bot.adapters.slack.shared_pacing import SharedSlackPacing
 from bot.adapters.slack.stream import NativeStreamSurface
 from bot.adapters.slack.surface import ReplyPlace, SlackSurface, error_code, retry_after
 from bot.config import Settings
 from bot.conversation import Arrival, Incoming, PageRef, Place, Platform
 from bot.inbound import Prepared
+from bot.metrics import Metrics, add_routes
 from bot.ports import Ports
 from bot.surface import Surface
 
@@ -68,7 +71,7 @@ async def serve(ports: Ports, stop: asyncio.Event) -> None:
     """Answer on Slack until `stop` is set."""
     settings = ports.settings
     async with connect(settings) as slack:
-        bridge = SlackBridge(ports, slack, SlackPacing())
+        bridge = SlackBridge(ports, slack, pacing_for(ports))
         app = bolt_app(slack, bridge)
         ports.handovers.escalations[Platform.SLACK] = SlackEscalation(slack.client, settings)
         controls = SlackControls(slack.client, ports.handovers)
@@ -76,12 +79,32 @@ async def serve(ports: Ports, stop: asyncio.Event) -> None:
         try:
             await ports.resume(bridge.restore)
             if settings.slack_app_token:
-                await _socket_mode(app, slack, stop)
+                await _socket_mode(app, slack, stop, ports.connected)
             else:
-                await _http_mode(app, settings, stop)
+                await _http_mode(app, ports, stop)
         finally:
             await bridge.aclose()
             await controls.aclose()
+
+
+def pacing_for(ports: Ports) -> SlackPacing:
+    """Budgets in this process, or on the Redis server when several instances share them."""
+    tiers = Tiers(update=ports.settings.slack_updates_per_minute)
+    figures = SlackFigures(ports.metrics)
+    if ports.shared is None:
+        return SlackPacing(tiers, figures=figures)
+    return SharedSlackPacing(ports.shared, ports.settings.lease_seconds, tiers, figures=figures)
+
+
+class SlackFigures:
+    """Slack's budgets reporting to /metrics: 429s and waits, by method."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def watch(self, method: str) -> Watch:
+        return Watch(functools.partial(self.metrics.rate_limited, "slack", method),
+                     functools.partial(self.metrics.budget_wait, "slack", method))
 
 
 async def check(settings: Settings) -> list[str]:
@@ -273,13 +296,14 @@ def _silenced(logger: logging.Logger) -> Iterator[None]:
         logger.disabled = False
 
 
-async def _socket_mode(app: AsyncApp, slack: SlackConnection, stop: asyncio.Event) -> None:
+async def _socket_mode(app: AsyncApp, slack: SlackConnection, stop: asyncio.Event,
+                       connected: Callable[[], None]) -> None:
     handler = AsyncSocketModeHandler(app, app_token=slack.settings.slack_app_token.value)
     try:
         # Open the first URL ourselves so a refused app token stops the bot with a clear
         # message (the SDK would retry it forever); the SDK fetches later ones itself.
         handler.client.wss_uri = await socket_url(slack)
-        await _connected_until(handler, slack, stop)
+        await _connected_until(handler, slack, stop, connected)
     finally:
         try:
             await handler.close_async()  # type: ignore[no-untyped-call]
@@ -288,7 +312,8 @@ async def _socket_mode(app: AsyncApp, slack: SlackConnection, stop: asyncio.Even
 
 
 async def _connected_until(
-    handler: AsyncSocketModeHandler, slack: SlackConnection, stop: asyncio.Event
+    handler: AsyncSocketModeHandler, slack: SlackConnection, stop: asyncio.Event,
+    connected: Callable[[], None],
 ) -> None:
     # Connecting retries on its own (the SDK reconnects too), so it races with `stop`.
     connecting = asyncio.create_task(handler.connect_async())  # type: ignore[no-untyped-call]
@@ -299,6 +324,7 @@ async def _connected_until(
             connecting.result()
             log.info("Slack: connected to %s as @%s (Socket Mode)", slack.me.team_name,
                      slack.me.user_name)
+            connected()
             await stopping
     finally:
         for task in (connecting, stopping):
@@ -312,7 +338,8 @@ async def _connected_until(
 MAX_BODY = 1024 * 1024
 
 
-async def _http_mode(app: AsyncApp, settings: Settings, stop: asyncio.Event) -> None:
+async def _http_mode(app: AsyncApp, ports: Ports, stop: asyncio.Event) -> None:
+    settings = ports.settings
     secret = settings.slack_signing_secret.value
 
     async def events(request: web.Request) -> web.Response:
@@ -333,18 +360,16 @@ async def _http_mode(app: AsyncApp, settings: Settings, stop: asyncio.Event) -> 
                                         headers=dict(headers))
         return await to_aiohttp_response(await app.async_dispatch(bolt_request))
 
-    async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"ok": True})
-
     web_app = web.Application(client_max_size=MAX_BODY)
     web_app.router.add_post("/slack/events", events)
-    web_app.router.add_get("/healthz", healthz)
+    add_routes(web_app, ports.metrics, ports.readiness)  # /healthz, /readyz, /metrics
     runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
     try:
         host = settings.slack_http_host
         await web.TCPSite(runner, host, settings.port).start()
         log.info("Slack: Events API at http://%s:%d/slack/events (HTTP mode)", host, settings.port)
+        ports.connected()
         await stop.wait()
     finally:
         await runner.cleanup()
