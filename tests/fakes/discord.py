@@ -152,6 +152,11 @@ class FakeDiscord(DiscordRouting):
         return self._hub.last_identify
 
     @property
+    def shards(self) -> list[tuple[int, int]]:
+        """[shard id, shard count] of each identified connection open now."""
+        return sorted(session.shard for session in self._hub.sessions if session.identify)
+
+    @property
     def registered_commands(self) -> list[Json]:
         """Application commands as stored: global ones first, guild ones carry "guild_id"."""
         scopes = sorted(self._commands, key=lambda s: (s is not None, s or 0))

@@ -51,6 +51,7 @@ CLOSE_NOT_AUTHENTICATED = 4003
 CLOSE_AUTH_FAILED = 4004
 CLOSE_ALREADY_AUTHENTICATED = 4005
 CLOSE_SESSION_TIMED_OUT = 4009
+CLOSE_INVALID_SHARD = 4010
 CLOSE_INVALID_VERSION = 4012
 CLOSE_INVALID_INTENTS = 4013
 
@@ -97,6 +98,19 @@ class GatewaySession:
         self.sequence += 1
         self.sent = [*self.sent[-(RESUME_BACKLOG - 1):], (self.sequence, event, data)]
         await self.send({"op": OP_DISPATCH, "t": event, "s": self.sequence, "d": data})
+
+    @property
+    def shard(self) -> tuple[int, int]:
+        """[shard id, shard count] from IDENTIFY ([0, 1] when none was sent)."""
+        given = (self.identify or {}).get("shard") or [0, 1]
+        return int(given[0]), int(given[1])
+
+    def receives(self, data: Json) -> bool:
+        """Discord sends a guild's events to the shard (guild_id >> 22) % count, and DMs (no
+        guild_id) to shard 0 only."""
+        shard_id, count = self.shard
+        guild = data.get("guild_id") if isinstance(data, dict) else None
+        return shard_id == (shard_of(int(guild), count) if guild else 0)
 
     def take_over(self, old: GatewaySession) -> None:
         """Continue a dropped session on this connection (a RESUME)."""
@@ -192,6 +206,11 @@ class GatewayHub:
         if not isinstance(data.get("intents"), int):
             await session.ws.close(code=CLOSE_INVALID_INTENTS, message=b"Invalid intent(s)")
             return False
+        shard = data.get("shard", [0, 1])
+        if not (isinstance(shard, list) and len(shard) == 2
+                and all(isinstance(n, int) for n in shard) and 0 <= shard[0] < shard[1]):
+            await session.ws.close(code=CLOSE_INVALID_SHARD, message=b"Invalid shard")
+            return False
         session.identify = data
         self.last_identify = data
         self.identifies += 1
@@ -224,7 +243,7 @@ class GatewayHub:
             if session.identify is None:
                 continue
             data = build(session.intents)
-            if data is not None:
+            if data is not None and session.receives(data):
                 await session.dispatch(event, data)
 
     async def drop(self, code: int, reason: bytes = b"Unknown error") -> None:
@@ -258,12 +277,19 @@ class GuildView:
     gateway_url: str
 
 
+def shard_of(guild_id: int, count: int) -> int:
+    return (guild_id >> 22) % count
+
+
 def ready_payload(view: GuildView, session_id: str, identify: Json) -> Json:
-    """READY: the bot user, its guild (unavailable until GUILD_CREATE) and the session."""
+    """READY: the bot user, its guild (unavailable until GUILD_CREATE) if this shard has it,
+    and the session."""
+    shard_id, count = (identify.get("shard") or [0, 1])
+    ours = shard_of(view.guild_id, int(count)) == int(shard_id)
     ready: Json = {
         "v": API_VERSION,
         "user": {**view.bot_user, "verified": True, "mfa_enabled": False},
-        "guilds": [{"id": str(view.guild_id), "unavailable": True}],
+        "guilds": [{"id": str(view.guild_id), "unavailable": True}] if ours else [],
         "session_id": session_id,
         "session_type": "normal",
         "resume_gateway_url": view.gateway_url,

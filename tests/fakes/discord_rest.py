@@ -46,7 +46,7 @@ class DiscordRest(DiscordState):
     async def _get_gateway(self, request: web.Request) -> web.Response:
         data: Json = {"url": self.gateway_url}
         if request.path.endswith("/bot"):
-            data["shards"] = 1
+            data["shards"] = self.recommended_shards
             data["session_start_limit"] = {
                 "total": 1000,
                 "remaining": 999,

@@ -20,6 +20,7 @@ from tests.fakes.discord_gateway import (
     interaction_create_payload,
     members_chunk_payload,
     ready_payload,
+    shard_of,
 )
 from tests.fakes.discord_http import API_PREFIX, unknown
 from tests.fakes.discord_payloads import (
@@ -97,6 +98,7 @@ class DiscordState:
         self.interaction_token_ttl = interaction_token_ttl
         self.private_threads_allowed = private_threads_allowed
         self.no_access: set[int] = set()  # channels whose REST calls answer 403 50001
+        self.recommended_shards = 1  # what GET /gateway/bot recommends
         # Injected failures of channel message writes: (method, statuses in turn), see fail_next.
         self.faults: dict[str, list[int]] = {}
         self.fault_retry_after = 1.0
@@ -294,7 +296,9 @@ class DiscordState:
     def _on_identify(self, session: GatewaySession, data: Json) -> list[Event]:
         view = self._guild_view()
         events: list[Event] = [("READY", ready_payload(view, session.session_id, data))]
-        if int(data.get("intents") or 0) & INTENT_GUILDS:
+        shard_id, count = data.get("shard") or [0, 1]
+        ours = shard_of(view.guild_id, int(count)) == int(shard_id)
+        if ours and int(data.get("intents") or 0) & INTENT_GUILDS:
             events.append(("GUILD_CREATE", guild_create_payload(view)))
         return events
 

@@ -98,13 +98,20 @@ class FakeSlack(SlackMethods):
         # Tier 3 chat.update is one budget for the whole workspace; streaming has its own tiers:
         # appendStream Tier 4 (100+/min), startStream and stopStream Tier 2 (20+/min). Every
         # other Tier 3 method the bot uses counts on its own window of the same size.
-        self._windows = {
-            "chat.update": SlidingWindow(update_limit, update_window),
-            **{m: SlidingWindow(tier3_limit, update_window) for m in TIER3_METHODS},
-            "chat.appendStream": SlidingWindow(append_limit, stream_window),
-            "chat.startStream": SlidingWindow(stream_limit, stream_window),
-            "chat.stopStream": SlidingWindow(stream_limit, stream_window),
-        }
+        def windows() -> dict[str, SlidingWindow]:
+            return {
+                "chat.update": SlidingWindow(update_limit, update_window),
+                **{m: SlidingWindow(tier3_limit, update_window) for m in TIER3_METHODS},
+                "chat.appendStream": SlidingWindow(append_limit, stream_window),
+                "chat.startStream": SlidingWindow(stream_limit, stream_window),
+                "chat.stopStream": SlidingWindow(stream_limit, stream_window),
+            }
+
+        # Limits are per workspace. An org-wide app on Enterprise Grid serves several: a
+        # channel belongs to the workspace ("team") its events came from.
+        self._new_windows = windows
+        self._team_windows: dict[str, dict[str, SlidingWindow]] = {team_id: windows()}
+        self._channel_team: dict[str, str] = {}
         self._post_buckets: dict[str, TokenBucket] = {}
         self.calls: list[ApiCall] = []
         # (method, channel or ""): outcomes of its next calls
@@ -327,7 +334,11 @@ class FakeSlack(SlackMethods):
                     self._post_rate, self._post_burst
                 )
             return bucket.acquire(now)
-        window = self._windows.get(method)
+        team = self._channel_team.get(_str(params, "channel"), self.team_id)
+        windows = self._team_windows.get(team)
+        if windows is None:
+            windows = self._team_windows[team] = self._new_windows()
+        window = windows.get(method)
         return window.acquire(now) if window is not None else 0.0
 
     def _record(self, method: str, params: Json, reply: _Reply) -> None:
@@ -388,6 +399,8 @@ class FakeSlack(SlackMethods):
         """
         if event.get("type") in ("message", "app_mention") and event.get("ts"):
             self.people_messages.add((str(event.get("channel")), str(event["ts"])))
+        if event.get("team") and event.get("channel"):
+            self._channel_team[str(event["channel"])] = str(event["team"])
         return await self.socket_mode.push(event, retry_attempt=retry_attempt)
 
     async def click(self, channel: str, ts: str, action_id: str, user: str = "U123") -> Json:

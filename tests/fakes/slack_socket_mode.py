@@ -34,6 +34,9 @@ class Delivery:
     sent_at: float
 
 
+MAX_CONNECTIONS = 10
+
+
 class SocketModeHub:
     """Server side of Socket Mode: one-use tickets, hello, events_api envelopes, acks, retries."""
 
@@ -52,10 +55,14 @@ class SocketModeHub:
         self.acks: dict[str, float] = {}
         self._tickets: set[str] = set()
         self._sockets: list[web.WebSocketResponse] = []
+        self._opened: list[web.WebSocketResponse] = []  # every connection ever, in order
         self._connected = asyncio.Event()
         self._sent: dict[str, tuple[float, str]] = {}
         self._acked: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # An app may hold up to 10 connections; Slack spreads events over them (here in turn).
+        self._turn = 0
+        self.delivered_to: list[int] = []  # per delivery: which connection (by open order)
 
     @property
     def connected(self) -> bool:
@@ -77,7 +84,13 @@ class SocketModeHub:
         self._tickets.discard(ticket)
         ws = web.WebSocketResponse(autoping=True)  # answers the client's pings with pongs
         await ws.prepare(request)
+        if sum(1 for live in self._sockets if not live.closed) >= MAX_CONNECTIONS:
+            # Slack keeps at most 10 connections per app and turns the next one away.
+            await ws.send_str(json.dumps({"type": "disconnect", "reason": "too_many_websockets"}))
+            await ws.close()
+            return ws
         self._sockets.append(ws)
+        self._opened.append(ws)
         try:
             await ws.send_str(json.dumps(self._hello()))
             self._connected.set()
@@ -100,9 +113,8 @@ class SocketModeHub:
         Unacked after ack_timeout, it is sent again (new envelope, same event_id) up to
         max_redeliveries times with retry_attempt + 1 and retry_reason "timeout".
         """
-        body = event_callback(
-            event, self.team_id, api_app_id=self.app_id, bot_user_id=self.bot_user_id
-        )
+        team = str(event.get("team") or self.team_id)  # org-wide apps: the event's workspace
+        body = event_callback(event, team, api_app_id=self.app_id, bot_user_id=self.bot_user_id)
         envelope_id = await self._deliver(body, retry_attempt)
         self.spawn(self._redeliver(body, retry_attempt))
         return envelope_id
@@ -172,8 +184,18 @@ class SocketModeHub:
             raise RuntimeError("no Socket Mode client connected")
         return ws
 
+    def _next_socket(self) -> web.WebSocketResponse:
+        """The connection the next event goes to: each live one in turn."""
+        live = [ws for ws in self._sockets if not ws.closed]
+        if not live:
+            raise RuntimeError("no Socket Mode client connected")
+        self._turn += 1
+        chosen = live[self._turn % len(live)]
+        self.delivered_to.append(self._opened.index(chosen))
+        return chosen
+
     async def _deliver(self, body: Json, attempt: int) -> str:
-        ws = self._require_socket()
+        ws = self._next_socket()
         envelope_id = str(uuid.uuid4())
         reason = "timeout" if attempt else ""
         envelope = {

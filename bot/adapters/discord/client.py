@@ -109,7 +109,11 @@ class SupportClient(discord.Client):
         await self.controls.on_reaction(payload)
 
     async def on_ready(self) -> None:
-        log.info("connected to Discord as %s in %d servers", self.user, len(self.guilds))
+        shards = f" (shards {self.ports.settings.discord_shards})" if (
+            self.ports.settings.discord_shards) else ""
+        log.info("connected to Discord as %s in %d servers%s", self.user, len(self.guilds),
+                 shards)
+        self.ports.connected()
 
     async def on_message(self, message: discord.Message) -> None:
         me = self.user
@@ -213,11 +217,29 @@ async def _thread_from(message: discord.Message, channel: discord.TextChannel, t
         log.info("no thread on the question (HTTP %s, code %s)", error.status, error.code)
 
 
+class ShardedSupportClient(SupportClient, discord.AutoShardedClient):
+    """SupportClient over several gateway connections (SUPPORTBOT_DISCORD_SHARDS)."""
+
+
+def make_client(ports: Ports) -> SupportClient:
+    """One connection; one shard of several; or several shards (`auto`: as many as Discord
+    recommends, from GET /gateway/bot). A guild's events come on the shard
+    (guild_id >> 22) % count, DMs on shard 0 only."""
+    plan = ports.settings.discord_shards
+    if plan is None:
+        return SupportClient(ports)
+    if plan.auto:
+        return ShardedSupportClient(ports)
+    if plan.first == plan.last:
+        return SupportClient(ports, shard_id=plan.first, shard_count=plan.count)
+    return ShardedSupportClient(ports, shard_ids=plan.ids, shard_count=plan.count)
+
+
 async def serve(ports: Ports, stop: asyncio.Event) -> None:
     """Answer on Discord until `stop` is set."""
     settings = ports.settings
     with local_endpoints(settings):
-        client = SupportClient(ports)
+        client = make_client(ports)
         runner = asyncio.create_task(client.start(settings.discord_bot_token.value))
         stopper = asyncio.create_task(stop.wait())
         try:
