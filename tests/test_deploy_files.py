@@ -23,14 +23,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml  # type: ignore[import-untyped]
+import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Read by the multi-instance work that is not in bot/config.py yet; once it is, the names are
-# found in the source and this set can go.
-NEW_NAMES = frozenset({"SUPPORTBOT_REDIS_URL", "SUPPORTBOT_DISCORD_SHARDS",
-                       "SUPPORTBOT_METRICS_PORT"})
 CHECKED_PREFIXES = ("SUPPORTBOT_", "SLACK_", "DISCORD_", "ANTHROPIC_")
 
 
@@ -90,8 +87,12 @@ def test_the_stack_has_postgres_redis_and_the_bot() -> None:
     assert service("bot").get("build"), "the bot is built from the Dockerfile"
 
 
-def test_the_bot_waits_for_healthy_postgres_and_redis() -> None:
-    depends = service("bot").get("depends_on")
+BOTS = ["bot", "discord"]  # the Slack replicas, and the Discord process
+
+
+@pytest.mark.parametrize("name", BOTS)
+def test_the_bot_waits_for_healthy_postgres_and_redis(name: str) -> None:
+    depends = service(name).get("depends_on")
     assert isinstance(depends, dict), "depends_on needs the long form to name a condition"
     for name in ("postgres", "redis"):
         assert name in depends, f"the bot does not depend on {name}"
@@ -107,8 +108,9 @@ def test_every_service_has_a_healthcheck() -> None:
     assert "/healthz" in bot and "SUPPORTBOT_METRICS_PORT" in bot and "9090" in bot
 
 
-def test_the_bot_is_pointed_at_the_stacks_postgres_and_redis() -> None:
-    env = environment("bot")
+@pytest.mark.parametrize("name", BOTS)
+def test_the_bot_is_pointed_at_the_stacks_postgres_and_redis(name: str) -> None:
+    env = environment(name)
     db = urlsplit(interpolated(env.get("SUPPORTBOT_DB") or ""))
     postgres = {key: interpolated(value or "") for key, value in environment("postgres").items()}
     assert db.scheme == "postgresql", "SUPPORTBOT_DB must be a postgresql:// URL"
@@ -122,15 +124,24 @@ def test_the_bot_is_pointed_at_the_stacks_postgres_and_redis() -> None:
     assert env.get("SUPPORTBOT_METRICS_PORT") == "9090", "the health check asks port 9090"
 
 
-def test_every_variable_passed_to_the_bot_is_one_it_reads() -> None:
-    known = names_read_by_config() | NEW_NAMES
+@pytest.mark.parametrize("name", BOTS)
+def test_every_variable_passed_to_the_bot_is_one_it_reads(name: str) -> None:
+    known = names_read_by_config()
     assert "SUPPORTBOT_DB" in known and "SLACK_BOT_TOKEN" in known  # the source was read
-    env = environment("bot")
+    env = environment(name)
     passed = {name for name in env if name.startswith(CHECKED_PREFIXES)}
     assert not passed - known, f"the bot reads no such variable: {sorted(passed - known)}"
     for name, value in env.items():  # a pass-through takes the variable of its own name
         used = _VARIABLE.fullmatch(value or "")
         assert used is None or used.group(1) == name, f"{name} is given ${{{used.group(1)}}}"
+
+
+def test_slack_is_replicated_and_discord_runs_its_shards_in_one_process() -> None:
+    slack, discord = environment("bot"), environment("discord")
+    assert slack.get("SLACK_APP_TOKEN") and not slack.get("DISCORD_BOT_TOKEN")
+    assert discord.get("DISCORD_BOT_TOKEN") and not discord.get("SLACK_BOT_TOKEN")
+    assert "auto" in str(discord.get("SUPPORTBOT_DISCORD_SHARDS"))
+    assert (service("discord").get("deploy") or {}).get("replicas") == 1
 
 
 def test_the_bot_runs_replicated_without_host_ports() -> None:
