@@ -29,6 +29,7 @@ from bot.adapters.discord.events import (
     strip_mentions,
     thread_name,
 )
+from bot.adapters.discord.global_pace import GlobalPace, paced
 from bot.adapters.discord.handoff import DiscordControls, DiscordEscalation
 from bot.adapters.discord.replies import DiscordTiming, Replies
 from bot.adapters.discord.resume import restore
@@ -87,6 +88,7 @@ class SupportClient(discord.Client):
             **options,
         )
         self.ports = ports
+        paced(self, GlobalPace(ports.shared))  # 50 requests a second, every instance together
         self.replies = Replies(ports, timing or DiscordTiming())
         self.controls = DiscordControls(ports.handovers, self.replies.dm_conversation,
                                         ports.known)
