@@ -31,6 +31,16 @@ POLL = 0.25  # longest sleep of a waiting final: it says it is still waiting thi
 _STEPS = 100_000  # bound on the passes of one wait
 
 
+async def pause_everywhere(shared: SharedLimits, name: str, seconds: float) -> SharedError | None:
+    """Block budget `name` on every instance for a 429's Retry-After; the error if Redis
+    could not be told (this instance has paused itself already)."""
+    try:
+        await shared.block(name, seconds)
+    except SharedError as error:
+        return error
+    return None
+
+
 class SharedEditBudget(EditBudget):
     """One method tier of one workspace, counted on the Redis server for all instances."""
 
@@ -66,10 +76,9 @@ class SharedEditBudget(EditBudget):
     async def pause(self, seconds: float) -> None:
         self.watch.limited()
         self.back_off(seconds)
-        try:
-            await self.shared.block(self.name, seconds)
-        except SharedError as error:
-            self._fall_back(error)
+        failed = await pause_everywhere(self.shared, self.name, seconds)
+        if failed is not None:
+            self._fall_back(failed)
 
     async def _acquire_final(self, timeout: float) -> None:
         """Wait for this workspace's next slot, in line with every instance's finals."""
@@ -151,10 +160,9 @@ class SharedChannelPacer(ChannelPacer):
     async def pause(self, seconds: float) -> None:
         self.watch.limited()
         self.back_off(seconds)
-        try:
-            await self.shared.block(self.name, seconds)
-        except SharedError as error:
-            log.error("%s; pausing this instance only", error)
+        failed = await pause_everywhere(self.shared, self.name, seconds)
+        if failed is not None:
+            log.error("%s; pausing this instance only", failed)
 
     async def _ask(self, take: bool) -> float | None:
         try:
