@@ -124,7 +124,11 @@ class Settings:
 
     @property
     def redis_shown(self) -> str:
-        return without_password(self.redis_url.value)
+        url = self.redis_url.value
+        if _redis_user_is_password(url):  # redis://PASSWORD@host, the old form
+            parts = urlsplit(url)
+            return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+        return without_password(url)
 
     @property
     def db_shown(self) -> str:
@@ -160,7 +164,9 @@ class Settings:
         for url in (self.db_url, self.redis_url):  # a password, wherever the URL puts it
             if url:
                 found += [p for p in url_passwords(url.value) if p]
-        return found
+        if self.redis_url and _redis_user_is_password(self.redis_url.value):
+            found.append(urlsplit(self.redis_url.value).username or "")
+        return [f for f in found if f]
 
 
 @dataclass(frozen=True)
@@ -531,6 +537,13 @@ def _per_minute(text: str) -> int:
     if not 1 <= value <= 10_000:
         raise ValueError(text)
     return value
+
+
+def _redis_user_is_password(url: str) -> bool:
+    """redis://SECRET@host: a user part alone is often a password written the old way; it
+    is hidden like one."""
+    parts = urlsplit(url)
+    return parts.username is not None and parts.password is None
 
 
 def _key_prefix(text: str) -> str:

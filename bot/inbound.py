@@ -87,7 +87,8 @@ class Inbound:
                 if prepared is None:
                     return None
                 task = await self._submit(prepared)
-                await self._mark_handled(key)
+                if task is not None:  # the store has the question (a refusal may not)
+                    await self._mark_handled(key)
                 return task
         finally:
             self._taking.discard(key)

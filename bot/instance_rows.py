@@ -8,11 +8,13 @@ sees its process gone — and its unfinished replies are taken over by a live in
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from bot.engine import Engine, Tx
 
@@ -27,8 +29,21 @@ class Instance:
 
     @classmethod
     def here(cls) -> Instance:
-        host = socket.gethostname()[:100] or "localhost"
-        return cls(f"{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}", host, os.getpid())
+        name = socket.gethostname()[:100] or "localhost"
+        return cls(f"{name}:{os.getpid()}:{uuid.uuid4().hex[:8]}", _process_space(name),
+                   os.getpid())
+
+
+def _process_space(name: str) -> str:
+    """Where this process's pid means something: the host name, its boot, and its pid
+    namespace. Containers that share a host name (host networking, a fixed hostname) still
+    differ here, so one never takes another's pid 1 for its own."""
+    parts = [name]
+    with contextlib.suppress(OSError):
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:36])
+    with contextlib.suppress(OSError):
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    return "/".join(parts)[:200]
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,9 @@ class JournalingSurface:
         self.question = question
         self._noted: tuple[PageRef, ...] = ()
         self._unnoted = False  # a note failed (the database is locked or the disk full)
+        # Another instance took this reply over (this one was taken for dead: a lease that
+        # lapsed while the database was away): it writes no more, the new owner finishes.
+        self.deposed = False
 
     @property
     def limit(self) -> int:
@@ -47,12 +50,16 @@ class JournalingSurface:
 
     async def update(self, snapshot: Snapshot) -> bool | None:
         await self._note(ahead=snapshot)
+        if self.deposed:
+            return True
         shown = await self.inner.update(snapshot)
         await self._note()
         return shown
 
     async def finish(self, snapshot: Snapshot) -> None:
         await self._note(ahead=snapshot)
+        if self.deposed:
+            return
         try:
             await self.inner.finish(snapshot)
         finally:
@@ -68,10 +75,11 @@ class JournalingSurface:
         if ahead is not None:
             pages = tuple(PageRef(ref.id, ahead.pages[i]) if i < len(ahead.pages) else ref
                           for i, ref in enumerate(pages))
-        if pages == self._noted:
+        if pages == self._noted or self.deposed:
             return
         try:
-            await self.journal.note_pages(self.question, pages)
+            if not await self.journal.note_pages(self.question, pages):
+                await self._check_owner()
         except StorageUnavailable as error:
             # The journal only helps a later start; the asker still gets every write.
             if not self._unnoted:
@@ -79,6 +87,17 @@ class JournalingSurface:
             self._unnoted = True
         else:
             self._noted = pages
+
+    async def _check_owner(self) -> None:
+        if await _owner_changed(self.journal, self.question):
+            log.warning("another instance took over a reply in progress; this one stops "
+                        "writing it")
+            self.deposed = True
+
+
+async def _owner_changed(journal: JournalRows, question: RecordedQuestion) -> bool:
+    owner = await journal.owner_of(question.message_id)
+    return owner is not None and owner not in ("", journal.owner)
 
 
 def closing_pages(

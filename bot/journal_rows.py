@@ -32,6 +32,7 @@ class Unfinished:
     place: Place
     pages: tuple[PageRef, ...]
     asked_at: float
+    owner: str = ""  # the instance that wrote it before (claimed: the dead one)
 
 
 class JournalRows:
@@ -57,13 +58,34 @@ class JournalRows:
         """Close a reply's row (inside the answer's transaction)."""
         await tx.execute("DELETE FROM reply_journal WHERE question_id = ?", [question_id])
 
-    async def note_pages(self, question: RecordedQuestion, pages: tuple[PageRef, ...]) -> None:
-        """Remember the platform messages a reply has written so far."""
+    async def note_pages(self, question: RecordedQuestion, pages: tuple[PageRef, ...]) -> bool:
+        """Remember the platform messages a reply has written so far; False when the reply
+        is no longer this instance's (another took it over, or it was closed)."""
         rows = json.dumps([[page.id, page.text] for page in pages])
-        await self.engine.execute(
-            "UPDATE reply_journal SET pages = ?, updated_at = ? WHERE question_id = ?",
-            [rows, time.time(), question.message_id],
+        noted = await self.engine.execute(
+            "UPDATE reply_journal SET pages = ?, updated_at = ? WHERE question_id = ?"
+            " AND owner = ?",
+            [rows, time.time(), question.message_id, self.owner],
         )
+        return noted.rowcount > 0
+
+    async def owner_of(self, question_id: int) -> str | None:
+        """Who owns the reply's journal row (None: it has none)."""
+        row = (await self.engine.execute("SELECT owner FROM reply_journal WHERE question_id = ?",
+                                         [question_id])).first()
+        return None if row is None else str(row[0])
+
+    async def taken_by_another(self, tx: Tx, question_id: int) -> bool:
+        """The reply's journal row now belongs to another instance (a takeover)."""
+        row = (await tx.execute("SELECT owner FROM reply_journal WHERE question_id = ?",
+                                [question_id])).first()
+        return row is not None and str(row[0]) not in ("", self.owner)
+
+    async def release(self, question_id: int, owner: str) -> None:
+        """Give a claimed reply back to `owner` (it could not be continued here)."""
+        await self.engine.execute(
+            "UPDATE reply_journal SET owner = ? WHERE question_id = ? AND owner = ?",
+            [owner, question_id, self.owner])
 
     async def close(self, question: RecordedQuestion) -> None:
         """Forget a reply that was settled without a new answer (an honest note, say)."""
@@ -98,10 +120,11 @@ class JournalRows:
 
 
     async def first_in_line(self, conversation_id: str, question_id: int) -> bool:
-        """True when no earlier reply of the conversation is unfinished, on any instance."""
+        """True when no earlier reply of the conversation is unfinished on another instance
+        (this instance's own replies keep their order in memory: see Responder)."""
         row = (await self.engine.execute(
-            "SELECT min(question_id) FROM reply_journal WHERE conversation_id = ?",
-            [conversation_id])).first()
+            "SELECT min(question_id) FROM reply_journal WHERE conversation_id = ?"
+            " AND owner <> ?", [conversation_id, self.owner])).first()
         earliest = row[0] if row else None
         return earliest is None or int(str(earliest)) >= question_id
 
@@ -119,7 +142,7 @@ _UNFINISHED = (
 
 def _unfinished(row: tuple[object, ...]) -> Unfinished:
     (question_id, position, text, image_count, platform, workspace, channel, thread, event_id,
-     author_id, author_name, arrival, kind, place, pages, asked_at, admitted, _owner) = row
+     author_id, author_name, arrival, kind, place, pages, asked_at, admitted, owner) = row
     key = ConversationKey(Platform(str(platform)), str(workspace), str(channel), str(thread))
     question = str(text)
     if image_count:  # images are not stored; say so rather than answer as if there were none
@@ -137,4 +160,5 @@ def _unfinished(row: tuple[object, ...]) -> Unfinished:
         place=Place.of(str(kind), **{str(k): str(v) for k, v in fields.items()}),
         pages=tuple(PageRef(str(i), str(t)) for i, t in json.loads(str(pages))),
         asked_at=float(str(asked_at)),
+        owner=str(owner),
     )

@@ -66,11 +66,13 @@ async def _paint(
     while not stop.is_set():
         now = clock()
         due = live.due_at(surface.interval())
-        if due is None or due > now:
+        if due is None:  # nothing new: sleep until the stream brings some
             wake.clear()
-            timeout = None if due is None else due - now
+            await wake.wait()
+            continue
+        if due > now:  # newer text waits for its turn; more deltas would not make it sooner
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout)
+                await asyncio.wait_for(stop.wait(), due - now)
             continue
         try:
             shown = await surface.update(live.take(now))

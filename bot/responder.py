@@ -113,6 +113,7 @@ class Responder:
         # Set when several instances may share the journal: who is dead decides what is
         # taken over. None: every unfinished reply of the platform is this process's.
         self.instances: InstanceRows | None = None
+        self.in_line_patience = IN_LINE_PATIENCE  # the runtime adds the lease to it
 
     @property
     def model(self) -> ModelProfile:
@@ -197,12 +198,16 @@ class Responder:
             except Exception as error:  # one unreachable reply must not stop the others
                 log.warning("could not reach an unfinished reply (%s); the next start tries "
                             "again", type(error).__name__)
-                continue
+                surface = None
             if surface is None or self._closing:
-                continue  # not ours to finish, or shutting down: the next start takes it
+                # Not ours to finish (another workspace), unreachable, or shutting down: it
+                # goes back to where it was, for another instance or the next start.
+                await self._give_back(entry)
+                continue
             if age < self.policy.resume_minutes * 60:
                 log.info("answering again a question a stop cut off (%s)", entry.incoming.key.id)
-                task = self._start(entry.incoming, entry.incoming.text, entry.question, surface)
+                task = self._start(entry.incoming, entry.incoming.text, entry.question, surface,
+                                   resumed=True)
             else:
                 task = self._own(self._close_old(entry, surface))
             tasks.append(task)
@@ -213,8 +218,9 @@ class Responder:
         run, are finished (their journal rows are the line, in the order the store took the
         questions), so each answer sees the one before in its history. Bounded: a line that
         does not move within IN_LINE_PATIENCE is left, and said."""
-        deadline = self.clock() + IN_LINE_PATIENCE
-        for _ in range(int(IN_LINE_PATIENCE / IN_LINE_POLL) + 1):
+        patience = self.in_line_patience
+        deadline = self.clock() + patience
+        for _ in range(int(patience / IN_LINE_POLL) + 1):
             try:
                 if await self.store.journal.first_in_line(key.id, question.message_id):
                     return
@@ -224,7 +230,12 @@ class Responder:
                 break
             await asyncio.sleep(IN_LINE_POLL)
         log.warning("an earlier reply in %s did not finish within %.0f s; answering anyway",
-                    key.id, IN_LINE_PATIENCE)
+                    key.id, patience)
+
+    async def _give_back(self, entry: Unfinished) -> None:
+        if self.instances is not None and entry.owner != self.store.journal.owner:
+            with contextlib.suppress(StorageUnavailable):  # then it waits for this one's end
+                await self.store.journal.release(entry.question.message_id, entry.owner)
 
     async def _claim(self, platform: Platform) -> list[Unfinished]:
         """The unfinished replies this process is now to finish: all of them when it is
@@ -239,11 +250,17 @@ class Responder:
             await self.store.journal.close(entry.question)
 
     def _start(
-        self, incoming: Incoming, text: str, question: RecordedQuestion, surface: Surface
+        self, incoming: Incoming, text: str, question: RecordedQuestion, surface: Surface,
+        resumed: bool = False,
     ) -> asyncio.Task[None]:
         if isinstance(surface, Journaled):
             surface = JournalingSurface(surface, self.store.journal, question)
-        before, turn = self._take_turn(incoming.key)
+        if resumed:
+            # Older than every question this process holds: it waits for none of them (a
+            # follow-up that arrived meanwhile waits for it, through the journal).
+            before, turn = None, Turnstile(incoming.key.id, self._resolved(), {})
+        else:
+            before, turn = self._take_turn(incoming.key)
         return self._own(self._reply(incoming, text, question, surface, before, turn))
 
     def _own(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -418,6 +435,7 @@ class Responder:
         end: StreamEnd | None = None
         first_text_ms: float | None = None
         loop = asyncio.get_running_loop()
+        slack = min(1.0, self.policy.stall_timeout / 20)  # how late a stall may be noticed
         try:
             async with painting(live, surface, self.clock) as wake, contextlib.aclosing(
                 llm.stream(prompt)
@@ -432,7 +450,11 @@ class Responder:
                                 break
                             if first_text_ms is None:
                                 first_text_ms = (self.clock() - started) * 1000
-                            limit.reschedule(loop.time() + self.policy.stall_timeout)
+                            quiet_until = loop.time() + self.policy.stall_timeout
+                            when = limit.when()
+                            # Moved now and then, not per delta: each move is a new timer.
+                            if when is None or abs(quiet_until - when) > slack:
+                                limit.reschedule(quiet_until)
                             shown = grounding.watch.feed(item)  # the marker is never shown
                             if shown:
                                 live.feed(shown)
@@ -481,6 +503,12 @@ class Responder:
         return Answer(snapshot.text, end.model, end.stop_reason, end.usage, cost, first_text_ms,
                       sources=grounding.titles())
 
+    @staticmethod
+    def _resolved() -> asyncio.Future[None]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
     def _take_turn(self, key: ConversationKey) -> tuple[asyncio.Future[None] | None, Turnstile]:
         """Queue a reply behind the conversation's previous one, at submit time.
 
@@ -493,7 +521,7 @@ class Responder:
         return before, Turnstile(key.id, mine, self._tails)
 
 
-IN_LINE_PATIENCE = 180.0  # a reply and a takeover of it fit in this
+IN_LINE_PATIENCE = 180.0  # a reply fits in this; a takeover adds the lease
 IN_LINE_POLL = 0.1
 
 

@@ -128,15 +128,12 @@ async def _instance(
     store.journal.owner = me.id
     await rows.beat(settings.lease_seconds)
     await rows.forget_expired()
+    # The lease is renewed until the very end: replies still being closed on the way out
+    # stay this instance's until it leaves.
+    beating = asyncio.create_task(_beat(rows, settings.lease_seconds))
     try:
         if settings.db_url is not None and not settings.redis_url:
-            live = await rows.live_peers()
-            if live:
-                raise ConfigError(
-                    f"another supportbot instance ({live[0].host}, pid {live[0].pid}) is "
-                    "running on this PostgreSQL database; several instances share Slack's "
-                    "and Discord's rate limits only through Redis: set SUPPORTBOT_REDIS_URL "
-                    "on every instance (or stop the other one)")
+            await _alone_or_refuse(rows, settings.lease_seconds)
         shared = await SharedLimits.open(settings, me.id) if settings.redis_url else None
         try:
             yield rows, shared
@@ -144,8 +141,43 @@ async def _instance(
             if shared is not None:
                 await shared.close()
     finally:
+        beating.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beating
         with contextlib.suppress(StorageUnavailable):  # its lease then simply expires
             await rows.leave()
+
+
+async def _alone_or_refuse(rows: InstanceRows, lease: float) -> None:
+    """Without Redis only one instance may serve a database. One that is stopping (a
+    rolling update, a restart elsewhere) gets a lease's time to go before this one refuses."""
+    for _ in range(int(lease) + 2):
+        live = await rows.live_peers()
+        if not live:
+            return
+        await asyncio.sleep(1.0)
+    raise ConfigError(
+        f"another supportbot instance ({live[0].host.split('/')[0]}, pid {live[0].pid}) is "
+        "running on this PostgreSQL database; several instances share Slack's and Discord's "
+        "rate limits only through Redis: set SUPPORTBOT_REDIS_URL on every instance (or stop "
+        "the other one)")
+
+
+async def _beat(rows: InstanceRows, lease: float) -> None:
+    """Renew the lease every third of it, whatever else is busy, until cancelled."""
+    failing = False
+    while True:
+        await asyncio.sleep(lease / 3)
+        try:
+            await rows.beat(lease)
+        except Exception as error:  # StorageUnavailable, or anything: keep beating
+            if not failing:  # said once per outage: the lease may lapse meanwhile
+                log.error("could not renew this instance's lease: %s", error)
+            failing = True
+            continue
+        if failing:
+            log.info("this instance's lease is renewed again")
+        failing = False
 
 
 @contextlib.asynccontextmanager
@@ -170,6 +202,7 @@ async def _wired(settings: Settings, store: Store, instances: InstanceRows | Non
         )
         responder = Responder(policy, store, knowledge, llm, PromptBook.load(settings.prompts_dir))
         responder.instances = instances
+        responder.in_line_patience += 2 * settings.lease_seconds  # a takeover's wait
         inbound = Inbound(responder.submit, store.event_seen, shared)
         metrics = responder.metrics = Metrics(instances.me.id if instances else "supportbot")
         try:
@@ -184,25 +217,17 @@ async def _wired(settings: Settings, store: Store, instances: InstanceRows | Non
 
 
 async def keep_alive(runtime: Runtime, stop: asyncio.Event) -> None:
-    """`run`'s heartbeat: renew this instance's lease every third of it, and take over the
-    unfinished replies of instances that stopped beating, until `stop` is set."""
-    rows, lease = runtime.instances, runtime.settings.lease_seconds
-    assert rows is not None
-    failing = False
+    """`run`'s takeovers: every third of the lease, finish the unfinished replies of
+    instances that stopped beating, until `stop` is set (the lease itself is renewed apart,
+    so a slow takeover never lets it lapse)."""
+    lease = runtime.settings.lease_seconds
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), lease / 3)
         if stop.is_set():
             return
-        try:
-            await rows.beat(lease)
-            for platform, restore in list(runtime.restorers.items()):
+        for platform, restore in list(runtime.restorers.items()):
+            try:
                 await runtime.responder.resume(platform, restore)
-        except StorageUnavailable as error:
-            if not failing:  # said once per outage: the lease may lapse meanwhile
-                log.error("could not renew this instance's lease: %s", error)
-            failing = True
-            continue
-        if failing:
-            log.info("this instance's lease is renewed again")
-        failing = False
+            except Exception:  # the next pass tries again; the loop must not die quietly
+                log.exception("taking over unfinished replies failed")

@@ -1,5 +1,5 @@
 """What several instances share through Redis (SUPPORTBOT_REDIS_URL): the platforms' write
-budgets, a fast dedupe of event ids, and each conversation's turn.
+budgets and a fast dedupe of event ids.
 
 Each budget is one Lua script run on the server, so taking a slot is one atomic round trip and
 the clock is Redis's own (instances' clocks never disagree about a window). The store stays
@@ -8,7 +8,9 @@ the guarantee where one exists (an event's unique key); Redis makes the common c
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +21,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "supportbot:"
 FINAL_STALE_MS = 3_000  # a waiting final not seen this long belongs to a dead waiter
+COOL_DOWN = 5.0  # after Redis fails, seconds before it is asked again (budgets count alone)
 DEDUPE_SECONDS = 3_600  # Slack redelivers within minutes; an hour is plenty
 
 # A sliding window of calls for one method in one place (a Slack workspace), with one call
@@ -97,7 +100,7 @@ local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local b = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens = tonumber(b[1]) or burst
 local at = tonumber(b[2]) or now
-tokens = math.min(burst, tokens + (now - at) * rate / 1000)
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000)
 local wait = math.max(0, tonumber(redis.call('GET', KEYS[2]) or '0') - now)
 if wait == 0 and tokens < 1 then wait = math.ceil((1 - tokens) * 1000 / rate) end
 if wait == 0 and ARGV[3] == '1' then tokens = tokens - 1 end
@@ -139,6 +142,7 @@ class SharedLimits:
     def __init__(self, client: Any, shown: str, instance: str, prefix: str = PREFIX) -> None:
         self.client = client
         self.prefix = prefix
+        self._down_until = 0.0  # Redis failed: not asked again before this (monotonic)
         self.shown = shown  # the URL without its password, for messages
         self.instance = instance
         self._window = client.register_script(_WINDOW)
@@ -165,34 +169,46 @@ class SharedLimits:
         await self.client.aclose()
 
     async def call(self, pending: Any) -> Any:
-        """Await one Redis command; its failure becomes a SharedError without the password."""
+        """Await one Redis command; its failure becomes a SharedError without the password.
+        For COOL_DOWN seconds after a failure Redis is not asked at all (a hung server would
+        make every write wait out the socket timeout)."""
         from redis.exceptions import RedisError
 
+        if time.monotonic() < self._down_until:
+            with contextlib.suppress(Exception):
+                pending.close()  # a coroutine never awaited
+            raise SharedError(f"SUPPORTBOT_REDIS_URL={self.shown}: not answering; asked again "
+                              "in a few seconds")
         try:
             return await pending
         except (RedisError, OSError) as error:
+            self._down_until = time.monotonic() + COOL_DOWN
             raise SharedError(f"SUPPORTBOT_REDIS_URL={self.shown}: "
                               f"{type(error).__name__}: {_reason(error)}") from None
 
     async def window(self, name: str, limit: int, window: float, active: int, lease: float,
                      kind: str, ticket: str) -> WindowAnswer:
         """Run the window script for budget `name` (kind: partial / final / drop / peek)."""
-        keys = [f"{self.prefix}{name}:{part}" for part in
+        # One hash tag per budget: a Redis Cluster keeps a script's keys on one node.
+        keys = [f"{self.prefix}{{{name}}}:{part}" for part in
                 ("calls", "actives", "finals", "finals_seen", "blocked")]
-        args = [limit, int(window * 1000), self.instance, active, int(lease * 1000), kind,
+        # An instance's reserve of finals lasts two windows past its last call: a reply may
+        # stream that long between two partial edits when the budget is shared by many.
+        held = max(lease, 2 * window)
+        args = [limit, int(window * 1000), self.instance, active, int(held * 1000), kind,
                 ticket, FINAL_STALE_MS]
         taken, wait, everywhere, queued = await self.call(self._window(keys=keys, args=args))
         return WindowAnswer(bool(taken), int(wait), int(everywhere), int(queued))
 
     async def bucket(self, name: str, rate: float, burst: int, take: bool) -> float:
         """Seconds until the bucket `name` has a token (0: taken now, when `take`)."""
-        keys = [f"{self.prefix}{name}:bucket", f"{self.prefix}{name}:blocked"]
+        keys = [f"{self.prefix}{{{name}}}:bucket", f"{self.prefix}{{{name}}}:blocked"]
         wait = await self.call(self._bucket(keys=keys, args=[rate, burst, int(take)]))
         return int(wait) / 1000
 
     async def block(self, name: str, seconds: float) -> None:
         """Nothing from budget `name` for `seconds` (a 429's Retry-After), on every instance."""
-        await self.call(self._block(keys=[f"{self.prefix}{name}:blocked"],
+        await self.call(self._block(keys=[f"{self.prefix}{{{name}}}:blocked"],
                                     args=[max(1, int(seconds * 1000))]))
 
     async def handled(self, event: str) -> bool:
@@ -209,7 +225,7 @@ def new_ticket() -> str:
 
 
 def _reason(error: BaseException) -> str:
-    """The error's text without any URL (redis-py can name the address, never the password,
-    but a caller's message might)."""
+    """The first line of the error's text, cut short (redis-py names the address it
+    dialled, never the password)."""
     text = str(error).split("\n", 1)[0]
     return text[:200] or "no answer"

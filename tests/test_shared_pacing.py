@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as redis
 
 from bot.adapters.slack.shared_pacing import SharedChannelPacer, SharedEditBudget
-from bot.shared import SharedError, SharedLimits
+from bot.shared import SharedError, SharedLimits, WindowAnswer
 from tests.databases import REDIS_URL
 
 
@@ -125,10 +125,43 @@ async def test_without_redis_a_budget_falls_back_to_its_own_count(
     budget = edits(gone, limit=3)
     try:
         assert [await budget.take_partial() for _ in range(4)] == [True, True, True, False]
-        await budget.acquire_final(1.0)
+        started = time.monotonic()
+        await budget.acquire_final(3.0)  # the local window is full: its oldest call expires
+        assert time.monotonic() - started >= 1.5
     finally:
         await gone.close()
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "SUPPORTBOT_REDIS_URL=redis://127.0.0.1:1/0" in errors[0].message
     with pytest.raises(SharedError, match="SUPPORTBOT_REDIS_URL"):
         await gone.handled("x")
+
+
+class FailingLimits(SharedLimits):
+    """Redis that stops answering after the first answers (a seam of our own, not redis-py)."""
+
+    failing = False
+
+    async def window(self, name: str, limit: int, window: float, active: int, lease: float,
+                     kind: str, ticket: str) -> WindowAnswer:
+        if self.failing:
+            raise SharedError("SUPPORTBOT_REDIS_URL=redis://127.0.0.1: ConnectionError")
+        return await super().window(name, limit, window, active, lease, kind, ticket)
+
+
+async def test_when_redis_fails_mid_wait_finals_and_partials_follow_the_local_count(
+    redis_prefix: str,
+) -> None:
+    shared = FailingLimits(redis.Redis.from_url(REDIS_URL), "redis://127.0.0.1", "i0",
+                           redis_prefix)
+    budget = edits(shared, limit=5)
+    try:
+        budget.join()
+        assert await budget.take_partial()
+        budget.queued, budget.last_wait = 2, 0.05  # Redis last said: finals wait elsewhere
+        shared.failing = True
+        assert await budget.take_partial()  # the local count has room: no stale queue
+        started = time.monotonic()
+        await budget.acquire_final(2.0)
+        assert time.monotonic() - started < 0.5  # not the stale wait, over and over
+    finally:
+        await shared.close()

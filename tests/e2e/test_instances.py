@@ -158,12 +158,12 @@ async def test_a_second_instance_on_postgresql_without_redis_refuses_to_start(
         first_dir, second_dir = tmp_path / "one", tmp_path / "two"
         first_dir.mkdir()
         second_dir.mkdir()
-        first = await Bot(BotProcess(first_dir, env_for(first_dir, slack, model,
-                                                        SUPPORTBOT_DB=db), "run")).start()
+        lease = {"SUPPORTBOT_DB": db, "SUPPORTBOT_LEASE_SECONDS": "3"}  # a short wait first
+        first = await Bot(BotProcess(first_dir, env_for(first_dir, slack, model, **lease),
+                                     "run")).start()
         try:
             await slack.wait_connected(30)
-            second = BotProcess(second_dir, env_for(second_dir, slack, model, SUPPORTBOT_DB=db),
-                                "run")
+            second = BotProcess(second_dir, env_for(second_dir, slack, model, **lease), "run")
             await second.start()
             code, _, err = await second.finish(30)
         finally:

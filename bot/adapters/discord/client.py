@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -88,7 +89,8 @@ class SupportClient(discord.Client):
             **options,
         )
         self.ports = ports
-        paced(self, GlobalPace(ports.shared))  # 50 requests a second, every instance together
+        bot = hashlib.sha256(ports.settings.discord_bot_token.value.encode()).hexdigest()[:12]
+        paced(self, GlobalPace(ports.shared, bot=bot))  # 50 a second, all instances together
         self.replies = Replies(ports, timing or DiscordTiming())
         self.controls = DiscordControls(ports.handovers, self.replies.dm_conversation,
                                         ports.known)

@@ -29,8 +29,11 @@ class GlobalPace:
     """A token bucket of REST requests for one bot token (in Redis when it is shared)."""
 
     def __init__(self, shared: SharedLimits | None = None, rate: float = RATE,
-                 burst: int = BURST, clock: Callable[[], float] = time.monotonic) -> None:
+                 burst: int = BURST, clock: Callable[[], float] = time.monotonic,
+                 bot: str = "") -> None:
         self.shared = shared
+        self.name = f"discord:{bot}:global"  # one bucket per bot token, not per Redis
+        self._alone = False  # Redis failed: this process counts alone until it answers
         self.rate = rate
         self.burst = burst
         self.clock = clock
@@ -57,10 +60,15 @@ class GlobalPace:
     async def _try(self) -> float:
         if self.shared is not None:
             try:
-                return await self.shared.bucket("discord:global", self.rate, self.burst, True)
+                wait = await self.shared.bucket(self.name, self.rate, self.burst, True)
             except SharedError as error:
-                log.error("%s; Discord's global limit is kept by this instance alone", error)
-                self.shared = None
+                if not self._alone:
+                    log.error("%s; Discord's global limit is kept by this instance alone",
+                              error)
+                self._alone = True
+            else:
+                self._alone = False
+                return wait
         now = self.clock()
         self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.rate)
         self._at = now

@@ -53,10 +53,10 @@ class SharedEditBudget(EditBudget):
         self.everywhere = 0  # replies streaming here on every instance, as last heard
         self.queued = 0  # finals waiting on every instance, as last heard
         self.last_wait = 0.0
-        self._fallen_back = False
+        self._fallen_back = False  # Redis failed: this process's own count decides meanwhile
 
     def interval(self) -> float:
-        active = max(1, self.active, self.everywhere)
+        active = max(1, self.active, 0 if self._fallen_back else self.everywhere)
         spare = self.limit - active
         if spare <= 0:
             return self.window
@@ -64,10 +64,10 @@ class SharedEditBudget(EditBudget):
 
     @property
     def finals_waiting(self) -> bool:
-        return super().finals_waiting or self.queued > 0
+        return super().finals_waiting or (not self._fallen_back and self.queued > 0)
 
     def final_wait(self) -> float:
-        return self.last_wait
+        return super().final_wait() if self._fallen_back else self.last_wait
 
     async def take_partial(self) -> bool:
         answer = await self._ask("partial", new_ticket())
@@ -108,6 +108,10 @@ class SharedEditBudget(EditBudget):
         except SharedError as error:
             self._fall_back(error)
             return None
+        if self._fallen_back:
+            log.info("Redis answers again; Slack's %s budget is shared again",
+                     self.name.rsplit(":", 1)[-1])
+            self._fallen_back = False
         self.everywhere, self.queued = answer.active, answer.finals_queued
         self.last_wait = answer.wait_ms / 1000
         if answer.taken:
@@ -118,8 +122,8 @@ class SharedEditBudget(EditBudget):
         try:
             await asyncio.shield(self.shared.window(self.name, self.limit, self.window,
                                                     self.active, self.lease, "drop", ticket))
-        except (SharedError, asyncio.CancelledError):
-            pass  # a ticket not refreshed is dropped by the server within seconds anyway
+        except SharedError:
+            pass  # a ticket not refreshed is pruned within seconds by the next call anyway
 
     def _fall_back(self, error: SharedError) -> None:
         if not self._fallen_back:
