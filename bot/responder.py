@@ -206,8 +206,7 @@ class Responder:
                 continue
             if age < self.policy.resume_minutes * 60:
                 log.info("answering again a question a stop cut off (%s)", entry.incoming.key.id)
-                task = self._start(entry.incoming, entry.incoming.text, entry.question, surface,
-                                   resumed=True)
+                task = self._start(entry.incoming, entry.incoming.text, entry.question, surface)
             else:
                 task = self._own(self._close_old(entry, surface))
             tasks.append(task)
@@ -250,17 +249,14 @@ class Responder:
             await self.store.journal.close(entry.question)
 
     def _start(
-        self, incoming: Incoming, text: str, question: RecordedQuestion, surface: Surface,
-        resumed: bool = False,
+        self, incoming: Incoming, text: str, question: RecordedQuestion, surface: Surface
     ) -> asyncio.Task[None]:
         if isinstance(surface, Journaled):
             surface = JournalingSurface(surface, self.store.journal, question)
-        if resumed:
-            # Older than every question this process holds: it waits for none of them (a
-            # follow-up that arrived meanwhile waits for it, through the journal).
-            before, turn = None, Turnstile(incoming.key.id, self._resolved(), {})
-        else:
-            before, turn = self._take_turn(incoming.key)
+        # A reply taken over joins this process's line like any other. A follow-up that came
+        # here while it was still another instance's stops waiting for it once it is ours
+        # (own rows never hold the line), so the two never wait for each other.
+        before, turn = self._take_turn(incoming.key)
         return self._own(self._reply(incoming, text, question, surface, before, turn))
 
     def _own(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -502,12 +498,6 @@ class Responder:
         await settle(surface, snapshot)
         return Answer(snapshot.text, end.model, end.stop_reason, end.usage, cost, first_text_ms,
                       sources=grounding.titles())
-
-    @staticmethod
-    def _resolved() -> asyncio.Future[None]:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
 
     def _take_turn(self, key: ConversationKey) -> tuple[asyncio.Future[None] | None, Turnstile]:
         """Queue a reply behind the conversation's previous one, at submit time.
