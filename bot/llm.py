@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from httpx_sse import EventSource
 
 from bot.conversation import Prompt, StreamEnd, Turn, Usage
 from bot.errors import (
@@ -34,6 +33,7 @@ from bot.errors import (
 )
 from bot.models import ModelProfile, estimate_tokens, profile
 from bot.providers import AnthropicAPI, Prepared, Provider
+from bot.sse import server_sent
 from bot.transport import AiohttpTransport
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,7 @@ class ClaudeClient:
                     text = (await response.aread()).decode("utf-8", "replace")
                     raise error_from(response.status_code, text, response.headers)
                 request_id = response.headers.get("request-id", "")
-                async for item in _read_events(EventSource(response), end_model, request_id,
+                async for item in _read_events(server_sent(response), end_model, request_id,
                                                factor):
                     sent_text = sent_text or isinstance(item, str)
                     yield item
@@ -218,16 +218,17 @@ class AnthropicClient(ClaudeClient):
 
 
 async def _read_events(
-    source: EventSource, model_id: str, request_id: str, price_factor: float = 1.0
+    source: AsyncIterator[tuple[str, str]], model_id: str, request_id: str,
+    price_factor: float = 1.0,
 ) -> AsyncIterator[str | StreamEnd]:
     """Turn SSE events into text deltas; only `text` blocks count, picked by type."""
     text_blocks: set[int] = set()
     usage: dict[str, int] = {}
     stop_reason = ""
     sent_text = stopped = False
-    async for sse in source.aiter_sse():
-        data = json.loads(sse.data) if sse.data else {}
-        kind = data.get("type", sse.event)
+    async for event, payload in source:
+        data = json.loads(payload) if payload else {}
+        kind = data.get("type", event)
         if kind == "message_start":
             # Keep the requested id: the API may answer with a dated snapshot id that the
             # price table does not list.

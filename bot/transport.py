@@ -2,7 +2,7 @@
 
 Streaming answers arrive as hundreds of small HTTP chunks; httpx's default pure-Python stack
 spends most of the bot's CPU parsing them one by one. This transport hands httpx whatever
-aiohttp has buffered, so the client API (and httpx-sse) stays the same at a fraction of the
+aiohttp has buffered, so the client API (and bot/sse.py) stays the same at a fraction of the
 cost. It is the one-method seam httpx offers for exactly this.
 """
 
