@@ -5,7 +5,10 @@ one instance."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
+
+import pytest
 
 from bot.conversation import (
     Answer,
@@ -33,6 +36,19 @@ async def open_as(target: str, tmp_path: Path, name: str, pid: int,
     me = Instance(f"{host}:{pid}:{name}", host, pid)
     store.journal.owner = me.id
     return store, InstanceRows(store.engine, me)
+
+
+Opened = tuple[Store, InstanceRows]
+
+
+@pytest.fixture
+async def pair(db_target: str, tmp_path: Path) -> AsyncIterator[tuple[Opened, Opened]]:
+    """Two instances on one database, on different hosts (only leases tell who is dead)."""
+    a = await open_as(db_target, tmp_path, "a", 1, host="host-a")
+    b = await open_as(db_target, tmp_path, "b", 2, host="host-b")
+    yield a, b
+    await a[0].close()
+    await b[0].close()
 
 
 async def ask(store: Store, n: int) -> None:
@@ -92,74 +108,59 @@ async def test_a_stopped_process_on_the_same_host_is_dead_before_its_lease_runs_
 
 
 async def test_a_clean_stop_leaves_no_lease_and_old_rows_are_forgotten(
-    db_target: str, tmp_path: Path
+    pair: tuple[Opened, Opened],
 ) -> None:
-    a, rows_a = await open_as(db_target, tmp_path, "a", 1, host="host-a")
-    b, rows_b = await open_as(db_target, tmp_path, "b", 2, host="host-b")
-    try:
-        await rows_a.beat(lease=30)
-        assert [p.id for p in await rows_b.live_peers()] == [rows_a.me.id]
-        await rows_a.leave()
-        assert await rows_b.peers() == []
-        await rows_a.beat(lease=-2 * 86_400)  # a row left by a machine lost two days ago
-        assert len(await rows_b.peers()) == 1
-        await rows_b.forget_expired()
-        assert await rows_b.peers() == []
-    finally:
-        await a.close()
-        await b.close()
+    (a, rows_a), (b, rows_b) = pair
+    await rows_a.beat(lease=30)
+    assert [p.id for p in await rows_b.live_peers()] == [rows_a.me.id]
+    await rows_a.leave()
+    assert await rows_b.peers() == []
+    await rows_a.beat(lease=-2 * 86_400)  # a row left by a machine lost two days ago
+    assert len(await rows_b.peers()) == 1
+    await rows_b.forget_expired()
+    assert await rows_b.peers() == []
 
 
 async def test_an_owner_that_lost_its_reply_neither_notes_nor_stores_it(
-    db_target: str, tmp_path: Path
+    db_target: str, pair: tuple[Opened, Opened]
 ) -> None:
     """A lease that lapsed (the database was away) and a takeover meanwhile: the old owner is
     fenced off, the new one finishes and its answer alone is kept."""
-    a, rows_a = await open_as(db_target, tmp_path, "a", 1, host="host-a")
-    b, rows_b = await open_as(db_target, tmp_path, "b", 2, host="host-b")
-    try:
-        await rows_a.beat(lease=-1)
-        await rows_b.beat(lease=30)
-        incoming = Incoming(key=KEY, author_id="U1", text="question", event_id="Ev1",
-                            arrival=Arrival.MENTION)
-        question = await a.record_question(incoming, 5, PLACE)
-        assert question is not None
-        assert await a.journal.note_pages(question, (PageRef("1.1", "half"),))
-        (taken,) = await b.journal.claim(Platform.SLACK, await rows_b.dead_check())
-        assert taken.owner == rows_a.me.id
-        assert not await a.journal.note_pages(question, (PageRef("1.1", "stale"),))
-        await a.record_answer(KEY, question, Answer("old owner's", "m", "end_turn", Usage(),
-                                                     None), 3, 10.0)
-        await b.record_answer(KEY, question, Answer("new owner's", "m", "end_turn", Usage(),
-                                                     None), 3, 10.0)
-        answers = await sql_on(db_target, "SELECT text FROM messages WHERE role = 'assistant'")
-        assert answers == [("new owner's",)]
-        replies = await sql_on(db_target, "SELECT count(*) FROM replies")
-        assert replies == [(1,)]
-    finally:
-        await a.close()
-        await b.close()
+    (a, rows_a), (b, rows_b) = pair
+    await rows_a.beat(lease=-1)
+    await rows_b.beat(lease=30)
+    incoming = Incoming(key=KEY, author_id="U1", text="question", event_id="Ev1",
+                        arrival=Arrival.MENTION)
+    question = await a.record_question(incoming, 5, PLACE)
+    assert question is not None
+    assert await a.journal.note_pages(question, (PageRef("1.1", "half"),))
+    (taken,) = await b.journal.claim(Platform.SLACK, await rows_b.dead_check())
+    assert taken.owner == rows_a.me.id
+    assert not await a.journal.note_pages(question, (PageRef("1.1", "stale"),))
+    await a.record_answer(KEY, question, Answer("old owner's", "m", "end_turn", Usage(),
+                                                 None), 3, 10.0)
+    await b.record_answer(KEY, question, Answer("new owner's", "m", "end_turn", Usage(),
+                                                 None), 3, 10.0)
+    answers = await sql_on(db_target, "SELECT text FROM messages WHERE role = 'assistant'")
+    assert answers == [("new owner's",)]
+    replies = await sql_on(db_target, "SELECT count(*) FROM replies")
+    assert replies == [(1,)]
 
 
 async def test_a_claimed_reply_that_cannot_be_continued_goes_back_and_own_rows_do_not_block(
-    db_target: str, tmp_path: Path
+    db_target: str, pair: tuple[Opened, Opened]
 ) -> None:
-    a, rows_a = await open_as(db_target, tmp_path, "a", 1, host="host-a")
-    b, rows_b = await open_as(db_target, tmp_path, "b", 2, host="host-b")
-    try:
-        await rows_a.beat(lease=-1)
-        await rows_b.beat(lease=30)
-        await ask(a, 1)
-        (taken,) = await b.journal.claim(Platform.SLACK, await rows_b.dead_check())
-        await b.journal.release(taken.question.message_id, taken.owner)
-        assert await b.journal.owner_of(taken.question.message_id) == rows_a.me.id
-        # a's row is earlier in the conversation: b's next question waits for it; a's own
-        # next question does not (a orders its own replies in memory).
-        await ask(b, 2)
-        latest = await sql_on(db_target, "SELECT max(question_id) FROM reply_journal")
-        second = int(str(latest[0][0]))
-        assert not await b.journal.first_in_line(KEY.id, second)
-        assert await a.journal.first_in_line(KEY.id, taken.question.message_id)
-    finally:
-        await a.close()
-        await b.close()
+    (a, rows_a), (b, rows_b) = pair
+    await rows_a.beat(lease=-1)
+    await rows_b.beat(lease=30)
+    await ask(a, 1)
+    (taken,) = await b.journal.claim(Platform.SLACK, await rows_b.dead_check())
+    await b.journal.release(taken.question.message_id, taken.owner)
+    assert await b.journal.owner_of(taken.question.message_id) == rows_a.me.id
+    # a's row is earlier in the conversation: b's next question waits for it; a's own
+    # next question does not (a orders its own replies in memory).
+    await ask(b, 2)
+    latest = await sql_on(db_target, "SELECT max(question_id) FROM reply_journal")
+    second = int(str(latest[0][0]))
+    assert not await b.journal.first_in_line(KEY.id, second)
+    assert await a.journal.first_in_line(KEY.id, taken.question.message_id)
