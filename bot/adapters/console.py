@@ -7,7 +7,9 @@ It doubles as the simplest Surface: text is printed as it streams, so a restart 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
+import os
 import sys
 import threading
 import uuid
@@ -72,6 +74,9 @@ class ConsoleSurface:
         self.out.flush()
 
 
+MAX_READS = 1 << 40  # reads of stdin in one chat: in practice until it ends
+
+
 def _stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str | None]:
     """Lines from stdin, read on a daemon thread so a pending read never blocks shutdown.
 
@@ -80,11 +85,25 @@ def _stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str | None]:
     """
     queue: asyncio.Queue[str | None] = asyncio.Queue()
 
-    def read() -> None:
-        for raw in sys.stdin.buffer:
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+    def put(line: str | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: the bot is stopping
             loop.call_soon_threadsafe(queue.put_nowait, line)
-        loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    def read() -> None:
+        # os.read, not sys.stdin's buffered reader: a read still pending when the bot stops
+        # (SIGTERM, Ctrl-C) must not hold the reader's lock, or the interpreter aborts on
+        # its way out ("could not acquire lock for <stdin>", exit 134).
+        fd, pending = sys.stdin.fileno(), b""
+        for _ in range(MAX_READS):
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            *lines, pending = (pending + chunk).split(b"\n")
+            for raw in lines:
+                put(raw.decode("utf-8", "replace").rstrip("\r"))
+        if pending:
+            put(pending.decode("utf-8", "replace").rstrip("\r"))
+        put(None)
 
     threading.Thread(target=read, name="supportbot-stdin", daemon=True).start()
     return queue

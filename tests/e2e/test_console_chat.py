@@ -1,5 +1,7 @@
 """`supportbot chat` as a subprocess against the local fake Anthropic server."""
 
+import asyncio
+import signal
 import time
 from pathlib import Path
 
@@ -160,3 +162,23 @@ async def test_kb_commands_index_and_search(tmp_path: Path, db_target: str) -> N
             assert expected in out
         finally:
             await bot.stop()
+
+
+async def test_a_stop_while_the_chat_waits_for_input_exits_cleanly(tmp_path: Path) -> None:
+    """SIGTERM or Ctrl-C while stdin is still open (a terminal, a pipe): the pending read of
+    stdin must not abort the interpreter on its way out (exit 134, "Fatal Python error")."""
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        async with FakeAnthropic() as fake:
+            bot = await BotProcess(tmp_path, env_for(fake, tmp_path), "run").start()
+            try:
+                await bot.send("hello")
+                await bot.read_until("Answer to")
+                proc = bot.proc
+                assert proc is not None and proc.stderr is not None
+                proc.send_signal(signal_number)
+                code = await asyncio.wait_for(proc.wait(), 20)  # stdin stays open
+                err = (await proc.stderr.read()).decode()
+                assert code == 0, err
+                assert "Fatal Python error" not in err
+            finally:
+                await bot.stop()
