@@ -151,10 +151,14 @@ async def _instance(
 async def _alone_or_refuse(rows: InstanceRows, lease: float) -> None:
     """Without Redis only one instance may serve a database. One that is stopping (a
     rolling update, a restart elsewhere) gets a lease's time to go before this one refuses."""
-    for _ in range(int(lease) + 2):
+    for attempt in range(int(lease) + 2):
         live = await rows.live_peers()
         if not live:
             return
+        if attempt == 0:
+            log.warning("another supportbot instance (pid %d) is live on this database and "
+                        "SUPPORTBOT_REDIS_URL is not set; waiting up to %.0f s for it to stop",
+                        live[0].pid, lease)
         await asyncio.sleep(1.0)
     raise ConfigError(
         f"another supportbot instance ({live[0].host.split('/')[0]}, pid {live[0].pid}) is "
