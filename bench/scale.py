@@ -12,8 +12,12 @@ for 40 s): replies a minute, 429s, and each instance's CPU. Slack allows about 4
 minute per workspace and every reply needs at least its final one, so 10 workspaces cap it
 near 450 a minute: the ceiling should be the platform's, not the bot's.
 
+`ceiling`: the same with one workspace asked faster than Slack lets it answer, for over two
+minutes: the replies a minute after the first minute are Slack's ceiling, or the bot's.
+
     python -m bench.scale burst --runs 3
     python -m bench.scale instances --runs 3
+    python -m bench.scale ceiling --runs 1
 """
 
 from __future__ import annotations
@@ -148,10 +152,11 @@ def team_channels(team: str) -> list[str]:
     return [f"C{team}{n}" for n in range(SLACK_CHANNELS)]
 
 
-async def ask_slack(slack: FakeSlack, count: int, per_second: float = 0.0) -> None:
+async def ask_slack(slack: FakeSlack, count: int, per_second: float = 0.0,
+                    teams: list[str] = TEAMS) -> None:
     for n in range(count):
-        team = TEAMS[n % len(TEAMS)]
-        channel = team_channels(team)[(n // len(TEAMS)) % SLACK_CHANNELS]
+        team = teams[n % len(teams)]
+        channel = team_channels(team)[(n // len(teams)) % SLACK_CHANNELS]
         await slack.push_event(ev.app_mention(f"<@UBOT> question {n} about exports",
                                               channel=channel, team=team, user=f"U{n:05d}"))
         if per_second:
@@ -218,12 +223,29 @@ async def burst(size: int, model_url: str, folder: Path) -> dict[str, float]:
                 "lost": lost, "still_typing": slack_typing + discord_typing}
 
 
-async def instances(count: int, model_url: str, folder: Path, prefix: str) -> dict[str, float]:
-    """`count` instances on PostgreSQL and Redis, Slack only: replies a minute at 0 × 429."""
+@dataclass(frozen=True)
+class Load:
+    """The questions an `instances` run sends: how many, how fast, over which workspaces."""
+
+    questions: int = 600  # 15 a second for 40 s, over 10 workspaces
+    per_second: float = 15.0
+    teams: int = 10
+
+
+# One workspace, asked faster than Slack lets it answer (about 90 long replies a minute: a
+# chat.update or a repost with chat.delete each, 45 a minute apiece), for over two minutes.
+CEILING = Load(questions=240, per_second=4.0, teams=1)
+
+
+async def instances(count: int, model_url: str, folder: Path, prefix: str,
+                    load: Load = Load()) -> dict[str, float]:
+    """`count` instances on PostgreSQL and Redis, Slack only: replies a minute at 0 × 429,
+    overall and after the first minute (Slack's windows start empty)."""
     schema = f"scale_{os.getpid()}_{count}_{int(time.time())}"
     admin = await _pg()
     await admin.execute(f"CREATE SCHEMA {schema}")
-    questions = 600  # 15 a second for 40 s: a third above what Slack lets 10 workspaces show
+    questions, teams = load.questions, TEAMS[:load.teams]
+    timeline: list[tuple[float, int]] = []
     try:
         async with FakeSlack() as slack, contextlib.AsyncExitStack() as stack:
             env = {**common_env(model_url, slack),
@@ -238,14 +260,21 @@ async def instances(count: int, model_url: str, folder: Path, prefix: str) -> di
                     not ws.closed for ws in slack.socket_mode._sockets) == live, 60, bots)
             cpu_before = [bot.cpu_seconds() for bot in bots]
             started = time.monotonic()
-            await ask_slack(slack, questions, per_second=15.0)
+            asking = asyncio.create_task(ask_slack(slack, questions, load.per_second, teams))
 
             def done() -> bool:
                 complete, typing = slack_done(slack)
-                return complete >= questions and not typing
+                timeline.append((time.monotonic() - started, complete))
+                if complete >= questions and not typing:
+                    return True
+                # Nothing typing and nothing finished for a minute: what is left is lost.
+                moved = [t for t, n in timeline if n != complete]
+                quiet = timeline[-1][0] - (moved[-1] if moved else 0.0)
+                return not typing and asking.done() and quiet > 60
 
             await until(done, FINISH, bots, lambda: f"slack {slack_done(slack)}, 429s "
                         f"{slack.rate_limited}")
+            await asking
             wall = time.monotonic() - started
             cpu = [bot.cpu_seconds() - before for bot, before in zip(bots, cpu_before,
                                                                       strict=True)]
@@ -255,10 +284,19 @@ async def instances(count: int, model_url: str, folder: Path, prefix: str) -> di
                     "lost": questions - complete,
                     "cpu_busy_per_instance": max(cpu) / wall,
                     "cpu_ms_per_reply": sum(cpu) / max(1, complete) * 1000,
-                    "updates_per_minute": slack.count("chat.update") / wall * 60}
+                    "updates_per_minute": slack.count("chat.update") / wall * 60,
+                    "after_first_minute_per_minute": after_first_minute(timeline)}
     finally:
         await admin.execute(f"DROP SCHEMA {schema} CASCADE")
         await admin.close()
+
+
+def after_first_minute(timeline: list[tuple[float, int]]) -> float:
+    """Replies finished a minute from 60 s on (0 when the run was shorter)."""
+    later = [(t, n) for t, n in timeline if t >= 60.0]
+    if len(later) < 2 or later[-1][0] - later[0][0] < 10:
+        return 0.0
+    return (later[-1][1] - later[0][1]) / (later[-1][0] - later[0][0]) * 60
 
 
 async def _pg() -> Any:
@@ -276,11 +314,12 @@ async def main(mode: str, runs: int, only: str = "") -> dict[str, Any]:
             for run in range(runs):
                 cases = ([("50", 50), ("500", 500)] if mode == "burst"
                          else [("1", 1), ("2", 2), ("3", 3)])
+                load = CEILING if mode == "ceiling" else Load()
                 for name, n in [c for c in cases if not only or c[0] in only.split(",")]:
                     folder = Path(tmp) / f"run{run}_{name}"
                     figures = (await burst(n, model.base_url, folder) if mode == "burst" else
                                await instances(n, model.base_url, folder,
-                                               f"scale{os.getpid()}r{run}n{n}:"))
+                                               f"scale{os.getpid()}r{run}n{n}:", load))
                     print(f"run {run + 1}, {mode} {name}: " + ", ".join(
                         f"{k} {v:.4g}" for k, v in figures.items()), flush=True)
                     per_run.setdefault(name, []).append(figures)
@@ -302,7 +341,7 @@ def report(mode: str, results: dict[str, Any]) -> None:
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["burst", "instances"])
+    parser.add_argument("mode", choices=["burst", "instances", "ceiling"])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", default="", help="cases to run, e.g. 500 or 1,3")
     args = parser.parse_args()
