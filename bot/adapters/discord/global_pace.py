@@ -16,6 +16,7 @@ from typing import Any
 import discord
 
 from bot.shared import SharedError, SharedLimits
+from bot.token_bucket import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,8 @@ class GlobalPace:
         self.rate = rate
         self.burst = burst
         self.clock = clock
-        self._tokens = float(burst)
-        self._at = clock()
+        self._bucket = TokenBucket(rate, burst, clock)  # when Redis is not there to ask
         self._lock = asyncio.Lock()
-        self.waited = 0.0  # seconds requests spent waiting here, for the figures
 
     async def take(self, max_wait: float = MAX_WAIT) -> None:
         """Wait for a request's token; after `max_wait` go anyway (logged)."""
@@ -55,7 +54,6 @@ class GlobalPace:
                                 max_wait)
                     break
                 await asyncio.sleep(wait)
-        self.waited += self.clock() - started
 
     async def _try(self) -> float:
         if self.shared is not None:
@@ -69,13 +67,10 @@ class GlobalPace:
             else:
                 self._alone = False
                 return wait
-        now = self.clock()
-        self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.rate)
-        self._at = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return 0.0
-        return (1.0 - self._tokens) / self.rate
+        wait = self._bucket.wait()
+        if wait <= 0:
+            self._bucket.take()
+        return wait
 
 
 def paced(client: discord.Client, pace: GlobalPace) -> None:

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+from bot.token_bucket import TokenBucket
+
 Clock = Callable[[], float]
 MIN_INTERVAL = 1.0  # one reply alone edits about once a second
 _EPSILON = 0.01  # sleep a hair past a slot's expiry so the next check finds it free
@@ -148,19 +150,14 @@ class ChannelPacer:
         self.rate = rate
         self.burst = burst
         self.clock = clock
-        self._tokens = float(burst)
-        self._at = clock()
+        self._bucket = TokenBucket(rate, burst, clock)
         self._blocked_until = float("-inf")
         self._lock = asyncio.Lock()
         self.watch = Watch()
 
     def wait(self) -> float:
         """Seconds until a post may go (0: now)."""
-        now = self.clock()
-        self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.rate)
-        self._at = now
-        refill = 0.0 if self._tokens >= 1.0 else (1.0 - self._tokens) / self.rate
-        return max(refill, self._blocked_until - now, 0.0)
+        return max(self._bucket.wait(), self._blocked_until - self.clock(), 0.0)
 
     def busy(self, within: float) -> bool:
         """True when a post now would wait longer than `within` seconds."""
@@ -170,7 +167,7 @@ class ChannelPacer:
         """Take a token if one is free now, without waiting."""
         if self._lock.locked() or self.wait() > 0:
             return False
-        self._tokens -= 1.0
+        self._bucket.take()
         return True
 
     async def take(self, timeout: float) -> None:
@@ -184,7 +181,7 @@ class ChannelPacer:
             for _ in range(10_000):  # each pass sleeps until a token should be free
                 wait = self.wait()
                 if wait <= 0:
-                    self._tokens -= 1.0
+                    self._bucket.take()
                     return
                 if self.clock() + wait > deadline:
                     raise TimeoutError("no chat.postMessage slot before the deadline")
