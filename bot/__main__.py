@@ -25,7 +25,7 @@ from bot.metrics import MetricsPortError
 from bot.metrics import serve as serve_metrics
 from bot.platforms import console_chat, enabled
 from bot.policy import start_of_day
-from bot.runtime import Runtime, keep_alive, open_runtime
+from bot.runtime import Runtime, open_runtime, take_over_replies
 from bot.shared import SharedError
 from bot.stats import since_time
 
@@ -143,7 +143,7 @@ async def _duties(runtime: Runtime, stop: asyncio.Event) -> AsyncIterator[None]:
         tasks.append(asyncio.create_task(
             purge_daily(Lifecycle(runtime.store.engine), settings.retention_days, stop)))
     if runtime.instances is not None:
-        tasks.append(asyncio.create_task(keep_alive(runtime, stop)))
+        tasks.append(asyncio.create_task(take_over_replies(runtime, stop)))
     try:
         async with _metrics_port(runtime):
             yield

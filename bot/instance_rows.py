@@ -3,7 +3,7 @@
 An instance beats every third of its lease. One that stops (a crash, `kill -9`, a lost
 machine) is dead once its lease has expired — or at once, to an instance on the same host that
 sees its process gone — and its unfinished replies are taken over by a live instance
-(Responder.take_over), each by exactly one.
+(runtime.take_over_replies, through Responder.resume), each by exactly one.
 """
 
 from __future__ import annotations
@@ -91,9 +91,7 @@ class InstanceRows:
 
     async def dead_check(self) -> DeadCheck:
         """A snapshot to judge replies' owners by: dead, unknown (no row) or legacy ('')."""
-        now = time.time()
-        peers = await self.peers()
-        return DeadCheck(frozenset(p.id for p in peers if not self.is_dead(p, now)), self.me.id)
+        return DeadCheck(frozenset(p.id for p in await self.live_peers()), self.me.id)
 
     async def leave(self) -> None:
         """A clean stop: this instance's row goes, so its leftovers are taken over at once."""

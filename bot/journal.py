@@ -89,15 +89,10 @@ class JournalingSurface:
             self._noted = pages
 
     async def _check_owner(self) -> None:
-        if await _owner_changed(self.journal, self.question):
+        if await self.journal.taken_by_another(self.question.message_id):
             log.warning("another instance took over a reply in progress; this one stops "
                         "writing it")
             self.deposed = True
-
-
-async def _owner_changed(journal: JournalRows, question: RecordedQuestion) -> bool:
-    owner = await journal.owner_of(question.message_id)
-    return owner is not None and owner not in ("", journal.owner)
 
 
 def closing_pages(

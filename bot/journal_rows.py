@@ -69,17 +69,17 @@ class JournalRows:
         )
         return noted.rowcount > 0
 
-    async def owner_of(self, question_id: int) -> str | None:
-        """Who owns the reply's journal row (None: it has none)."""
-        row = (await self.engine.execute("SELECT owner FROM reply_journal WHERE question_id = ?",
-                                         [question_id])).first()
+    async def owner_of(self, question_id: int, db: Tx | Engine | None = None) -> str | None:
+        """Who owns the reply's journal row (None: it has none); inside `db`'s transaction
+        when one is given."""
+        row = (await (db or self.engine).execute(
+            "SELECT owner FROM reply_journal WHERE question_id = ?", [question_id])).first()
         return None if row is None else str(row[0])
 
-    async def taken_by_another(self, tx: Tx, question_id: int) -> bool:
+    async def taken_by_another(self, question_id: int, db: Tx | Engine | None = None) -> bool:
         """The reply's journal row now belongs to another instance (a takeover)."""
-        row = (await tx.execute("SELECT owner FROM reply_journal WHERE question_id = ?",
-                                [question_id])).first()
-        return row is not None and str(row[0]) not in ("", self.owner)
+        owner = await self.owner_of(question_id, db)
+        return owner is not None and owner not in ("", self.owner)
 
     async def release(self, question_id: int, owner: str) -> None:
         """Give a claimed reply back to `owner` (it could not be continued here)."""

@@ -94,6 +94,7 @@ class Responder:
         llm: ModelClient | None,
         book: PromptBook,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         self.policy = policy
         self.store = store
@@ -109,7 +110,7 @@ class Responder:
         # order the questions came.
         self._tasks: dict[asyncio.Task[None], None] = {}
         self._closing = False
-        self.metrics = Metrics("supportbot")  # replaced by the runtime's, which /metrics serves
+        self.metrics = metrics or Metrics("supportbot")  # the runtime's: /metrics serves it
         # Set when several instances may share the journal: who is dead decides what is
         # taken over. None: every unfinished reply of the platform is this process's.
         self.instances: InstanceRows | None = None

@@ -204,11 +204,12 @@ async def _wired(settings: Settings, store: Store, instances: InstanceRows | Non
             allowed_workspaces=settings.allowed_workspaces,
             contact=settings.escalation_contact,
         )
-        responder = Responder(policy, store, knowledge, llm, PromptBook.load(settings.prompts_dir))
+        metrics = Metrics(instances.me.id if instances else "supportbot")
+        responder = Responder(policy, store, knowledge, llm, PromptBook.load(settings.prompts_dir),
+                              metrics=metrics)
         responder.instances = instances
         responder.in_line_patience += 2 * settings.lease_seconds  # a takeover's wait
         inbound = Inbound(responder.submit, store.event_seen, shared)
-        metrics = responder.metrics = Metrics(instances.me.id if instances else "supportbot")
         try:
             yield Runtime(settings, store, knowledge, responder, llm, inbound, metrics, shared,
                           instances)
@@ -220,7 +221,7 @@ async def _wired(settings: Settings, store: Store, instances: InstanceRows | Non
             await llm.aclose()
 
 
-async def keep_alive(runtime: Runtime, stop: asyncio.Event) -> None:
+async def take_over_replies(runtime: Runtime, stop: asyncio.Event) -> None:
     """`run`'s takeovers: every third of the lease, finish the unfinished replies of
     instances that stopped beating, until `stop` is set (the lease itself is renewed apart,
     so a slow takeover never lets it lapse)."""

@@ -186,11 +186,14 @@ class SharedLimits:
             raise SharedError(f"SUPPORTBOT_REDIS_URL={self.shown}: "
                               f"{type(error).__name__}: {_reason(error)}") from None
 
+    def _key(self, name: str, part: str) -> str:
+        # One hash tag per budget: a Redis Cluster keeps a script's keys on one node.
+        return f"{self.prefix}{{{name}}}:{part}"
+
     async def window(self, name: str, limit: int, window: float, active: int, lease: float,
                      kind: str, ticket: str) -> WindowAnswer:
         """Run the window script for budget `name` (kind: partial / final / drop / peek)."""
-        # One hash tag per budget: a Redis Cluster keeps a script's keys on one node.
-        keys = [f"{self.prefix}{{{name}}}:{part}" for part in
+        keys = [self._key(name, part) for part in
                 ("calls", "actives", "finals", "finals_seen", "blocked")]
         # An instance's reserve of finals lasts two windows past its last call: a reply may
         # stream that long between two partial edits when the budget is shared by many.
@@ -202,13 +205,13 @@ class SharedLimits:
 
     async def bucket(self, name: str, rate: float, burst: int, take: bool) -> float:
         """Seconds until the bucket `name` has a token (0: taken now, when `take`)."""
-        keys = [f"{self.prefix}{{{name}}}:bucket", f"{self.prefix}{{{name}}}:blocked"]
+        keys = [self._key(name, "bucket"), self._key(name, "blocked")]
         wait = await self.call(self._bucket(keys=keys, args=[rate, burst, int(take)]))
         return int(wait) / 1000
 
     async def block(self, name: str, seconds: float) -> None:
         """Nothing from budget `name` for `seconds` (a 429's Retry-After), on every instance."""
-        await self.call(self._block(keys=[f"{self.prefix}{{{name}}}:blocked"],
+        await self.call(self._block(keys=[self._key(name, "blocked")],
                                     args=[max(1, int(seconds * 1000))]))
 
     async def handled(self, event: str) -> bool:

@@ -209,7 +209,7 @@ class Store:
         sources = json.dumps([list(source) for source in answer.sources])
         async def body(tx: Tx) -> None:
             await tx.lock(f"reply:{question.message_id}")  # a vote on it waits (HandoffRows)
-            if await self.journal.taken_by_another(tx, question.message_id):
+            if await self.journal.taken_by_another(question.message_id, tx):
                 return  # another instance took this reply over: its answer is the one kept
             if answer.outcome != "interrupted":
                 await self.journal.delete(tx, question.message_id)
