@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import random
@@ -218,44 +219,52 @@ class AnthropicClient(ClaudeClient):
 
 
 async def _read_events(
-    source: AsyncIterator[tuple[str, str]], model_id: str, request_id: str,
+    source: AsyncIterator[list[tuple[str, str]]], model_id: str, request_id: str,
     price_factor: float = 1.0,
 ) -> AsyncIterator[str | StreamEnd]:
-    """Turn SSE events into text deltas; only `text` blocks count, picked by type."""
+    """Turn SSE events into text: only `text` blocks count, picked by type; the text deltas
+    of each batch of events come out as one."""
     text_blocks: set[int] = set()
     usage: dict[str, int] = {}
     stop_reason = ""
     sent_text = stopped = False
-    async for event, payload in source:
-        data = json.loads(payload) if payload else {}
-        kind = data.get("type", event)
-        if kind == "message_start":
-            # Keep the requested id: the API may answer with a dated snapshot id that the
-            # price table does not list.
-            usage.update(usage_fields(data.get("message", {}).get("usage", {})))
-        elif kind == "content_block_start":
-            if data.get("content_block", {}).get("type") == "text":
-                text_blocks.add(int(data.get("index", 0)))
-        elif kind == "content_block_delta":
-            delta = data.get("delta", {})
-            if delta.get("type") == "text_delta" and data.get("index", 0) in text_blocks:
-                if delta.get("text"):
+    async for batch in source:
+        text: list[str] = []
+        for (event, _), data in zip(batch, _decoded(batch), strict=True):
+            kind = data.get("type", event)
+            if kind == "content_block_delta":
+                delta = data.get("delta", {})
+                if delta.get("type") == "text_delta" and data.get("index", 0) in text_blocks \
+                        and delta.get("text"):
+                    text.append(delta["text"])
+            elif kind == "message_start":
+                # Keep the requested id: the API may answer with a dated snapshot id that the
+                # price table does not list.
+                usage.update(usage_fields(data.get("message", {}).get("usage", {})))
+            elif kind == "content_block_start":
+                if data.get("content_block", {}).get("type") == "text":
+                    text_blocks.add(int(data.get("index", 0)))
+            elif kind == "message_delta":
+                stop_reason = data.get("delta", {}).get("stop_reason") or stop_reason
+                usage.update(usage_fields(data.get("usage", {})))
+            elif kind == "message_stop":
+                stopped = True  # read to the end of the body so the connection is reused
+            elif kind == "error":
+                if text:  # what came before the error is shown with it
                     sent_text = True
-                    yield delta["text"]
-        elif kind == "message_delta":
-            stop_reason = data.get("delta", {}).get("stop_reason") or stop_reason
-            usage.update(usage_fields(data.get("usage", {})))
-        elif kind == "message_stop":
-            stopped = True  # read to the end of the body so the connection is reused
-        elif kind == "error":
-            error = data.get("error", {})
-            cls = StreamInterruptedError if sent_text else _class_for(0, error.get("type", ""))
-            raise cls(
-                error.get("message", "the stream failed"),
-                error_type=error.get("type", ""),
-                request_id=request_id,
-                status=0 if sent_text else _status_for(error.get("type", "")),
-            )
+                    yield "".join(text)
+                error = data.get("error", {})
+                cls = StreamInterruptedError if sent_text else _class_for(0,
+                                                                          error.get("type", ""))
+                raise cls(
+                    error.get("message", "the stream failed"),
+                    error_type=error.get("type", ""),
+                    request_id=request_id,
+                    status=0 if sent_text else _status_for(error.get("type", "")),
+                )
+        if text:
+            sent_text = True
+            yield "".join(text)
     if stopped:
         yield StreamEnd(stop_reason=stop_reason or "end_turn", usage=Usage(**usage),
                         model=model_id, price_factor=price_factor)
@@ -263,6 +272,16 @@ async def _read_events(
     # The connection closed without message_stop: the answer is incomplete.
     cls = StreamInterruptedError if sent_text else UnavailableError
     raise cls("the model API closed the stream early", request_id=request_id)
+
+
+def _decoded(batch: list[tuple[str, str]]) -> list[Any]:
+    """The events' JSON data, decoded in one call (a few per read; each call costs more
+    than its few bytes); event by event when that fails, so a bad one raises as itself."""
+    with contextlib.suppress(ValueError):
+        decoded = json.loads("[" + ",".join(payload or "{}" for _, payload in batch) + "]")
+        if isinstance(decoded, list) and len(decoded) == len(batch):
+            return decoded
+    return [json.loads(payload) if payload else {} for _, payload in batch]
 
 
 def usage_fields(raw: dict[str, Any]) -> dict[str, int]:

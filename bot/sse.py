@@ -3,7 +3,8 @@
 A streamed answer is a few hundred small events; decoding them through text and line
 iterators costs more CPU than everything else a reply does with them. Events end at a blank
 line (the stream's lines end in LF, CRLF or CR), so whole events are cut from the buffered
-bytes at once and only their `event` and `data` fields are read.
+bytes at once and only their `event` and `data` fields are read. The events of one read
+come out together, so what handles them does its per-read work once for all of them.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ _LINE = re.compile(rb"\r\n|\n|\r")
 MAX_EVENT = 16 * 1024 * 1024  # a single event larger than this is not an answer's
 
 
-async def server_sent(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
-    """(event, data) for each event of the stream, in order; a last event without its blank
-    line (the connection ended) is not one."""
+async def server_sent(response: httpx.Response) -> AsyncIterator[list[tuple[str, str]]]:
+    """(event, data) of the stream's events, in order, as lists: the events each read of the
+    body completed; a last event without its blank line (the connection ended) is not one."""
     buffer = b""
     async for chunk in response.aiter_bytes():
         buffer += chunk
@@ -29,10 +30,9 @@ async def server_sent(response: httpx.Response) -> AsyncIterator[tuple[str, str]
         if b"\n" not in chunk and b"\r" not in chunk:
             continue
         *blocks, buffer = _EVENT_END.split(buffer)
-        for block in blocks:
-            found = parse_event(block)
-            if found is not None:
-                yield found
+        events = [found for found in map(parse_event, blocks) if found is not None]
+        if events:
+            yield events
 
 
 def parse_event(block: bytes) -> tuple[str, str] | None:

@@ -346,11 +346,12 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> Non
 
 
 async def slow_write_reply(
-    store: Store, anthropic: FakeAnthropic, text: str, delay: float, until: str
+    store: Store, anthropic: FakeAnthropic, text: str, delay: float, until: str,
+    delta_interval: float | None = None,
 ) -> tuple[Responder, RecordingSurface, asyncio.Task[None]]:
     """A reply to `text` on a surface whose writes take `delay` s, once a write of kind
     `until` ("update" or "finish") has left."""
-    anthropic.script(Reply(text=text))
+    anthropic.script(Reply(text=text, delta_interval=delta_interval))
     r = responder(store, anthropic)
     surface = RecordingSurface(write_delay=delay)
     task = await r.submit(ask("question?", "E1"), surface)
@@ -380,9 +381,10 @@ async def test_shutdown_lets_a_partial_write_in_flight_come_back(
 ) -> None:
     # The stream ends while the first partial update is still on its way; the shutdown
     # arrives then. Cutting that update off would leave a message the bot does not know of.
-    answer = "Short answer, streamed at once."
-    r, surface, task = await slow_write_reply(store, anthropic, answer, 0.5, until="update")
-    await asyncio.sleep(0.1)  # the stream is over; the painter's write is still out
+    answer = "Short answer, streamed at once."  # three deltas, 0.12 s apart: three reads
+    r, surface, task = await slow_write_reply(store, anthropic, answer, 0.5, until="update",
+                                              delta_interval=0.12)
+    await asyncio.sleep(0.35)  # the stream is over; the painter's write is still out
     await r.aclose()
     assert task.done()
     assert surface.lost == 0  # the update sent before the shutdown came back

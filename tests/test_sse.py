@@ -26,7 +26,7 @@ class Chunks(httpx.AsyncByteStream):
 def read(chunks: list[bytes]) -> list[tuple[str, str]]:
     async def collect() -> list[tuple[str, str]]:
         response = httpx.Response(200, stream=Chunks(chunks))
-        return [event async for event in server_sent(response)]
+        return [event async for batch in server_sent(response) for event in batch]
 
     return asyncio.run(collect())
 
@@ -60,3 +60,12 @@ def test_comments_multi_line_data_and_an_unfinished_last_event() -> None:
             b"event: message_delta\ndata: {\"cut\": ")  # the connection ended mid-event
     assert read([wire]) == [("", "first\nsecond"), ("error", '{"type": "error"}')]
     assert parse_event(b": only a comment") is None
+
+
+def test_the_events_one_read_completes_come_out_together() -> None:
+    async def collect() -> list[list[tuple[str, str]]]:
+        chunks = [b"data: 1\n\ndata: 2\n\nda", b"ta: 3\n", b"\n", b": ping\n\n", b"data: 4\n\n"]
+        response = httpx.Response(200, stream=Chunks(chunks))
+        return [batch async for batch in server_sent(response)]
+
+    assert asyncio.run(collect()) == [[("", "1"), ("", "2")], [("", "3")], [("", "4")]]
