@@ -96,15 +96,21 @@ async def test_a_resumed_answer_shorter_than_the_cut_one_leaves_one_message(
     tmp_path: Path, anthropic: FakeAnthropic
 ) -> None:
     # Cut off after its second 4,000-byte page; the second answer fits in one message.
-    anthropic.script(Reply(words=900, delta_interval=0.03), Reply(text="Short answer."),
+    anthropic.script(Reply(words=1400, delta_interval=0.015), Reply(text="Short answer."),
                      Reply(text="Noted."))
     async with FakeSlack() as slack:
-        bot = await start_slack_bot(tmp_path, slack, anthropic)
+        # Room for the long answer: its second page streams for seconds, edited meanwhile.
+        bot = await start_slack_bot(tmp_path, slack, anthropic, SUPPORTBOT_MAX_TOKENS="4096")
         mention = ev.app_mention(f"<@{BOT}> tell me everything", channel="C1")
         await slack.push_event(mention)
         def second_page_streaming() -> bool:
+            # ... and edited since it was posted: the journal noted the page before that edit.
+            # (A kill between a new page's post and its note leaves the next start unaware
+            # of that page; this test is about a page it knows.)
             posts = bot_posts(slack, "C1", mention["ts"])
-            return len(posts) == 2 and posts[1].text.endswith(TYPING_MARKER)
+            return len(posts) == 2 and posts[1].text.endswith(TYPING_MARKER) and any(
+                call.method == "chat.update" and call.params.get("ts") == posts[1].ts
+                for call in slack.calls)
 
         await slack.wait_for(second_page_streaming, 30)
         await kill(bot)
