@@ -62,7 +62,7 @@ class WriteBudget:
         self._done: deque[float] = deque()  # completion times of recent writes
         self._queue: list[tuple[int, int]] = []  # (priority, ticket), a heap
         self._tickets = itertools.count()
-        self._wakers: list[asyncio.Future[None]] = []
+        self._wakers: dict[tuple[int, int], asyncio.Future[None]] = {}  # by ticket
 
     def join(self) -> None:
         """A reply starts streaming through this bucket."""
@@ -109,7 +109,8 @@ class WriteBudget:
         try:
             for _ in range(_WAKE_STEPS):
                 now = self.clock()
-                if self._queue[0] == ticket and self._has_room(now):
+                first = self._queue[0] == ticket
+                if first and self._has_room(now):
                     break
                 if patience is not None and now >= give_up:
                     return False
@@ -118,7 +119,10 @@ class WriteBudget:
                                 "sending anyway", self.name, self.max_wait, self._in_flight,
                                 len(self._queue) - 1)
                     break
-                await self._pause(self._wait_time(now, give_up))
+                # Only the first in line is woken when a write frees up; the others wait for
+                # their turn (or their patience), not for every write in the channel.
+                await self._pause(ticket, self._wait_time(now, give_up) if first
+                                  else max(0.0, give_up - now))
         finally:
             self._queue.remove(ticket)
             heapq.heapify(self._queue)
@@ -146,22 +150,22 @@ class WriteBudget:
             return min(self._done[0] + self.window - now, deadline - now)
         return max(0.0, deadline - now)
 
-    async def _pause(self, seconds: float) -> None:
+    async def _pause(self, ticket: tuple[int, int], seconds: float) -> None:
         waker: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._wakers.append(waker)
+        self._wakers[ticket] = waker
         try:
             await asyncio.wait_for(waker, max(seconds, 0.001))
         except TimeoutError:
             pass  # time alone may have freed a write; the caller checks again
         finally:
-            if waker in self._wakers:
-                self._wakers.remove(waker)
+            if self._wakers.get(ticket) is waker:
+                del self._wakers[ticket]
 
     def _notify(self) -> None:
-        wakers, self._wakers = self._wakers, []
-        for waker in wakers:
-            if not waker.done():
-                waker.set_result(None)
+        """Wake the first in line: a write came back, or the line moved."""
+        waker = self._wakers.pop(self._queue[0], None) if self._queue else None
+        if waker is not None and not waker.done():
+            waker.set_result(None)
 
 
 class ChannelBudgets:
