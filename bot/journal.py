@@ -22,7 +22,9 @@ class JournalingSurface:
     """
 
     def __init__(self, inner: Surface, journal: JournalRows, question: RecordedQuestion) -> None:
+        assert isinstance(inner, Journaled)  # checked once: a Protocol check is slow
         self.inner = inner
+        self._pages = inner.pages
         self.journal = journal
         self.question = question
         self._noted: tuple[PageRef, ...] = ()
@@ -70,8 +72,7 @@ class JournalingSurface:
         about to show. A stop can land between a write and its note: a journal ahead of the
         platform then finishes the reply with the text the asker was getting, where one
         behind would write an older text over what they had already read."""
-        assert isinstance(self.inner, Journaled)
-        pages = self.inner.pages()
+        pages = self._pages()
         if ahead is not None:
             pages = tuple(PageRef(ref.id, ahead.pages[i]) if i < len(ahead.pages) else ref
                           for i, ref in enumerate(pages))

@@ -272,7 +272,7 @@ class KbTables:
         of its common forms ("invoice" for docs that only say "invoices")."""
         total = int(self.db.execute("SELECT count(*) FROM kb_sections").fetchone()[0])
         found: dict[str, tuple[str, int]] = {}
-        for word in words:
+        for word in words if total else ():  # no docs: nothing to match
             if not word.replace('"', ""):
                 continue
             exact = phrase(word)
