@@ -9,8 +9,8 @@ Event streams (the answers) are read in bites when many stream at once: all of t
 together are read about `stream_reads` times a second, each at most `max_stream_pace`
 seconds apart. Between bites the connection is paused, so the kernel gathers the events the
 model sends meanwhile and the next read takes them all at once. One answer alone is read as
-its events come; a hundred at once are read four times a second each, which nobody sees (a
-reply's text is shown about once a second) and which costs a few reads per answer per
+its events come; fifty or more at once are read four times a second each, which nobody sees
+(a reply's text is shown about once a second) and which costs a few reads per answer per
 second instead of one per event.
 """
 
@@ -26,7 +26,7 @@ import httpx
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """Send httpx requests with one pooled aiohttp session (created on first use)."""
 
-    def __init__(self, max_connections: int = 100, stream_reads: float = 400.0,
+    def __init__(self, max_connections: int = 100, stream_reads: float = 200.0,
                  max_stream_pace: float = 0.25) -> None:
         self._max_connections = max_connections
         self._stream_reads = stream_reads
