@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import sys
 import tempfile
 import time
@@ -54,6 +55,7 @@ from bot.responder import Responder
 from bot.runtime import Runtime
 from bot.store import Store
 from bot.streaming import TYPING_MARKER, LiveReply
+from bot.transport import AiohttpTransport
 
 REPLIES = 30
 RUNS = 5
@@ -74,8 +76,11 @@ class RecordingModel(AnthropicClient):
     (the naive policy) cannot hide how long text waited: arrival is stamped on receipt.
     """
 
-    def __init__(self, base_url: str) -> None:
-        super().__init__("test-key", base_url, ModelOptions("claude-haiku-5-5", None, 0.3, "low"))
+    def __init__(self, base_url: str, paced: bool = True) -> None:
+        # Unpaced, the stream is read as its events come (no bites under load): the naive
+        # policy's "every 20 deltas" are then the model's deltas.
+        super().__init__("test-key", base_url, ModelOptions("claude-haiku-5-5", None, 0.3, "low"),
+                         transport=None if paced else AiohttpTransport(stream_reads=math.inf))
         self.deltas: dict[str, list[tuple[float, int]]] = {}
         self.texts: dict[str, str] = {}
 
@@ -210,7 +215,7 @@ async def connected(client: discord.Client) -> AsyncIterator[None]:
 
 async def run_once(policy: Policy, fakes: Fakes, run: int, folder: Path) -> dict[str, float]:
     settings = bot_settings(fakes, folder)
-    model = RecordingModel(fakes.anthropic_url)
+    model = RecordingModel(fakes.anthropic_url, paced=policy is not naive)
     async with httpx.AsyncClient(base_url=fakes.discord_url, timeout=30) as http:
         before = (await http.get("/_fake/stats")).json()["rate_limited"]
         since = (await http.get("/_fake/calls", params={"since": 10**9})).json()["next"]

@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import contextlib
+import math
 import tempfile
 import threading
 import time
@@ -46,6 +47,7 @@ from bot.mrkdwn import to_mrkdwn
 from bot.prompts import PromptBook
 from bot.runtime import open_runtime
 from bot.streaming import TYPING_MARKER, split_pages, utf8_size
+from bot.transport import AiohttpTransport
 from tests.fakes import slack_events as ev
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import FakeSlack
@@ -108,8 +110,8 @@ class Streams:
 class TimedClient(AnthropicClient):
     """The real model client, noting when each delta reaches the bot (for staleness)."""
 
-    def __init__(self, base_url: str, streams: Streams) -> None:
-        super().__init__("test-key", base_url, MODEL)
+    def __init__(self, base_url: str, streams: Streams, **kw: Any) -> None:
+        super().__init__("test-key", base_url, MODEL, **kw)
         self.streams = streams
 
     async def stream(self, prompt: Prompt) -> AsyncGenerator[str | StreamEnd, None]:
@@ -152,7 +154,10 @@ class NaiveBot:
 
     def __init__(self, fake: FakeSlack, anthropic_url: str, streams: Streams) -> None:
         self.client = AsyncWebClient(token=fake.bot_token, base_url=fake.api_url)
-        self.llm = TimedClient(anthropic_url, streams)
+        # Read as the events come (no bites under load), so "every 20 deltas" is every 20
+        # of the model's deltas, as a naive bot reading its stream would see them.
+        self.llm = TimedClient(anthropic_url, streams,
+                               transport=AiohttpTransport(stream_reads=math.inf))
         self.streams = streams
         self.system = PromptBook.load().system_for(Platform.SLACK)
 
