@@ -22,9 +22,8 @@ class JournalingSurface:
     """
 
     def __init__(self, inner: Surface, journal: JournalRows, question: RecordedQuestion) -> None:
-        assert isinstance(inner, Journaled)  # checked once: a Protocol check is slow
+        assert isinstance(inner, Journaled)  # once (a Protocol check is slow): inner is both
         self.inner = inner
-        self._pages = inner.pages
         self.journal = journal
         self.question = question
         self._noted: tuple[PageRef, ...] = ()
@@ -72,7 +71,7 @@ class JournalingSurface:
         about to show. A stop can land between a write and its note: a journal ahead of the
         platform then finishes the reply with the text the asker was getting, where one
         behind would write an older text over what they had already read."""
-        pages = self._pages()
+        pages = self.inner.pages()
         if ahead is not None:
             pages = tuple(PageRef(ref.id, ahead.pages[i]) if i < len(ahead.pages) else ref
                           for i, ref in enumerate(pages))

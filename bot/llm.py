@@ -230,6 +230,7 @@ async def _read_events(
     sent_text = stopped = False
     async for batch in source:
         text: list[str] = []
+        failure: dict[str, Any] | None = None
         for (event, _), data in zip(batch, _decoded(batch), strict=True):
             kind = data.get("type", event)
             if kind == "content_block_delta":
@@ -250,21 +251,19 @@ async def _read_events(
             elif kind == "message_stop":
                 stopped = True  # read to the end of the body so the connection is reused
             elif kind == "error":
-                if text:  # what came before the error is shown with it
-                    sent_text = True
-                    yield "".join(text)
-                error = data.get("error", {})
-                cls = StreamInterruptedError if sent_text else _class_for(0,
-                                                                          error.get("type", ""))
-                raise cls(
-                    error.get("message", "the stream failed"),
-                    error_type=error.get("type", ""),
-                    request_id=request_id,
-                    status=0 if sent_text else _status_for(error.get("type", "")),
-                )
-        if text:
+                failure = data.get("error", {})
+                break
+        if text:  # before an error too: what came before it is shown with it
             sent_text = True
             yield "".join(text)
+        if failure is not None:
+            cls = StreamInterruptedError if sent_text else _class_for(0, failure.get("type", ""))
+            raise cls(
+                failure.get("message", "the stream failed"),
+                error_type=failure.get("type", ""),
+                request_id=request_id,
+                status=0 if sent_text else _status_for(failure.get("type", "")),
+            )
     if stopped:
         yield StreamEnd(stop_reason=stop_reason or "end_turn", usage=Usage(**usage),
                         model=model_id, price_factor=price_factor)
