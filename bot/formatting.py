@@ -16,6 +16,8 @@ _DISCORD_MENTION = re.compile(r"<@([!&]?)(\d+)>")
 
 def neutralise_mentions(text: str) -> str:
     """Break broadcast words so no platform turns them into a ping; the reader still sees them."""
+    if "@" not in text:  # most text: no regex pass over it
+        return text
     return _BROADCAST_WORD.sub(lambda m: f"@{ZERO_WIDTH_SPACE}{m.group(1)}", text)
 
 
@@ -27,6 +29,8 @@ def escape_slack(text: str) -> str:
 def neutralise_discord(text: str) -> str:
     """Break @everyone/@here and make role or user mention syntax inert as text."""
     text = neutralise_mentions(text)
+    if "<@" not in text:
+        return text
     return _DISCORD_MENTION.sub(lambda m: f"<@{ZERO_WIDTH_SPACE}{m.group(1)}{m.group(2)}>", text)
 
 
@@ -59,6 +63,8 @@ _HIDDEN = re.compile(
 
 def visible_text(text: str) -> str:
     """The text without characters that are not seen but change what it does or how it reads."""
+    if text.isascii():  # every such character is outside ASCII; most answers are within it
+        return text
     return _HIDDEN.sub(lambda m: m.group(1) or "", text)
 
 
@@ -89,6 +95,8 @@ def unmask_links(text: str, trusted: frozenset[str]) -> str:
             return match.group(0)
         return f"{label.strip()} ({url})".lstrip()
 
+    if "](" not in text:  # no masked link: nothing to check
+        return text
     for _ in range(5):  # unmasking one link cannot make a new one, but be sure
         before, text = text, _MASKED_LINK.sub(shown, text)
         if text == before:

@@ -110,18 +110,29 @@ def inline(text: str) -> str:
 
 
 def _prose(text: str) -> str:
+    """Links, escaping and emphasis of text outside code. Each pattern runs only where the
+    characters it needs are present: most lines of an answer hold none of them."""
     if not text:
         return ""
     links: list[str] = []
-    text = _LINK.sub(_keep(links, lambda m: link(m.group(2), m.group(1))), text)
-    text = _AUTOLINK.sub(_keep(links, lambda m: link(m.group(1), "")), text)
+    if "](" in text:
+        text = _LINK.sub(_keep(links, lambda m: link(m.group(2), m.group(1))), text)
+    if "<" in text:
+        text = _AUTOLINK.sub(_keep(links, lambda m: link(m.group(1), "")), text)
     text = neutralise_mentions(escape_slack(text))
-    text = _BOLD_ITALIC.sub(lambda m: f"{_BOLD_MARK}_{m.group(1)}_{_BOLD_MARK}", text)
-    text = _BOLD.sub(lambda m: _BOLD_MARK + m.group(2) + _BOLD_MARK, text)
-    text = _STAR_ITALIC.sub(r"_\1_", text)
-    text = _UNDERSCORE_ITALIC.sub(r"_\1_", text)
-    text = _STRIKE.sub(r"~\1~", text).replace(_BOLD_MARK, "*")
-    return _SLOT.sub(lambda m: links[int(m.group(1))], text)
+    if "***" in text:
+        text = _BOLD_ITALIC.sub(lambda m: f"{_BOLD_MARK}_{m.group(1)}_{_BOLD_MARK}", text)
+    if "**" in text or "__" in text:
+        text = _BOLD.sub(lambda m: _BOLD_MARK + m.group(2) + _BOLD_MARK, text)
+    if "*" in text:
+        text = _STAR_ITALIC.sub(r"_\1_", text)
+    if "_" in text:
+        text = _UNDERSCORE_ITALIC.sub(r"_\1_", text)
+    if "~~" in text:
+        text = _STRIKE.sub(r"~\1~", text)
+    if _BOLD_MARK in text:
+        text = text.replace(_BOLD_MARK, "*")
+    return _SLOT.sub(lambda m: links[int(m.group(1))], text) if links else text
 
 
 def _keep(links: list[str], make: Callable[[re.Match[str]], str]) -> Callable[[re.Match[str]], str]:
