@@ -37,6 +37,18 @@ async def server_sent(response: httpx.Response) -> AsyncIterator[list[tuple[str,
 
 def parse_event(block: bytes) -> tuple[str, str] | None:
     """One event's type and data (its data lines joined by LF); None for comments only."""
+    # The shape nearly every event has, `event: <type>` LF `data: <json>`, cut in two
+    # slices; anything else (CR line ends, several data lines, comments) line by line.
+    if block.startswith(b"event: ") and block.count(b"\n") == 1 and b"\r" not in block:
+        at = block.find(b"\ndata: ")
+        if at > 0:
+            return (block[7:at].decode("utf-8", "replace"),
+                    block[at + 7:].decode("utf-8", "replace"))
+    return parse_lines(block)
+
+
+def parse_lines(block: bytes) -> tuple[str, str] | None:
+    """`parse_event` for any block, field by field as the SSE format has them."""
     event, data = "", []
     for line in _LINE.split(block):
         name, _, value = line.partition(b":")

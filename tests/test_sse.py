@@ -11,7 +11,7 @@ import httpx
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.sse import parse_event, server_sent
+from bot.sse import parse_event, parse_lines, server_sent
 
 
 class Chunks(httpx.AsyncByteStream):
@@ -51,6 +51,15 @@ def test_events_come_out_whole_and_in_order_however_the_bytes_are_cut(
         b"event: " + kind.encode() + end + b"data: " + json.dumps({"text": text}).encode() + end
         + end for kind, text in events)
     assert read(cut(wire, points)) == [(kind, json.dumps({"text": text})) for kind, text in events]
+
+
+@given(st.lists(st.sampled_from([b"event", b"data", b"id", b"", b":", b": ", b" ", b"x", b"{}",
+                                 b"\n", b"\r", b"\r\n", b"\xff", "\u00e9".encode()]),
+                max_size=14))
+def test_the_quick_cut_of_an_event_reads_it_as_its_lines_do(parts: list[bytes]) -> None:
+    for block in (b"".join(parts), b"event: " + b"".join(parts),
+                  b"event: x\ndata: " + b"".join(parts)):
+        assert parse_event(block) == parse_lines(block), block
 
 
 def test_comments_multi_line_data_and_an_unfinished_last_event() -> None:
