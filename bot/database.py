@@ -7,11 +7,13 @@ import asyncio
 import contextlib
 import logging
 import os
+import queue
 import sqlite3
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -106,19 +108,26 @@ def opening_turn(path: Path, setting: str) -> Iterator[None]:
 
 
 class SQLiteThread:
-    """One SQLite connection owned by one worker thread; `call` runs a function on it."""
+    """One SQLite connection owned by one worker thread; `call` runs a function on it.
+
+    Calls run one at a time, in the order they were made. The thread takes every call
+    waiting when it wakes and hands all their results back to the event loop at once: under
+    load (hundreds of replies writing) that is one wake-up of the loop for many calls, where
+    a thread pool wakes it once per call.
+    """
 
     def __init__(self, path: Path, setting: str = "SUPPORTBOT_DB") -> None:
         self.path = path
         self.setting = setting  # the variable that names the file, for messages
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="supportbot-db")
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
         self._db: Database | None = None
 
     async def open(self) -> None:
         try:
             await self.call(self._open)
         except (sqlite3.Error, OSError, StoreError) as error:
-            self._executor.shutdown(wait=False)
+            self._stop()
             if isinstance(error, StoreError):
                 raise
             raise StoreError(f"{self.setting}={self.path}: cannot use the database ({error})"
@@ -148,17 +157,83 @@ class SQLiteThread:
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` on the database thread (calls run one at a time, in order)."""
         loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name="supportbot-db",
+                                            daemon=True)
+            self._thread.start()
+        self._calls.put(_Call(fn, args, future, loop))
         try:
-            return await loop.run_in_executor(self._executor, fn, *args)
+            return await future
         except sqlite3.OperationalError as error:
             why = _OUTSIDE.get(getattr(error, "sqlite_errorcode", 0) & 0xFF)
             if why is None:
                 raise
             raise StorageUnavailable(f"{self.setting}={self.path}: {why}") from error
 
+    def _serve(self) -> None:
+        """The thread: run the calls as they come, a batch per wake-up, until told to stop."""
+        while True:  # ends at the None that _stop puts after the last call
+            batch = [self._calls.get()]
+            for _ in range(_BATCH - 1):
+                try:
+                    batch.append(self._calls.get_nowait())
+                except queue.Empty:
+                    break
+            done: dict[asyncio.AbstractEventLoop, list[tuple[_Call, bool, Any]]] = {}
+            for call in batch:
+                if call is None:
+                    _hand_back(done)
+                    return
+                if call.future.cancelled():  # its caller gave up before it started
+                    continue
+                try:
+                    outcome: tuple[_Call, bool, Any] = (call, True, call.fn(*call.args))
+                except BaseException as error:  # handed to the caller, which raises it
+                    outcome = (call, False, error)
+                done.setdefault(call.loop, []).append(outcome)
+            _hand_back(done)
+
+    def _stop(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._calls.put(None)
+            thread.join(timeout=_JOIN_WAIT)
+
     async def close(self) -> None:
         if self._db is not None:
             await self.call(self._db.conn.close)
             self._db = None
+        self._stop()
 
-        self._executor.shutdown(wait=True)
+
+_BATCH = 256  # calls taken per wake-up at most (a few hundred writes are milliseconds)
+_JOIN_WAIT = 10.0  # seconds close waits for the thread (it has nothing left to run)
+
+
+@dataclass(frozen=True)
+class _Call:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+def _hand_back(done: dict[asyncio.AbstractEventLoop, list[tuple[_Call, bool, Any]]]) -> None:
+    """From the thread: one wake-up of each loop settles all of its calls just run."""
+    for loop, outcomes in done.items():
+        try:
+            loop.call_soon_threadsafe(_settle, outcomes)
+        except RuntimeError:  # that loop has closed: nobody waits for these any more
+            pass
+
+
+def _settle(outcomes: list[tuple[_Call, bool, Any]]) -> None:
+    """On the loop: give each waiting caller its result or its error."""
+    for call, ok, value in outcomes:
+        if call.future.cancelled():
+            continue
+        if ok:
+            call.future.set_result(value)
+        else:
+            call.future.set_exception(value)
