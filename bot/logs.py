@@ -33,6 +33,9 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return _TOKEN_SHAPES.sub("[redacted]", text)
 
 
+LEVEL_TESTED = ("slack_sdk.web.async_base_client", "bot.adapters.slack.bolt")
+
+
 def configure_logging(level: str, secrets: Iterable[str]) -> None:
     """Log to stderr at `level`; chatty HTTP libraries only from WARNING."""
     handler = logging.StreamHandler(sys.stderr)
@@ -45,3 +48,8 @@ def configure_logging(level: str, secrets: Iterable[str]) -> None:
     for noisy in ("httpx", "httpcore", "aiohttp.access", "discord.http", "discord.gateway",
                   "botocore", "google.auth", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # slack_sdk's web client and Bolt test their logger's own level, not the level it
+    # inherits, before building a debug line: left unset (0) they format every request's
+    # headers and every response's body for nothing. Theirs get the root's level.
+    for exact in LEVEL_TESTED:
+        logging.getLogger(exact).setLevel(root.level)

@@ -26,3 +26,26 @@ def test_a_socket_mode_url_loses_its_ticket() -> None:
     url = "wss://wss-primary.slack.com/link/?ticket=7a1b-c2d3%3D&app_id=A0123"
     assert redact(f"Connecting to {url}") == (
         "Connecting to wss://wss-primary.slack.com/link/?[redacted]&app_id=A0123")
+
+
+def test_libraries_that_check_their_own_level_skip_debug_lines_below_it() -> None:
+    """slack_sdk's web client (and Bolt) build a debug line for each request and response
+    unless their logger's own level is above DEBUG; the bot sets it to the configured one."""
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.logs import LEVEL_TESTED, configure_logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, {n: logging.getLogger(n).level for n in LEVEL_TESTED}
+    try:
+        configure_logging("INFO", [])
+        web = AsyncWebClient(token="xoxb-test")._logger
+        assert web.name in LEVEL_TESTED and web.level == logging.INFO
+        assert logging.getLogger("bot.adapters.slack.bolt").level == logging.INFO
+        configure_logging("DEBUG", [])  # asked for: the debug lines are wanted
+        assert web.level == logging.DEBUG
+    finally:
+        root.handlers[:], level, levels = saved
+        root.setLevel(level)
+        for name, old in levels.items():
+            logging.getLogger(name).setLevel(old)
