@@ -31,7 +31,7 @@ from bot.policy import ReplyPolicy
 from bot.prompts import PromptBook
 from bot.responder import Responder
 from bot.store import Store
-from bot.surface import Snapshot
+from bot.surface import Ahead, Snapshot
 
 REPLIES = 40
 RUNS = 5
@@ -59,8 +59,9 @@ class CountingSurface:
     async def start(self) -> None:
         return None
 
-    async def update(self, snapshot: Snapshot) -> None:
-        self.updates += 1
+    async def update(self, snapshot: Snapshot, ahead: Ahead | None = None) -> None:
+        if ahead is None or await ahead():
+            self.updates += 1
 
     async def finish(self, snapshot: Snapshot) -> None:
         self.final = snapshot.text

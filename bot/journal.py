@@ -9,7 +9,7 @@ from bot.conversation import PageRef, RecordedQuestion
 from bot.database import StorageUnavailable
 from bot.journal_rows import JournalRows
 from bot.streaming import TYPING_MARKER
-from bot.surface import Journaled, Snapshot, Surface
+from bot.surface import Ahead, Journaled, Snapshot, Surface
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +49,20 @@ class JournalingSurface:
         await self.inner.start()
         await self._note()
 
-    async def update(self, snapshot: Snapshot) -> bool | None:
-        await self._note(ahead=snapshot)
+    async def update(self, snapshot: Snapshot, ahead: Ahead | None = None) -> bool | None:
+        """Note what the pages are about to show right before the write, not before the
+        attempt: most attempts under load find no budget and write nothing, and noting
+        them cost two database writes each (ahead, then back)."""
         if self.deposed:
             return True
-        shown = await self.inner.update(snapshot)
+
+        async def noted_ahead() -> bool:
+            if ahead is not None and not await ahead():
+                return False
+            await self._note(ahead=snapshot)
+            return not self.deposed
+
+        shown = await self.inner.update(snapshot, noted_ahead)
         await self._note()
         return shown
 

@@ -71,8 +71,7 @@ async def _paint(
             await wake.wait()
             continue
         if due > now:  # newer text waits for its turn; more deltas would not make it sooner
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), due - now)
+            await _rest(stop, due - now)
             continue
         try:
             shown = await surface.update(live.take(now))
@@ -82,8 +81,15 @@ async def _paint(
             shown, pause = False, SKIPPED_RETRY  # never retry a failure in a tight loop
         if shown is False:  # skipped (no budget) or failed: offer the text again soon
             live.retract()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), max(pause, 0.01))
+            await _rest(stop, max(pause, 0.01))
+
+
+async def _rest(stop: asyncio.Event, seconds: float) -> None:
+    """Wait `seconds`, or until `stop` is set (a timeout on this task: no task of its own,
+    as wait_for would make each time)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await stop.wait()
 
 
 async def settle(surface: Surface, snapshot: Snapshot) -> None:

@@ -12,6 +12,9 @@ from typing import Protocol, runtime_checkable
 from bot.conversation import ConversationKey, PageRef, Place
 from bot.handoff import HandoffSummary
 
+# What a partial update awaits just before its first write (see Surface.update).
+Ahead = Callable[[], Awaitable[bool]]
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -47,8 +50,13 @@ class Surface(Protocol):
         """Show that an answer is coming (placeholder message, typing indicator, deferral)."""
         ...
 
-    async def update(self, snapshot: Snapshot) -> bool | None:
-        """Show a newer partial text; return False if it was skipped (no budget right now)."""
+    async def update(self, snapshot: Snapshot, ahead: Ahead | None = None) -> bool | None:
+        """Show a newer partial text; return False if it was skipped (no budget right now).
+
+        `ahead` is awaited once, right before the update's first platform write, never for
+        an update skipped without one; when it returns False nothing is written (and the
+        update counts as done).
+        """
         ...
 
     async def finish(self, snapshot: Snapshot) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from bot.surface import Snapshot
+from bot.surface import Ahead, Snapshot
 
 
 @dataclass
@@ -50,7 +50,7 @@ class RecordingSurface:
         await asyncio.sleep(self.start_delay)
         self.events.append(("start", time.monotonic(), None))
 
-    async def update(self, snapshot: Snapshot) -> bool:
+    async def update(self, snapshot: Snapshot, ahead: Ahead | None = None) -> bool:
         self.attempts += 1
         if self.fail_updates:
             raise ConnectionError("platform down")
@@ -58,6 +58,8 @@ class RecordingSurface:
             self.skip_updates -= 1
             self.events.append(("skipped", time.monotonic(), snapshot))
             return False
+        if ahead is not None and not await ahead():
+            return True
         await self._round_trip("update")
         self.events.append(("update", time.monotonic(), snapshot))
         return True

@@ -144,3 +144,47 @@ def test_channel_budgets_are_shared_per_channel_and_idle_ones_dropped() -> None:
     budgets(3)
     assert len(budgets) == 2  # channel 2 was idle and forgotten; channel 1 still streams
     assert budgets(1) is first
+
+
+class Pages:
+    """A PageTarget that records its writes."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[str, int, str]] = []
+
+    async def create(self, index: int, text: str, view: object = None) -> None:
+        self.writes.append(("create", index, text))
+
+    async def edit(self, index: int, text: str, view: object = None) -> None:
+        self.writes.append(("edit", index, text))
+
+    async def delete(self, index: int) -> None:
+        self.writes.append(("delete", index, ""))
+
+
+async def test_ahead_is_awaited_right_before_a_write_and_never_for_a_skipped_one() -> None:
+    from bot.adapters.discord.pages import PageWriter
+
+    now = [0.0]
+    budget = WriteBudget(2, 5.0, clock=lambda: now[0])  # one partial write per window
+    target = Pages()
+    writer = PageWriter(target, budget, shown=["…"])
+    told: list[int] = []
+
+    async def ahead() -> bool:
+        told.append(len(target.writes))  # how many writes had gone out when it was told
+        return True
+
+    assert await writer.partial(["one"], ahead) is True
+    assert told == [0] and target.writes == [("edit", 0, "one")]
+    assert await writer.partial(["one two"], ahead) is False  # no room: nothing written
+    assert told == [0]
+
+    async def refused() -> bool:  # the reply is no longer this instance's to write
+        return False
+
+    now[0] = 10.0
+    assert await writer.partial(["never shown"], refused) is True
+    assert target.writes == [("edit", 0, "one")] and writer.shown == ["one"]
+    now[0] = 15.1
+    assert budget.try_take()  # the write taken for it was given back, not held for ever

@@ -12,7 +12,7 @@ from bot.conversation import Arrival, Incoming, PageRef
 from bot.journal import JournalingSurface
 from bot.notices import STORAGE_TROUBLE
 from bot.store import Store
-from bot.surface import Snapshot
+from bot.surface import Ahead, Snapshot
 from tests.fakes.anthropic import FakeAnthropic, Reply
 from tests.surfaces import RecordingSurface
 from tests.test_journal import StallingSurface
@@ -87,7 +87,9 @@ class ShowingSurface(StallingSurface):
 
     limit = 40_000
 
-    async def update(self, snapshot: Snapshot) -> bool | None:
+    async def update(self, snapshot: Snapshot, ahead: Ahead | None = None) -> bool | None:
+        if ahead is not None and not await ahead():
+            return True
         self.shown = snapshot.pages[0]
         return True
 

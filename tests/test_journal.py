@@ -7,10 +7,18 @@ import asyncio
 
 import pytest
 
-from bot.conversation import Arrival, ConversationKey, Incoming, PageRef, Place, Platform
+from bot.conversation import (
+    Arrival,
+    ConversationKey,
+    Incoming,
+    PageRef,
+    Place,
+    Platform,
+    RecordedQuestion,
+)
 from bot.journal import JournalingSurface
 from bot.store import Store
-from bot.surface import Snapshot
+from bot.surface import Ahead, Snapshot
 
 KEY = ConversationKey(Platform.SLACK, "T1", "C1", "100.1")
 
@@ -43,7 +51,9 @@ class StallingSurface:
     async def start(self) -> None:
         self.shown = "…"
 
-    async def update(self, snapshot: Snapshot) -> bool | None:
+    async def update(self, snapshot: Snapshot, ahead: Ahead | None = None) -> bool | None:
+        if ahead is not None and not await ahead():
+            return True
         self.shown = snapshot.pages[0]
         self.landed.set()
         await asyncio.Event().wait()  # the stop lands here
@@ -72,6 +82,53 @@ async def test_the_journal_holds_the_text_of_a_write_cut_off_by_a_stop(store: St
     writing.cancel()  # the process stops while the write is out
     [entry] = await store.journal.unfinished(Platform.SLACK)
     assert entry.pages == (PageRef("m1", "Open Settings and"),)  # not the older "…"
+
+
+class BusySurface(StallingSurface):
+    """One message whose partial edits find no budget until `room` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.room = False
+
+    async def update(self, snapshot: Snapshot, ahead: Ahead | None = None) -> bool | None:
+        if not self.room:
+            return False  # skipped before any write: `ahead` is not awaited
+        if ahead is not None and not await ahead():
+            return True
+        self.shown = snapshot.pages[0]
+        return True
+
+    def pages(self) -> tuple[PageRef, ...]:
+        return (PageRef("m1", self.shown),) if self.shown else ()
+
+
+async def test_updates_skipped_for_want_of_budget_write_nothing_to_the_journal(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    incoming = Incoming(KEY, "U1", "how do I rotate my key?", "E1", Arrival.MENTION)
+    question = await store.record_question(incoming, 10, Place("test", (("channel", "C1"),)))
+    assert question is not None
+    notes: list[tuple[PageRef, ...]] = []
+    note_pages = store.journal.note_pages
+
+    async def counted(asked: RecordedQuestion, pages: tuple[PageRef, ...]) -> bool:
+        notes.append(pages)
+        return await note_pages(asked, pages)
+
+    monkeypatch.setattr(store.journal, "note_pages", counted)
+    inner = BusySurface()
+    surface = JournalingSurface(inner, store.journal, question)
+    await surface.start()
+    assert notes == [(PageRef("m1", "…"),)]
+    for n in range(5):  # under load most attempts find the budget spent
+        assert await surface.update(Snapshot((f"Open Settings {n}",), "x", False)) is False
+    assert len(notes) == 1  # each used to cost two writes: the text ahead, then back
+    inner.room = True
+    assert await surface.update(Snapshot(("Open Settings and",), "x", False)) is True
+    assert notes[1:] == [(PageRef("m1", "Open Settings and"),)]  # noted before it was shown
+    [entry] = await store.journal.unfinished(Platform.SLACK)
+    assert entry.pages == (PageRef("m1", "Open Settings and"),)
 
 
 async def test_a_question_past_the_hourly_cap_stays_so_after_a_restart(store: Store) -> None:

@@ -96,6 +96,34 @@ async def test_partial_edits_are_skipped_when_the_budget_is_spent(slack: FakeSla
     assert texts(slack) == ["one two three"] and slack.count("chat.update") == 2
 
 
+async def test_ahead_is_awaited_right_before_an_edit_and_never_for_a_skipped_one(
+    slack: FakeSlack,
+) -> None:
+    pacing = SlackPacing(Tiers(update=2)).workspace("T0001")
+    surface = SlackSurface(client(slack), PLACE, pacing)
+    await surface.start()
+    seen: list[list[str]] = []
+
+    async def ahead() -> bool:
+        seen.append(texts(slack))  # what the platform shows when the journal is told
+        return True
+
+    live = live_for(surface, "one")
+    assert await surface.update(live.take(0.0), ahead) is True
+    assert seen == [[PLACEHOLDER]] and texts(slack) == ["one" + TYPING_MARKER]
+    live.feed(" two")
+    assert await surface.update(live.take(1.0), ahead) is False  # no budget: no write
+    assert len(seen) == 1
+
+    async def refused() -> bool:  # the reply is no longer this instance's to write
+        return False
+
+    other = SlackSurface(client(slack), PLACE, SlackPacing().workspace("T0002"))
+    await other.start()
+    assert await other.update(live_for(other, "never shown").take(0.0), refused) is True
+    assert "never shown" not in "".join(texts(slack))
+
+
 async def test_final_edit_waits_out_a_429_and_lands_exactly() -> None:
     async with FakeSlack(update_limit=1, update_window=1.2) as slack:
         surface = SlackSurface(client(slack), PLACE, SlackPacing().workspace("T0001"))

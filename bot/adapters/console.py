@@ -19,7 +19,7 @@ from bot.conversation import Arrival, ConversationKey, Incoming, PageRef, Place,
 from bot.inbound import Prepared
 from bot.painting import FINISH_TIMEOUT
 from bot.ports import Ports
-from bot.surface import Snapshot, Surface
+from bot.surface import Ahead, Snapshot, Surface
 
 HELP = "Type a question and press Enter. /reset starts a new conversation, /quit leaves."
 PLACE_KIND = "console"
@@ -55,8 +55,9 @@ class ConsoleSurface:
     async def start(self) -> None:
         self._write(self.intro + "bot> ")
 
-    async def update(self, snapshot: Snapshot) -> None:
-        self._catch_up(snapshot.text)
+    async def update(self, snapshot: Snapshot, ahead: Ahead | None = None) -> None:
+        if ahead is None or await ahead():
+            self._catch_up(snapshot.text)
 
     async def finish(self, snapshot: Snapshot) -> None:
         self._catch_up(snapshot.text)

@@ -15,6 +15,7 @@ import aiohttp
 import discord
 
 from bot.adapters.discord.pacing import Priority, WriteBudget
+from bot.surface import Ahead
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ class PageWriter:
         self._place: int | None = None  # a new page's turn in line while it waits
         self.removed = False  # a page was deleted, or the channel refuses the bot: it stops
 
-    async def partial(self, pages: Sequence[str]) -> bool:
+    async def partial(self, pages: Sequence[str], ahead: Ahead | None = None) -> bool:
         """Create new pages (in line for room, briefly); edit others only if a write is free.
 
         False when every edit was skipped or a new page is still waiting, so the caller
@@ -191,6 +192,11 @@ class PageWriter:
                 self._place = None
             elif not self.budget.try_take():
                 continue
+            if ahead is not None:  # just before the first write (see Surface.update)
+                go, ahead = await ahead(), None
+                if not go:
+                    self.budget.release()  # the write taken is not made
+                    return True
             await self._apply(op)
             applied += 1
         return applied > 0 or not ops

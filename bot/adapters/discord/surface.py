@@ -27,7 +27,7 @@ from bot.adapters.discord.pages import (
 )
 from bot.conversation import PageRef, Place
 from bot.formatting import neutralise_discord
-from bot.surface import Snapshot
+from bot.surface import Ahead, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +158,8 @@ class MessageSurface(_DiscordText):
         await self.typing.show()
         self._renewal = asyncio.create_task(self._keep_typing())
 
-    async def update(self, snapshot: Snapshot) -> bool:
-        shown = await self.writer.partial(snapshot.pages)
+    async def update(self, snapshot: Snapshot, ahead: Ahead | None = None) -> bool:
+        shown = await self.writer.partial(snapshot.pages, ahead)
         if self.writer.shown:  # text is visible: "typing…" has done its job
             self._stop_typing()
         return shown
@@ -248,10 +248,10 @@ class AskSurface(_DiscordText):
         self._join(self.writer.budget)
         await self.interaction.response.defer(ephemeral=self.private, thinking=True)
 
-    async def update(self, snapshot: Snapshot) -> bool:
+    async def update(self, snapshot: Snapshot, ahead: Ahead | None = None) -> bool:
         await self._hand_over_if_due()
         try:
-            return await self.writer.partial(snapshot.pages[self.offset :])
+            return await self.writer.partial(snapshot.pages[self.offset :], ahead)
         except discord.HTTPException as error:
             if not is_token_error(error):
                 raise

@@ -27,7 +27,7 @@ from bot.adapters.slack.surface import (
 )
 from bot.conversation import PageRef, Place
 from bot.mrkdwn import defuse_markdown
-from bot.surface import Snapshot
+from bot.surface import Ahead, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -94,15 +94,17 @@ class NativeStreamSurface:
         self.pacing.appends.join()
         self._joined = True
 
-    async def update(self, snapshot: Snapshot) -> bool:
+    async def update(self, snapshot: Snapshot, ahead: Ahead | None = None) -> bool:
         if not self.streaming:
-            return await self.fallback.update(snapshot)
+            return await self.fallback.update(snapshot, ahead)
         ready = settled(defuse_markdown(snapshot.text))
         fresh = ready[len(self.sent):]
         if not fresh.strip() or len(ready) > NATIVE_MAX_CHARS or not ready.startswith(self.sent):
             return True
         if not await self.pacing.appends.take_partial():
             return False
+        if ahead is not None and not await ahead():
+            return True
         try:
             await self.client.chat_appendStream(
                 channel=self.place.channel, ts=str(self.ts), markdown_text=fresh

@@ -23,7 +23,7 @@ from bot.adapters.slack.pacing import WorkspacePacing
 from bot.conversation import PageRef, Place
 from bot.mrkdwn import to_mrkdwn
 from bot.streaming import TYPING_MARKER, utf8_size
-from bot.surface import Snapshot
+from bot.surface import Ahead, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class SlackSurface:
         self.posted = [page.id for page in pages]
         self.shown = [page.text for page in pages]
 
-    async def update(self, snapshot: Snapshot) -> bool:
+    async def update(self, snapshot: Snapshot, ahead: Ahead | None = None) -> bool:
         """Show newer text if budget allows; False when the workspace budget had no room."""
         if self.removed:
             return True
@@ -174,6 +174,10 @@ class SlackSurface:
                     continue
                 if not await self.pacing.edits.take_partial():
                     return False  # offered again soon, when a slot may be free
+                if ahead is not None:
+                    go, ahead = await ahead(), None
+                    if not go:
+                        return True
                 if not await self._edit_once(page, text):
                     return True
             elif not await self._post_once(text):
