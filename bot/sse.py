@@ -19,11 +19,11 @@ _LINE = re.compile(rb"\r\n|\n|\r")
 MAX_EVENT = 16 * 1024 * 1024  # a single event larger than this is not an answer's
 
 
-async def server_sent(response: httpx.Response) -> AsyncIterator[list[tuple[str, str]]]:
+async def server_sent(body: AsyncIterator[bytes]) -> AsyncIterator[list[tuple[str, str]]]:
     """(event, data) of the stream's events, in order, as lists: the events each read of the
     body completed; a last event without its blank line (the connection ended) is not one."""
     buffer = b""
-    async for chunk in response.aiter_bytes():
+    async for chunk in body:
         buffer += chunk
         if len(buffer) > MAX_EVENT:
             raise httpx.DecodingError("an event in the stream is over 16 MB")

@@ -284,3 +284,53 @@ async def test_stream_end_names_the_requested_model(anthropic: FakeAnthropic) ->
     _, end = await collect(c, prompt())
     await c.aclose()
     assert end.model == "claude-3-haiku-20240307"
+
+
+async def test_a_stream_asks_for_plain_bytes_and_an_encoded_one_is_still_decoded() -> None:
+    """The stream's bytes go from the transport to the event parser without httpx's readers,
+    so the request asks for them unencoded; a server that compresses anyway is still read."""
+    import gzip
+    import json as jsonlib
+
+    from aiohttp import web
+
+    events = [("message_start", {"type": "message_start", "message": {"usage": {
+                  "input_tokens": 5, "output_tokens": 1}}}),
+              ("content_block_start", {"type": "content_block_start", "index": 0,
+                                       "content_block": {"type": "text", "text": ""}}),
+              ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                       "delta": {"type": "text_delta", "text": "Rotate it "}}),
+              ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                       "delta": {"type": "text_delta", "text": "in Settings."}}),
+              ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                                 "usage": {"output_tokens": 4}}),
+              ("message_stop", {"type": "message_stop"})]
+    wire = "".join(f"event: {kind}\ndata: {jsonlib.dumps(data)}\n\n" for kind, data in events)
+    asked: list[str] = []
+
+    async def messages(request: web.Request) -> web.Response:
+        asked.append(request.headers.get("Accept-Encoding", ""))
+        compressed = len(asked) > 1  # the second request is answered compressed
+        body = gzip.compress(wire.encode()) if compressed else wire.encode()
+        headers = {"Content-Type": "text/event-stream"}
+        if compressed:
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=body, headers=headers)
+
+    app = web.Application()
+    app.router.add_post("/v1/messages", messages)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    c = AnthropicClient("k", f"http://127.0.0.1:{port}",
+                        ModelOptions("claude-haiku-5-5", None, 0, "low"))
+    try:
+        assert (await collect(c, prompt()))[0] == "Rotate it in Settings."  # plain
+        text, end = await collect(c, prompt())  # gzip-encoded
+        assert text == "Rotate it in Settings." and end.usage.output_tokens == 4
+        assert asked == ["identity", "identity"]
+    finally:
+        await c.aclose()
+        await runner.cleanup()

@@ -26,7 +26,7 @@ class Chunks(httpx.AsyncByteStream):
 def read(chunks: list[bytes]) -> list[tuple[str, str]]:
     async def collect() -> list[tuple[str, str]]:
         response = httpx.Response(200, stream=Chunks(chunks))
-        return [event async for batch in server_sent(response) for event in batch]
+        return [event async for batch in server_sent(response.aiter_bytes()) for event in batch]
 
     return asyncio.run(collect())
 
@@ -75,6 +75,6 @@ def test_the_events_one_read_completes_come_out_together() -> None:
     async def collect() -> list[list[tuple[str, str]]]:
         chunks = [b"data: 1\n\ndata: 2\n\nda", b"ta: 3\n", b"\n", b": ping\n\n", b"data: 4\n\n"]
         response = httpx.Response(200, stream=Chunks(chunks))
-        return [batch async for batch in server_sent(response)]
+        return [batch async for batch in server_sent(response.aiter_bytes())]
 
     assert asyncio.run(collect()) == [[("", "1"), ("", "2")], [("", "3")], [("", "4")]]
