@@ -92,3 +92,12 @@ async def test_other_bodies_are_read_as_they_come(server: str) -> None:
     chunks, _ = await reads(f"{server}/plain", 4.0)
     assert b"".join(chunks) == b"".join(f"data: {n}\n\n".encode() for n in range(EVENTS))
     assert len(chunks) >= EVENTS // 2
+
+
+def test_more_streams_are_read_less_often_each_up_to_the_cap() -> None:
+    transport = AiohttpTransport()  # 200 reads a second in all, each stream every 0.5 s
+    paces = {}
+    for count in (1, 50, 100, 500):
+        transport.streams = count
+        paces[count] = transport.stream_pace()
+    assert paces == {1: 0.005, 50: 0.25, 100: 0.5, 500: 0.5}
