@@ -157,16 +157,19 @@ class SupportClient(discord.Client):
 
     def _facts(self, message: discord.Message, me: int) -> MessageFacts:
         guild, author = message.guild, message.author
-        role = guild.self_role if guild is not None else None
-        users = [user.id for user in message.mentions] + message.raw_mentions
+        from_bot = author.bot or author.id == me or message.webhook_id is not None
+        mentioned = False
+        if not from_bot:  # a bot's message is ignored (the bot's own pages among them): its
+            role = guild.self_role if guild is not None else None  # text is not scanned
+            users = [user.id for user in message.mentions] + message.raw_mentions
+            mentioned = mentions_me(users, message.raw_role_mentions, me,
+                                    role.id if role else None)
         return MessageFacts(
-            from_bot=author.bot or author.id == me or message.webhook_id is not None,
+            from_bot=from_bot,
             system=message.type not in (discord.MessageType.default, discord.MessageType.reply),
             in_guild=guild is not None,
             in_thread=isinstance(message.channel, discord.Thread),
-            mentions_me=mentions_me(
-                users, message.raw_role_mentions, me, role.id if role else None
-            ),
+            mentions_me=mentioned,
             content_intent=self.intents.message_content,
         )
 

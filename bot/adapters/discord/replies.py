@@ -27,6 +27,7 @@ from bot.ports import Ports
 from bot.surface import Surface
 
 log = logging.getLogger(__name__)
+TYPING_IDLE = 60.0  # seconds after which a channel's typing indicator is forgotten
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class Replies:
         self.timing = timing
         self.channels = ChannelBudgets(timing.channel_writes, timing.channel_window)
         self._typings: dict[int, ChannelTyping] = {}
+        self._typings_pruned = time.monotonic()
 
     def message_surface(
         self,
@@ -71,10 +73,13 @@ class Replies:
                               slow_write=self.timing.slow_write)
 
     def _typing(self, channel: discord.abc.Messageable, channel_id: int) -> ChannelTyping:
-        """The channel's shared typing indicator; ones idle for a minute are dropped."""
+        """The channel's shared typing indicator; ones idle for a minute are dropped (looked
+        for once a minute: every support thread is a channel of its own, hundreds at once)."""
         now = time.monotonic()
-        for stale in [c for c, t in self._typings.items() if now - t.shown_at > 60]:
-            del self._typings[stale]
+        if now - self._typings_pruned > TYPING_IDLE:
+            self._typings_pruned = now
+            for stale in [c for c, t in self._typings.items() if now - t.shown_at > TYPING_IDLE]:
+                del self._typings[stale]
         if channel_id not in self._typings:
             self._typings[channel_id] = ChannelTyping(channel, self.timing.typing_every)
         return self._typings[channel_id]
