@@ -209,7 +209,6 @@ class ClaudeClient:
             what = "timed out" if isinstance(error, httpx.TimeoutException) else "was lost"
             raise cls(f"the model API connection {what} ({type(error).__name__})") from None
 
-
     @contextlib.asynccontextmanager
     async def _streamed(self, prepared: Prepared) -> AsyncIterator[httpx.Response]:
         """The streamed request, sent straight to the transport: the client's send (auth,
