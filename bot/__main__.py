@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(settings.log_level, settings.secrets())
     command: Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]] = args.func
     try:
-        code: int = asyncio.run(command(settings, args))
+        code: int = run_loop(command(settings, args))
     except KeyboardInterrupt:
         code = 130
     except (StoreError, SharedError, MetricsPortError) as error:
@@ -52,6 +52,19 @@ def main(argv: list[str] | None = None) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 0
     sys.exit(code)
+
+
+def run_loop(work: Coroutine[Any, Any, int]) -> int:
+    """Run the command on uvloop where it is installed (every platform but Windows), else on
+    asyncio's own loop: the same asyncio API, its loop, sockets and timers in C."""
+    try:
+        import uvloop
+    except ImportError:
+        log.debug("event loop: asyncio's own (uvloop is not installed)")
+        return asyncio.run(work)
+    log.debug("event loop: uvloop")
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(work)
 
 
 def _parser() -> argparse.ArgumentParser:
