@@ -55,12 +55,12 @@ class LoopLag:
                 "max_ms": ordered[-1] * 1000}
 
     async def watch(self) -> None:
-        """Sample until cancelled."""
-        loop = asyncio.get_running_loop()
+        """Sample until cancelled. Timed by the clock itself, not the loop's: uvloop's time
+        is the start of the loop's current pass, to the millisecond."""
         while True:
-            asked = loop.time()
+            asked = time.monotonic()
             await asyncio.sleep(self.every)
-            self.add(max(0.0, loop.time() - asked - self.every))
+            self.add(max(0.0, time.monotonic() - asked - self.every))
 
     def report(self) -> None:
         figures = self.percentiles()

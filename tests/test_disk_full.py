@@ -12,10 +12,10 @@ from bot.conversation import Arrival, Incoming, PageRef
 from bot.journal import JournalingSurface
 from bot.notices import STORAGE_TROUBLE
 from bot.store import Store
-from bot.surface import Ahead, Snapshot
+from bot.surface import Snapshot
 from tests.fakes.anthropic import FakeAnthropic, Reply
 from tests.surfaces import RecordingSurface
-from tests.test_journal import StallingSurface
+from tests.test_journal import ShowingSurface
 from tests.test_responder import KEY, answer, ask, responder, wait_until
 
 
@@ -80,21 +80,6 @@ async def test_a_disk_that_fills_during_a_reply_still_shows_the_whole_answer(
         assert later.final.text == "Back to normal."
         await r.aclose()
         await r.llm.aclose()  # type: ignore[union-attr]
-
-
-class ShowingSurface(StallingSurface):
-    """One journaled message that shows each write (and never stalls)."""
-
-    limit = 40_000
-
-    async def update(self, snapshot: Snapshot, ahead: Ahead | None = None) -> bool | None:
-        if ahead is not None and not await ahead():
-            return True
-        self.shown = snapshot.pages[0]
-        return True
-
-    def pages(self) -> tuple[PageRef, ...]:
-        return (PageRef("m1", self.shown),) if self.shown else ()
 
 
 async def test_a_full_disk_never_holds_back_what_the_asker_is_shown(

@@ -84,16 +84,12 @@ async def test_the_journal_holds_the_text_of_a_write_cut_off_by_a_stop(store: St
     assert entry.pages == (PageRef("m1", "Open Settings and"),)  # not the older "…"
 
 
-class BusySurface(StallingSurface):
-    """One message whose partial edits find no budget until `room` is set."""
+class ShowingSurface(StallingSurface):
+    """One journaled message that shows each write (and never stalls)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.room = False
+    limit = 40_000
 
     async def update(self, snapshot: Snapshot, ahead: Ahead | None = None) -> bool | None:
-        if not self.room:
-            return False  # skipped before any write: `ahead` is not awaited
         if ahead is not None and not await ahead():
             return True
         self.shown = snapshot.pages[0]
@@ -101,6 +97,17 @@ class BusySurface(StallingSurface):
 
     def pages(self) -> tuple[PageRef, ...]:
         return (PageRef("m1", self.shown),) if self.shown else ()
+
+
+class BusySurface(ShowingSurface):
+    """Its partial edits find no budget until `room` is set."""
+
+    room = False
+
+    async def update(self, snapshot: Snapshot, ahead: Ahead | None = None) -> bool | None:
+        if not self.room:
+            return False  # skipped before any write: `ahead` is not awaited
+        return await super().update(snapshot, ahead)
 
 
 async def test_updates_skipped_for_want_of_budget_write_nothing_to_the_journal(

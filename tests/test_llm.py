@@ -294,6 +294,8 @@ async def test_a_stream_asks_for_plain_bytes_and_an_encoded_one_is_still_decoded
 
     from aiohttp import web
 
+    from tests.test_transport import serving
+
     events = [("message_start", {"type": "message_start", "message": {"usage": {
                   "input_tokens": 5, "output_tokens": 1}}}),
               ("content_block_start", {"type": "content_block_start", "index": 0,
@@ -319,18 +321,12 @@ async def test_a_stream_asks_for_plain_bytes_and_an_encoded_one_is_still_decoded
 
     app = web.Application()
     app.router.add_post("/v1/messages", messages)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    c = AnthropicClient("k", f"http://127.0.0.1:{port}",
-                        ModelOptions("claude-haiku-5-5", None, 0, "low"))
-    try:
-        assert (await collect(c, prompt()))[0] == "Rotate it in Settings."  # plain
-        text, end = await collect(c, prompt())  # gzip-encoded
-        assert text == "Rotate it in Settings." and end.usage.output_tokens == 4
-        assert asked == ["identity", "identity"]
-    finally:
-        await c.aclose()
-        await runner.cleanup()
+    async with serving(app) as url:
+        c = AnthropicClient("k", url, ModelOptions("claude-haiku-5-5", None, 0, "low"))
+        try:
+            assert (await collect(c, prompt()))[0] == "Rotate it in Settings."  # plain
+            text, end = await collect(c, prompt())  # gzip-encoded
+            assert text == "Rotate it in Settings." and end.usage.output_tokens == 4
+            assert asked == ["identity", "identity"]
+        finally:
+            await c.aclose()

@@ -4,6 +4,7 @@ bodies as fast as they come."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -29,10 +30,9 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     return response
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[str]:
-    app = web.Application()
-    app.router.add_get("/{kind}", _stream)
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """`app` on a free port of 127.0.0.1 for the block; its base URL."""
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -42,6 +42,14 @@ async def server() -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_get("/{kind}", _stream)
+    async with serving(app) as url:
+        yield url
 
 
 async def reads(url: str, per_second: float) -> tuple[list[bytes], float]:
