@@ -121,6 +121,7 @@ class SQLiteThread:
         self.setting = setting  # the variable that names the file, for messages
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._closed = False
         self._db: Database | None = None
 
     async def open(self) -> None:
@@ -156,6 +157,8 @@ class SQLiteThread:
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` on the database thread (calls run one at a time, in order)."""
+        if self._closed:
+            raise RuntimeError("the database is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         if self._thread is None:
@@ -189,6 +192,10 @@ class SQLiteThread:
                     continue
                 try:
                     outcome: tuple[_Call, bool, Any] = (call, True, call.fn(*call.args))
+                except StopIteration as stop:  # a future cannot hold one (asyncio's rule)
+                    failed = RuntimeError("a database call raised StopIteration")
+                    failed.__cause__ = stop
+                    outcome = (call, False, failed)
                 except BaseException as error:  # handed to the caller, which raises it
                     outcome = (call, False, error)
                 done.setdefault(call.loop, []).append(outcome)
@@ -204,6 +211,7 @@ class SQLiteThread:
         if self._db is not None:
             await self.call(self._db.conn.close)
             self._db = None
+        self._closed = True
         self._stop()
 
 
@@ -231,7 +239,7 @@ def _hand_back(done: dict[asyncio.AbstractEventLoop, list[tuple[_Call, bool, Any
 def _settle(outcomes: list[tuple[_Call, bool, Any]]) -> None:
     """On the loop: give each waiting caller its result or its error."""
     for call, ok, value in outcomes:
-        if call.future.cancelled():
+        if call.future.done():  # cancelled while it ran
             continue
         if ok:
             call.future.set_result(value)

@@ -214,6 +214,8 @@ class ClaudeClient:
         """The streamed request, sent straight to the transport: the client's send (auth,
         redirects, cookies, hooks: none of which a Messages request uses) and its three
         wrappers around every read of the body cost more CPU than the rest of the request."""
+        if self._client.is_closed:  # as the client's own send would say
+            raise RuntimeError("the model client is closed")
         headers = {**prepared.headers, "accept-encoding": "identity"}
         request = self._client.build_request("POST", prepared.path, content=prepared.content,
                                              headers=headers)

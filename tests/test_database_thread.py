@@ -73,6 +73,32 @@ async def test_each_caller_gets_its_own_error_and_the_others_their_results(
     assert "SUPPORTBOT_DB=" in str(outside) and "locked" in str(outside)
 
 
+async def test_a_call_that_raises_stopiteration_fails_alone(sqlite: SQLiteThread) -> None:
+    def stop() -> None:
+        raise StopIteration  # a future cannot hold it: it would strand the batch
+
+    gate = threading.Event()
+    first = asyncio.ensure_future(sqlite.call(gate.wait, 10))
+    await asyncio.sleep(0.05)
+    bad, after = asyncio.ensure_future(sqlite.call(stop)), asyncio.ensure_future(
+        sqlite.call(lambda: 42))
+    await asyncio.sleep(0.01)
+    gate.set()  # the three come back in one batch
+    done = await asyncio.wait_for(
+        asyncio.gather(first, bad, after, return_exceptions=True), 5)
+    assert done[0] is True and done[2] == 42
+    assert isinstance(done[1], RuntimeError) and "StopIteration" in str(done[1])
+
+
+async def test_no_call_after_close(tmp_path: Path) -> None:
+    sqlite = SQLiteThread(tmp_path / "t.db")
+    await sqlite.open()
+    await sqlite.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await sqlite.call(lambda: 1)
+    assert sqlite._thread is None  # no new thread was started for it
+
+
 async def test_a_call_cancelled_before_its_turn_does_not_run(sqlite: SQLiteThread) -> None:
     gate = threading.Event()
     ran: list[str] = []

@@ -188,3 +188,13 @@ async def test_ahead_is_awaited_right_before_a_write_and_never_for_a_skipped_one
     assert target.writes == [("edit", 0, "one")] and writer.shown == ["one"]
     now[0] = 15.1
     assert budget.try_take()  # the write taken for it was given back, not held for ever
+    budget.release()
+
+    async def failing() -> bool:  # the journal could not be written, or a stop came
+        raise ConnectionError("database gone")
+
+    now[0] = 30.0
+    with pytest.raises(ConnectionError):
+        await writer.partial(["never shown either"], failing)
+    now[0] = 45.0
+    assert budget.idle()  # nothing left in flight: given back too

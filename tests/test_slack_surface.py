@@ -1,6 +1,7 @@
 """SlackSurface and NativeStreamSurface against the local fake Slack, over real sockets."""
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
@@ -114,6 +115,21 @@ async def test_ahead_is_awaited_right_before_an_edit_and_never_for_a_skipped_one
     live.feed(" two")
     assert await surface.update(live.take(1.0), ahead) is False  # no budget: no write
     assert len(seen) == 1
+
+    quiet = replace(PLACE, channel="C3")  # a channel with its post burst unspent
+    long = SlackSurface(client(slack), quiet, SlackPacing().workspace("T0003"))
+    await long.start()
+    told: list[int] = []
+
+    async def counted() -> bool:
+        told.append(len(slack.messages("C3", PLACE.thread_ts)))
+        return True
+
+    pages = live_for(long, "\n\n".join(f"Paragraph {n}: " + "é" * 300 for n in range(15)))
+    snapshot = pages.take(0.0)
+    assert len(snapshot.pages) == 3 and await long.update(snapshot, counted) is True
+    assert told == [1]  # once, before the edit and the two new pages
+    assert len(slack.messages("C3", PLACE.thread_ts)) == 3
 
     async def refused() -> bool:  # the reply is no longer this instance's to write
         return False

@@ -193,9 +193,13 @@ class PageWriter:
             elif not self.budget.try_take():
                 continue
             if ahead is not None:  # just before the first write (see Surface.update)
-                go, ahead = await ahead(), None
+                try:
+                    go, ahead = await ahead(), None
+                except BaseException:  # failed or cancelled: the write taken is not made
+                    self.budget.release()
+                    raise
                 if not go:
-                    self.budget.release()  # the write taken is not made
+                    self.budget.release()
                     return True
             await self._apply(op)
             applied += 1

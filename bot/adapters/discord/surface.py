@@ -249,7 +249,12 @@ class AskSurface(_DiscordText):
         await self.interaction.response.defer(ephemeral=self.private, thinking=True)
 
     async def update(self, snapshot: Snapshot, ahead: Ahead | None = None) -> bool:
-        await self._hand_over_if_due()
+        if self._hand_over_due():  # a write of its own: `ahead` goes before it
+            if ahead is not None:
+                go, ahead = await ahead(), None
+                if not go:
+                    return True
+            await self._hand_over()
         try:
             return await self.writer.partial(snapshot.pages[self.offset :], ahead)
         except discord.HTTPException as error:
@@ -284,8 +289,11 @@ class AskSurface(_DiscordText):
         budget.join()
         self._budgets.append(budget)
 
+    def _hand_over_due(self) -> bool:
+        return not self._handed_over and self.clock() >= self.handoff_at
+
     async def _hand_over_if_due(self) -> None:
-        if not self._handed_over and self.clock() >= self.handoff_at:
+        if self._hand_over_due():
             await self._hand_over()
 
     async def _hand_over(self) -> None:

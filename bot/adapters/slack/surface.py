@@ -169,19 +169,21 @@ class SlackSurface:
         if self.removed:
             return True
         for page, text in enumerate(snapshot.pages):
-            if page < len(self.posted):
-                if self.shown[page] == text:
-                    continue
-                if not await self.pacing.edits.take_partial():
-                    return False  # offered again soon, when a slot may be free
-                if ahead is not None:
-                    go, ahead = await ahead(), None
-                    if not go:
-                        return True
-                if not await self._edit_once(page, text):
-                    return True
-            elif not await self._post_once(text):
+            editing = page < len(self.posted)
+            if editing and self.shown[page] == text:
+                continue
+            if editing and not await self.pacing.edits.take_partial():
+                return False  # offered again soon, when a slot may be free
+            if not editing and not await self.pacing.channel(self.place.channel).take_now():
                 return False  # the channel had no room for the new page: offer it again soon
+            if ahead is not None:
+                go, ahead = await ahead(), None
+                if not go:
+                    return True
+            if editing and not await self._edit_once(page, text):
+                return True
+            if not editing and not await self._post_taken(text):
+                return False  # the post failed: offered again soon
         return True
 
     async def finish(self, snapshot: Snapshot) -> None:
@@ -265,11 +267,9 @@ class SlackSurface:
         self.posted.append(str(response["ts"]))
         self.shown.append(text)
 
-    async def _post_once(self, text: str) -> bool:
-        """Post the next page during streaming if the channel allows it right now."""
+    async def _post_taken(self, text: str) -> bool:
+        """Post the next page during streaming (the channel's slot already taken)."""
         pacer = self.pacing.channel(self.place.channel)
-        if not await pacer.take_now():
-            return False
         try:
             await self._post_message(text)
             return True
