@@ -159,8 +159,9 @@ class SupportClient(discord.Client):
         guild, author = message.guild, message.author
         from_bot = author.bot or author.id == me or message.webhook_id is not None
         mentioned = False
-        if not from_bot:  # a bot's message is ignored (the bot's own pages among them): its
-            role = guild.self_role if guild is not None else None  # text is not scanned
+        # A bot's message is ignored (the bot's own pages among them): its text is not scanned.
+        if not from_bot:
+            role = guild.self_role if guild is not None else None
             users = [user.id for user in message.mentions] + message.raw_mentions
             mentioned = mentions_me(users, message.raw_role_mentions, me,
                                     role.id if role else None)

@@ -172,17 +172,19 @@ class SlackSurface:
             editing = page < len(self.posted)
             if editing and self.shown[page] == text:
                 continue
-            if editing and not await self.pacing.edits.take_partial():
-                return False  # offered again soon, when a slot may be free
-            if not editing and not await self.pacing.channel(self.place.channel).take_now():
-                return False  # the channel had no room for the new page: offer it again soon
+            # An edit takes the workspace's budget, a new page the channel's posts.
+            slot = (self.pacing.edits.take_partial() if editing
+                    else self.pacing.channel(self.place.channel).take_now())
+            if not await slot:
+                return False  # no room right now: the text is offered again soon
             if ahead is not None:
                 go, ahead = await ahead(), None
                 if not go:
                     return True
-            if editing and not await self._edit_once(page, text):
-                return True
-            if not editing and not await self._post_taken(text):
+            if editing:
+                if not await self._edit_once(page, text):
+                    return True
+            elif not await self._post_taken(text):
                 return False  # the post failed: offered again soon
         return True
 
