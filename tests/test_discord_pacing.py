@@ -9,6 +9,7 @@ import time
 import pytest
 
 from bot.adapters.discord.pacing import ChannelBudgets, Priority, WriteBudget
+from bot.adapters.discord.pages import PageWriter
 
 
 def test_partial_writes_stop_one_short_of_the_limit_until_the_window_passes() -> None:
@@ -163,8 +164,6 @@ class Pages:
 
 
 async def test_ahead_is_awaited_right_before_a_write_and_never_for_a_skipped_one() -> None:
-    from bot.adapters.discord.pages import PageWriter
-
     now = [0.0]
     budget = WriteBudget(2, 5.0, clock=lambda: now[0])  # one partial write per window
     target = Pages()

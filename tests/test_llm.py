@@ -1,7 +1,10 @@
 import asyncio
+import gzip
+import json
 import time
 
 import pytest
+from aiohttp import web
 
 from bot.conversation import Image, Prompt, StreamEnd, Turn
 from bot.errors import (
@@ -15,6 +18,7 @@ from bot.errors import (
 from bot.llm import AnthropicClient, ClaudeClient, ModelOptions
 from tests.fakes.anthropic import Fail, FakeAnthropic, Reply
 from tests.fakes.anthropic_text import default_text, split_deltas
+from tests.test_transport import serving
 
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489")
 
@@ -289,13 +293,6 @@ async def test_stream_end_names_the_requested_model(anthropic: FakeAnthropic) ->
 async def test_a_stream_asks_for_plain_bytes_and_an_encoded_one_is_still_decoded() -> None:
     """The stream's bytes go from the transport to the event parser without httpx's readers,
     so the request asks for them unencoded; a server that compresses anyway is still read."""
-    import gzip
-    import json as jsonlib
-
-    from aiohttp import web
-
-    from tests.test_transport import serving
-
     events = [("message_start", {"type": "message_start", "message": {"usage": {
                   "input_tokens": 5, "output_tokens": 1}}}),
               ("content_block_start", {"type": "content_block_start", "index": 0,
@@ -307,7 +304,7 @@ async def test_a_stream_asks_for_plain_bytes_and_an_encoded_one_is_still_decoded
               ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
                                  "usage": {"output_tokens": 4}}),
               ("message_stop", {"type": "message_stop"})]
-    wire = "".join(f"event: {kind}\ndata: {jsonlib.dumps(data)}\n\n" for kind, data in events)
+    wire = "".join(f"event: {kind}\ndata: {json.dumps(data)}\n\n" for kind, data in events)
     asked: list[str] = []
 
     async def messages(request: web.Request) -> web.Response:

@@ -1,6 +1,8 @@
 import logging
 
-from bot.logs import RedactingFormatter, redact
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.logs import LEVEL_TESTED, RedactingFormatter, configure_logging, redact
 
 
 def test_known_secrets_and_token_shapes_are_masked() -> None:
@@ -31,10 +33,6 @@ def test_a_socket_mode_url_loses_its_ticket() -> None:
 def test_libraries_that_check_their_own_level_skip_debug_lines_below_it() -> None:
     """slack_sdk's web client (and Bolt) build a debug line for each request and response
     unless their logger's own level is above DEBUG; the bot sets it to the configured one."""
-    from slack_sdk.web.async_client import AsyncWebClient
-
-    from bot.logs import LEVEL_TESTED, configure_logging
-
     root = logging.getLogger()
     saved = root.handlers[:], root.level, {n: logging.getLogger(n).level for n in LEVEL_TESTED}
     try:
